@@ -1,0 +1,468 @@
+"""Residual shortcuts and blocks.
+
+Everything here exists in two forms that share one definition:
+
+* functions (``basic_block``, ``bottleneck_block``) that add a block to a functional graph
+  as a flat run of built-in layers (Conv2D, BatchNormalization, ReLU, Add, ...). The
+  models in :mod:`keras_resnet.models` are made of these, so converters, BN folding and
+  tensorflow-model-optimization see ordinary layers with stable names
+  (``stage2_block1_conv1``, ...);
+* layers (``BasicBlock``, ``BottleneckBlock``, ``ProjectionShortcut``,
+  ``ZeroPadShortcut``) for use inside your own Sequential, functional or subclassed
+  models.  They are registered serializable Keras layers with ``get_config``.
+
+Shortcut options (He et al. 2015, section 4.1):
+
+* ``"A"``: parameter free. Where the block changes the number of channels, the input is
+  subsampled by the stride and the new channels are zeros (:class:`ZeroPadShortcut`).
+* ``"B"``: a 1x1 convolution (+ BN in post-activation blocks) where the number of
+  channels changes; identity elsewhere.
+* ``"C"``: a 1x1 convolution (+ BN) on every block.
+
+With A and B a block that strides without changing its channel count (the layout of
+keras.applications ResNetV2, which strides in the last block of a stage) subsamples its
+shortcut with a 1x1 max-pool of that stride.
+
+Blocks come in the original post-activation form (conv-BN-ReLU, ReLU after the addition)
+and the full pre-activation form of "Identity Mappings in Deep Residual Networks" (BN-ReLU
+before each conv, nothing after the addition). In pre-activation blocks a projection
+shortcut reads the pre-activated input; parameter-free shortcuts read the raw input.
+
+Strided convolutions pad symmetrically (``ZeroPadding2D`` then a ``valid`` convolution),
+as PyTorch does, so checkpoints from torchvision or timm compute the same function here.
+"""
+
+from ._compat import LEGACY, keras, pad, register
+
+layers = keras.layers
+
+SHORTCUTS = ("A", "B", "C")
+STRIDE_ON = ("3x3", "1x1")
+USE_BIAS = (False, True, "unnormalized")
+
+
+def _choice(name, value, accepted):
+    if value not in accepted:
+        shown = ", ".join(repr(a) for a in accepted)
+        raise ValueError(f"{name}={value!r} is not supported; accepted values: {shown}")
+    return value
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} is not supported; expected a positive integer")
+    return value
+
+
+def _check_block_args(filters, strides, shortcut, use_bias, stride_on="3x3"):
+    _positive_int("filters", filters)
+    _positive_int("strides", strides)
+    _choice("shortcut", shortcut, SHORTCUTS)
+    _choice("use_bias", use_bias, USE_BIAS)
+    _choice("stride_on", stride_on, STRIDE_ON)
+
+
+@register(package="keras_resnet")
+class ZeroPadShortcut(layers.Layer):
+    """Option-A shortcut: subsample by ``strides``, then zero-pad channels to ``filters``.
+
+    Parameter free. The new channels are split evenly before and after the existing
+    ones (the extra one, if odd, goes after).
+
+    Args:
+        filters: number of output channels (at least the input's).
+        strides: spatial subsampling factor; ``x[:, ::strides, ::strides, :]``.
+    """
+
+    def __init__(self, filters, strides=1, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self.strides = _positive_int("strides", strides)
+
+    def build(self, input_shape):
+        channels = input_shape[-1]
+        if channels is None or channels > self.filters:
+            raise ValueError(
+                f"ZeroPadShortcut '{self.name}': input has {channels} channels; "
+                f"filters={self.filters} must be at least the input's channel count"
+            )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        x = inputs
+        if self.strides > 1:
+            x = x[:, :: self.strides, :: self.strides, :]
+        extra = self.filters - x.shape[-1]
+        if extra:
+            before = extra // 2
+            x = pad(x, [[0, 0], [0, 0], [0, 0], [before, extra - before]])
+        return x
+
+    def compute_output_shape(self, input_shape):
+        def sub(n):
+            return None if n is None else -(-n // self.strides)
+
+        return (input_shape[0], sub(input_shape[1]), sub(input_shape[2]), self.filters)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+
+# ----------------------------------------------------------------------------------------
+# One definition of a block: which layers it has (``_block_parts``) and how they connect
+# (``_wire``). The functions and the layer classes below both use these two.
+
+
+class _Spec:
+    """The options of one residual block, checked once."""
+
+    def __init__(
+        self,
+        kind,
+        filters,
+        in_channels,
+        strides=1,
+        shortcut="B",
+        preact=False,
+        zero_init=False,
+        stride_on="3x3",
+        use_bias=False,
+        bn_epsilon=1e-5,
+        bn_momentum=0.9,
+        residual=True,
+        expansion=None,
+        kernel_initializer="he_normal",
+    ):
+        _check_block_args(filters, strides, shortcut, use_bias, stride_on)
+        self.kind = kind
+        self.expansion = expansion or (4 if kind == "bottleneck" else 1)
+        self.filters = filters
+        self.out_channels = filters * self.expansion
+        self.in_channels = in_channels
+        self.strides = strides
+        self.shortcut = shortcut
+        self.preact = bool(preact)
+        self.zero_init = bool(zero_init)
+        self.stride_on = stride_on
+        self.use_bias = use_bias
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self.residual = bool(residual)
+        self.kernel_initializer = kernel_initializer
+
+    # which shortcut this block gets ---------------------------------------------------
+    @property
+    def shortcut_kind(self):
+        """One of None (plain), "identity", "pool", "zeropad", "projection"."""
+        if not self.residual:
+            return None
+        if self.shortcut == "C" or (
+            self.shortcut == "B" and self.in_channels != self.out_channels
+        ):
+            return "projection"
+        if self.in_channels != self.out_channels:
+            return "zeropad"
+        return "pool" if self.strides > 1 else "identity"
+
+
+def _conv(spec, filters, kernel, strides, name, normalized, zero=False):
+    bias = spec.use_bias is True or (spec.use_bias == "unnormalized" and not normalized)
+    return layers.Conv2D(
+        filters,
+        kernel,
+        strides=strides,
+        padding="same" if (kernel == 1 or strides == 1) else "valid",
+        use_bias=bias,
+        kernel_initializer="zeros" if zero else spec.kernel_initializer,
+        name=name,
+    )
+
+
+def _bn(spec, name, zero=False):
+    return layers.BatchNormalization(
+        epsilon=spec.bn_epsilon,
+        momentum=spec.bn_momentum,
+        gamma_initializer="zeros" if zero else "ones",
+        name=name,
+    )
+
+
+def _block_parts(spec, prefix=""):
+    """The layers of one block, keyed by role; names are ``prefix + role``."""
+    p = {}
+    post = not spec.preact
+    n = lambda role: prefix + role  # noqa: E731
+    if spec.preact:
+        p["preact_bn"] = _bn(spec, n("preact_bn"))
+        p["preact_relu"] = layers.ReLU(name=n("preact_relu"))
+    if spec.kind == "basic":
+        convs = [(spec.filters, 3, spec.strides), (spec.out_channels, 3, 1)]
+    else:
+        s1, s3 = (spec.strides, 1) if spec.stride_on == "1x1" else (1, spec.strides)
+        convs = [(spec.filters, 1, s1), (spec.filters, 3, s3), (spec.out_channels, 1, 1)]
+    last = len(convs)
+    for i, (f, k, s) in enumerate(convs, start=1):
+        is_last = i == last
+        if k > 1 and s > 1:
+            p[f"pad{i}"] = layers.ZeroPadding2D((k - 1) // 2, name=n(f"pad{i}"))
+        normalized = post or not is_last
+        zero_conv = spec.zero_init and spec.preact and is_last
+        p[f"conv{i}"] = _conv(spec, f, k, s, n(f"conv{i}"), normalized, zero=zero_conv)
+        if normalized:
+            p[f"bn{i}"] = _bn(spec, n(f"bn{i}"), zero=spec.zero_init and post and is_last)
+        if not is_last:
+            p[f"relu{i}"] = layers.ReLU(name=n(f"relu{i}"))
+    kind = spec.shortcut_kind
+    if kind == "projection":
+        p["shortcut_conv"] = _conv(
+            spec, spec.out_channels, 1, spec.strides, n("shortcut_conv"), normalized=post
+        )
+        if post:
+            p["shortcut_bn"] = _bn(spec, n("shortcut_bn"))
+    elif kind == "zeropad":
+        p["shortcut_pad"] = ZeroPadShortcut(spec.out_channels, spec.strides, name=n("shortcut_pad"))
+    elif kind == "pool":
+        p["shortcut_pool"] = layers.MaxPooling2D(1, strides=spec.strides, name=n("shortcut_pool"))
+    if kind is not None:
+        p["add"] = layers.Add(name=n("add" if post else "out"))
+    if post:
+        p["out"] = layers.ReLU(name=n("out"))
+    return p
+
+
+def _wire(x, p, spec, training=None):
+    """Connect a block's layers (from ``_block_parts``) to input ``x``."""
+
+    def bn(name, t):
+        return p[name](t, training=training) if training is not None else p[name](t)
+
+    shortcut_in = x
+    if spec.preact:
+        x = p["preact_relu"](bn("preact_bn", x))
+    if "shortcut_conv" in p:
+        # A projection in a pre-activation block reads the pre-activated input.
+        s = p["shortcut_conv"](x if spec.preact else shortcut_in)
+        if "shortcut_bn" in p:
+            s = bn("shortcut_bn", s)
+    elif "shortcut_pad" in p:
+        s = p["shortcut_pad"](shortcut_in)
+    elif "shortcut_pool" in p:
+        s = p["shortcut_pool"](shortcut_in)
+    else:
+        s = shortcut_in
+    i = 1
+    while f"conv{i}" in p:
+        if f"pad{i}" in p:
+            x = p[f"pad{i}"](x)
+        x = p[f"conv{i}"](x)
+        if f"bn{i}" in p:
+            x = bn(f"bn{i}", x)
+        if f"relu{i}" in p:
+            x = p[f"relu{i}"](x)
+        i += 1
+    if "add" in p:
+        x = p["add"]([x, s])
+    if "out" in p and not spec.preact:
+        x = p["out"](x)
+    return x
+
+
+def _channels(x):
+    return int(x.shape[-1])
+
+
+def basic_block(x, filters, strides=1, name="block", **options):
+    """Add a basic block (3x3, 3x3) to a functional graph; returns its output tensor.
+
+    ``options``: ``shortcut`` ("A" | "B" | "C", default "B"), ``preact`` (False),
+    ``zero_init`` (False), ``use_bias`` (False | True | "unnormalized"), ``bn_epsilon``
+    (1e-5), ``bn_momentum`` (0.9), ``residual`` (True; False gives the plain block),
+    ``kernel_initializer`` ("he_normal").  Layer names are ``f"{name}_{role}"``.
+    """
+    spec = _Spec("basic", filters, _channels(x), strides, **options)
+    return _wire(x, _block_parts(spec, name + "_"), spec)
+
+
+def bottleneck_block(x, filters, strides=1, name="block", **options):
+    """Add a bottleneck block (1x1, 3x3, 1x1 with ``filters * expansion`` outputs).
+
+    Same options as :func:`basic_block`, plus ``stride_on`` ("3x3", the default, as in
+    torchvision and timm; or "1x1", as in the original paper and keras.applications) and
+    ``expansion`` (4).
+    """
+    spec = _Spec("bottleneck", filters, _channels(x), strides, **options)
+    return _wire(x, _block_parts(spec, name + "_"), spec)
+
+
+class _Block(layers.Layer):
+    """A residual block as one Keras layer (shared code of the two block classes)."""
+
+    _kind = None
+
+    def __init__(
+        self,
+        filters,
+        strides=1,
+        shortcut="B",
+        preact=False,
+        zero_init=False,
+        use_bias=False,
+        bn_epsilon=1e-5,
+        bn_momentum=0.9,
+        residual=True,
+        kernel_initializer="he_normal",
+        **kwargs,
+    ):
+        # Sub-classes pop their own options before this runs.
+        super().__init__(**kwargs)
+        _check_block_args(filters, strides, shortcut, use_bias)
+        self.filters = filters
+        self.strides = strides
+        self.shortcut = shortcut
+        self.preact = bool(preact)
+        self.zero_init = bool(zero_init)
+        self.use_bias = use_bias
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self.residual = bool(residual)
+        self.kernel_initializer = kernel_initializer
+        self._extra = {}
+
+    def _spec(self, in_channels):
+        return _Spec(
+            self._kind,
+            self.filters,
+            in_channels,
+            self.strides,
+            shortcut=self.shortcut,
+            preact=self.preact,
+            zero_init=self.zero_init,
+            use_bias=self.use_bias,
+            bn_epsilon=self.bn_epsilon,
+            bn_momentum=self.bn_momentum,
+            residual=self.residual,
+            kernel_initializer=self.kernel_initializer,
+            **self._extra,
+        )
+
+    def build(self, input_shape):
+        self.spec = self._spec(int(input_shape[-1]))
+        self.parts = _block_parts(self.spec)
+        if not LEGACY:
+            # Create every sub-layer's weights now, so saved weights can be loaded
+            # into a freshly built block.
+            _wire(keras.KerasTensor(tuple(input_shape)), self.parts, self.spec)
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        return _wire(inputs, self.parts, self.spec, training=training)
+
+    def compute_output_shape(self, input_shape):
+        def sub(n):
+            return None if n is None else -(-n // self.strides)
+
+        out = self.filters * self._extra.get("expansion", 4 if self._kind == "bottleneck" else 1)
+        return (input_shape[0], sub(input_shape[1]), sub(input_shape[2]), out)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
+            "shortcut": self.shortcut,
+            "preact": self.preact,
+            "zero_init": self.zero_init,
+            "use_bias": self.use_bias,
+            "bn_epsilon": self.bn_epsilon,
+            "bn_momentum": self.bn_momentum,
+            "residual": self.residual,
+            "kernel_initializer": self.kernel_initializer,
+            **self._extra,
+        }
+
+
+@register(package="keras_resnet")
+class BasicBlock(_Block):
+    """Basic residual block (3x3, 3x3) as a layer; see :func:`basic_block` for options.
+
+    Example::
+
+        model = keras.Sequential([
+            keras.Input((32, 32, 16)),
+            keras_resnet.BasicBlock(16),
+            keras_resnet.BasicBlock(32, strides=2, shortcut="A"),
+        ])
+    """
+
+    _kind = "basic"
+
+
+@register(package="keras_resnet")
+class BottleneckBlock(_Block):
+    """Bottleneck block (1x1, 3x3, 1x1; ``filters * expansion`` output channels)."""
+
+    _kind = "bottleneck"
+
+    def __init__(self, filters, strides=1, stride_on="3x3", expansion=4, **kwargs):
+        super().__init__(filters, strides, **kwargs)
+        _choice("stride_on", stride_on, STRIDE_ON)
+        self._extra = {"stride_on": stride_on, "expansion": _positive_int("expansion", expansion)}
+
+
+@register(package="keras_resnet")
+class ProjectionShortcut(layers.Layer):
+    """Option-B/C shortcut as a layer: 1x1 convolution with ``strides`` (+ BN).
+
+    Args:
+        filters: output channels.
+        strides: stride of the 1x1 convolution.
+        normalize: follow the convolution with BatchNormalization (post-activation
+            blocks do; pre-activation blocks do not).
+        use_bias: give the convolution a bias.
+    """
+
+    def __init__(
+        self, filters, strides=1, normalize=True, use_bias=False, bn_epsilon=1e-5,
+        bn_momentum=0.9, kernel_initializer="he_normal", **kwargs
+    ):
+        super().__init__(**kwargs)
+        self.filters = _positive_int("filters", filters)
+        self.strides = _positive_int("strides", strides)
+        self.normalize = bool(normalize)
+        self.use_bias = bool(use_bias)
+        self.bn_epsilon = bn_epsilon
+        self.bn_momentum = bn_momentum
+        self.kernel_initializer = kernel_initializer
+        self.conv = layers.Conv2D(
+            filters, 1, strides=strides, use_bias=self.use_bias,
+            kernel_initializer=kernel_initializer, name="conv",
+        )
+        self.bn = (
+            layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name="bn")
+            if self.normalize else None
+        )
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        if self.bn is not None:
+            self.bn.build(self.conv.compute_output_shape(input_shape))
+        super().build(input_shape)
+
+    def call(self, inputs, training=None):
+        x = self.conv(inputs)
+        return self.bn(x, training=training) if self.bn is not None else x
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "strides": self.strides,
+            "normalize": self.normalize,
+            "use_bias": self.use_bias,
+            "bn_epsilon": self.bn_epsilon,
+            "bn_momentum": self.bn_momentum,
+            "kernel_initializer": self.kernel_initializer,
+        }

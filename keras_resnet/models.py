@@ -1,0 +1,427 @@
+"""ResNet architectures: one general constructor and the named models on top of it.
+
+``ResNet`` builds a flat functional graph (see :mod:`keras_resnet.layers`) from
+stage-wise lists: how many blocks each stage has, their widths and strides, and which
+block, shortcut and stem to use. Its ``get_config`` returns exactly those arguments, so
+``ResNet.from_config(model.get_config())`` rebuilds the same architecture and ``.keras``
+files load with ``safe_mode=True``.
+
+Depth to stage sizes:
+
+=========  ==========  ===============  ===================================
+family      depth       block            blocks per stage
+=========  ==========  ===============  ===================================
+ImageNet    18, 34      basic            [2,2,2,2], [3,4,6,3]
+ImageNet    50/101/152  bottleneck       [3,4,6,3], [3,4,23,3], [3,8,36,3]
+ImageNet    200         bottleneck       [3,24,36,3]
+CIFAR       6n+2        basic            [n,n,n]   (16/32/64 filters)
+CIFAR pre   9n+2        bottleneck       [n,n,n]   (16/32/64 x 4)
+=========  ==========  ===============  ===================================
+
+Layer names: ``stem_conv``, ``stem_bn``, ``stem_relu``, ``stem_pool``, then
+``stage{s}_block{b}_{role}`` (``conv1``, ``bn1``, ``shortcut_conv``, ...; each block's
+output layer is ``stage{s}_block{b}_out``), ``post_bn``/``post_relu`` (pre-activation
+models), ``avg_pool``/``max_pool`` and ``predictions``.
+"""
+
+from ._compat import get_source_inputs, is_keras_tensor, keras, register
+from .layers import SHORTCUTS, STRIDE_ON, USE_BIAS, _block_parts, _choice, _Spec, _wire
+
+layers = keras.layers
+
+BLOCKS = ("basic", "bottleneck")
+STEMS = ("imagenet", "cifar")
+POOLINGS = (None, "avg", "max")
+STRIDE_BLOCK = ("first", "last")
+
+IMAGENET_DEPTHS = {
+    18: ("basic", [2, 2, 2, 2]),
+    34: ("basic", [3, 4, 6, 3]),
+    50: ("bottleneck", [3, 4, 6, 3]),
+    101: ("bottleneck", [3, 4, 23, 3]),
+    152: ("bottleneck", [3, 8, 36, 3]),
+    200: ("bottleneck", [3, 24, 36, 3]),
+}
+CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
+CIFAR_PREACT_DEPTHS = (110, 164, 1001)
+
+
+def _positive_list(name, values, length=None):
+    if (
+        not isinstance(values, (list, tuple))
+        or not values
+        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
+    ):
+        raise ValueError(f"{name}={values!r} is not supported; expected a list of positive integers")
+    if length is not None and len(values) != length:
+        raise ValueError(
+            f"{name}={values!r} has {len(values)} entries; expected one per stage ({length})"
+        )
+    return list(values)
+
+
+def min_input_size(stem, stackwise_strides):
+    """Smallest spatial size accepted: the network's total downsampling factor."""
+    size = 4 if stem == "imagenet" else 1
+    for s in stackwise_strides:
+        size *= s
+    return size
+
+
+def _check_input_shape(input_shape, minimum):
+    if (
+        not isinstance(input_shape, (list, tuple))
+        or len(input_shape) != 3
+        or any(d is not None and (isinstance(d, bool) or not isinstance(d, int)) for d in input_shape)
+    ):
+        raise ValueError(
+            f"input_shape={input_shape!r} is not supported; expected (height, width, channels) "
+            "with integer sizes (height and width may be None)"
+        )
+    h, w, c = input_shape
+    if c is None or c < 1:
+        raise ValueError(f"input_shape={tuple(input_shape)!r}: channels must be a positive integer")
+    for dim_name, d in (("height", h), ("width", w)):
+        if d is not None and d < minimum:
+            raise ValueError(
+                f"input_shape={tuple(input_shape)!r}: {dim_name} {d} is below this network's "
+                f"minimum input size {minimum}; accepted: None or at least {minimum}"
+            )
+    return tuple(input_shape)
+
+
+@register(package="keras_resnet")
+class ResNet(keras.Model):
+    """A residual network (or its plain counterpart) as a functional Keras model.
+
+    Args:
+        stackwise_num_blocks: blocks per stage, e.g. ``[3, 4, 6, 3]``.
+        stackwise_num_filters: base width of each stage (a bottleneck block outputs
+            ``4x`` that), e.g. ``[64, 128, 256, 512]``.
+        stackwise_strides: stride of each stage; default 1 for the first, 2 after.
+        block: ``"basic"`` or ``"bottleneck"``.
+        stem: ``"imagenet"`` (7x7/2 conv, 3x3/2 max-pool) or ``"cifar"`` (3x3/1 conv).
+        stem_filters: channels of the stem convolution (default: the first stage's
+            ``stackwise_num_filters``).
+        shortcut: ``"A"`` (parameter free), ``"B"`` (projection where channels change)
+            or ``"C"`` (projection everywhere); see :mod:`keras_resnet.layers`.
+        preact: full pre-activation blocks ("Identity Mappings"); the stem is then a bare
+            convolution and the last stage is followed by BN-ReLU.
+        zero_init: last BN gamma (post-activation) or last conv (pre-activation) of every
+            residual branch starts at zero, so identity-shortcut blocks start as the
+            identity.
+        stride_on: bottleneck stride on the ``"3x3"`` conv (v1.5, torchvision/timm) or the
+            first ``"1x1"`` (original paper, keras.applications).
+        stride_block: which block of a stage strides, ``"first"`` (usual) or ``"last"``
+            (keras.applications ResNetV2).
+        use_bias: conv biases: ``False`` (torchvision), ``True`` (keras.applications v1) or
+            ``"unnormalized"`` (only convs not directly followed by BN; keras.applications
+            v2).
+        bn_epsilon, bn_momentum: BatchNormalization settings (PyTorch defaults: 1e-5, 0.9).
+        residual: ``False`` builds the plain network (same layers, no shortcuts).
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+        classifier_activation: as in ``keras.applications``. ``weights`` is None or the
+            path of a local file (``.keras``, ``.weights.h5`` or a checkpoint that
+            :mod:`keras_resnet.weights` can import). The classifier is float32 under a
+            mixed-precision policy.
+        name: model name.
+    """
+
+    def __init__(
+        self,
+        stackwise_num_blocks,
+        stackwise_num_filters,
+        stackwise_strides=None,
+        block="basic",
+        stem="imagenet",
+        stem_filters=None,
+        shortcut="B",
+        preact=False,
+        zero_init=False,
+        stride_on="3x3",
+        stride_block="first",
+        use_bias=False,
+        bn_epsilon=1e-5,
+        bn_momentum=0.9,
+        residual=True,
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=None,
+        classes=1000,
+        classifier_activation="softmax",
+        name="resnet",
+        **kwargs,
+    ):
+        blocks = _positive_list("stackwise_num_blocks", stackwise_num_blocks)
+        filters = _positive_list("stackwise_num_filters", stackwise_num_filters, len(blocks))
+        if stackwise_strides is None:
+            stackwise_strides = [1] + [2] * (len(blocks) - 1)
+        strides = _positive_list("stackwise_strides", stackwise_strides, len(blocks))
+        _choice("block", block, BLOCKS)
+        _choice("stem", stem, STEMS)
+        _choice("shortcut", shortcut, SHORTCUTS)
+        _choice("stride_on", stride_on, STRIDE_ON)
+        _choice("stride_block", stride_block, STRIDE_BLOCK)
+        _choice("use_bias", use_bias, USE_BIAS)
+        _choice("pooling", pooling, POOLINGS)
+        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
+            raise ValueError(f"classes={classes!r} is not supported; expected a positive integer")
+        stem_filters = filters[0] if stem_filters is None else stem_filters
+        if isinstance(stem_filters, bool) or not isinstance(stem_filters, int) or stem_filters < 1:
+            raise ValueError(f"stem_filters={stem_filters!r} is not supported; expected a positive integer")
+        minimum = min_input_size(stem, strides)
+
+        if input_tensor is not None:
+            if not is_keras_tensor(input_tensor):
+                raise ValueError(
+                    "input_tensor must be a Keras tensor (e.g. from keras.Input); "
+                    f"got {type(input_tensor).__name__}"
+                )
+            shape = tuple(input_tensor.shape[1:])
+            if input_shape is not None and tuple(input_shape) != shape:
+                raise ValueError(
+                    f"input_shape={tuple(input_shape)!r} does not match input_tensor's shape {shape}"
+                )
+            input_shape = _check_input_shape(shape, minimum)
+            x = img_input = input_tensor
+        else:
+            input_shape = _check_input_shape(
+                (None, None, 3) if input_shape is None else input_shape, minimum
+            )
+            x = img_input = keras.Input(shape=input_shape, name="images")
+
+        spec = dict(
+            shortcut=shortcut, preact=preact, zero_init=zero_init, use_bias=use_bias,
+            bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, residual=residual,
+        )
+        if block == "bottleneck":
+            spec["stride_on"] = stride_on
+        # A spec for the stem convolution, so it shares the conv/BN settings.
+        stem_spec = _Spec("basic", stem_filters, input_shape[-1], **spec)
+
+        x = _stem(x, stem, stem_filters, stem_spec)
+        for s, (n_blocks, f, stride) in enumerate(zip(blocks, filters, strides), start=1):
+            stride_at = 0 if stride_block == "first" else n_blocks - 1
+            for b in range(n_blocks):
+                block_spec = _Spec(
+                    block, f, int(x.shape[-1]), stride if b == stride_at else 1, **spec
+                )
+                x = _wire(x, _block_parts(block_spec, f"stage{s}_block{b + 1}_"), block_spec)
+        if preact:
+            x = layers.BatchNormalization(
+                epsilon=bn_epsilon, momentum=bn_momentum, name="post_bn"
+            )(x)
+            x = layers.ReLU(name="post_relu")(x)
+        if include_top:
+            x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+            x = layers.Dense(
+                classes, activation=classifier_activation, dtype="float32", name="predictions"
+            )(x)
+        elif pooling == "avg":
+            x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        elif pooling == "max":
+            x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+
+        inputs = get_source_inputs(input_tensor) if input_tensor is not None else img_input
+        super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
+
+        self._resnet_config = dict(
+            stackwise_num_blocks=blocks,
+            stackwise_num_filters=filters,
+            stackwise_strides=strides,
+            block=block,
+            stem=stem,
+            stem_filters=stem_filters,
+            shortcut=shortcut,
+            preact=bool(preact),
+            zero_init=bool(zero_init),
+            stride_on=stride_on,
+            stride_block=stride_block,
+            use_bias=use_bias,
+            bn_epsilon=bn_epsilon,
+            bn_momentum=bn_momentum,
+            residual=bool(residual),
+            include_top=bool(include_top),
+            input_shape=list(input_shape),
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+        )
+        self.min_input_size = minimum
+        if weights is not None:
+            from .weights import load_weights
+
+            load_weights(self, weights)
+
+    @property
+    def num_stages(self):
+        return len(self._resnet_config["stackwise_num_blocks"])
+
+    def stage_output_names(self):
+        """Names of the layers whose outputs are the stages' outputs, first to last."""
+        blocks = self._resnet_config["stackwise_num_blocks"]
+        return [f"stage{s}_block{n}_out" for s, n in enumerate(blocks, start=1)]
+
+    def get_config(self):
+        return {"name": self.name, "trainable": self.trainable, **self._resnet_config}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        if isinstance(config.get("input_shape"), list):
+            config["input_shape"] = tuple(config["input_shape"])
+        trainable = config.pop("trainable", True)
+        model = cls(**config)
+        model.trainable = trainable
+        return model
+
+
+def _stem(x, stem, filters, spec):
+    """The stem: ImageNet 7x7/2 conv + 3x3/2 max-pool, or CIFAR 3x3 conv."""
+    if stem == "imagenet":
+        x = layers.ZeroPadding2D(3, name="stem_pad")(x)
+        x = layers.Conv2D(
+            filters, 7, strides=2, padding="valid", name="stem_conv",
+            use_bias=spec.use_bias is True or (spec.use_bias == "unnormalized" and spec.preact),
+            kernel_initializer=spec.kernel_initializer,
+        )(x)
+    else:
+        x = layers.Conv2D(
+            filters, 3, padding="same", name="stem_conv",
+            use_bias=spec.use_bias is True or (spec.use_bias == "unnormalized" and spec.preact),
+            kernel_initializer=spec.kernel_initializer,
+        )(x)
+    if not spec.preact:
+        x = layers.BatchNormalization(
+            epsilon=spec.bn_epsilon, momentum=spec.bn_momentum, name="stem_bn"
+        )(x)
+        x = layers.ReLU(name="stem_relu")(x)
+    if stem == "imagenet":
+        # Zero padding equals PyTorch's -inf padding after a ReLU, and is what
+        # keras.applications does in both its v1 and v2 stems.
+        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+    return x
+
+
+def feature_extractor(model, stages=None):
+    """A model that returns the output of each stage, for detection/segmentation.
+
+    Returns a ``keras.Model`` with the same input whose output is a dict
+    ``{"stage1": ..., "stage2": ..., ...}`` (strides 4, 8, 16, 32 for the ImageNet
+    layout). ``stages`` picks a subset, e.g. ``[2, 3, 4]``. For pre-activation models a
+    stage's output is its last block's sum (not normalised), except the last stage, which
+    passes through ``post_bn``/``post_relu`` when ``include_top=False`` is what you want:
+    use ``model.get_layer("post_relu")`` for that.
+    """
+    if not isinstance(model, ResNet):
+        raise ValueError(f"feature_extractor needs a keras_resnet ResNet model; got {type(model).__name__}")
+    names = model.stage_output_names()
+    stages = list(range(1, len(names) + 1)) if stages is None else list(stages)
+    for s in stages:
+        if not isinstance(s, int) or not 1 <= s <= len(names):
+            raise ValueError(f"stages={stages!r}: accepted stage numbers are 1..{len(names)}")
+    outputs = {f"stage{s}": model.get_layer(names[s - 1]).output for s in stages}
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+
+
+# ----------------------------------------------------------------------------------------
+# Named constructors
+
+
+_APP_ARGS = (
+    "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
+    "classifier_activation",
+)
+
+
+def resnet_imagenet(depth, preact=False, plain=False, **kwargs):
+    """ImageNet ResNet-``depth`` (18, 34, 50, 101, 152, 200), torchvision layout."""
+    if depth not in IMAGENET_DEPTHS:
+        raise ValueError(
+            f"depth={depth!r} is not supported; accepted ImageNet depths: {sorted(IMAGENET_DEPTHS)}"
+        )
+    block, blocks = IMAGENET_DEPTHS[depth]
+    prefix = "plain" if plain else ("preact_resnet" if preact else "resnet")
+    kwargs.setdefault("name", f"{prefix}{depth}")
+    return ResNet(
+        blocks, [64, 128, 256, 512], block=block, stem="imagenet", preact=preact,
+        residual=not plain, **kwargs,
+    )
+
+
+def resnet_cifar(depth, preact=False, plain=False, **kwargs):
+    """CIFAR ResNet-``depth``.
+
+    Post-activation: 6n+2 basic blocks, 16/32/64 filters, option-A shortcuts by default
+    (He et al. 2015, section 4.2): depths 20, 32, 44, 56, 110, 1202 (and any 6n+2).
+    Pre-activation ("Identity Mappings"): 110 is 6n+2 basic; 164 and 1001 (any 9n+2 not
+    of the 6n+2 form) are bottleneck with 16/32/64 x 4 filters; projection shortcuts.
+    """
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8:
+        raise ValueError(f"depth={depth!r} is not supported; accepted CIFAR depths: 6n+2 or 9n+2")
+    if preact and depth in (164, 1001) or preact and (depth - 2) % 6 and (depth - 2) % 9 == 0:
+        block, n = "bottleneck", (depth - 2) // 9
+    elif (depth - 2) % 6 == 0:
+        block, n = "basic", (depth - 2) // 6
+    else:
+        accepted = "6n+2 (e.g. 20, 32, 44, 56, 110, 1202)"
+        if preact:
+            accepted += " or 9n+2 (e.g. 164, 1001)"
+        raise ValueError(f"depth={depth!r} is not supported; accepted CIFAR depths: {accepted}")
+    kwargs.setdefault("shortcut", "B" if preact else "A")
+    kwargs.setdefault("input_shape", (32, 32, 3))
+    kwargs.setdefault("classes", 10)
+    prefix = "plain_cifar" if plain else ("preact_resnet_cifar" if preact else "resnet_cifar")
+    kwargs.setdefault("name", f"{prefix}{depth}")
+    return ResNet(
+        [n, n, n], [16, 32, 64], block=block, stem="cifar", stem_filters=16, preact=preact,
+        residual=not plain, **kwargs,
+    )
+
+
+def _named(family, depth, preact, doc):
+    def constructor(
+        include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
+        classes=None, classifier_activation="softmax", plain=False, **kwargs
+    ):
+        kwargs.update(
+            include_top=include_top, weights=weights, input_tensor=input_tensor,
+            pooling=pooling, classifier_activation=classifier_activation,
+        )
+        if input_shape is not None:
+            kwargs["input_shape"] = input_shape
+        if classes is not None:
+            kwargs["classes"] = classes
+        return family(depth, preact=preact, plain=plain, **kwargs)
+
+    constructor.__doc__ = doc + (
+        "\n\n    Arguments as ``keras.applications`` (include_top, weights, input_tensor,"
+        "\n    input_shape, pooling, classes, classifier_activation); ``plain=True`` gives the"
+        "\n    plain network without shortcuts; other keyword arguments go to ``ResNet``."
+    )
+    return constructor
+
+
+def _define():
+    out = {}
+    for d in IMAGENET_DEPTHS:
+        out[f"ResNet{d}"] = _named(resnet_imagenet, d, False, f"ImageNet ResNet-{d} (torchvision layout).")
+        out[f"PreActResNet{d}"] = _named(
+            resnet_imagenet, d, True, f"ImageNet pre-activation ResNet-{d}."
+        )
+    for d in CIFAR_DEPTHS:
+        out[f"ResNet{d}CIFAR"] = _named(resnet_cifar, d, False, f"CIFAR ResNet-{d} (option A).")
+    for d in CIFAR_PREACT_DEPTHS:
+        out[f"PreActResNet{d}CIFAR"] = _named(
+            resnet_cifar, d, True, f"CIFAR pre-activation ResNet-{d}."
+        )
+    for name, fn in out.items():
+        fn.__name__ = fn.__qualname__ = name
+    return out
+
+
+NAMED_MODELS = _define()
+globals().update(NAMED_MODELS)
