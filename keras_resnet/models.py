@@ -24,6 +24,8 @@ output layer is ``stage{s}_block{b}_out``), ``post_bn``/``post_relu`` (pre-activ
 models), ``avg_pool``/``max_pool`` and ``predictions``.
 """
 
+import sys
+
 from ._compat import get_source_inputs, is_keras_tensor, keras, register
 from .layers import SHORTCUTS, STRIDE_ON, USE_BIAS, _block_parts, _choice, _Spec, _wire
 
@@ -225,6 +227,9 @@ class ResNet(keras.Model):
             x = layers.GlobalMaxPooling2D(name="max_pool")(x)
 
         inputs = get_source_inputs(input_tensor) if input_tensor is not None else img_input
+        # Keras walks the layer graph recursively; the deepest models (ResNet-1202 has
+        # ~3,600 layers) need more than Python's default recursion limit.
+        _ensure_recursion_limit(20 * sum(blocks) * (4 if block == "bottleneck" else 3))
         super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
 
         self._resnet_config = dict(
@@ -278,6 +283,11 @@ class ResNet(keras.Model):
         return model
 
 
+def _ensure_recursion_limit(needed):
+    if sys.getrecursionlimit() < needed:
+        sys.setrecursionlimit(needed)
+
+
 def _stem(x, stem, filters, spec):
     """The stem: ImageNet 7x7/2 conv + 3x3/2 max-pool, or CIFAR 3x3 conv."""
     if stem == "imagenet":
@@ -324,7 +334,7 @@ def feature_extractor(model, stages=None):
         if not isinstance(s, int) or not 1 <= s <= len(names):
             raise ValueError(f"stages={stages!r}: accepted stage numbers are 1..{len(names)}")
     outputs = {f"stage{s}": model.get_layer(names[s - 1]).output for s in stages}
-    return keras.Model(model.inputs, outputs, name=f"{model.name}_features")
+    return keras.Model(model.input, outputs, name=f"{model.name}_features")
 
 
 # ----------------------------------------------------------------------------------------
@@ -372,7 +382,8 @@ def resnet_cifar(depth, preact=False, plain=False, **kwargs):
             accepted += " or 9n+2 (e.g. 164, 1001)"
         raise ValueError(f"depth={depth!r} is not supported; accepted CIFAR depths: {accepted}")
     kwargs.setdefault("shortcut", "B" if preact else "A")
-    kwargs.setdefault("input_shape", (32, 32, 3))
+    if kwargs.get("input_tensor") is None:
+        kwargs.setdefault("input_shape", (32, 32, 3))
     kwargs.setdefault("classes", 10)
     prefix = "plain_cifar" if plain else ("preact_resnet_cifar" if preact else "resnet_cifar")
     kwargs.setdefault("name", f"{prefix}{depth}")
