@@ -1,0 +1,258 @@
+"""SavedModel for TF Serving.
+
+Layout: ``<base>/<model_name>/<version>/`` (point TF Serving's ``--model_base_path`` at
+``<base>/<model_name>``). Each export adds the next numeric version; an existing version
+is never overwritten. The version is written under a temporary name (which TF Serving
+ignores: it is not a number) and renamed when complete.
+
+Signatures (preprocessing baked in, so clients send pixels):
+
+``serving_default``
+    ``images``: float32 ``[batch, H, W, C]`` pixels in 0..255
+    -> ``probabilities``: float32 ``[batch, classes]`` (softmax), ``logits``: float32
+    ``[batch, classes]``.
+``serving_bytes``
+    ``image_bytes``: string ``[batch]``, encoded JPEG/PNG/GIF/BMP images (what a REST
+    client sends as ``{"b64": ...}``); each is decoded to C channels and resized
+    (bilinear) to H x W when its size differs -> the same two outputs.
+
+Warmup requests (one per signature, TF Serving's ``PredictionLog`` format) are written to
+``assets.extra/tf_serving_warmup_requests``.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from ._common import ExportError, atomic_path, float_parity, say
+
+SIGNATURES = ("serving_default", "serving_bytes")
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+
+
+def versions(model_dir):
+    """Numeric versions present under ``<base>/<model_name>``, ascending."""
+    if not os.path.isdir(model_dir):
+        return []
+    return sorted(int(d) for d in os.listdir(model_dir) if re.fullmatch(r"\d+", d)
+                  and os.path.isdir(os.path.join(model_dir, d)))
+
+
+def next_version(model_dir):
+    found = versions(model_dir)
+    return found[-1] + 1 if found else 1
+
+
+def _serving_functions(source):
+    import tensorflow as tf
+
+    h, w, c = source.input_shape
+
+    def serving_default(images):
+        return source.serving_outputs(images)
+
+    def serving_bytes(image_bytes):
+        def decode(data):
+            image = tf.io.decode_image(data, channels=c, expand_animations=False)
+            image = tf.cast(image, tf.float32)
+            if h is not None and w is not None:
+                size = tf.shape(image)[:2]
+                image = tf.cond(
+                    tf.reduce_all(tf.equal(size, [h, w])),
+                    lambda: image,
+                    lambda: tf.image.resize(image, (h, w), method="bilinear"),
+                )
+                image = tf.ensure_shape(image, (h, w, c))
+            return image
+
+        images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((h, w, c), tf.float32))
+        return source.serving_outputs(images)
+
+    images_spec = tf.TensorSpec((None, *source.input_shape), tf.float32, name="images")
+    bytes_spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
+    return [("serving_default", serving_default, images_spec), ("serving_bytes", serving_bytes, bytes_spec)]
+
+
+def write_saved_model(source, path, signatures=SIGNATURES):
+    """Write the serving SavedModel (no warmup, no version layout) to ``path``."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    for t in source.trackables():
+        archive.track(t)
+    for name, fn, spec in _serving_functions(source):
+        if name in signatures:
+            archive.add_endpoint(name, fn, input_signature=[spec])
+    archive.write_out(path, verbose=False)
+
+
+def encode_png(image):
+    """One ``[H, W, C]`` pixel array -> PNG bytes (pixels rounded to uint8)."""
+    import tensorflow as tf
+
+    pixels = np.clip(np.round(np.asarray(image)), 0, 255).astype("uint8")
+    return tf.io.encode_png(pixels).numpy()
+
+
+def write_warmup(path, model_name, images):
+    """TF Serving warmup file: a ``PredictionLog`` per signature, batch of one image."""
+    import tensorflow as tf
+
+    try:
+        from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ExportError(
+            "SavedModel warmup requests need tensorflow-serving-api: pip install 'keras-resnet[export]'"
+        ) from e
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    first = np.asarray(images[:1], "float32")
+    requests = [
+        ("serving_default", "images", tf.make_tensor_proto(first)),
+        ("serving_bytes", "image_bytes", tf.make_tensor_proto([encode_png(first[0])], dtype=tf.string)),
+    ]
+    with tf.io.TFRecordWriter(path) as writer:
+        for signature, key, tensor in requests:
+            request = predict_pb2.PredictRequest(
+                model_spec=model_pb2.ModelSpec(name=model_name, signature_name=signature)
+            )
+            request.inputs[key].CopyFrom(tensor)
+            log = prediction_log_pb2.PredictionLog(
+                predict_log=prediction_log_pb2.PredictLog(request=request)
+            )
+            writer.write(log.SerializeToString())
+
+
+def read_warmup(path):
+    """``[(signature_name, {input: ndarray})]`` from a warmup file."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    out = []
+    for record in tf.data.TFRecordDataset(path):
+        log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        req = log.predict_log.request
+        out.append((req.model_spec.signature_name,
+                    {k: tf.make_ndarray(v) for k, v in req.inputs.items()}))
+    return out
+
+
+_CHECK_SCRIPT = r"""
+import json, sys, time, statistics
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.tools import saved_model_utils
+d, inp, out, runs = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+meta = saved_model_utils.get_meta_graph_def(d, "serve")
+sigs = sorted(k for k in meta.signature_def.keys() if not k.startswith("__"))
+loaded = tf.saved_model.load(d)
+fn = loaded.signatures["serving_default"]
+data = np.load(inp, allow_pickle=True)
+images = data["images"]
+logits = np.concatenate([fn(images=tf.constant(images[i:i + 64]))["logits"].numpy()
+                         for i in range(0, len(images), 64)])
+res = {"signatures": sigs}
+if "serving_bytes" in loaded.signatures:
+    png = list(data["png"])
+    b = loaded.signatures["serving_bytes"](image_bytes=tf.constant(png))
+    ref = fn(images=tf.constant(data["png_pixels"]))
+    res["bytes_max_abs_diff"] = float(np.max(np.abs(b["logits"].numpy() - ref["logits"].numpy())))
+x = tf.constant(images[:1])
+for _ in range(5):
+    fn(images=x)
+times = []
+for _ in range(runs):
+    t = time.perf_counter(); fn(images=x)["logits"].numpy(); times.append((time.perf_counter() - t) * 1e3)
+res["latency_ms"] = statistics.median(times)
+np.save(out, logits)
+print("RESULT " + json.dumps(res))
+"""
+
+
+def check_in_fresh_process(path, images, runs=50, timeout=600):
+    """Load ``path`` in a new Python process; return (logits, info) from its
+    ``serving_default`` on ``images`` plus the ``serving_bytes`` check and batch-1 latency."""
+    with tempfile.TemporaryDirectory() as tmp:
+        inp, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npy")
+        few = np.clip(np.round(images[:8]), 0, 255).astype("float32")
+        np.savez(inp, images=np.asarray(images, "float32"), png_pixels=few,
+                 png=np.array([encode_png(im) for im in few], dtype=object))
+        env = dict(os.environ)
+        env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env.pop("TF_USE_LEGACY_KERAS", None)
+        proc = subprocess.run([sys.executable, "-c", _CHECK_SCRIPT, path, inp, out, str(runs)],
+                              capture_output=True, text=True, timeout=timeout, env=env)
+        if proc.returncode != 0:
+            raise RuntimeError(f"the SavedModel at {path} failed to load/run in a fresh process:\n"
+                               + proc.stderr[-3000:])
+        line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+        return np.load(out), json.loads(line[len("RESULT "):])
+
+
+def export_saved_model(source, base_dir, model_name=None, version=None, overwrite=False,
+                       eval_images=None, warmup_images=None, latency_runs=50, progress=print):
+    """Export ``source`` (an :class:`~keras_resnet.export.source.ExportSource`) for TF Serving.
+
+    Writes ``<base_dir>/<model_name>/<version>/`` (next free version unless ``version`` is
+    given; an existing version is refused unless ``overwrite``), verifies it in a fresh
+    process (signatures listed, ``serving_default`` logits within 1e-5 of Keras, the bytes
+    signature equal to the pixel one) and returns the report entry.
+    """
+    model_name = model_name or source.name
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", model_name):
+        raise ExportError(f"model_name={model_name!r} is not supported; use letters, digits, '_', '-', '.'")
+    model_dir = os.path.join(base_dir, model_name)
+    if version is None:
+        version = next_version(model_dir)
+    elif isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ExportError(f"version={version!r} is not supported; expected a non-negative integer")
+    path = os.path.join(model_dir, str(version))
+    if eval_images is None:
+        eval_images = source.sample_input(8)
+    warmup_images = eval_images if warmup_images is None else warmup_images
+    say(progress, f"[savedmodel] writing {path}")
+    with atomic_path(path, overwrite=overwrite, directory=True) as tmp:
+        write_saved_model(source, tmp)
+        write_warmup(os.path.join(tmp, WARMUP_FILE), model_name, warmup_images)
+        with open(os.path.join(tmp, "assets.extra", "signature.json"), "w") as f:
+            json.dump(signature_doc(source), f, indent=2)
+    say(progress, "[savedmodel] verifying in a fresh process")
+    logits, info = check_in_fresh_process(path, eval_images, runs=latency_runs)
+    parity = float_parity("savedmodel", source.keras_logits(eval_images), logits)
+    missing = [s for s in SIGNATURES if s not in info["signatures"]]
+    if missing:
+        parity["passed"] = False
+        parity["message"] = f"signatures {missing} missing from {info['signatures']}"
+    if info.get("bytes_max_abs_diff", 0.0) > 1e-5:
+        parity["passed"] = False
+        parity["message"] = (parity["message"] + "; " if parity["message"] else "") + (
+            f"serving_bytes differs from serving_default by {info['bytes_max_abs_diff']:.3g}"
+        )
+    parity["bytes_signature_max_abs_diff"] = info.get("bytes_max_abs_diff")
+    from ._common import artifact
+
+    return artifact("savedmodel", "fp32", path, parity, info["latency_ms"], model_name=model_name,
+                    version=version, signatures=info["signatures"])
+
+
+def signature_doc(source):
+    """What the signatures take and return (also written to ``assets.extra/signature.json``)."""
+    h, w, c = source.input_shape
+    return {
+        "serving_default": {
+            "inputs": {"images": f"float32 [batch, {h}, {w}, {c}] pixels in 0..255"},
+            "outputs": {"probabilities": f"float32 [batch, {source.num_classes}] softmax",
+                        "logits": f"float32 [batch, {source.num_classes}]"},
+        },
+        "serving_bytes": {
+            "inputs": {"image_bytes": "string [batch] encoded JPEG/PNG/GIF/BMP images"},
+            "outputs": {"probabilities": f"float32 [batch, {source.num_classes}] softmax",
+                        "logits": f"float32 [batch, {source.num_classes}]"},
+        },
+        "preprocessing": source.preprocessing,
+        "class_names": source.class_names,
+    }

@@ -1,0 +1,350 @@
+"""What an export starts from: a trained Keras model plus its data facts.
+
+A training run directory holds ``best.keras`` (or ``last.keras``) and ``run.json``::
+
+    {"dataset": "digits", "input_shape": [8, 8, 1], "num_classes": 10,
+     "class_names": [...], "preprocessing": {"scale": [...], "offset": [...]},
+     "outputs": "probabilities" | "logits", "test_accuracy": 0.97}
+
+The model takes *preprocessed* input (``pixels * scale + offset``); every export bakes
+that preprocessing in, so exported models take pixels in 0..255.  A bare ``.keras`` file
+may also be exported: a ``run.json`` beside it is used when present, otherwise pass the
+preprocessing (default: identity) and calibration data yourself.
+"""
+
+import json
+import os
+import re
+import zipfile
+
+import numpy as np
+
+from ._common import ExportError
+
+RUN_MODEL_FILES = ("best.keras", "last.keras")
+OUTPUT_KINDS = ("probabilities", "logits")
+
+
+def _keras():
+    import keras
+
+    import keras_resnet  # noqa: F401  (registers the keras_resnet classes for loading)
+
+    return keras
+
+
+def resolve_model_path(path):
+    """``(model file, run.json or None)`` for a run directory or a ``.keras`` file."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ExportError(f"expected a run directory or a .keras file path; got {type(path).__name__}")
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        for name in RUN_MODEL_FILES:
+            candidate = os.path.join(path, name)
+            if os.path.isfile(candidate):
+                run = os.path.join(path, "run.json")
+                return candidate, run if os.path.isfile(run) else None
+        raise ExportError(
+            f"{path} is a directory without a model; expected a run directory holding "
+            f"{' or '.join(RUN_MODEL_FILES)} (and run.json)"
+        )
+    if not os.path.exists(path):
+        raise ExportError(f"model file {path} does not exist; expected a .keras file or a run directory")
+    if not path.endswith(".keras") or not zipfile.is_zipfile(path):
+        raise ExportError(
+            f"{path} is not a Keras .keras file; expected a model saved with model.save('....keras') "
+            "or a run directory"
+        )
+    run = os.path.join(os.path.dirname(os.path.abspath(path)), "run.json")
+    return path, run if os.path.isfile(run) else None
+
+
+def load_keras_model(path):
+    keras = _keras()
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # noqa: BLE001 - any loader failure is bad input here
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"could not load Keras model {path}: {first[:300]}") from e
+
+
+def _is_float32(model):
+    for layer in model.layers:
+        policy = getattr(layer, "dtype_policy", None)
+        if policy is not None and getattr(policy, "compute_dtype", "float32") != "float32":
+            return False
+    return all(str(getattr(w.dtype, "name", w.dtype)) == "float32" for w in model.weights)
+
+
+def _float32_config(obj):
+    if isinstance(obj, dict):
+        out = {}
+        for k, v in obj.items():
+            if k == "dtype" and (isinstance(v, dict) or v in ("mixed_float16", "mixed_bfloat16",
+                                                                 "float16", "bfloat16")):
+                out[k] = "float32"
+            else:
+                out[k] = _float32_config(v)
+        return out
+    if isinstance(obj, list):
+        return [_float32_config(v) for v in obj]
+    return obj
+
+
+def as_float32(model):
+    """The model itself when it computes in float32; otherwise a float32 rebuild.
+
+    Models trained under a mixed-precision policy (``mixed_float16``/``mixed_bfloat16``)
+    are rebuilt from their config under the ``float32`` policy and get the same weights,
+    so every export is a float32 graph.
+    """
+    if _is_float32(model):
+        return model
+    keras = _keras()
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        config = _float32_config(keras.saving.serialize_keras_object(model))
+        rebuilt = keras.saving.deserialize_keras_object(config)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    rebuilt.set_weights([np.asarray(w, dtype="float32") for w in model.get_weights()])
+    if not _is_float32(rebuilt):
+        raise ExportError(f"could not rebuild model {model.name!r} as a float32 graph")
+    return rebuilt
+
+
+def _identity_preprocessing(channels):
+    return {"scale": [1.0] * channels, "offset": [0.0] * channels}
+
+
+def _check_preprocessing(prep, channels):
+    if not isinstance(prep, dict) or "scale" not in prep or "offset" not in prep:
+        raise ExportError(f"preprocessing={prep!r} is not supported; expected {{'scale': [...], 'offset': [...]}}")
+    out = {}
+    for key in ("scale", "offset"):
+        values = np.asarray(prep[key], dtype="float64").reshape(-1)
+        if values.size == 1:
+            values = np.repeat(values, channels)
+        if values.size != channels or not np.all(np.isfinite(values)):
+            raise ExportError(
+                f"preprocessing[{key!r}] has {values.size} values; expected 1 or one per input channel ({channels})"
+            )
+        out[key] = [float(v) for v in values]
+    return out
+
+
+class ExportSource:
+    """A float32 Keras model, its preprocessing and where its data comes from.
+
+    Args:
+        model: a Keras model with one image input ``[batch, H, W, C]`` and one output
+            ``[batch, classes]`` (class probabilities or logits).
+        preprocessing: ``{"scale": [...], "offset": [...]}`` (default: identity).
+        outputs: ``"probabilities"`` or ``"logits"`` (default: read from the model).
+        dataset: dataset name for calibration and evaluation data (see
+            :mod:`keras_resnet.data`); None when you pass arrays yourself.
+        dataset_kwargs: extra arguments for :func:`keras_resnet.data.get_dataset`.
+        class_names, path, run: recorded in reports.
+    """
+
+    def __init__(self, model, preprocessing=None, outputs=None, dataset=None,
+                 dataset_kwargs=None, class_names=None, path=None, run=None, name=None):
+        keras = _keras()
+        if not isinstance(model, keras.Model):
+            raise ExportError(f"expected a Keras model; got {type(model).__name__}")
+        if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
+            raise ExportError(
+                f"model {model.name!r} has inputs {[tuple(i.shape) for i in model.inputs]}; "
+                "expected one image input [batch, height, width, channels]"
+            )
+        if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
+            raise ExportError(
+                f"model {model.name!r} has outputs {[tuple(o.shape) for o in model.outputs]}; "
+                "expected one [batch, classes] output"
+            )
+        self.original_dtype_policy = str(getattr(model.dtype_policy, "name", "float32"))
+        self.model = as_float32(model)
+        self.input_shape = tuple(self.model.inputs[0].shape[1:])
+        if self.input_shape[-1] is None:
+            raise ExportError("the model's input channel count is unknown; expected [batch, H, W, C] with C fixed")
+        self.channels = int(self.input_shape[-1])
+        self.num_classes = int(self.model.outputs[0].shape[-1])
+        self.preprocessing = _check_preprocessing(
+            _identity_preprocessing(self.channels) if preprocessing is None else preprocessing,
+            self.channels,
+        )
+        last = self.model.layers[-1]
+        activation = getattr(getattr(last, "activation", None), "__name__", None)
+        detected = "probabilities" if activation == "softmax" else "logits"
+        if outputs is None:
+            outputs = detected
+        if outputs not in OUTPUT_KINDS:
+            raise ExportError(f"outputs={outputs!r} is not supported; accepted: {', '.join(OUTPUT_KINDS)}")
+        self.outputs = outputs
+        # Logits of a softmax classifier: its features times its kernel, plus bias.
+        self._dense = last if (outputs == "probabilities" and detected == "probabilities"
+                               and hasattr(last, "kernel")) else None
+        if self._dense is not None:
+            self._features = keras.Model(self.model.inputs[0], last.input, name=f"{self.model.name}_features")
+        self.dataset = dataset
+        self.dataset_kwargs = dict(dataset_kwargs or {})
+        self.class_names = list(class_names) if class_names else None
+        self.path = path
+        self.run = run
+        self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", name or self.model.name or "model")
+
+    # -- graph functions (used inside tf.function by every exporter) ---------------------
+    def logits_tensor(self, images):
+        """Pixels (float32 tensor) -> logits tensor, preprocessing included."""
+        import tensorflow as tf
+
+        scale = tf.constant(np.asarray(self.preprocessing["scale"], "float32"))
+        offset = tf.constant(np.asarray(self.preprocessing["offset"], "float32"))
+        x = images * scale + offset
+        if self._dense is not None:
+            features = self._features(x, training=False)
+            return tf.matmul(features, self._dense.kernel) + self._dense.bias
+        y = self.model(x, training=False)
+        if self.outputs == "logits":
+            return y
+        return tf.math.log(tf.maximum(y, 1e-30))
+
+    def serving_outputs(self, images):
+        import tensorflow as tf
+
+        logits = self.logits_tensor(images)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+    def trackables(self):
+        return [self._features] if self._dense is not None else [self.model]
+
+    # -- reference outputs -------------------------------------------------------------
+    def keras_logits(self, images, batch_size=64):
+        """The Keras model's logits for ``images`` (pixels), float32 NumPy."""
+        from .. import data
+
+        outs = []
+        for i in range(0, len(images), batch_size):
+            x = np.asarray(data.apply_preprocessing(np.asarray(images[i:i + batch_size], "float32"),
+                                                    self.preprocessing), "float32")
+            if self._dense is not None:
+                f = np.asarray(self._features(x, training=False))
+                kernel = np.asarray(self._dense.kernel)
+                bias = np.asarray(self._dense.bias)
+                outs.append((f @ kernel + bias).astype("float32"))
+            else:
+                y = np.asarray(self.model(x, training=False))
+                outs.append(y if self.outputs == "logits" else np.log(np.maximum(y, 1e-30)))
+        return np.concatenate(outs, axis=0)
+
+    def keras_latency(self, runs=50):
+        import tensorflow as tf
+
+        from ._common import latency_ms
+
+        fn = tf.function(self.serving_outputs, jit_compile=False)
+        x = tf.constant(self.sample_input(1))
+        return latency_ms(lambda: fn(x)["logits"].numpy(), runs=runs)
+
+    # -- data ----------------------------------------------------------------------------
+    def sample_input(self, batch=1, seed=0):
+        h, w, c = (d if d is not None else 224 for d in self.input_shape)
+        return np.random.default_rng(seed).uniform(0, 255, (batch, h, w, c)).astype("float32")
+
+    def check_images(self, images, what):
+        """``images`` as float32 [N, H, W, C] pixels matching the model's input shape."""
+        images = np.asarray(images)
+        expected = "[N, " + ", ".join(str(d) for d in self.input_shape) + "]"
+        ok = images.ndim == 4 and len(images) > 0 and all(
+            d is None or d == s for d, s in zip(self.input_shape, images.shape[1:])
+        )
+        if not ok:
+            raise ExportError(
+                f"{what} has shape {tuple(images.shape)}; the model expects {expected} pixels"
+            )
+        if not np.issubdtype(images.dtype, np.number):
+            raise ExportError(f"{what} has dtype {images.dtype}; expected numeric pixels in 0..255")
+        return images.astype("float32")
+
+    def calibration_images(self, num_samples=200, seed=0, images=None):
+        """Representative pixels for quantization: ``images`` if given, else a seeded draw of
+        ``num_samples`` training images of the source's dataset."""
+        if images is None:
+            if self.dataset is None:
+                raise ExportError(
+                    "no calibration data: the source names no dataset; pass a dataset name "
+                    "(--dataset) or calibration images (--calibration-data images.npy)"
+                )
+            from .. import data
+
+            images = data.representative_images(self.dataset, num_samples=num_samples, seed=seed,
+                                                **self.dataset_kwargs)
+        return self.check_images(images, "calibration data")
+
+    def eval_arrays(self, arrays=None):
+        """Held-out ``(pixels, labels)`` for parity and accuracy; ``(None, None)`` when the
+        source names no dataset and none are given."""
+        if arrays is None:
+            if self.dataset is None:
+                return None, None
+            from .. import data
+
+            arrays = data.test_arrays(self.dataset, **self.dataset_kwargs)
+        images, labels = arrays
+        images = self.check_images(images, "evaluation data")
+        if labels is not None:
+            labels = np.asarray(labels).reshape(-1)
+            if len(labels) != len(images):
+                raise ExportError(
+                    f"evaluation data has {len(images)} images but {len(labels)} labels"
+                )
+        return images, labels
+
+    def describe(self):
+        return {
+            "model": self.model.name, "path": self.path, "input_shape": list(self.input_shape),
+            "num_classes": self.num_classes, "outputs": self.outputs,
+            "preprocessing": self.preprocessing, "dataset": self.dataset,
+            "trained_dtype_policy": self.original_dtype_policy,
+        }
+
+
+def load_source(source, preprocessing=None, outputs=None, dataset=None, dataset_kwargs=None,
+                name=None):
+    """An :class:`ExportSource` from a run directory, a ``.keras`` path or a Keras model.
+
+    Explicit arguments override what ``run.json`` says.
+    """
+    if isinstance(source, ExportSource):
+        return source
+    keras = _keras()
+    run, path = {}, None
+    if isinstance(source, keras.Model):
+        model = source
+    else:
+        path, run_path = resolve_model_path(source)
+        if run_path:
+            try:
+                with open(run_path) as f:
+                    run = json.load(f)
+            except (OSError, ValueError) as e:
+                raise ExportError(f"could not read {run_path}: {e}") from e
+            if not isinstance(run, dict):
+                raise ExportError(f"{run_path} does not hold a JSON object")
+        model = load_keras_model(path)
+    src = ExportSource(
+        model,
+        preprocessing=preprocessing if preprocessing is not None else run.get("preprocessing"),
+        outputs=outputs if outputs is not None else run.get("outputs"),
+        dataset=dataset if dataset is not None else run.get("dataset"),
+        dataset_kwargs=dataset_kwargs if dataset_kwargs is not None else run.get("dataset_kwargs"),
+        class_names=run.get("class_names"), path=path, run=run or None, name=name,
+    )
+    if run.get("input_shape") and tuple(run["input_shape"]) != tuple(
+        d for d in src.input_shape
+    ) and None not in src.input_shape:
+        raise ExportError(
+            f"run.json says input_shape={run['input_shape']} but the model takes {list(src.input_shape)}"
+        )
+    return src
