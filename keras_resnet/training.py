@@ -1,0 +1,927 @@
+"""Training with ``tf.distribute``: one custom loop for every strategy.
+
+    from keras_resnet.training import TrainConfig, train
+    result = train(TrainConfig(dataset="digits", run_dir="runs/digits"))
+    print(result.test_accuracy, result.run_dir)
+
+Why one custom loop: Keras 3 ``Model.fit`` fails under MultiWorkerMirroredStrategy
+(keras-team/keras#20585) while ``strategy.run`` inside a ``tf.function`` works for
+one device, MirroredStrategy, MultiWorkerMirroredStrategy and TPUStrategy alike. The
+loop runs ``steps_per_execution`` steps per ``tf.function`` call (a ``tf.range`` loop),
+so the host is not a bottleneck on accelerators.
+
+Batch size and learning rate follow the linear scaling rule: ``batch_size`` is per
+replica (global batch = ``batch_size x replicas``) and ``lr`` is the rate for one
+replica's batch (effective rate = ``lr x replicas``). Epoch counts are unchanged.
+
+BatchNormalization statistics: the moving mean/variance are updated by each replica from
+its own batch; unless ``sync_bn=True`` they differ between replicas (trainable weights
+never do: gradients are all-reduced). What is saved (``best.keras``, ``last.keras``,
+checkpoints) is the chief's first replica's statistics, or, with ``sync_bn=True``,
+statistics of the global batch, identical on every replica.
+
+Run directory layout (written by the chief only, every file atomically):
+
+=====================  ==============================================================
+``run.json``           dataset facts (``input_shape``, ``num_classes``, ``class_names``,
+                       ``preprocessing``), ``outputs`` ("probabilities"), the settings,
+                       ``test_accuracy`` of ``last.keras``, ``best`` (epoch, accuracy)
+``best.keras``         the model with the best test accuracy so far (model selection on
+                       the held-out split), float32, softmax outputs, no preprocessing
+``last.keras``         the model after the last finished epoch
+``metrics.csv``        one row per finished epoch
+``checkpoint.npz``     weights, optimizer state, epoch/step and history: resuming state
+``curves.png``         training curves
+``tensorboard/``       TensorBoard event files
+=====================  ==============================================================
+
+Rerunning the same command resumes from ``checkpoint.npz``: the data order and every
+augmentation draw are functions of ``(seed, epoch, example index)``, so a resumed run
+sees the same batches as an uninterrupted one, and no finished epoch is lost or repeated.
+"""
+
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from . import data as kdata
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+# Recipes. batch_size is per replica; lr is for that batch (linear scaling rule).
+PRESETS = {
+    # The default job: CIFAR ResNet-20 on the 8x8 digits, about a minute on a laptop CPU.
+    "digits": dict(
+        model="resnet20", epochs=30, batch_size=64, lr=0.1, optimizer="sgd", momentum=0.9,
+        nesterov=True, weight_decay=5e-4, schedule="cosine", warmup_epochs=1,
+        label_smoothing=0.0, augment="shift",
+    ),
+    # He et al. 2015, section 4.2: batch 128, lr 0.1, momentum 0.9, weight decay 1e-4,
+    # 64k iterations, lr / 10 at 32k and 48k; pad-4 random crops and flips.
+    "cifar": dict(
+        model="resnet20", iterations=64000, batch_size=128, lr=0.1, optimizer="sgd",
+        momentum=0.9, nesterov=False, weight_decay=1e-4, schedule="step",
+        step_boundaries=(0.5, 0.75), warmup_epochs=0, label_smoothing=0.0, augment="cifar",
+    ),
+    # He et al. 2015, section 3.4 with the usual 90-epoch schedule (lr / 10 every 30).
+    "imagenet": dict(
+        model="resnet50", epochs=90, batch_size=256, lr=0.1, optimizer="sgd", momentum=0.9,
+        nesterov=False, weight_decay=1e-4, schedule="step", step_boundaries=(1 / 3, 2 / 3),
+        warmup_epochs=0, label_smoothing=0.0, augment="imagenet",
+    ),
+}
+PRESET_FOR_AUGMENT = {"shift": "digits", "cifar": "cifar", "imagenet": "imagenet", "none": "imagenet"}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, incompatible run directory, ...)."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of a run. ``None`` fields take the preset's value (see ``PRESETS``)."""
+
+    dataset: str = "digits"
+    data_dir: str = None
+    image_size: int = None
+    num_classes: int = None
+    label_offset: int = 0
+    on_corrupt: str = "fail"
+    download: bool = False
+    preset: str = None
+    model: str = None
+    epochs: int = None
+    iterations: int = None
+    steps_per_epoch: int = None
+    batch_size: int = None
+    lr: float = None
+    optimizer: str = None
+    momentum: float = None
+    nesterov: bool = None
+    weight_decay: float = None
+    schedule: str = None
+    step_boundaries: tuple = None
+    warmup_epochs: float = None
+    label_smoothing: float = None
+    augment: str = None
+    strategy: str = "auto"
+    cpu_replicas: int = None
+    sync_bn: bool = False
+    precision: str = "float32"
+    jit: bool = False
+    steps_per_execution: int = 16
+    checkpoint_steps: int = None
+    seed: int = 0
+    deterministic: bool = False
+    run_dir: str = None
+    overwrite: bool = False
+    tensorboard: bool = True
+    plot: bool = True
+    verbose: int = 1
+
+    def resolved(self, dataset):
+        """A copy with every ``None`` filled from the preset for ``dataset``."""
+        preset = self.preset or PRESET_FOR_AUGMENT[dataset.augment]
+        if preset not in PRESETS:
+            raise ValueError(f"preset={preset!r} is not supported; accepted: {', '.join(PRESETS)}")
+        values = dict(PRESETS[preset])
+        cfg = dataclasses.replace(self, preset=preset)
+        for key, value in values.items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+        if self.epochs is not None:  # explicit epochs win over the preset's iterations
+            cfg.iterations = self.iterations
+        if cfg.step_boundaries is None:
+            cfg.step_boundaries = (0.5, 0.75)
+        cfg.step_boundaries = tuple(float(b) for b in cfg.step_boundaries)
+        return cfg
+
+
+def _check_config(cfg):
+    def positive(name, integer=True, allow_none=False, zero=False):
+        v = getattr(cfg, name)
+        if v is None and allow_none:
+            return
+        ok = (isinstance(v, int) and not isinstance(v, bool)) if integer else isinstance(v, (int, float))
+        if not ok or isinstance(v, bool) or v < 0 or (v == 0 and not zero) or (
+                not integer and not math.isfinite(v)):
+            kind = "integer" if integer else "number"
+            raise ValueError(f"{name}={v!r} is not supported; expected a {'non-negative' if zero else 'positive'} {kind}")
+
+    for name, choices in (("strategy", STRATEGIES), ("optimizer", OPTIMIZERS),
+                          ("schedule", SCHEDULES), ("precision", PRECISIONS),
+                          ("augment", kdata.AUGMENTATIONS), ("on_corrupt", ("fail", "skip"))):
+        if getattr(cfg, name) not in choices:
+            raise ValueError(f"{name}={getattr(cfg, name)!r} is not supported; accepted: {', '.join(choices)}")
+    positive("batch_size")
+    positive("epochs", allow_none=cfg.iterations is not None)
+    positive("iterations", allow_none=True)
+    positive("steps_per_epoch", allow_none=True)
+    positive("steps_per_execution")
+    positive("checkpoint_steps", allow_none=True)
+    positive("cpu_replicas", allow_none=True)
+    positive("lr", integer=False)
+    positive("momentum", integer=False, zero=True)
+    positive("weight_decay", integer=False, zero=True)
+    positive("warmup_epochs", integer=False, zero=True)
+    if not 0 <= cfg.label_smoothing < 1:
+        raise ValueError(f"label_smoothing={cfg.label_smoothing!r} is not supported; expected 0 <= value < 1")
+    if cfg.momentum >= 1:
+        raise ValueError(f"momentum={cfg.momentum!r} is not supported; expected 0 <= value < 1")
+    if any(not 0 < b < 1 for b in cfg.step_boundaries):
+        raise ValueError(f"step_boundaries={cfg.step_boundaries!r}: expected fractions between 0 and 1")
+    resolve_model(cfg.model)
+
+
+# ----------------------------------------------------------------------------------------
+# Strategy
+
+
+def _tf_config():
+    raw = os.environ.get("TF_CONFIG")
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from e
+
+
+def make_strategy(name="auto", cpu_replicas=None):
+    """A ``tf.distribute`` strategy.
+
+    ``auto``: MultiWorkerMirroredStrategy when ``TF_CONFIG`` names more than one task,
+    else MirroredStrategy when more than one GPU (or ``cpu_replicas`` > 1) is visible,
+    else OneDeviceStrategy. ``mirrored`` uses every visible GPU, or ``cpu_replicas``
+    logical CPU devices on a machine without GPUs. ``multi_worker`` reads the cluster
+    from ``TF_CONFIG``. ``tpu`` connects to the TPU named by the environment.
+    ``cpu_replicas`` splits the CPU into that many logical devices (must be set before
+    TensorFlow starts its runtime): a way to exercise MirroredStrategy without GPUs.
+    """
+    import tensorflow as tf
+
+    if name not in STRATEGIES:
+        raise ValueError(f"strategy={name!r} is not supported; accepted: {', '.join(STRATEGIES)}")
+    if cpu_replicas and cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        try:
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+        except RuntimeError as e:
+            raise RuntimeError(f"cpu_replicas must be set before TensorFlow initialises: {e}") from e
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    tf_config = _tf_config()
+    if name == "auto":
+        cluster = (tf_config or {}).get("cluster", {})
+        tasks = sum(len(v) for v in cluster.values())
+        if tasks > 1:
+            name = "multi_worker"
+        elif len(gpus) > 1 or (not gpus and len(cpus) > 1):
+            name = "mirrored"
+        else:
+            name = "one_device"
+    if name == "one_device":
+        return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0].name)
+    if name == "mirrored":
+        devices = [d.name for d in (gpus or cpus)]
+        return tf.distribute.MirroredStrategy(devices)
+    if name == "multi_worker":
+        if not tf_config or "cluster" not in tf_config or "task" not in tf_config:
+            raise ValueError("strategy 'multi_worker' needs TF_CONFIG with 'cluster' and 'task' "
+                             "(see tf.distribute.cluster_resolver.TFConfigClusterResolver)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
+
+
+# ----------------------------------------------------------------------------------------
+# Model, optimizer, schedule
+
+
+def resolve_model(name):
+    """A keras_resnet constructor from ``resnet20``, ``resnet50``, ``ResNet56CIFAR``,
+    ``preactresnet110cifar``, ... (case-insensitive; CIFAR and ImageNet depths never
+    clash, so ``resnet20`` is CIFAR ResNet-20 and ``resnet50`` ImageNet ResNet-50)."""
+    from . import models
+
+    names = {k.lower(): v for k, v in models.NAMED_MODELS.items()}
+    if isinstance(name, str):
+        key = name.lower().replace("-", "").replace("_", "")
+        if key in names:
+            return names[key]
+        if key + "cifar" in names and key not in names:
+            return names[key + "cifar"]
+    raise ValueError(
+        f"model={name!r} is not supported; accepted: resnet20/32/44/56/110/1202 (CIFAR), "
+        "resnet18/34/50/101/152/200 (ImageNet), or a constructor name such as "
+        f"{', '.join(sorted(models.NAMED_MODELS)[:4])}, ..."
+    )
+
+
+def build_model(name, input_shape, num_classes, classifier_activation="softmax", sync_bn=False):
+    """The keras_resnet model ``name`` for ``input_shape``/``num_classes``."""
+    model = resolve_model(name)(input_shape=tuple(input_shape), classes=num_classes,
+                                classifier_activation=classifier_activation)
+    if sync_bn:
+        from ._compat import keras
+
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.synchronized = True
+    return model
+
+
+def _schedule_class():
+    from ._compat import keras
+
+    class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+        """Linear warmup from 0, then ``step`` (÷10 at each boundary), ``cosine`` (to 0)
+        or ``constant``; ``total_steps`` counts the warmup too."""
+
+        def __init__(self, lr, total_steps, warmup_steps=0, kind="step", boundaries=(0.5, 0.75)):
+            self.lr = float(lr)
+            self.total_steps = int(total_steps)
+            self.warmup_steps = int(warmup_steps)
+            self.kind = kind
+            self.boundaries = tuple(float(b) for b in boundaries)
+
+        def __call__(self, step):
+            ops = keras.ops
+            step = ops.cast(step, "float32")
+            total = float(max(self.total_steps, 1))
+            if self.kind == "step":
+                factor = ops.ones_like(step)
+                for b in self.boundaries:
+                    factor = factor * ops.where(step >= b * total, 0.1, 1.0)
+                lr = self.lr * factor
+            elif self.kind == "cosine":
+                start = float(self.warmup_steps)
+                progress = ops.clip((step - start) / max(total - start, 1.0), 0.0, 1.0)
+                lr = self.lr * 0.5 * (1.0 + ops.cos(math.pi * progress))
+            else:
+                lr = self.lr * ops.ones_like(step)
+            if self.warmup_steps > 0:
+                warm = self.lr * (step + 1.0) / float(self.warmup_steps)
+                lr = ops.where(step < self.warmup_steps, warm, lr)
+            return lr
+
+        def get_config(self):
+            return dict(lr=self.lr, total_steps=self.total_steps, warmup_steps=self.warmup_steps,
+                        kind=self.kind, boundaries=list(self.boundaries))
+
+    return WarmupSchedule
+
+
+def learning_rate_schedule(lr, total_steps, warmup_steps=0, kind="step", boundaries=(0.5, 0.75)):
+    """A Keras ``LearningRateSchedule``: linear warmup, then step (÷10 at ``boundaries``,
+    fractions of ``total_steps``), cosine or constant."""
+    if kind not in SCHEDULES:
+        raise ValueError(f"schedule={kind!r} is not supported; accepted: {', '.join(SCHEDULES)}")
+    return _schedule_class()(lr, total_steps, warmup_steps, kind, boundaries)
+
+
+def decayed_variables(model):
+    """Variables weight decay applies to: kernels only (BN gammas/betas and biases are
+    1-D and skipped)."""
+    return [v for v in model.trainable_variables if len(v.shape) > 1]
+
+
+def make_optimizer(cfg, schedule, model):
+    """SGD with momentum (weight decay as an L2 term in the loss, as in the paper) or
+    AdamW (decoupled weight decay); both skip BN parameters and biases. Wrapped in a
+    ``LossScaleOptimizer`` for ``mixed_float16``."""
+    from ._compat import keras
+
+    if cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(learning_rate=schedule, momentum=cfg.momentum,
+                                   nesterov=bool(cfg.nesterov))
+    else:
+        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+        decayed = {id(v) for v in decayed_variables(model)}
+        opt.exclude_from_weight_decay(
+            var_list=[v for v in model.trainable_variables if id(v) not in decayed])
+    if cfg.precision == "mixed_float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+# ----------------------------------------------------------------------------------------
+# Files
+
+
+def _atomic_write(path, write, suffix=""):
+    """Calls ``write(tmp_path)`` then renames the temporary file onto ``path``."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix or ".tmp",
+                               dir=directory)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _write_text(path, text):
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+
+    _atomic_write(path, write)
+
+
+def _save_keras(model, path):
+    # Keras insists on a ".keras" file name; the temporary name keeps it.
+    _atomic_write(path, lambda tmp: model.save(tmp), suffix=".keras")
+
+
+CSV_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "lr", "seconds",
+              "images_per_second")
+
+
+def _write_csv(path, history):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: row[k] for k in CSV_FIELDS})
+    _write_text(path, buf.getvalue())
+
+
+def read_metrics(path):
+    """Rows of a run's ``metrics.csv`` as dicts of numbers."""
+    with open(path) as f:
+        return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+def plot_history(history, path):
+    """Loss and accuracy curves (train and test) to a PNG, atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot(epochs, [r["loss"] for r in history], label="train")
+    ax1.plot(epochs, [r["test_loss"] for r in history], label="test")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax1.legend()
+    ax2.plot(epochs, [r["accuracy"] for r in history], label="train")
+    ax2.plot(epochs, [r["test_accuracy"] for r in history], label="test")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("accuracy")
+    ax2.legend()
+    fig.tight_layout()
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), suffix=".png")
+    plt.close(fig)
+
+
+RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum",
+               "nesterov", "weight_decay", "schedule", "step_boundaries", "warmup_epochs",
+               "label_smoothing", "augment", "seed", "precision", "sync_bn")
+
+
+def _save_checkpoint(path, model, optimizer, meta):
+    arrays = {f"w{i}": w for i, w in enumerate(model.get_weights())}
+    arrays.update({f"o{i}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    _atomic_write(path, write)
+
+
+def _load_checkpoint(path):
+    with np.load(path) as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+        weights = [z[f"w{i}"] for i in range(meta["num_weights"])]
+        opt = [z[f"o{i}"] for i in range(meta["num_optimizer_variables"])]
+    return meta, weights, opt
+
+
+# ----------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclasses.dataclass
+class TrainResult:
+    run_dir: str
+    test_accuracy: float
+    history: list
+    best: dict
+    model: object = None  # the training model (lives in the strategy)
+    strategy: object = None
+
+
+def _log(cfg, chief):
+    def log(msg):
+        if chief and cfg.verbose:
+            print(msg, flush=True)
+
+    return log
+
+
+def default_run_dir(cfg):
+    name = cfg.dataset.replace(":", "_").replace("/", "_")
+    return os.path.join("runs", f"{name}_{cfg.model}")
+
+
+def train(config=None, **overrides):
+    """Trains (or resumes) the run described by ``config`` (a :class:`TrainConfig`, or
+    keyword arguments); returns a :class:`TrainResult`. See the module docstring."""
+    cfg = dataclasses.replace(config or TrainConfig(), **overrides)
+    # The strategy comes first: multi-worker collectives must start before other TF work.
+    strategy = make_strategy(cfg.strategy, cfg.cpu_replicas)
+    import tensorflow as tf
+
+    from ._compat import keras
+
+    chief = is_chief(strategy)
+    log = _log(cfg, chief)
+    dataset = kdata.get_dataset(
+        cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
+        num_classes=cfg.num_classes, on_corrupt=cfg.on_corrupt, download=cfg.download,
+        label_offset=cfg.label_offset, progress=log)
+    cfg = cfg.resolved(dataset)
+    _check_config(cfg)
+    run_dir = cfg.run_dir or default_run_dir(cfg)
+    cfg.run_dir = run_dir
+
+    keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+    replicas = strategy.num_replicas_in_sync
+    global_batch = cfg.batch_size * replicas
+    lr = cfg.lr * replicas  # linear scaling rule
+    workers = _num_workers(strategy)
+    train_size = dataset.sizes.get("train")
+    if cfg.steps_per_epoch:
+        steps_per_epoch = cfg.steps_per_epoch
+    else:
+        if train_size is None:
+            log("counting training records (pass --steps-per-epoch to skip this)...")
+            train_size = int(dataset.examples("train").reduce(np.int64(0), lambda n, _: n + 1))
+        steps_per_epoch = (train_size // workers) // (global_batch // workers)
+        if steps_per_epoch < 1:
+            raise ValueError(f"batch_size={cfg.batch_size} x {replicas} replicas = {global_batch} "
+                             f"is larger than the training set ({train_size} images); lower --batch-size")
+    epochs = cfg.epochs or math.ceil(cfg.iterations / steps_per_epoch)
+    cfg.epochs = epochs
+    total_steps = epochs * steps_per_epoch
+    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
+
+    # Run directory: fresh, or resume a compatible run.
+    ckpt_path = os.path.join(run_dir, "checkpoint.npz")
+    settings = {k: getattr(cfg, k) for k in RESUME_KEYS}
+    settings["step_boundaries"] = list(cfg.step_boundaries)
+    settings.update(global_batch=global_batch, steps_per_epoch=steps_per_epoch)
+    resume = None
+    if os.path.exists(ckpt_path) and not cfg.overwrite:
+        resume = _load_checkpoint(ckpt_path)
+        old = resume[0]["settings"]
+        diff = sorted(k for k in settings if old.get(k) != settings[k])
+        if diff:
+            detail = ", ".join(f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in diff)
+            raise TrainingError(
+                f"{run_dir} holds a run with different settings ({detail}); use another "
+                "--run-dir, or --overwrite to start it again")
+    if chief:
+        os.makedirs(run_dir, exist_ok=True)
+        if cfg.overwrite:
+            for f in ("checkpoint.npz", "metrics.csv", "best.keras", "last.keras", "run.json",
+                      "curves.png"):
+                if os.path.exists(os.path.join(run_dir, f)):
+                    os.remove(os.path.join(run_dir, f))
+
+    keras.mixed_precision.set_dtype_policy(cfg.precision)
+    try:
+        with strategy.scope():
+            model = build_model(cfg.model, dataset.input_shape, dataset.num_classes,
+                                classifier_activation=None, sync_bn=cfg.sync_bn)
+            schedule = learning_rate_schedule(lr, total_steps, warmup_steps, cfg.schedule,
+                                              cfg.step_boundaries)
+            optimizer = make_optimizer(cfg, schedule, model)
+            optimizer.build(model.trainable_variables)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    # Float32 model with softmax outputs: what is evaluated and saved.
+    host = build_model(cfg.model, dataset.input_shape, dataset.num_classes, "softmax")
+
+    start_epoch, start_step, history, best = 0, 0, [], {"epoch": 0, "test_accuracy": -1.0}
+    acc_state = [0.0, 0.0, 0.0]
+    if resume is not None:
+        meta, weights, opt_values = resume
+        with strategy.scope():
+            model.set_weights(weights)
+            for v, value in zip(optimizer.variables, opt_values):
+                v.assign(value)
+        start_epoch, start_step = meta["epoch"], meta["step"]
+        history, best, acc_state = meta["history"], meta["best"], meta["accumulators"]
+        log(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step} "
+            f"({len(history)} epochs finished)")
+    if chief:
+        _write_csv(os.path.join(run_dir, "metrics.csv"), history)
+
+    decayed = decayed_variables(model) if cfg.optimizer == "sgd" and cfg.weight_decay else []
+    train_iter = None
+    if start_epoch < epochs:
+        dist_ds = strategy.distribute_datasets_from_function(
+            _train_dataset_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch,
+                              start_step, epochs))
+        train_iter = iter(dist_ds)
+    train_chunk = _make_train_chunk(strategy, model, optimizer, train_iter, cfg, global_batch,
+                                    decayed, dataset.num_classes)
+    test_ds = _eval_dataset(dataset, cfg)
+    evaluate_fn = _make_eval_fn(host, cfg.jit)
+    writer = (tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
+              if chief and cfg.tensorboard else None)
+
+    log(f"training {cfg.model} on {dataset.name} {list(dataset.input_shape)} "
+        f"({dataset.sizes.get('train')} train / {dataset.sizes.get('test')} test images), "
+        f"{type(strategy).__name__} with {replicas} replica(s), global batch {global_batch}, "
+        f"lr {lr:g}, {epochs} epochs x {steps_per_epoch} steps, {cfg.precision}")
+
+    def meta(epoch, step, accs):
+        return dict(epoch=epoch, step=step, history=history, best=best, accumulators=accs,
+                    settings=settings, num_weights=len(model.get_weights()),
+                    num_optimizer_variables=len(optimizer.variables))
+
+    for epoch in range(start_epoch, epochs):
+        step = start_step if epoch == start_epoch else 0
+        sums = list(acc_state) if epoch == start_epoch else [0.0, 0.0, 0.0]
+        progbar = keras.utils.Progbar(steps_per_epoch, verbose=cfg.verbose if chief else 0,
+                                      stateful_metrics=["loss", "accuracy"])
+        if chief and cfg.verbose:
+            print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+        t0, images = time.time(), 0
+        while step < steps_per_epoch:
+            n = min(cfg.steps_per_execution, steps_per_epoch - step)
+            if cfg.checkpoint_steps:
+                n = min(n, cfg.checkpoint_steps - step % cfg.checkpoint_steps)
+            loss_sum, correct, count = (float(t) for t in train_chunk(tf.constant(n)))
+            if not math.isfinite(loss_sum):
+                raise TrainingError(
+                    f"the loss became {loss_sum} in epoch {epoch + 1} (steps {step + 1}-{step + n}); "
+                    f"training stopped. The last good checkpoint ({len(history)} finished epochs) "
+                    f"is kept in {ckpt_path}; lower --lr or use --precision float32")
+            sums = [sums[0] + loss_sum, sums[1] + correct, sums[2] + count]
+            step += n
+            images += count
+            progbar.update(step, [("loss", sums[0] / sums[2]), ("accuracy", sums[1] / sums[2])])
+            if cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < steps_per_epoch:
+                m = meta(epoch, step, sums)
+                if chief:
+                    _save_checkpoint(ckpt_path, model, optimizer, m)
+        seconds = time.time() - t0
+        host.set_weights(model.get_weights())
+        test_loss, test_acc = evaluate_fn(test_ds)
+        row = dict(epoch=epoch + 1, loss=sums[0] / sums[2], accuracy=sums[1] / sums[2],
+                   test_loss=test_loss, test_accuracy=test_acc,
+                   lr=float(schedule(float(int(optimizer.iterations.numpy()) - 1))),
+                   seconds=seconds, images_per_second=images / max(seconds, 1e-9))
+        history.append(row)
+        log(f"epoch {epoch + 1}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
+            f"test_loss {test_loss:.4f} test_accuracy {test_acc:.4f} "
+            f"({row['images_per_second']:.0f} images/s)")
+        improved = test_acc > best["test_accuracy"]
+        if improved:
+            best = {"epoch": epoch + 1, "test_accuracy": test_acc}
+        if chief:
+            if improved:
+                _save_keras(host, os.path.join(run_dir, "best.keras"))
+            if writer is not None:
+                with writer.as_default(step=epoch + 1):
+                    for k in ("loss", "accuracy", "test_loss", "test_accuracy", "lr",
+                              "images_per_second"):
+                        _scalar_summary(k, row[k])
+                writer.flush()
+            # The checkpoint is the commit point of the epoch; the files below derive from it.
+            _save_checkpoint(ckpt_path, model, optimizer, meta(epoch + 1, 0, [0.0, 0.0, 0.0]))
+            _save_keras(host, os.path.join(run_dir, "last.keras"))
+            _write_csv(os.path.join(run_dir, "metrics.csv"), history)
+            _write_run_json(run_dir, dataset, cfg, history, best, "running", replicas,
+                            global_batch, lr, steps_per_epoch)
+
+    if start_epoch >= epochs:
+        log(f"{run_dir} already finished its {epochs} epochs")
+    host.set_weights(model.get_weights())
+    test_loss, test_acc = evaluate_fn(test_ds)
+    if chief:
+        if not os.path.exists(os.path.join(run_dir, "last.keras")):
+            _save_keras(host, os.path.join(run_dir, "last.keras"))
+        _write_run_json(run_dir, dataset, cfg, history, best, "finished", replicas,
+                        global_batch, lr, steps_per_epoch, test_acc)
+        if cfg.plot and history:
+            plot_history(history, os.path.join(run_dir, "curves.png"))
+    log(f"test accuracy {test_acc:.4f} (last model, {dataset.sizes.get('test')} test images); "
+        f"best {best['test_accuracy']:.4f} at epoch {best['epoch']}")
+    log(f"run directory: {os.path.abspath(run_dir)}")
+    return TrainResult(run_dir=run_dir, test_accuracy=test_acc, history=history, best=best,
+                       model=model, strategy=strategy)
+
+
+def _scalar_summary(tag, value):
+    """A TensorBoard scalar without needing the tensorboard package installed."""
+    import tensorflow as tf
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    metadata.data_class = summary_pb2.DATA_CLASS_SCALAR
+    tf.summary.write(tag, tf.constant(float(value), tf.float32), metadata=metadata)
+
+
+def _num_workers(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return max(1, sum(len(v) for k, v in spec.items() if k in ("chief", "worker")))
+
+
+def _write_run_json(run_dir, dataset, cfg, history, best, status, replicas, global_batch, lr,
+                    steps_per_epoch, test_acc=None):
+    info = dataset.describe()
+    info.update(
+        outputs="probabilities",
+        test_accuracy=test_acc if test_acc is not None else (history[-1]["test_accuracy"] if history else None),
+        test_accuracy_of="last.keras",
+        best=best,
+        status=status,
+        epochs_finished=len(history),
+        model=cfg.model,
+        replicas=replicas,
+        global_batch_size=global_batch,
+        effective_lr=lr,
+        steps_per_epoch=steps_per_epoch,
+        bn_statistics="synchronized (global batch)" if cfg.sync_bn else "chief's first replica",
+        config={k: (list(v) if isinstance(v, tuple) else v)
+                for k, v in dataclasses.asdict(cfg).items()},
+    )
+    _write_text(os.path.join(run_dir, "run.json"), json.dumps(info, indent=2) + "\n")
+
+
+def _train_dataset_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch, start_step, epochs):
+    import tensorflow as tf
+
+    def dataset_fn(ctx):
+        per_replica = ctx.get_per_replica_batch_size(global_batch)
+        local = (global_batch // per_replica) // ctx.num_input_pipelines
+        base = dataset.examples("train")
+        if ctx.num_input_pipelines > 1:
+            base = base.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
+        decode = dataset.decode
+        if not dataset.arrays_in_memory and (dataset.sizes.get("train") or 1e9) <= 50000:
+            base = base.map(lambda x, y: (dataset.decode(x), y),
+                            num_parallel_calls=tf.data.AUTOTUNE).cache()
+            decode = None
+        base = base.enumerate()
+        n = dataset.sizes.get("train") or 10000
+        shape, pre, augment, seed = dataset.input_shape, dataset.preprocessing, cfg.augment, cfg.seed
+        per_epoch = steps_per_epoch * local  # per-replica batches this pipeline yields
+
+        def one_epoch(e):
+            ds = base.shuffle(min(n, 10000), seed=seed * 100003 + e, reshuffle_each_iteration=False)
+            if e == start_epoch and start_step:
+                ds = ds.skip(start_step * local * per_replica)
+
+            def one(i, example):
+                x, y = example
+                if decode is not None:
+                    x = decode(x)
+                s = tf.stack([tf.cast(seed, tf.int64) * 1000003 + e, i])
+                x = kdata.transform(x, shape, augment, True, seed=s)
+                return kdata.apply_preprocessing(x, pre), tf.cast(y, tf.int32)
+
+            ds = ds.map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            ds = ds.batch(per_replica, drop_remainder=True)
+            return ds.take(per_epoch - (start_step * local if e == start_epoch else 0))
+
+        ds = _concatenate([one_epoch(e) for e in range(start_epoch, epochs)])
+        options = tf.data.Options()
+        options.deterministic = True
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+    return dataset_fn
+
+
+def _concatenate(datasets):
+    """Concatenates as a balanced tree (shallow nesting for hundreds of epochs)."""
+    while len(datasets) > 1:
+        datasets = [datasets[i].concatenate(datasets[i + 1]) if i + 1 < len(datasets)
+                    else datasets[i] for i in range(0, len(datasets), 2)]
+    return datasets[0]
+
+
+def _eval_dataset(dataset, cfg, batch_size=256):
+    import tensorflow as tf
+
+    ds = dataset.examples("test")
+    shape, pre, augment = dataset.input_shape, dataset.preprocessing, cfg.augment
+    ds = ds.map(lambda x, y: (kdata.apply_preprocessing(
+        kdata.transform(dataset.decode(x), shape, augment, False), pre), tf.cast(y, tf.int32)),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size)
+    if dataset.arrays_in_memory or (dataset.sizes.get("test") or 1e9) <= 50000:
+        ds = ds.cache()
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _make_eval_fn(model, jit=False, outputs="probabilities"):
+    import tensorflow as tf
+
+    @tf.function(jit_compile=bool(jit), reduce_retracing=True)
+    def stats(x, y):
+        out = tf.cast(model(x, training=False), tf.float32)
+        if outputs == "probabilities":
+            loss = -tf.math.log(tf.clip_by_value(
+                tf.gather(out, y, axis=1, batch_dims=1), 1e-7, 1.0))
+        else:
+            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(y, out)
+        correct = tf.cast(tf.equal(tf.argmax(out, axis=1, output_type=tf.int32), y), tf.float32)
+        return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
+
+    def evaluate(ds):
+        total = np.zeros(3)
+        for x, y in ds:
+            total += [float(t) for t in stats(x, y)]
+        if total[2] == 0:
+            raise kdata.DataError("the evaluation split is empty")
+        return total[0] / total[2], total[1] / total[2]
+
+    return evaluate
+
+
+def _make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, decayed,
+                      num_classes):
+    import tensorflow as tf
+
+    replicas = strategy.num_replicas_in_sync
+    smoothing = float(cfg.label_smoothing)
+    wd = float(cfg.weight_decay)
+
+    def forward_backward(x, y):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(x, training=True), tf.float32)
+            if smoothing:
+                target = tf.one_hot(y, num_classes) * (1 - smoothing) + smoothing / num_classes
+                per_example = tf.nn.softmax_cross_entropy_with_logits(target, logits)
+            else:
+                per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+            loss = tf.reduce_sum(per_example) / global_batch
+            if decayed:
+                # L2 term (coupled weight decay, as in the paper); gradients are summed
+                # over replicas, hence the division.
+                l2 = tf.add_n([tf.reduce_sum(tf.square(tf.cast(v, tf.float32))) for v in decayed])
+                loss += 0.5 * wd * l2 / replicas
+            scaled = optimizer.scale_loss(loss)
+        grads = tape.gradient(scaled, model.trainable_variables)
+        correct = tf.reduce_sum(tf.cast(
+            tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), y), tf.float32))
+        return grads, tf.reduce_sum(per_example), correct, tf.cast(tf.size(y), tf.float32)
+
+    if cfg.jit:
+        forward_backward = tf.function(forward_backward, jit_compile=True)
+
+    def step(batch):
+        x, y = batch
+        grads, loss_sum, correct, count = forward_backward(x, y)
+        optimizer.apply(grads, model.trainable_variables)
+        return loss_sum, correct, count
+
+    @tf.function
+    def chunk(n):
+        sums = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
+        for _ in tf.range(n):
+            out = strategy.run(step, args=(next(iterator),))
+            out = [strategy.reduce(tf.distribute.ReduceOp.SUM, o, axis=None) for o in out]
+            sums = tuple(a + b for a, b in zip(sums, out))
+        return sums
+
+    return chunk
+
+
+# ----------------------------------------------------------------------------------------
+# Evaluate-only
+
+
+def evaluate(model_path, dataset="digits", batch_size=256, verbose=1, **dataset_kwargs):
+    """Accuracy and loss of a saved ``.keras`` model on a dataset's test split.
+
+    The preprocessing comes from ``run.json`` next to the model when there is one (else
+    from the dataset), and so does whether the model outputs probabilities or logits.
+    Returns ``{"accuracy", "loss", "num_examples", "dataset", "model"}``.
+    """
+    from ._compat import keras
+
+    if not os.path.isfile(model_path):
+        raise ValueError(f"model file {model_path!r} does not exist; expected a .keras file "
+                         "(e.g. runs/<name>/best.keras)")
+    ds = dataset if isinstance(dataset, kdata.Dataset) else kdata.get_dataset(dataset, **dataset_kwargs)
+    run_json = os.path.join(os.path.dirname(os.path.abspath(model_path)), "run.json")
+    outputs, pre = "probabilities", ds.preprocessing
+    if os.path.exists(run_json):
+        with open(run_json) as f:
+            info = json.load(f)
+        outputs = info.get("outputs", outputs)
+        if info.get("dataset") == ds.name:
+            pre = info.get("preprocessing", pre)
+    try:
+        model = keras.saving.load_model(model_path, safe_mode=True)
+    except Exception as e:
+        raise ValueError(f"could not load {model_path!r} as a Keras model: {e}") from e
+    want = tuple(model.input_shape[1:])
+    if any(a is not None and a != b for a, b in zip(want, ds.input_shape)) or (
+            model.output_shape[-1] != ds.num_classes):
+        raise ValueError(
+            f"{model_path} takes {want} inputs with {model.output_shape[-1]} classes; "
+            f"dataset {ds.name!r} has {ds.input_shape} images and {ds.num_classes} classes")
+    x, y = kdata.test_arrays(ds)
+    import tensorflow as tf
+
+    tds = tf.data.Dataset.from_tensor_slices(
+        (kdata.apply_preprocessing(x, pre).astype("float32"), y.astype("int32"))).batch(batch_size)
+    loss, acc = _make_eval_fn(model, outputs=outputs)(tds)
+    result = {"accuracy": acc, "loss": loss, "num_examples": int(len(y)), "dataset": ds.name,
+              "model": model_path}
+    if verbose:
+        print(f"{model_path} on {ds.name} test split ({len(y)} images): accuracy {acc:.4f}, "
+              f"loss {loss:.4f}", flush=True)
+    return result

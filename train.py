@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""Train a keras_resnet model with tf.distribute (thin CLI over keras_resnet.training).
+
+    python3 train.py                       # CIFAR ResNet-20 on the bundled digits, CPU, ~1 min
+    python3 train.py --dataset cifar10 --preset cifar          # the paper's CIFAR recipe
+    python3 train.py --dataset folder --data-dir photos/ --model resnet50 --strategy mirrored
+    python3 train.py --evaluate runs/digits_resnet20/best.keras --dataset digits
+"""
+
+import argparse
+import os
+import sys
+
+
+def _parser():
+    from keras_resnet import data as kdata
+    from keras_resnet import training as kt
+
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=(
+            "Linear scaling rule: --batch-size is per replica and --lr is the learning rate "
+            "for that batch; with R replicas the global batch is batch-size x R and the "
+            "learning rate lr x R (consider --warmup-epochs when R is large). Unset recipe "
+            "flags come from the preset (default: chosen by dataset: digits, cifar or "
+            "imagenet). Rerunning the same command resumes from the run directory's "
+            "checkpoint. Multi-worker: run the same command on every worker with TF_CONFIG "
+            "set; only the chief writes the run directory, which must be on storage every "
+            "worker sees for resuming."
+        ),
+    )
+    d = p.add_argument_group("data")
+    d.add_argument("--dataset", default="digits",
+                   help="digits | cifar10 | cifar100 | folder | tfrecord | synthetic | tfds:NAME")
+    d.add_argument("--data-dir", help="folder: <dir>/<class>/<image> (or <dir>/{train,test}/...); "
+                   "tfrecord: directory with train-* and validation-* files; tfds: data_dir")
+    d.add_argument("--image-size", type=int, help="model input size for folder/tfrecord/tfds/synthetic")
+    d.add_argument("--num-classes", type=int, help="classes (tfrecord, synthetic)")
+    d.add_argument("--label-offset", type=int, default=0,
+                   help="added to TFRecord labels (-1 for 1-based ImageNet TFRecords)")
+    d.add_argument("--on-corrupt", choices=("fail", "skip"), default="fail",
+                   help="unreadable images in a folder: fail naming the file, or skip and count them")
+    d.add_argument("--download", action="store_true",
+                   help="allow keras.datasets / TFDS to download a missing dataset")
+    d.add_argument("--augment", choices=kdata.AUGMENTATIONS,
+                   help="augmentation preset (cifar: pad 4 + random crop + flip; imagenet: "
+                   "random resized crop + flip, center crop for eval; shift: pad 1 + random crop)")
+    r = p.add_argument_group("recipe")
+    r.add_argument("--preset", choices=sorted(kt.PRESETS),
+                   help="recipe defaults; cifar = the paper's (batch 128, lr 0.1, momentum 0.9, "
+                   "wd 1e-4, 64k iterations, lr/10 at 50%% and 75%%)")
+    r.add_argument("--model", help="resnet20/32/44/56/110 (CIFAR), resnet18/34/50/101/152 "
+                   "(ImageNet), or a keras_resnet constructor name")
+    r.add_argument("--epochs", type=int)
+    r.add_argument("--iterations", type=int, help="total steps (instead of --epochs)")
+    r.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training split")
+    r.add_argument("--batch-size", type=int, help="per replica (global = this x replicas)")
+    r.add_argument("--lr", type=float, help="learning rate for one replica's batch (scaled x replicas)")
+    r.add_argument("--optimizer", choices=kt.OPTIMIZERS)
+    r.add_argument("--momentum", type=float)
+    r.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None)
+    r.add_argument("--weight-decay", type=float,
+                   help="on conv/dense kernels only (not BN parameters or biases); SGD: L2 "
+                   "term in the loss, AdamW: decoupled")
+    r.add_argument("--schedule", choices=kt.SCHEDULES)
+    r.add_argument("--step-boundaries", type=lambda s: tuple(float(x) for x in s.split(",")),
+                   help="step schedule: fractions of training where lr /= 10, e.g. 0.5,0.75")
+    r.add_argument("--warmup-epochs", type=float, help="linear learning-rate warmup")
+    r.add_argument("--label-smoothing", type=float)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--deterministic", action="store_true",
+                   help="deterministic TensorFlow ops (data order is always seeded)")
+    s = p.add_argument_group("hardware")
+    s.add_argument("--strategy", choices=kt.STRATEGIES, default="auto",
+                   help="auto: multi_worker when TF_CONFIG names several tasks, mirrored when "
+                   "more than one GPU is visible, else one_device")
+    s.add_argument("--cpu-replicas", type=int,
+                   help="split the CPU into N logical devices (MirroredStrategy without GPUs)")
+    s.add_argument("--sync-bn", action="store_true",
+                   help="synchronized BatchNormalization (global-batch statistics); without it "
+                   "the saved BN statistics are the chief's first replica's")
+    s.add_argument("--precision", choices=kt.PRECISIONS, default="float32",
+                   help="mixed_float16 uses dynamic loss scaling")
+    s.add_argument("--jit", action="store_true", help="XLA-compile the forward/backward pass")
+    s.add_argument("--steps-per-execution", type=int, default=16,
+                   help="training steps per tf.function call")
+    o = p.add_argument_group("output")
+    o.add_argument("--run-dir", help="default: runs/<dataset>_<model>")
+    o.add_argument("--checkpoint-steps", type=int,
+                   help="also checkpoint every N steps inside an epoch (default: every epoch)")
+    o.add_argument("--overwrite", action="store_true", help="start the run directory afresh")
+    o.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    o.add_argument("--no-plot", dest="plot", action="store_false")
+    o.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--evaluate", metavar="MODEL.keras",
+                   help="only evaluate a saved model on --dataset's test split")
+    return p
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    from keras_resnet import data as kdata
+    from keras_resnet import training as kt
+
+    try:
+        if args.evaluate:
+            kt.evaluate(args.evaluate, args.dataset, data_dir=args.data_dir,
+                        image_size=args.image_size, num_classes=args.num_classes,
+                        on_corrupt=args.on_corrupt, download=args.download,
+                        label_offset=args.label_offset)
+            return 0
+        fields = {f for f in kt.TrainConfig.__dataclass_fields__}
+        values = {k: v for k, v in vars(args).items() if k in fields}
+        values["verbose"] = 0 if args.quiet else 1
+        kt.train(kt.TrainConfig(**values))
+    except (ValueError, kdata.DataError, kt.TrainingError) as e:
+        print(f"train.py: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
