@@ -27,7 +27,7 @@ models), ``avg_pool``/``max_pool`` and ``predictions``.
 import sys
 
 from ._compat import get_source_inputs, is_keras_tensor, keras, register
-from .layers import SHORTCUTS, STRIDE_ON, USE_BIAS, _block_parts, _choice, _Spec, _wire
+from .layers import SHORTCUTS, STRIDE_ON, USE_BIAS, _bn, _block_parts, _choice, _conv, _Spec, _wire
 
 layers = keras.layers
 
@@ -212,9 +212,7 @@ class ResNet(keras.Model):
                 )
                 x = _wire(x, _block_parts(block_spec, f"stage{s}_block{b + 1}_"), block_spec)
         if preact:
-            x = layers.BatchNormalization(
-                epsilon=bn_epsilon, momentum=bn_momentum, name="post_bn"
-            )(x)
+            x = _bn(stem_spec, "post_bn")(x)
             x = layers.ReLU(name="post_relu")(x)
         if include_top:
             x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -290,23 +288,13 @@ def _ensure_recursion_limit(needed):
 
 def _stem(x, stem, filters, spec):
     """The stem: ImageNet 7x7/2 conv + 3x3/2 max-pool, or CIFAR 3x3 conv."""
-    if stem == "imagenet":
-        x = layers.ZeroPadding2D(3, name="stem_pad")(x)
-        x = layers.Conv2D(
-            filters, 7, strides=2, padding="valid", name="stem_conv",
-            use_bias=spec.use_bias is True or (spec.use_bias == "unnormalized" and spec.preact),
-            kernel_initializer=spec.kernel_initializer,
-        )(x)
-    else:
-        x = layers.Conv2D(
-            filters, 3, padding="same", name="stem_conv",
-            use_bias=spec.use_bias is True or (spec.use_bias == "unnormalized" and spec.preact),
-            kernel_initializer=spec.kernel_initializer,
-        )(x)
+    kernel, strides = (7, 2) if stem == "imagenet" else (3, 1)
+    if strides > 1:
+        x = layers.ZeroPadding2D(kernel // 2, name="stem_pad")(x)
+    # The stem conv is followed by BN unless the blocks are pre-activation ones.
+    x = _conv(spec, filters, kernel, strides, "stem_conv", normalized=not spec.preact)(x)
     if not spec.preact:
-        x = layers.BatchNormalization(
-            epsilon=spec.bn_epsilon, momentum=spec.bn_momentum, name="stem_bn"
-        )(x)
+        x = _bn(spec, "stem_bn")(x)
         x = layers.ReLU(name="stem_relu")(x)
     if stem == "imagenet":
         # Zero padding equals PyTorch's -inf padding after a ReLU, and is what
