@@ -220,28 +220,26 @@ def make_strategy(name="auto", cpu_replicas=None):
                 cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
         except RuntimeError as e:
             raise RuntimeError(f"cpu_replicas must be set before TensorFlow initialises: {e}") from e
-    gpus = tf.config.list_logical_devices("GPU")
-    cpus = tf.config.list_logical_devices("CPU")
     tf_config = _tf_config()
     if name == "auto":
         cluster = (tf_config or {}).get("cluster", {})
-        tasks = sum(len(v) for v in cluster.values())
-        if tasks > 1:
+        if sum(len(v) for v in cluster.values()) > 1:
             name = "multi_worker"
-        elif len(gpus) > 1 or (not gpus and len(cpus) > 1):
-            name = "mirrored"
-        else:
-            name = "one_device"
+    if name == "multi_worker":
+        # Before anything lists devices: collectives must be configured at startup.
+        if not tf_config or "cluster" not in tf_config or "task" not in tf_config:
+            raise ValueError("strategy 'multi_worker' needs TF_CONFIG with 'cluster' and 'task' "
+                             "(see tf.distribute.cluster_resolver.TFConfigClusterResolver)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
+    cpus = tf.config.list_logical_devices("CPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 or (not gpus and len(cpus) > 1) else "one_device"
     if name == "one_device":
         return tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else cpus[0].name)
     if name == "mirrored":
         devices = [d.name for d in (gpus or cpus)]
         return tf.distribute.MirroredStrategy(devices)
-    if name == "multi_worker":
-        if not tf_config or "cluster" not in tf_config or "task" not in tf_config:
-            raise ValueError("strategy 'multi_worker' needs TF_CONFIG with 'cluster' and 'task' "
-                             "(see tf.distribute.cluster_resolver.TFConfigClusterResolver)")
-        return tf.distribute.MultiWorkerMirroredStrategy()
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
