@@ -74,6 +74,7 @@ class Checkpoint(dict):
         self.source_keys = dict(keys or {})
         self.source_shapes = dict(shapes or {})
         self.key_for = key_for
+        self.model_options = {}
 
     def describe(self):
         """A short name of what the checkpoint holds, e.g. ``torchvision/timm ResNet-50``."""
@@ -429,9 +430,19 @@ def read_keras_file(path, model=None):
 
 def _checkpoint_from_model(source, origin_name):
     named = _arrays_from_model(source)
-    if is_keras_applications_names(named):
-        return from_keras_applications_arrays(named, origin_name)
-    return Checkpoint(named)
+    if not is_keras_applications_names(named):
+        return Checkpoint(named)
+    checkpoint = from_keras_applications_arrays(named, origin_name)
+    # A whole model also says how its input and top are set up; convert() keeps them.
+    names = {layer.name for layer in source.layers}
+    top = _find(source, "predictions")
+    activation = top.get_config().get("activation") if top is not None else None
+    checkpoint.model_options = dict(
+        input_shape=tuple(source.input_shape[1:]),
+        pooling=None if top is not None else "avg" if "avg_pool" in names else "max" if "max_pool" in names else None,
+        classifier_activation=None if activation in (None, "linear") else activation,
+    )
+    return checkpoint
 
 
 def _h5_classes(path):
@@ -504,43 +515,42 @@ def read_weights_h5(path, model=None):
     """Arrays by layer name from a ``.weights.h5`` / ``.h5`` file.
 
     A Keras 3 ``save_weights`` file stores weights by position, not by name, so a twin is
-    built, the file is loaded into it, and its arrays are read by name: a keras_resnet twin
-    of ``model`` first, then the keras.applications ResNet whose layer counts the file
-    has. Keras 2 (by name) files go to :func:`read_legacy_h5`.
+    built, the file is loaded into it, and its arrays are read by name: the
+    keras.applications ResNet whose layers the file has (keras.applications models use
+    ``Activation`` layers, keras_resnet models ``ReLU``), else a keras_resnet twin of
+    ``model``. Keras 2 (by name) files go to :func:`read_legacy_h5`.
     """
     if _h5_kind(path) == "legacy":
         return read_legacy_h5(path, model)
     from .models import ResNet
 
-    first_error = None
-    if isinstance(model, ResNet):
-        include_top, classes = _h5_classes(path)
-        config = dict(model.get_config(), include_top=include_top, pooling=None, weights=None)
-        if classes is not None:
-            config["classes"] = classes
-        twin = ResNet.from_config(config)
-        try:
-            _quiet_load(twin, path)
-            return Checkpoint(_arrays_from_model(twin))
-        except ValueError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            first_error = f"weights={path!r} does not fit this architecture ({model.name}): {first}"
-    elif model is not None:
-        raise ValueError(".weights.h5 files can be loaded only into keras_resnet ResNet models")
     app = _keras_applications_twin(path)
-    if app is None:
-        raise ValueError(first_error or (
-            f"weights={path!r}: a .weights.h5 file holds no architecture; load it into the "
-            "keras_resnet model that saved it, or pass a keras.applications ResNet weights file"
-        ))
+    if app is not None:
+        try:
+            _quiet_load(app, path)
+        except ValueError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ValueError(f"weights={path!r} does not fit keras.applications {app.name}: {first}") from None
+        return _checkpoint_from_model(app, f"weights file {path!r}")
+    if not isinstance(model, ResNet):
+        raise ValueError(
+            f"weights={path!r}: this .weights.h5 file is not from a keras.applications ResNet and "
+            "holds no architecture; load it into the keras_resnet model that saved it "
+            "(weights=<path> in its constructor)"
+        )
+    include_top, classes = _h5_classes(path)
+    config = dict(model.get_config(), include_top=include_top, pooling=None, weights=None)
+    if classes is not None:
+        config["classes"] = classes
+    twin = ResNet.from_config(config)
     try:
-        _quiet_load(app, path)
+        _quiet_load(twin, path)
     except ValueError as e:
-        if first_error:
-            raise ValueError(first_error) from None
-        first = str(e).strip().splitlines()[0]
-        raise ValueError(f"weights={path!r} does not fit {app.name}: {first}") from None
-    return _checkpoint_from_model(app, f"weights file {path!r}")
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"weights={path!r} does not fit this architecture ({model.name}): {first}"
+        ) from None
+    return Checkpoint(_arrays_from_model(twin))
 
 
 def _quiet_load(model, path):
@@ -555,13 +565,17 @@ def _keras_applications_twin(path):
     """The keras.applications ResNet (weights=None) whose layer counts a Keras 3 file has."""
     import h5py
 
+    def kind(group_name):
+        return group_name.rstrip("0123456789").rstrip("_")
+
     with h5py.File(path, "r") as f:
         names = list(f["layers"])
-        convs = [n for n in names if n == "conv2d" or n.startswith("conv2d_")]
-        bns = [n for n in names if n == "batch_normalization" or n.startswith("batch_normalization_")]
-        dense = [n for n in names if n == "dense" or n.startswith("dense_")]
-        if not convs or len(names) != len(convs) + len(bns) + len(dense):
+        kinds = [kind(n) for n in names]
+        if "activation" not in kinds or "re_lu" in kinds or "conv2d" not in names:
             return None
+        convs = [n for n, k in zip(names, kinds) if k == "conv2d"]
+        bns = [n for n, k in zip(names, kinds) if k == "batch_normalization"]
+        dense = [n for n, k in zip(names, kinds) if k == "dense"]
         stem = f["layers"]["conv2d"]["vars"]["0"].shape
         classes = int(f["layers"][dense[0]]["vars"]["0"].shape[-1]) if dense else None
     total = (len(convs) - 5) / 3  # stem + 3 per block + 4 projections
@@ -848,8 +862,11 @@ def checkpoint_options(source):
     return options
 
 
+FROM_SOURCE = "from_source"
+
+
 def convert(source, include_top=None, input_shape=None, pooling=None,
-            classifier_activation="softmax", name=None, stride_on=None):
+            classifier_activation=FROM_SOURCE, name=None, stride_on=None):
     """A keras_resnet ``ResNet`` with the architecture and weights of ``source``.
 
     Args:
@@ -860,9 +877,9 @@ def convert(source, include_top=None, input_shape=None, pooling=None,
         input_shape: default: the source model's, or ``(None, None, channels)``.
         pooling: with ``include_top=False``: None, ``"avg"`` or ``"max"``
             (default: a keras.applications model's own).
-        classifier_activation: default ``"softmax"`` (keras.applications' default; a
-            keras.applications model's own activation when ``source`` is one); None
-            gives logits, which is what a PyTorch ``fc`` computes.
+        classifier_activation: default ``"from_source"``: a keras.applications model's
+            (or ``.keras`` file's) own activation, else ``"softmax"`` (keras.applications'
+            default). None gives logits, which is what a PyTorch ``fc`` computes.
         name: model name (default: ``resnet{depth}`` / ``resnet{depth}v2``).
         stride_on: bottleneck stride placement for a torchvision-named checkpoint
             (default ``"3x3"``, torchvision/timm; ``"1x1"`` for caffe-style ones).
@@ -878,17 +895,13 @@ def convert(source, include_top=None, input_shape=None, pooling=None,
     config = dict(checkpoint.config)
     channels = config.pop("input_channels")
     classes = config.pop("classes", None)
-    if isinstance(source, keras.Model):
-        if input_shape is None:
-            input_shape = tuple(source.input_shape[1:])
-        names = {layer.name for layer in source.layers}
-        if pooling is None and "predictions" not in names:
-            pooling = "avg" if "avg_pool" in names else "max" if "max_pool" in names else None
-        top = _find(source, "predictions")
-        if top is not None and classifier_activation == "softmax":
-            classifier_activation = top.get_config().get("activation", "softmax")
-            if classifier_activation == "linear":
-                classifier_activation = None
+    own = checkpoint.model_options
+    if input_shape is None:
+        input_shape = own.get("input_shape")
+    if pooling is None:
+        pooling = own.get("pooling")
+    if classifier_activation == FROM_SOURCE:
+        classifier_activation = own.get("classifier_activation", "softmax")
     if include_top is None:
         include_top = classes is not None
     if include_top and classes is None:
@@ -945,6 +958,9 @@ def convert_file(source, output, log=print, **options):
         if diff > 1e-5:
             raise ValueError(f"the written file computes differently from the converted model (max abs diff {diff:.3g})")
         log(f"checked: reloaded file matches the converted model (max abs diff {diff:.3g})")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, output)
     finally:
         if os.path.exists(tmp):
@@ -991,14 +1007,19 @@ def main(argv=None):
                      help="keep the classifier (the default when the checkpoint has one)")
     parser.add_argument("--pooling", choices=["avg", "max"], default=None,
                         help="global pooling after the last stage with --no-top")
-    parser.add_argument("--classifier-activation", default="softmax", metavar="NAME",
-                        help="classifier activation, e.g. softmax (default) or none for logits")
+    parser.add_argument("--classifier-activation", default=None, metavar="NAME",
+                        help="classifier activation, e.g. softmax, or none for logits (default: a "
+                             ".keras source's own, else softmax)")
     parser.add_argument("--stride-on", choices=["3x3", "1x1"], default=None,
                         help="bottleneck stride placement of a torchvision-named checkpoint (default 3x3)")
     parser.add_argument("--name", default=None, help="model name (default: resnet<depth>[v2])")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     args = parser.parse_args(argv)
-    activation = None if args.classifier_activation.lower() in ("none", "linear", "") else args.classifier_activation
+    activation = args.classifier_activation
+    if activation is None:
+        activation = FROM_SOURCE
+    elif activation.lower() in ("none", "linear", ""):
+        activation = None
     log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, flush=True))
     try:
         convert_file(
