@@ -246,6 +246,17 @@ def make_strategy(name="auto", cpu_replicas=None):
     return tf.distribute.TPUStrategy(resolver)
 
 
+def strategy_name(strategy):
+    """The public ``tf.distribute`` class name of ``strategy``."""
+    import tensorflow as tf
+
+    for cls in ("TPUStrategy", "MultiWorkerMirroredStrategy", "MirroredStrategy",
+                "OneDeviceStrategy"):
+        if isinstance(strategy, getattr(tf.distribute, cls)):
+            return cls
+    return type(strategy).__name__
+
+
 def is_chief(strategy):
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
@@ -593,7 +604,8 @@ def train(config=None, **overrides):
         history, best, acc_state = meta["history"], meta["best"], meta["accumulators"]
         log(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step} "
             f"({len(history)} epochs finished)")
-    if chief:
+    if chief and resume is not None:
+        # Rows of epochs the checkpoint has not committed are dropped.
         _write_csv(os.path.join(run_dir, "metrics.csv"), history)
 
     decayed = decayed_variables(model) if cfg.optimizer == "sgd" and cfg.weight_decay else []
@@ -612,7 +624,7 @@ def train(config=None, **overrides):
 
     log(f"training {cfg.model} on {dataset.name} {list(dataset.input_shape)} "
         f"({dataset.sizes.get('train')} train / {dataset.sizes.get('test')} test images), "
-        f"{type(strategy).__name__} with {replicas} replica(s), global batch {global_batch}, "
+        f"{strategy_name(strategy)} with {replicas} replica(s), global batch {global_batch}, "
         f"lr {lr:g}, {epochs} epochs x {steps_per_epoch} steps, {cfg.precision}")
 
     def meta(epoch, step, accs):
@@ -674,7 +686,8 @@ def train(config=None, **overrides):
             _save_keras(host, os.path.join(run_dir, "last.keras"))
             _write_csv(os.path.join(run_dir, "metrics.csv"), history)
             _write_run_json(run_dir, dataset, cfg, history, best, "running", replicas,
-                            global_batch, lr, steps_per_epoch)
+                            global_batch, lr, steps_per_epoch,
+                            strategy_label=strategy_name(strategy))
 
     if start_epoch >= epochs:
         log(f"{run_dir} already finished its {epochs} epochs")
@@ -684,7 +697,8 @@ def train(config=None, **overrides):
         if not os.path.exists(os.path.join(run_dir, "last.keras")):
             _save_keras(host, os.path.join(run_dir, "last.keras"))
         _write_run_json(run_dir, dataset, cfg, history, best, "finished", replicas,
-                        global_batch, lr, steps_per_epoch, test_acc)
+                        global_batch, lr, steps_per_epoch, test_acc,
+                        strategy_label=strategy_name(strategy))
         if cfg.plot and history:
             plot_history(history, os.path.join(run_dir, "curves.png"))
     log(f"test accuracy {test_acc:.4f} (last model, {dataset.sizes.get('test')} test images); "
@@ -714,7 +728,7 @@ def _num_workers(strategy):
 
 
 def _write_run_json(run_dir, dataset, cfg, history, best, status, replicas, global_batch, lr,
-                    steps_per_epoch, test_acc=None):
+                    steps_per_epoch, test_acc=None, strategy_label=None):
     info = dataset.describe()
     info.update(
         outputs="probabilities",
@@ -724,6 +738,7 @@ def _write_run_json(run_dir, dataset, cfg, history, best, status, replicas, glob
         status=status,
         epochs_finished=len(history),
         model=cfg.model,
+        strategy=strategy_label,
         replicas=replicas,
         global_batch_size=global_batch,
         effective_lr=lr,
@@ -887,6 +902,7 @@ def evaluate(model_path, dataset="digits", batch_size=256, verbose=1, **dataset_
     from the dataset), and so does whether the model outputs probabilities or logits.
     Returns ``{"accuracy", "loss", "num_examples", "dataset", "model"}``.
     """
+    from . import models  # noqa: F401  (registers keras_resnet classes for loading)
     from ._compat import keras
 
     if not os.path.isfile(model_path):

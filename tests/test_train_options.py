@@ -1,0 +1,149 @@
+"""Recipe pieces (schedules, weight decay, presets), precision/XLA runs, evaluate-only mode
+and clear failures for bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_resnet import training as kt
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def _train(args, cwd, timeout=600):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd,
+                          env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def test_paper_step_schedule_cosine_and_warmup():
+    # He et al. 2015: lr 0.1, divided by 10 at 32k and 48k of 64k iterations.
+    step = kt.learning_rate_schedule(0.1, 64000, 0, "step", (0.5, 0.75))
+    for s, want in ((0, 0.1), (31999, 0.1), (32000, 0.01), (47999, 0.01), (48000, 0.001),
+                    (63999, 0.001)):
+        assert abs(float(step(s)) - want) < 1e-9 * max(1, want) + 1e-9, (s, float(step(s)))
+    cos = kt.learning_rate_schedule(0.2, 1000, 100, "cosine")
+    assert abs(float(cos(0)) - 0.2 / 100) < 1e-7  # linear warmup from lr/warmup_steps
+    assert abs(float(cos(49)) - 0.2 * 50 / 100) < 1e-7
+    assert abs(float(cos(100)) - 0.2) < 1e-6
+    assert abs(float(cos(550)) - 0.1) < 1e-6  # half way through the cosine part
+    assert float(cos(1000)) < 1e-9
+
+
+def test_cifar_preset_is_the_papers_recipe():
+    p = kt.PRESETS["cifar"]
+    assert (p["batch_size"], p["lr"], p["momentum"], p["weight_decay"], p["iterations"]) == (
+        128, 0.1, 0.9, 1e-4, 64000)
+    assert p["schedule"] == "step" and tuple(p["step_boundaries"]) == (0.5, 0.75)
+    assert p["model"] == "resnet20" and p["augment"] == "cifar"
+
+
+def test_weight_decay_skips_batchnorm_and_biases():
+    import keras
+
+    model = kt.build_model("resnet20", (8, 8, 1), 10)
+    decayed = kt.decayed_variables(model)
+    kernels = [layer.kernel for layer in model.layers
+               if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    assert {id(v) for v in decayed} == {id(v) for v in kernels}
+
+    # AdamW with zero gradients: only decayed variables shrink, by lr * wd.
+    cfg = kt.TrainConfig(optimizer="adamw", weight_decay=0.5, precision="float32")
+    opt = kt.make_optimizer(cfg, 0.1, model)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    opt.apply([tf.zeros_like(v) for v in model.trainable_variables], model.trainable_variables)
+    for v, b in zip(model.trainable_variables, before):
+        want = b * (1 - 0.1 * 0.5) if id(v) in {id(d) for d in decayed} else b
+        np.testing.assert_allclose(v.numpy(), want, rtol=1e-6, atol=1e-7)
+
+
+def test_bfloat16_and_xla_run_on_cpu_and_evaluate_only(tmp_path):
+    run_dir = tmp_path / "bf16"
+    r = _train(["--precision", "mixed_bfloat16", "--jit", "--epochs", "3", "--run-dir",
+                str(run_dir), "--optimizer", "adamw", "--lr", "0.002", "--weight-decay", "0.01",
+                "--label-smoothing", "0.1", "--schedule", "step"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "mixed_bfloat16" in r.stdout
+    with open(run_dir / "run.json") as f:
+        info = json.load(f)
+    assert info["config"]["precision"] == "mixed_bfloat16" and info["config"]["jit"] is True
+    losses = [float(line.split(",")[1]) for line in
+              (run_dir / "metrics.csv").read_text().strip().splitlines()[1:]]
+    assert len(losses) == 3 and all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+    import keras
+
+    import keras_resnet  # noqa: F401
+
+    model = keras.saving.load_model(run_dir / "last.keras", safe_mode=True)
+    # What is saved is a float32 model whatever the training precision.
+    assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
+
+    ev = _train(["--evaluate", str(run_dir / "last.keras"), "--dataset", "digits"], tmp_path)
+    assert ev.returncode == 0, ev.stderr[-3000:]
+    assert f"accuracy {info['test_accuracy']:.4f}" in ev.stdout
+
+
+def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
+    cases = [
+        (["--strategy", "bogus"], "invalid choice: 'bogus'"),
+        (["--batch-size", "0"], "batch_size=0 is not supported"),
+        (["--model", "resnet19"], "model='resnet19' is not supported"),
+        (["--dataset", "cifar10"], "--download"),
+        (["--dataset", "folder", "--data-dir", str(tmp_path / "nowhere")], "not a directory"),
+        (["--lr", "-1"], "lr=-1.0 is not supported"),
+        (["--evaluate", str(tmp_path / "missing.keras")], "does not exist"),
+        (["--batch-size", "5000"], "larger than the training set"),
+    ]
+    for args, message in cases:
+        r = _train(args, tmp_path, timeout=300)
+        assert r.returncode == 2, (args, r.stdout[-1000:], r.stderr[-2000:])
+        err = r.stderr.strip().splitlines()[-1]
+        assert message in err, (args, err)
+        assert "Traceback" not in r.stderr
+    assert not os.path.exists(tmp_path / "runs")
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
+    run_dir = tmp_path / "nan"
+    r = _train(["--lr", "1e30", "--epochs", "2", "--run-dir", str(run_dir)], tmp_path)
+    assert r.returncode == 2
+    assert "the loss became nan" in r.stderr or "the loss became inf" in r.stderr
+    assert not any(os.path.exists(run_dir / f) for f in
+                   ("checkpoint.npz", "last.keras", "best.keras", "metrics.csv", "run.json"))
+
+
+def _png(path, array):
+    tf.io.write_file(str(path), tf.io.encode_png(tf.constant(array, tf.uint8)))
+
+
+def test_image_folder_with_a_corrupt_file_fails_or_skips(tmp_path):
+    data = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(10):
+            _png(data / c / f"{i}.png", rng.integers(0, 256, (16, 16, 3)))
+    (data / "b" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    args = ["--dataset", "folder", "--data-dir", str(data), "--image-size", "16", "--epochs", "1",
+            "--batch-size", "4", "--run-dir", str(tmp_path / "run"), "--no-plot"]
+    r = _train(args, tmp_path)
+    assert r.returncode == 2 and "bad.jpg" in r.stderr.strip().splitlines()[-1]
+    assert not os.path.exists(tmp_path / "run")
+    r = _train(args + ["--on-corrupt", "skip"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"skipping unreadable image {data / 'b' / 'bad.jpg'}" in r.stdout
+    assert "skipped 1 unreadable image(s)" in r.stdout
+    with open(tmp_path / "run" / "run.json") as f:
+        info = json.load(f)
+    assert info["class_names"] == ["a", "b"] and info["input_shape"] == [16, 16, 3]

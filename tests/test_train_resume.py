@@ -1,0 +1,79 @@
+"""Fault tolerance: SIGKILL in the middle of an epoch, then the same command resumes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def test_sigkill_mid_epoch_then_rerun_resumes_and_finishes(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--epochs", "5", "--batch-size", "16",
+           "--checkpoint-steps", "8", "--steps-per-execution", "4", "--run-dir", str(run_dir),
+           "--no-plot"]
+    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, bufsize=1)
+    deadline = time.time() + 400
+    seen = []
+    try:
+        for line in p.stdout:
+            seen.append(line)
+            if line.startswith("Epoch 3/5"):
+                time.sleep(1.0)  # into epoch 3 (84 steps of 16 images, checkpoints every 8)
+                break
+            assert time.time() < deadline, "training did not reach epoch 3 in time"
+        assert p.poll() is None, "".join(seen)[-3000:]
+        p.send_signal(signal.SIGKILL)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.communicate()
+    assert p.returncode == -signal.SIGKILL
+
+    with np.load(run_dir / "checkpoint.npz") as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+    assert meta["epoch"] >= 2  # epochs 1 and 2 were committed before the kill
+    killed_at = (meta["epoch"], meta["step"])
+    csv_before = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    assert len(csv_before) - 1 == meta["epoch"]
+
+    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert f"resuming {run_dir} at epoch {killed_at[0] + 1}, step {killed_at[1]}" in r.stdout
+
+    csv_after = (run_dir / "metrics.csv").read_text().strip().splitlines()
+    # Finished epochs are kept as they were, none repeated or lost.
+    assert csv_after[: len(csv_before)] == csv_before
+    assert [int(row.split(",")[0]) for row in csv_after[1:]] == [1, 2, 3, 4, 5]
+    with open(run_dir / "run.json") as f:
+        info = json.load(f)
+    assert info["status"] == "finished" and info["epochs_finished"] == 5
+    assert float(csv_after[-1].split(",")[4]) == info["test_accuracy"]
+    with np.load(run_dir / "checkpoint.npz") as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+    assert (meta["epoch"], meta["step"]) == (5, 0) and len(meta["history"]) == 5
+
+    # The saved model is the one the metrics describe.
+    import keras
+
+    import keras_resnet  # noqa: F401
+    from keras_resnet.data import apply_preprocessing, digits_arrays
+
+    x, y = digits_arrays("test")
+    model = keras.saving.load_model(run_dir / "last.keras", safe_mode=True)
+    probs = model.predict(apply_preprocessing(x, info["preprocessing"]), verbose=0)
+    assert abs(float(np.mean(probs.argmax(1) == y)) - info["test_accuracy"]) < 1e-6
+    assert info["test_accuracy"] > 0.9
+    assert not [n for n in os.listdir(run_dir) if n.startswith(".")]  # no temporary files
