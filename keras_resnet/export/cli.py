@@ -1,0 +1,116 @@
+"""Command line of the ``export/*.py`` scripts (parse arguments, call :func:`export_all`)."""
+
+import argparse
+import os
+import sys
+
+FORMAT_TITLES = {"savedmodel": "SavedModel (TF Serving)", "tflite": "TFLite/LiteRT", "onnx": "ONNX"}
+
+
+def build_parser(formats, prog=None):
+    from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+    from .pipeline import DEFAULT_ONNX, DEFAULT_TFLITE, FORMATS
+
+    all_formats = list(formats) == list(FORMATS)
+    what = "every format" if all_formats else " and ".join(FORMAT_TITLES[f] for f in formats)
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(
+            f"Export a trained Keras model to {what}, verify each export in its runtime against "
+            "the Keras model, and write report.json / report.md (format, precision, size, parity, "
+            "batch-1 latency). Exits 1 when an export misses its parity threshold, 2 on bad input."
+        ),
+    )
+    parser.add_argument("source", help="training run directory (best.keras + run.json) or a .keras file")
+    parser.add_argument("-o", "--out", default="exports",
+                        help="output directory (default: %(default)s): saved_model/<name>/<version>/, "
+                             "tflite/*.tflite, onnx/*.onnx, report.json, report.md")
+    if all_formats:
+        parser.add_argument("--formats", default=",".join(FORMATS),
+                            help="comma-separated subset of %(default)s")
+    if "tflite" in formats:
+        parser.add_argument("--tflite", default=",".join(DEFAULT_TFLITE), metavar="PRECISIONS",
+                            help="TFLite precisions, comma-separated (default: %(default)s); "
+                                 "dynamic = dynamic-range int8, int8 = full integer, qat = int8 after "
+                                 "quantization-aware training")
+        parser.add_argument("--int8-io", default="int8", choices=("int8", "uint8", "float32"),
+                            help="input/output type of full-integer models (default: %(default)s)")
+        parser.add_argument("--qat-epochs", type=int, default=2,
+                            help="quantization-aware fine-tuning epochs (default: %(default)s; 0 skips qat)")
+        parser.add_argument("--qat-learning-rate", type=float, default=1e-5,
+                            help="Adam learning rate of the QAT fine-tuning (default: %(default)s)")
+    if "onnx" in formats:
+        parser.add_argument("--onnx", default=",".join(DEFAULT_ONNX), metavar="PRECISIONS",
+                            help="ONNX precisions, comma-separated (default: %(default)s)")
+        parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
+                            help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default: %(default)s)")
+    if "savedmodel" in formats:
+        parser.add_argument("--version", type=int, default=None,
+                            help="SavedModel version (default: the next free number)")
+    parser.add_argument("--model-name", default=None,
+                        help="model name for files and the TF Serving path (default: the model's name)")
+    if "tflite" in formats or "onnx" in formats:
+        parser.add_argument("--dataset", default=None,
+                            help="dataset for calibration and evaluation (default: run.json's); see "
+                                 "keras_resnet.data")
+        parser.add_argument("--data-dir", default=None, help="data directory for folder/tfrecord/tfds datasets")
+        parser.add_argument("--num-samples", type=int, default=200,
+                            help="representative (calibration) images drawn from the training data "
+                                 "(default: %(default)s)")
+        parser.add_argument("--calibration-data", default=None, metavar="FILE",
+                            help=".npy images (or .npz with 'images') to calibrate on instead")
+    parser.add_argument("--eval-data", default=None, metavar="FILE",
+                        help=".npz with 'images' and 'labels' to verify on instead of the test split")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the calibration draw")
+    parser.add_argument("--latency-runs", type=int, default=50,
+                        help="timed batch-1 calls per artifact (default: %(default)s)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace existing output files (a SavedModel version only when --version names it)")
+    parser.add_argument("--quiet", action="store_true", help="print only the report")
+    return parser
+
+
+def main(argv=None, formats=None, prog=None):
+    """Run the export command line; returns the exit status (0 ok, 1 parity failure, 2 bad input)."""
+    from .pipeline import FORMATS
+
+    formats = list(formats or FORMATS)
+    parser = build_parser(formats, prog=prog)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from ._common import ExportError, ParityError
+    from .pipeline import export_all
+
+    kwargs = dict(
+        formats=getattr(args, "formats", None) or formats,
+        model_name=args.model_name, overwrite=args.overwrite, seed=args.seed,
+        latency_runs=args.latency_runs, eval_data=args.eval_data,
+        progress=None if args.quiet else (lambda m: print(m, flush=True)),
+    )
+    if "tflite" in formats:
+        kwargs.update(tflite_precisions=args.tflite, int8_io=args.int8_io, qat_epochs=args.qat_epochs,
+                      qat_options={"learning_rate": args.qat_learning_rate})
+    if "onnx" in formats:
+        kwargs.update(onnx_precisions=args.onnx, opset=args.opset)
+    if "savedmodel" in formats:
+        kwargs["version"] = args.version
+    if "tflite" in formats or "onnx" in formats:
+        kwargs.update(dataset=args.dataset, num_samples=args.num_samples,
+                      calibration_images=args.calibration_data)
+        if args.data_dir:
+            kwargs["dataset_kwargs"] = {"data_dir": args.data_dir}
+    try:
+        report = export_all(args.source, args.out, **kwargs)
+    except ParityError as e:
+        print(f"error: parity check failed: {e}", file=sys.stderr)
+        return 1
+    except (ExportError, ValueError) as e:
+        message = " ".join(str(e).split())
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    if args.quiet:
+        from .report import markdown
+
+        print(markdown(report))
+    return 0
