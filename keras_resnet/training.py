@@ -570,14 +570,6 @@ def train(config=None, **overrides):
             raise TrainingError(
                 f"{run_dir} holds a run with different settings ({detail}); use another "
                 "--run-dir, or --overwrite to start it again")
-    if chief:
-        os.makedirs(run_dir, exist_ok=True)
-        if cfg.overwrite:
-            for f in ("checkpoint.npz", "metrics.csv", "best.keras", "last.keras", "run.json",
-                      "curves.png"):
-                if os.path.exists(os.path.join(run_dir, f)):
-                    os.remove(os.path.join(run_dir, f))
-
     keras.mixed_precision.set_dtype_policy(cfg.precision)
     try:
         with strategy.scope():
@@ -591,6 +583,13 @@ def train(config=None, **overrides):
         keras.mixed_precision.set_dtype_policy("float32")
     # Float32 model with softmax outputs: what is evaluated and saved.
     host = build_model(cfg.model, dataset.input_shape, dataset.num_classes, "softmax")
+    if chief:  # only now: bad settings above leave nothing behind
+        os.makedirs(run_dir, exist_ok=True)
+        if cfg.overwrite:
+            for f in ("checkpoint.npz", "metrics.csv", "best.keras", "last.keras", "run.json",
+                      "curves.png"):
+                if os.path.exists(os.path.join(run_dir, f)):
+                    os.remove(os.path.join(run_dir, f))
 
     start_epoch, start_step, history, best = 0, 0, [], {"epoch": 0, "test_accuracy": -1.0}
     acc_state = [0.0, 0.0, 0.0]

@@ -135,7 +135,7 @@ def test_image_folder_with_a_corrupt_file_fails_or_skips(tmp_path):
         for i in range(10):
             _png(data / c / f"{i}.png", rng.integers(0, 256, (16, 16, 3)))
     (data / "b" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-    args = ["--dataset", "folder", "--data-dir", str(data), "--image-size", "16", "--epochs", "1",
+    args = ["--dataset", "folder", "--data-dir", str(data), "--image-size", "16", "--model", "resnet20", "--epochs", "1",
             "--batch-size", "4", "--run-dir", str(tmp_path / "run"), "--no-plot"]
     r = _train(args, tmp_path)
     assert r.returncode == 2 and "bad.jpg" in r.stderr.strip().splitlines()[-1]
