@@ -76,6 +76,15 @@ def _is_float32(model):
     return all(str(getattr(w.dtype, "name", w.dtype)) == "float32" for w in model.weights)
 
 
+def _policy_name(model):
+    """The model's mixed-precision policy name, or "float32"."""
+    for layer in model.layers:
+        name = str(getattr(getattr(layer, "dtype_policy", None), "name", "float32"))
+        if name != "float32":
+            return name
+    return "float32"
+
+
 def _float32_config(obj):
     if isinstance(obj, dict):
         out = {}
@@ -163,7 +172,7 @@ class ExportSource:
                 f"model {model.name!r} has outputs {[tuple(o.shape) for o in model.outputs]}; "
                 "expected one [batch, classes] output"
             )
-        self.original_dtype_policy = str(getattr(model.dtype_policy, "name", "float32"))
+        self.original_dtype_policy = _policy_name(model)
         self.model = as_float32(model)
         self.input_shape = tuple(self.model.inputs[0].shape[1:])
         if self.input_shape[-1] is None:

@@ -1,0 +1,119 @@
+#!/usr/bin/env python
+"""Batch-1 latency and size of ResNet-50 exports: keras_resnet against keras.applications.
+
+Both models (random weights, nothing downloaded; 224x224x3, 1000 classes) go through the
+same :func:`keras_resnet.export.export_all` in one run: Keras, SavedModel, TFLite
+fp32/fp16/int8 (full integer) and ONNX fp32/int8 (QDQ). Prints a Markdown table with
+each format's latency for both models and their ratio, plus the two quantization targets
+(TFLite int8 at most 0.40x its fp32 latency; ONNX int8 faster than ONNX fp32).
+
+    python bench/bench_export.py --out /tmp/bench_export
+
+Latency is the median of ``--runs`` batch-1 calls after warm-up, on this machine, with
+each runtime's default threading (LiteRT: one thread per CPU). Shared machines are noisy:
+compare ratios measured in the same run. Parity figures on random weights and random
+images are reported but are not a quality measure (quantized agreement in particular).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+ROWS = [("keras", "fp32"), ("savedmodel", "fp32"), ("tflite", "fp32"), ("tflite", "fp16"),
+        ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")]
+
+
+def _images(n, seed):
+    """Smooth random 'photos' (low-frequency noise, pixels 0..255)."""
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    small = rng.uniform(0, 255, (n, 14, 14, 3)).astype("float32")
+    return tf.image.resize(small, (224, 224), method="bilinear").numpy()
+
+
+def run(out_dir, runs, calibration, overwrite):
+    import keras
+
+    import keras_resnet as kr
+    from keras_resnet.data import IMAGENET_MEAN, IMAGENET_STD
+    from keras_resnet.export import export_all
+    from keras_resnet.export.report import machine
+
+    keras.utils.set_random_seed(0)
+    prep = {"scale": [1 / s for s in IMAGENET_STD], "offset": [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD)]}
+    calib = _images(calibration, 1)
+    evaluation = (_images(8, 2), None)
+    models = {
+        "keras_resnet": kr.ResNet50(weights=None, input_shape=(224, 224, 3)),
+        "keras.applications": keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3)),
+    }
+    results = {}
+    for label, model in models.items():
+        name = "keras_resnet_resnet50" if label == "keras_resnet" else "applications_resnet50"
+        print(f"=== {label}: {model.count_params():,} parameters", flush=True)
+        t = time.time()
+        report = export_all(
+            model, os.path.join(out_dir, name), tflite_precisions="fp32,fp16,int8",
+            onnx_precisions="fp32,int8", qat_epochs=0, preprocessing=prep, calibration_images=calib,
+            eval_data=evaluation, model_name=name, latency_runs=runs, overwrite=overwrite, check=False,
+            progress=lambda m: print("  " + m, flush=True) if not m.startswith("\n") else None,
+        )
+        print(f"  ({time.time() - t:.0f} s)", flush=True)
+        results[label] = {(a["format"], a["precision"]): a for a in report["artifacts"]}
+    return results, machine()
+
+
+def table(results, info):
+    ours, peer = results["keras_resnet"], results["keras.applications"]
+    lines = [
+        "| format | precision | keras_resnet ms | keras.applications ms | ratio | keras_resnet size | "
+        "keras.applications size |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for key in ROWS:
+        a, b = ours.get(key), peer.get(key)
+        if not a or not b:
+            continue
+        mb = lambda x: f"{x['size_bytes'] / 2**20:.1f} MB" if x.get("size_bytes") else "-"  # noqa: E731
+        lines.append(f"| {key[0]} | {key[1]} | {a['latency_ms']:.1f} | {b['latency_ms']:.1f} | "
+                     f"{a['latency_ms'] / b['latency_ms']:.2f}x | {mb(a)} | {mb(b)} |")
+    lines.append("")
+    for label, res in results.items():
+        t8 = res[("tflite", "int8")]["latency_ms"] / res[("tflite", "fp32")]["latency_ms"]
+        o8 = res[("onnx", "int8")]["latency_ms"] / res[("onnx", "fp32")]["latency_ms"]
+        lines.append(f"{label}: TFLite int8/fp32 latency {t8:.2f}x (target <= 0.40x); "
+                     f"ONNX int8/fp32 {o8:.2f}x (target < 1.00x)")
+    lines.append("")
+    lines.append(f"Machine: {info.get('processor')}, {info.get('cpu_count')} CPUs, {info.get('platform')}; "
+                 f"TensorFlow {info.get('tensorflow')}, Keras {info.get('keras')}, "
+                 f"ONNX Runtime {info.get('onnxruntime')}, LiteRT {info.get('ai_edge_litert')}.")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default="bench_export_out", help="where the exports go (default: %(default)s)")
+    parser.add_argument("--runs", type=int, default=30, help="timed batch-1 calls per artifact")
+    parser.add_argument("--calibration", type=int, default=32, help="calibration images for int8")
+    parser.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    results, info = run(args.out, args.runs, args.calibration, args.overwrite)
+    text = table(results, info)
+    print("\n" + text)
+    with open(os.path.join(args.out, "bench_export.json"), "w") as f:
+        json.dump({label: {f"{k[0]}/{k[1]}": v for k, v in r.items()} for label, r in results.items()},
+                  f, indent=2, default=str)
+    with open(os.path.join(args.out, "bench_export.md"), "w") as f:
+        f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
