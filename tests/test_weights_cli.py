@@ -1,0 +1,135 @@
+"""The converting command: ``python -m keras_resnet.weights SOURCE OUTPUT.keras``."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import keras_resnet as kr
+
+from conftest import ROOT
+
+
+def cli(*args):
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run(
+        [sys.executable, "-m", "keras_resnet.weights", *map(str, args)],
+        env=env, capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )
+
+
+def error_line(proc):
+    lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("keras-resnet-convert")]
+    assert len(lines) == 1, proc.stderr[-2000:]
+    return lines[0]
+
+
+def torchvision_state(rng, blocks=(2, 2, 2, 2), classes=5):
+    """A random ResNet state_dict with torchvision's keys and PyTorch's layouts (NumPy only)."""
+    state = {}
+
+    def conv(key, cout, cin, k):
+        state[key] = rng.normal(0, (2.0 / (cin * k * k)) ** 0.5, (cout, cin, k, k)).astype("float32")
+
+    def bn(key, c):
+        state[f"{key}.weight"] = rng.uniform(0.5, 1.5, c).astype("float32")
+        state[f"{key}.bias"] = rng.normal(0, 0.1, c).astype("float32")
+        state[f"{key}.running_mean"] = rng.normal(0, 0.1, c).astype("float32")
+        state[f"{key}.running_var"] = rng.uniform(0.5, 1.5, c).astype("float32")
+        state[f"{key}.num_batches_tracked"] = np.array(7, dtype="int64")
+
+    conv("conv1.weight", 64, 3, 7)
+    bn("bn1", 64)
+    cin = 64
+    for s, (n, w) in enumerate(zip(blocks, [64, 128, 256, 512]), start=1):
+        for b in range(n):
+            p = f"layer{s}.{b}"
+            conv(f"{p}.conv1.weight", w, cin, 3)
+            bn(f"{p}.bn1", w)
+            conv(f"{p}.conv2.weight", w, w, 3)
+            bn(f"{p}.bn2", w)
+            if b == 0 and s > 1:
+                conv(f"{p}.downsample.0.weight", w, cin, 1)
+                bn(f"{p}.downsample.1", w)
+            cin = w
+    state["fc.weight"] = rng.normal(0, 0.05, (classes, 512)).astype("float32")
+    state["fc.bias"] = rng.normal(0, 0.1, classes).astype("float32")
+    return state
+
+
+def test_help():
+    proc = cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    for word in ("source", "output", "--input-shape", "--no-top", "--classifier-activation",
+                 "keras.applications", "safetensors"):
+        assert word in proc.stdout
+
+
+def test_converts_a_keras_applications_file(tmp_path):
+    app = keras.applications.ResNet50V2(weights=None, input_shape=(64, 64, 3), classes=10,
+                                        classifier_activation=None)
+    rng = np.random.default_rng(0)
+    for layer in app.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.2, b.shape),
+                               rng.normal(0, 0.2, m.shape), rng.uniform(0.5, 1.5, v.shape)])
+    source = tmp_path / "resnet50v2.weights.h5"
+    app.save_weights(source)
+    out = tmp_path / "out" / "resnet50v2.keras"
+    out.parent.mkdir()
+    proc = cli(source, out, "--classifier-activation", "none", "--input-shape", "64,64,3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "found keras.applications ResNet50V2" in proc.stdout
+    assert f"wrote {out}" in proc.stdout
+    assert sorted(os.listdir(out.parent)) == ["resnet50v2.keras"]  # no temporary left
+    model = keras.saving.load_model(out, safe_mode=True)
+    assert isinstance(model, kr.ResNet)
+    assert model.input_shape == (None, 64, 64, 3)
+    x = rng.uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    assert float(np.max(np.abs(model.predict(x, verbose=0) - np.asarray(app(x))))) <= 1e-4
+
+
+def test_converts_a_safetensors_file_like_weights_path(tmp_path):
+    from safetensors.numpy import save_file
+
+    save_file(torchvision_state(np.random.default_rng(1)), str(tmp_path / "r18.safetensors"))
+    out = tmp_path / "r18.keras"
+    proc = cli(tmp_path / "r18.safetensors", out, "--no-top", "--pooling", "avg", "--name", "backbone")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "found torchvision/timm ResNet-18" in proc.stdout
+    model = keras.saving.load_model(out, safe_mode=True)
+    assert model.name == "backbone" and model.output_shape == (None, 512)
+    direct = kr.ResNet18(weights=str(tmp_path / "r18.safetensors"), include_top=False, pooling="avg")
+    x = np.random.default_rng(2).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    np.testing.assert_allclose(model.predict(x, verbose=0), direct.predict(x, verbose=0), atol=1e-5)
+
+
+def test_bad_inputs_exit_non_zero_and_write_nothing(tmp_path):
+    from safetensors.numpy import save_file
+
+    state = torchvision_state(np.random.default_rng(3))
+    state["layer1.0.se.fc1.weight"] = np.zeros((4, 64), "float32")
+    save_file(state, str(tmp_path / "se.safetensors"))
+    out = tmp_path / "out.keras"
+
+    proc = cli(tmp_path / "se.safetensors", out)
+    assert proc.returncode == 2
+    assert "unexpected key 'layer1.0.se.fc1.weight' (shape (4, 64))" in error_line(proc)
+
+    proc = cli(tmp_path / "missing.pth", out)
+    assert proc.returncode == 2
+    assert "no such file" in error_line(proc)
+
+    proc = cli(tmp_path / "se.safetensors", tmp_path / "out.h5")
+    assert proc.returncode == 2
+    assert "must end in .keras" in error_line(proc)
+
+    proc = cli(tmp_path / "se.safetensors", out, "--input-shape", "64,64")
+    assert proc.returncode == 2 and "H,W,C" in proc.stderr
+
+    assert sorted(os.listdir(tmp_path)) == ["se.safetensors"]
