@@ -208,6 +208,15 @@ def _stage_counts(names, origin_name):
     return [blocks[s] for s in stages]
 
 
+# The layout options each kind of checkpoint fixes.
+KERAS_V1 = dict(stem="imagenet", shortcut="B", preact=False, residual=True, stride_on="1x1",
+                stride_block="first", use_bias=True, bn_epsilon=1.001e-5, bn_momentum=0.99)
+KERAS_V2 = dict(stem="imagenet", shortcut="B", preact=True, residual=True, stride_on="3x3",
+                stride_block="last", use_bias="unnormalized", bn_epsilon=1.001e-5, bn_momentum=0.99)
+TORCHVISION = dict(stem="imagenet", shortcut="B", preact=False, residual=True,
+                   stride_block="first", use_bias=False, bn_epsilon=1e-5, bn_momentum=0.9)
+
+
 def _keras_applications_config(arrays, origin_name):
     if "stem_conv" not in arrays:
         raise ValueError(f"{origin_name}: no 'conv1_conv' weights; not a keras.applications ResNet")
@@ -223,21 +232,11 @@ def _keras_applications_config(arrays, origin_name):
     config = dict(
         stackwise_num_blocks=blocks,
         stackwise_num_filters=filters,
+        stackwise_strides=[2] * (n - 1) + [1] if preact else [1] + [2] * (n - 1),
         block="bottleneck",
-        stem="imagenet",
         stem_filters=int(np.shape(arrays["stem_conv"][0])[-1]),
-        shortcut="B",
-        preact=preact,
-        residual=True,
-        bn_epsilon=1.001e-5,
-        bn_momentum=0.99,
+        **(KERAS_V2 if preact else KERAS_V1),
     )
-    if preact:
-        config.update(stride_on="3x3", stride_block="last", stackwise_strides=[2] * (n - 1) + [1],
-                      use_bias="unnormalized")
-    else:
-        config.update(stride_on="1x1", stride_block="first", stackwise_strides=[1] + [2] * (n - 1),
-                      use_bias=True)
     _add_top(config, arrays)
     config["input_channels"] = int(np.shape(arrays["stem_conv"][0])[2])
     return config
@@ -392,15 +391,8 @@ def _torch_config(arrays, origin_name):
         stackwise_num_filters=filters,
         stackwise_strides=[1] + [2] * (len(blocks) - 1),
         block="bottleneck" if bottleneck else "basic",
-        stem="imagenet",
         stem_filters=int(np.shape(arrays["stem_conv"][0])[-1]),
-        shortcut="B",
-        preact=False,
-        residual=True,
-        stride_block="first",
-        use_bias=False,
-        bn_epsilon=1e-5,
-        bn_momentum=0.9,
+        **TORCHVISION,
     )
     _add_top(config, arrays)
     config["input_channels"] = int(np.shape(arrays["stem_conv"][0])[2])
@@ -561,16 +553,20 @@ def _quiet_load(model, path):
         model.load_weights(path)
 
 
-def _keras_applications_twin(path):
-    """The keras.applications ResNet (weights=None) whose layer counts a Keras 3 file has."""
+def _keras_applications_spec(path):
+    """``(constructor name, kwargs)`` of the keras.applications ResNet whose layers a Keras 3
+    ``.weights.h5`` file has, or None (read from the file's layer groups, nothing built)."""
     import h5py
 
     def kind(group_name):
         return group_name.rstrip("0123456789").rstrip("_")
 
     with h5py.File(path, "r") as f:
+        if "layers" not in f:
+            return None
         names = list(f["layers"])
         kinds = [kind(n) for n in names]
+        # keras.applications ResNets use Activation layers; keras_resnet models use ReLU.
         if "activation" not in kinds or "re_lu" in kinds or "conv2d" not in names:
             return None
         convs = [n for n, k in zip(names, kinds) if k == "conv2d"]
@@ -578,19 +574,26 @@ def _keras_applications_twin(path):
         dense = [n for n, k in zip(names, kinds) if k == "dense"]
         stem = f["layers"]["conv2d"]["vars"]["0"].shape
         classes = int(f["layers"][dense[0]]["vars"]["0"].shape[-1]) if dense else None
-    total = (len(convs) - 5) / 3  # stem + 3 per block + 4 projections
-    v2 = len(bns) == 1 + 3 * total  # pre-activation: post_bn + 3 per block
+    total = (len(convs) - 5) / 3  # stem + 3 convs per block + 4 projections
+    v2 = len(bns) == 1 + 3 * total  # pre-activation: post_bn + 3 BNs per block
     if not (v2 or len(bns) == len(convs)):
         return None
-    by_total = {16: 50, 33: 101, 50: 152}
-    depth = by_total.get(total)
+    depth = {16: 50, 33: 101, 50: 152}.get(total)
     if depth is None:
         return None
-    fn = getattr(keras.applications, f"ResNet{depth}{'V2' if v2 else ''}")
     kwargs = dict(weights=None, input_shape=(64, 64, int(stem[2])), include_top=bool(dense))
     if classes:
         kwargs["classes"] = classes
-    return fn(**kwargs)
+    return f"ResNet{depth}{'V2' if v2 else ''}", kwargs
+
+
+def _keras_applications_twin(path):
+    """The keras.applications ResNet (weights=None) a Keras 3 ``.weights.h5`` file fits."""
+    spec = _keras_applications_spec(path)
+    if spec is None:
+        return None
+    name, kwargs = spec
+    return getattr(keras.applications, name)(**kwargs)
 
 
 def read_safetensors(path, model=None):
@@ -708,7 +711,8 @@ def check_layout(model, checkpoint, source="weights"):
         if not same:
             wrong.append(f"{option}={want!r} (model has {got!r})")
     if wrong:
-        hint = "keras_resnet.weights.checkpoint_options(path) lists them; keras_resnet.weights.convert(path) builds the model"
+        hint = ("build the model with those options (keras_resnet.weights.checkpoint_options(path) "
+                "returns the layout ones), or let keras_resnet.weights.convert(path) build it")
         raise ValueError(
             f"{source} holds {checkpoint.describe()}, which needs {', '.join(wrong)}; {hint}"
         )
@@ -842,23 +846,38 @@ def inspect(source):
 
 
 def checkpoint_options(source):
-    """``ResNet`` keyword arguments a checkpoint's layout needs, beyond the depth.
+    """``ResNet`` keyword arguments a checkpoint's layout needs, beyond its depth.
 
     For a named constructor::
 
+        path = "resnet50_weights_tf_dim_ordering_tf_kernels.h5"
         model = keras_resnet.ResNet50(weights=path, **keras_resnet.weights.checkpoint_options(path))
 
     gives a keras.applications ResNet50 file the v1 layout it was trained with
-    (torchvision/timm files need nothing: it is the default layout). Includes
-    ``classes`` when the checkpoint has a classifier.
+    (torchvision/timm checkpoints need nothing: theirs is the default layout). Includes
+    ``classes`` when the checkpoint has a classifier. Options that choose the network
+    (``preact``, ``stem``, ``shortcut``, ``residual``) are left out: they come with the
+    constructor's name, and loading reports a conflict. Returns ``{}`` for keras_resnet's
+    own ``.keras`` / ``.weights.h5`` files, which need no options.
     """
+    keep = ("stride_on", "stride_block", "stackwise_strides", "use_bias", "bn_epsilon",
+            "bn_momentum", "classes")
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if path.endswith(".h5") and os.path.isfile(path) and _h5_kind(path) == "keras3":
+            spec = _keras_applications_spec(path)  # no need to build anything
+            if spec is None:
+                return {}
+            name, kwargs = spec
+            options = dict(KERAS_V2 if name.endswith("V2") else KERAS_V1)
+            options["stackwise_strides"] = [2, 2, 2, 1] if name.endswith("V2") else [1, 2, 2, 2]
+            if "classes" in kwargs:
+                options["classes"] = kwargs["classes"]
+            return {k: v for k, v in options.items() if k in keep}
     checkpoint = source if isinstance(source, Checkpoint) else inspect(source)
-    keep = LAYOUT_OPTIONS + ("bn_momentum", "classes")
     options = {k: v for k, v in checkpoint.config.items() if k in keep}
     if checkpoint.origin == "torchvision":
-        options.pop("stride_on", None)
-    for k in ("stem", "preact", "residual", "shortcut"):
-        options.pop(k, None)  # fixed by the constructor name; check_layout reports a conflict
+        options.pop("stride_on", None)  # not fixed by the weights; 3x3 unless asked
     return options
 
 

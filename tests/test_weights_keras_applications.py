@@ -136,9 +136,10 @@ def test_layout_mismatch_is_reported_before_anything_is_written(tmp_path):
     app = app_model("ResNet50")
     path = str(tmp_path / "resnet50.weights.h5")
     app.save_weights(path)
-    # The torchvision layout of ResNet50 (the default) is not what these weights compute.
+    # The torchvision layout (ResNet's defaults) is not what these weights compute.
     with pytest.raises(ValueError, match=r"keras.applications ResNet50.*stride_on='1x1'.*use_bias=True"):
-        kr.ResNet50(weights=path, input_shape=(SIZE, SIZE, 3), classes=10)
+        kr.ResNet([3, 4, 6, 3], [64, 128, 256, 512], block="bottleneck", weights=path,
+                  input_shape=(SIZE, SIZE, 3), classes=10)
     with pytest.raises(ValueError, match=r"preact=False \(model has True\)"):
         kr.PreActResNet50(weights=path, input_shape=(SIZE, SIZE, 3), **W.checkpoint_options(path))
 
