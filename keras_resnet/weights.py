@@ -546,11 +546,15 @@ def read_weights_h5(path, model=None):
 
 
 def _quiet_load(model, path):
+    """``model.load_weights(path)``; a skipped object (which Keras only warns about) is an error."""
     import warnings
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model.load_weights(path)
+    skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+    if skipped:
+        raise ValueError(skipped[0].strip().splitlines()[0])
 
 
 def _keras_applications_spec(path):
