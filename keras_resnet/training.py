@@ -616,7 +616,7 @@ def train(config=None, **overrides):
         train_iter = iter(dist_ds)
     train_chunk = _make_train_chunk(strategy, model, optimizer, train_iter, cfg, global_batch,
                                     decayed, dataset.num_classes)
-    test_ds = _eval_dataset(dataset, cfg)
+    test_ds = _eval_dataset(dataset, cfg.augment)
     evaluate_fn = _make_eval_fn(host, cfg.jit)
     writer = (tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
               if chief and cfg.tensorboard else None)
@@ -659,7 +659,7 @@ def train(config=None, **overrides):
                     _save_checkpoint(ckpt_path, model, optimizer, m)
         seconds = time.time() - t0
         host.set_weights(model.get_weights())
-        test_loss, test_acc = evaluate_fn(test_ds)
+        test_loss, test_acc, _ = evaluate_fn(test_ds)
         row = dict(epoch=epoch + 1, loss=sums[0] / sums[2], accuracy=sums[1] / sums[2],
                    test_loss=test_loss, test_accuracy=test_acc,
                    lr=float(schedule(float(int(optimizer.iterations.numpy()) - 1))),
@@ -691,7 +691,7 @@ def train(config=None, **overrides):
     if start_epoch >= epochs:
         log(f"{run_dir} already finished its {epochs} epochs")
     host.set_weights(model.get_weights())
-    test_loss, test_acc = evaluate_fn(test_ds)
+    test_loss, test_acc, _ = evaluate_fn(test_ds)
     if chief:
         if not os.path.exists(os.path.join(run_dir, "last.keras")):
             _save_keras(host, os.path.join(run_dir, "last.keras"))
@@ -802,11 +802,12 @@ def _concatenate(datasets):
     return datasets[0]
 
 
-def _eval_dataset(dataset, cfg, batch_size=256):
+def _eval_dataset(dataset, augment, batch_size=256, preprocessing=None):
     import tensorflow as tf
 
     ds = dataset.examples("test")
-    shape, pre, augment = dataset.input_shape, dataset.preprocessing, cfg.augment
+    shape, augment = dataset.input_shape, augment
+    pre = preprocessing or dataset.preprocessing
     ds = ds.map(lambda x, y: (kdata.apply_preprocessing(
         kdata.transform(dataset.decode(x), shape, augment, False), pre), tf.cast(y, tf.int32)),
         num_parallel_calls=tf.data.AUTOTUNE)
@@ -836,7 +837,7 @@ def _make_eval_fn(model, jit=False, outputs="probabilities"):
             total += [float(t) for t in stats(x, y)]
         if total[2] == 0:
             raise kdata.DataError("the evaluation split is empty")
-        return total[0] / total[2], total[1] / total[2]
+        return total[0] / total[2], total[1] / total[2], int(total[2])
 
     return evaluate
 
@@ -926,15 +927,11 @@ def evaluate(model_path, dataset="digits", batch_size=256, verbose=1, **dataset_
         raise ValueError(
             f"{model_path} takes {want} inputs with {model.output_shape[-1]} classes; "
             f"dataset {ds.name!r} has {ds.input_shape} images and {ds.num_classes} classes")
-    x, y = kdata.test_arrays(ds)
-    import tensorflow as tf
-
-    tds = tf.data.Dataset.from_tensor_slices(
-        (kdata.apply_preprocessing(x, pre).astype("float32"), y.astype("int32"))).batch(batch_size)
-    loss, acc = _make_eval_fn(model, outputs=outputs)(tds)
-    result = {"accuracy": acc, "loss": loss, "num_examples": int(len(y)), "dataset": ds.name,
+    loss, acc, n = _make_eval_fn(model, outputs=outputs)(
+        _eval_dataset(ds, ds.augment, batch_size, preprocessing=pre))
+    result = {"accuracy": acc, "loss": loss, "num_examples": n, "dataset": ds.name,
               "model": model_path}
     if verbose:
-        print(f"{model_path} on {ds.name} test split ({len(y)} images): accuracy {acc:.4f}, "
+        print(f"{model_path} on {ds.name} test split ({n} images): accuracy {acc:.4f}, "
               f"loss {loss:.4f}", flush=True)
     return result

@@ -69,7 +69,8 @@ def test_weight_decay_skips_batchnorm_and_biases():
 
 def test_bfloat16_and_xla_run_on_cpu_and_evaluate_only(tmp_path):
     run_dir = tmp_path / "bf16"
-    r = _train(["--precision", "mixed_bfloat16", "--jit", "--epochs", "3", "--run-dir",
+    r = _train(["--precision", "mixed_bfloat16", "--jit", "--epochs", "3", "--steps-per-epoch",
+                "10", "--batch-size", "32", "--run-dir",
                 str(run_dir), "--optimizer", "adamw", "--lr", "0.002", "--weight-decay", "0.01",
                 "--label-smoothing", "0.1", "--schedule", "step"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -105,8 +106,20 @@ def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
         (["--evaluate", str(tmp_path / "missing.keras")], "does not exist"),
         (["--batch-size", "5000"], "larger than the training set"),
     ]
-    for args, message in cases:
-        r = _train(args, tmp_path, timeout=300)
+    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args],
+                              cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for args, _ in cases]
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    for (args, message), r in zip(cases, results):
         assert r.returncode == 2, (args, r.stdout[-1000:], r.stderr[-2000:])
         err = r.stderr.strip().splitlines()[-1]
         assert message in err, (args, err)
