@@ -844,7 +844,7 @@ def load_weights(model, path):
 # Building the model a checkpoint fits
 
 
-def inspect(source):
+def inspect_checkpoint(source):
     """The :class:`Checkpoint` of ``source`` (path, keras.applications model or state_dict)."""
     return _source_checkpoint(source)[0]
 
@@ -878,7 +878,7 @@ def checkpoint_options(source):
             if "classes" in kwargs:
                 options["classes"] = kwargs["classes"]
             return {k: v for k, v in options.items() if k in keep}
-    checkpoint = source if isinstance(source, Checkpoint) else inspect(source)
+    checkpoint = source if isinstance(source, Checkpoint) else inspect_checkpoint(source)
     options = {k: v for k, v in checkpoint.config.items() if k in keep}
     if checkpoint.origin == "torchvision":
         options.pop("stride_on", None)  # not fixed by the weights; 3x3 unless asked

@@ -6,7 +6,6 @@ import sys
 
 import keras
 import numpy as np
-import pytest
 
 import keras_resnet as kr
 

@@ -5,7 +5,6 @@ weights (random conv biases and BatchNorm statistics, so every array matters) an
 keras_resnet model converted from it must compute the same outputs on random images.
 """
 
-import os
 
 import keras
 import numpy as np

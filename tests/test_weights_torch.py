@@ -6,7 +6,7 @@ BatchNorm running statistics, run in eval mode; the keras_resnet model loaded fr
 checkpoint must give the same logits.
 """
 
-import os
+import sys
 
 import numpy as np
 import pytest
@@ -300,6 +300,13 @@ def test_key_and_shape_mismatches(r18_pth):
         kr.ResNet18(weights=dict(state))
     with pytest.raises(ValueError, match=r"needs bn_epsilon=1e-05 \(model has 0.001\)"):
         kr.ResNet18(weights=dict(state), classes=CLASSES, bn_epsilon=1e-3)
+
+
+def test_pth_without_pytorch_says_what_to_install(r18_pth, monkeypatch):
+    _, path = r18_pth
+    monkeypatch.setitem(sys.modules, "torch", None)  # what an install without PyTorch sees
+    with pytest.raises(ImportError, match=r"needs PyTorch \(pip install torch\); a .safetensors file"):
+        kr.ResNet18(weights=path, classes=CLASSES)
 
 
 def test_pth_needs_a_loadable_file(tmp_path):
