@@ -5,7 +5,8 @@ Pairs: keras_resnet ResNet-50 vs keras.applications.ResNet50 (224x224x3, 1000 cl
 and keras_resnet CIFAR ResNet-20 vs a hand-written Keras ResNet-20 (32x32x3, 10
 classes, option-A shortcuts). Both members of a pair train with the same loop (the
 keras_resnet training loop, SGD with momentum, one device) on the same in-memory
-synthetic batch; timings alternate between the two so machine noise hits both alike.
+synthetic batch; timing rounds alternate between the two (and which goes first), and
+the best round of each is kept, so machine noise hits both alike.
 
     python3 bench/bench_train.py                           # both pairs, float32 and bf16
     python3 bench/bench_train.py --pairs resnet20 --steps 30 --batch-size 128
@@ -150,8 +151,9 @@ def main(argv=None):
             for run in runs.values():  # compile and warm up
                 run(2)
             best = {name: float("inf") for name in runs}
-            for _ in range(args.rounds):
-                for name, run in runs.items():
+            for r in range(args.rounds):
+                order = list(runs.items())
+                for name, run in (order if r % 2 == 0 else order[::-1]):  # alternate who goes first
                     best[name] = min(best[name], run(args.steps))
             ips = {name: batch * args.steps / t for name, t in best.items()}
             (ours, peer) = list(ips)

@@ -94,6 +94,13 @@ def test_bfloat16_and_xla_run_on_cpu_and_evaluate_only(tmp_path):
     assert ev.returncode == 0, ev.stderr[-3000:]
     assert f"accuracy {info['test_accuracy']:.4f}" in ev.stdout
 
+    # The run directory holds a finished 3-epoch run: other settings are refused.
+    before = (run_dir / "metrics.csv").read_bytes()
+    r = _train(["--epochs", "4", "--run-dir", str(run_dir)], tmp_path)
+    assert r.returncode == 2
+    assert "different settings" in r.stderr and "epochs: 3 -> 4" in r.stderr
+    assert (run_dir / "metrics.csv").read_bytes() == before
+
 
 def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
     cases = [
