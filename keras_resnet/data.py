@@ -273,6 +273,8 @@ class FolderDataset(FileDataset):
             files = _list_images(data_dir, class_names)
             splits = _stratified_split(files)
         self.skipped = []
+        if progress:
+            progress(f"checking {sum(len(v) for v in splits.values())} images in {data_dir} ...")
         for split in ("train", "test"):
             good, bad = _verify_images([p for p, _ in splits[split]], channels)
             if bad:
