@@ -208,6 +208,22 @@ def _stage_counts(names, origin_name):
     return [blocks[s] for s in stages]
 
 
+# What the imported networks expect as input, in keras_resnet's convention (the model's
+# input is ``pixels * scale + offset`` with RGB pixels in 0..255; see keras_resnet.data).
+_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+PREPROCESSING = {
+    # torchvision/timm: (pixels / 255 - mean) / std.
+    "torchvision": {
+        "scale": [1.0 / (255.0 * s) for s in _IMAGENET_STD],
+        "offset": [-m / s for m, s in zip(_IMAGENET_MEAN, _IMAGENET_STD)],
+    },
+    # keras.applications ResNetV2 ("tf" mode): pixels / 127.5 - 1.
+    "keras.applications.resnet_v2": {"scale": [1.0 / 127.5] * 3, "offset": [-1.0] * 3},
+    # keras.applications ResNet ("caffe" mode) subtracts the ImageNet mean from **BGR**
+    # pixels: reverse the channels (images[..., ::-1]) before applying this.
+    "keras.applications.resnet": {"scale": [1.0] * 3, "offset": [-103.939, -116.779, -123.68]},
+}
+
 # The layout options each kind of checkpoint fixes.
 KERAS_V1 = dict(stem="imagenet", shortcut="B", preact=False, residual=True, stride_on="1x1",
                 stride_block="first", use_bias=True, bn_epsilon=1.001e-5, bn_momentum=0.99)

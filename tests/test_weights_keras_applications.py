@@ -177,3 +177,16 @@ def test_layer_name_mapping_round_trips():
     mapped = {W.keras_applications_name(l.name) for l in app.layers if l.weights}
     assert mapped == {l.name for l in ours.layers if l.weights}
     assert all(W._app_name_of(W.keras_applications_name(l.name)) == l.name for l in app.layers if l.weights)
+
+
+def test_preprocessing_matches_keras_applications_preprocess_input():
+    from keras_resnet.data import apply_preprocessing
+
+    pixels = np.random.default_rng(5).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    v2 = keras.applications.resnet_v2.preprocess_input(pixels.copy())
+    np.testing.assert_allclose(
+        apply_preprocessing(pixels, W.PREPROCESSING["keras.applications.resnet_v2"]), v2, rtol=1e-5, atol=1e-5)
+    # caffe mode: keras.applications reverses RGB to BGR itself; here the caller does.
+    v1 = keras.applications.resnet.preprocess_input(pixels.copy())
+    np.testing.assert_allclose(
+        apply_preprocessing(pixels[..., ::-1], W.PREPROCESSING["keras.applications.resnet"]), v1, rtol=1e-5, atol=1e-4)

@@ -355,3 +355,15 @@ def test_converted_model_fine_tunes_and_exports(r18_pth, tmp_path):
     model.save(tmp_path / "tuned.keras")
     reloaded = keras.saving.load_model(tmp_path / "tuned.keras", compile=False, safe_mode=True)
     assert float(np.max(np.abs(reloaded.predict(x, verbose=0) - expected))) <= 1e-5
+
+
+def test_torchvision_preprocessing_is_normalize_of_pixels_over_255():
+    from keras_resnet.data import apply_preprocessing
+
+    pixels = np.random.default_rng(4).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    t = torch.from_numpy(pixels).permute(0, 3, 1, 2) / 255.0
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    want = ((t - mean) / std).permute(0, 2, 3, 1).numpy()
+    got = apply_preprocessing(pixels, W.PREPROCESSING["torchvision"])
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
