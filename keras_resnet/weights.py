@@ -35,7 +35,9 @@ against it before any weight is written:
 
 :func:`checkpoint_options` returns those options for a file, :func:`convert` builds the
 matching model with the weights in it, and ``python -m keras_resnet.weights SOURCE
-OUT.keras`` (``keras-resnet-convert``) writes it as a ``.keras`` file.
+OUT.keras`` (``keras-resnet-convert``) writes it as a ``.keras`` file. ``PREPROCESSING``
+holds the input scaling each source was trained with, in keras_resnet's
+``{"scale", "offset"}`` convention.
 """
 
 import argparse
@@ -923,9 +925,15 @@ def convert(source, include_top=None, input_shape=None, pooling=None,
         stride_on: bottleneck stride placement for a torchvision-named checkpoint
             (default ``"3x3"``, torchvision/timm; ``"1x1"`` for caffe-style ones).
     """
+    return _convert(*_source_checkpoint(source), include_top=include_top, input_shape=input_shape,
+                    pooling=pooling, classifier_activation=classifier_activation, name=name,
+                    stride_on=stride_on)
+
+
+def _convert(checkpoint, description, include_top=None, input_shape=None, pooling=None,
+             classifier_activation=FROM_SOURCE, name=None, stride_on=None):
     from .models import ResNet
 
-    checkpoint, description = _source_checkpoint(source)
     if not checkpoint.config:
         raise ValueError(
             f"{description} holds keras_resnet weights without an architecture; build the model "
@@ -980,11 +988,11 @@ def convert_file(source, output, log=print, **options):
     if not os.path.isdir(folder):
         raise ValueError(f"output={output!r}: folder {folder!r} does not exist")
     log(f"reading {source}")
-    checkpoint, _ = _source_checkpoint(source)
+    checkpoint, description = _source_checkpoint(source)
     if checkpoint.config:
         log(f"found {checkpoint.describe()} ({_arch_summary(checkpoint.config)}, "
             f"{sum(len(v) for v in checkpoint.values())} arrays)")
-    model = convert(source, **options)
+    model = _convert(checkpoint, description, **options)
     log(f"built {model.name}: {model.count_params():,} parameters")
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".keras", dir=folder)
     os.close(fd)
