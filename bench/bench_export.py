@@ -9,9 +9,11 @@ each format's latency for both models and their ratio, plus the two quantization
 
     python bench/bench_export.py --out /tmp/bench_export
 
-Latency is the median of ``--runs`` batch-1 calls after warm-up, on this machine, with
-each runtime's default threading (LiteRT: one thread per CPU). Shared machines are noisy:
-compare ratios measured in the same run. Parity figures on random weights and random
+Latency: after all exports, the two models' artifacts of each format are timed in
+alternation for ``--rounds`` rounds of ``--runs`` batch-1 calls (after warm-up); the
+figure is the best round's median, so a busy moment on a shared machine does not land on
+one model only. Each runtime uses its default threading (LiteRT: one thread per CPU).
+Compare ratios measured in the same run. Parity figures on random weights and random
 images are reported but are not a quality measure (quantized agreement in particular).
 """
 
@@ -22,6 +24,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from keras_resnet.export._common import latency_ms  # noqa: E402
 
 ROWS = [("keras", "fp32"), ("savedmodel", "fp32"), ("tflite", "fp32"), ("tflite", "fp16"),
         ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")]
@@ -37,7 +41,7 @@ def _images(n, seed):
     return tf.image.resize(small, (224, 224), method="bilinear").numpy()
 
 
-def run(out_dir, runs, calibration, overwrite):
+def run(out_dir, runs, rounds, calibration, overwrite):
     import keras
 
     import keras_resnet as kr
@@ -53,7 +57,7 @@ def run(out_dir, runs, calibration, overwrite):
         "keras_resnet": kr.ResNet50(weights=None, input_shape=(224, 224, 3)),
         "keras.applications": keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3)),
     }
-    results = {}
+    reports = {}
     for label, model in models.items():
         name = "keras_resnet_resnet50" if label == "keras_resnet" else "applications_resnet50"
         print(f"=== {label}: {model.count_params():,} parameters", flush=True)
@@ -61,12 +65,51 @@ def run(out_dir, runs, calibration, overwrite):
         report = export_all(
             model, os.path.join(out_dir, name), tflite_precisions="fp32,fp16,int8",
             onnx_precisions="fp32,int8", qat_epochs=0, preprocessing=prep, calibration_images=calib,
-            eval_data=evaluation, model_name=name, latency_runs=runs, overwrite=overwrite, check=False,
+            eval_data=evaluation, model_name=name, latency_runs=5, overwrite=overwrite, check=False,
             progress=lambda m: print("  " + m, flush=True) if not m.startswith("\n") else None,
         )
         print(f"  ({time.time() - t:.0f} s)", flush=True)
-        results[label] = {(a["format"], a["precision"]): a for a in report["artifacts"]}
-    return results, machine()
+        reports[label] = {(a["format"], a["precision"]): a for a in report["artifacts"]}
+
+    # Timing: both models' artifacts of one format alternate, round after round, so a busy
+    # moment on a shared machine hits both; the figure is the best round's median.
+    print(f"=== timing: {rounds} rounds x {runs} batch-1 calls per artifact", flush=True)
+    x = _images(1, 3)
+    callers = {label: _callers(model, reports[label], prep, x) for label, model in models.items()}
+    for key in ROWS:
+        medians = {label: [] for label in models}
+        for _ in range(rounds):
+            for label in models:
+                medians[label].append(latency_ms(callers[label][key], runs=runs, warmup=3))
+        for label in models:
+            reports[label][key]["latency_ms"] = min(medians[label])
+            reports[label][key]["latency_rounds_ms"] = medians[label]
+        print(f"  {key[0]} {key[1]}: " + ", ".join(
+            f"{label} {min(m):.1f} ms" for label, m in medians.items()), flush=True)
+    return reports, machine()
+
+
+def _callers(model, report, prep, x):
+    """Batch-1 call of each artifact, ``{(format, precision): fn}``."""
+    import tensorflow as tf
+
+    from keras_resnet.export import LiteRTModel, load_source
+    from keras_resnet.export.onnx_export import ORTModel
+
+    source = load_source(model, preprocessing=prep)
+    keras_fn = tf.function(source.serving_outputs)
+    tx = tf.constant(x)
+    serving = tf.saved_model.load(report[("savedmodel", "fp32")]["path"]).signatures["serving_default"]
+    out = {("keras", "fp32"): lambda: keras_fn(tx)["logits"].numpy(),
+           ("savedmodel", "fp32"): lambda: serving(images=tx)["logits"].numpy()}
+    for precision in ("fp32", "fp16", "int8"):
+        lite = LiteRTModel(report[("tflite", precision)]["path"])
+        xq = lite.quantize_input(x)
+        out[("tflite", precision)] = (lambda m, v: lambda: m.runner(images=v))(lite, xq)
+    for precision in ("fp32", "int8"):
+        ort_model = ORTModel(report[("onnx", precision)]["path"])
+        out[("onnx", precision)] = (lambda m: lambda: m.session.run(["logits"], {"images": x}))(ort_model)
+    return out
 
 
 def table(results, info):
@@ -99,12 +142,13 @@ def table(results, info):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="bench_export_out", help="where the exports go (default: %(default)s)")
-    parser.add_argument("--runs", type=int, default=30, help="timed batch-1 calls per artifact")
+    parser.add_argument("--runs", type=int, default=20, help="timed batch-1 calls per artifact and round")
+    parser.add_argument("--rounds", type=int, default=5, help="timing rounds (best round's median is reported)")
     parser.add_argument("--calibration", type=int, default=32, help="calibration images for int8")
     parser.add_argument("--overwrite", action="store_true", help="replace earlier results in --out")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    results, info = run(args.out, args.runs, args.calibration, args.overwrite)
+    results, info = run(args.out, args.runs, args.rounds, args.calibration, args.overwrite)
     text = table(results, info)
     print("\n" + text)
     with open(os.path.join(args.out, "bench_export.json"), "w") as f:

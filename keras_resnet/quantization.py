@@ -326,7 +326,11 @@ def _run_job(folder):
     with open(os.path.join(folder, "qat.tflite"), "wb") as f:
         f.write(converter.convert())
     with open(os.path.join(folder, "result.json"), "w") as f:
-        json.dump({"rebuild_max_abs_diff": diff, "train_accuracy_before": float(before)}, f)
+        json.dump({"epochs": job["epochs"], "learning_rate": job["learning_rate"],
+                   "rebuild_max_abs_diff": diff,
+                   "train_accuracy_fake_quant_before": float(before),
+                   "train_accuracy_fake_quant_after": float(qat.evaluate(x, y, verbose=0, batch_size=256)[1])},
+                  f)
     print("[qat] converted to int8 TFLite", flush=True)
 
 

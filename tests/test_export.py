@@ -343,6 +343,11 @@ def test_onnx_int8_is_qdq_per_channel_and_agrees_with_keras(exported):
                      if n.op_type == "DequantizeLinear" and n.input[0] in init
                      and init[n.input[0]].dtype == np.int8 and init[n.input[0]].ndim == 4]
     assert weight_scales and all(s.ndim == 1 and s.size > 1 for s in weight_scales)  # per channel
+    # Every convolution and every residual addition reads dequantized tensors, so ONNX
+    # Runtime can run the network as integer kernels end to end.
+    for node in proto.graph.node:
+        if node.op_type in ("Conv", "Add"):
+            assert all(i.endswith("_DequantizeLinear_Output") for i in node.input[:2]), node.name
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     logits = session.run(["logits"], {"images": exported.x_test})[0]
     exported.check_quantized(logits)

@@ -109,11 +109,13 @@ def float_parity(fmt, ref_logits, logits, tolerance=None):
     """Max abs difference of float32 logits against the Keras model's."""
     tolerance = FLOAT_TOLERANCE[fmt] if tolerance is None else tolerance
     diff = float(np.max(np.abs(np.asarray(logits, "float64") - np.asarray(ref_logits, "float64"))))
+    scale = float(np.max(np.abs(ref_logits))) or 1.0
     passed = bool(diff <= tolerance)
     message = "" if passed else (
         f"max abs logit difference {diff:.3g} exceeds the {tolerance:g} threshold by {diff - tolerance:.3g}"
     )
-    return {"kind": "float", "max_abs_diff": diff, "threshold": tolerance, "passed": passed,
+    return {"kind": "float", "max_abs_diff": diff, "max_rel_diff": diff / scale,
+            "threshold": tolerance, "passed": passed,
             "message": message}
 
 

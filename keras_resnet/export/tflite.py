@@ -195,12 +195,13 @@ def export_tflite(source, out_dir, precisions=("fp32", "fp16", "dynamic", "int8"
         for precision in precisions:
             path = paths[precision]
             say(progress, f"[tflite] converting {precision} -> {path}")
+            extra = {}
             with atomic_path(path, overwrite=overwrite) as tmp_path:
                 if precision == "qat":
                     from ..quantization import qat_tflite
 
-                    qat_tflite(source, tmp_path, calibration_images=calibration_images,
-                               int8_io=int8_io, progress=progress, **(qat_options or {}))
+                    extra["qat"] = qat_tflite(source, tmp_path, calibration_images=calibration_images,
+                                              int8_io=int8_io, progress=progress, **(qat_options or {}))
                 else:
                     data = convert_saved_model(saved, precision, calibration_images, int8_io)
                     with open(tmp_path, "wb") as f:
@@ -208,5 +209,5 @@ def export_tflite(source, out_dir, precisions=("fp32", "fp16", "dynamic", "int8"
             say(progress, f"[tflite] verifying {precision} in LiteRT")
             parity, latency, info = verify(source, path, precision, eval_images, eval_labels,
                                            latency_runs)
-            entries.append(artifact("tflite", precision, path, parity, latency, **info))
+            entries.append(artifact("tflite", precision, path, parity, latency, **info, **extra))
     return entries
