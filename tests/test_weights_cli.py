@@ -6,6 +6,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 import keras_resnet as kr
 
@@ -108,27 +109,31 @@ def test_converts_a_safetensors_file_like_weights_path(tmp_path):
     np.testing.assert_allclose(model.predict(x, verbose=0), direct.predict(x, verbose=0), atol=1e-5)
 
 
-def test_bad_inputs_exit_non_zero_and_write_nothing(tmp_path):
+def test_bad_inputs_exit_non_zero_and_write_nothing(tmp_path, capsys):
     from safetensors.numpy import save_file
+
+    from keras_resnet.weights import main
 
     state = torchvision_state(np.random.default_rng(3))
     state["layer1.0.se.fc1.weight"] = np.zeros((4, 64), "float32")
     save_file(state, str(tmp_path / "se.safetensors"))
     out = tmp_path / "out.keras"
 
-    proc = cli(tmp_path / "se.safetensors", out)
+    proc = cli(tmp_path / "se.safetensors", out)  # the real command's exit status
     assert proc.returncode == 2
     assert "unexpected key 'layer1.0.se.fc1.weight' (shape (4, 64))" in error_line(proc)
 
-    proc = cli(tmp_path / "missing.pth", out)
-    assert proc.returncode == 2
-    assert "no such file" in error_line(proc)
+    def fails(*args):
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        return err[0]
 
-    proc = cli(tmp_path / "se.safetensors", tmp_path / "out.h5")
-    assert proc.returncode == 2
-    assert "must end in .keras" in error_line(proc)
-
-    proc = cli(tmp_path / "se.safetensors", out, "--input-shape", "64,64")
-    assert proc.returncode == 2 and "H,W,C" in proc.stderr
+    assert "no such file" in fails(tmp_path / "missing.pth", out)
+    assert "must end in .keras" in fails(tmp_path / "se.safetensors", tmp_path / "out.h5")
+    assert "does not exist" in fails(tmp_path / "se.safetensors", tmp_path / "nowhere" / "out.keras")
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path / "se.safetensors"), str(out), "--input-shape", "64,64"])
+    assert e.value.code == 2 and "H,W,C" in capsys.readouterr().err
 
     assert sorted(os.listdir(tmp_path)) == ["se.safetensors"]
