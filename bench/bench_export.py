@@ -55,11 +55,17 @@ def run(out_dir, runs, rounds, calibration, overwrite):
     evaluation = (_images(8, 2), None)
     models = {
         "keras_resnet": kr.ResNet50(weights=None, input_shape=(224, 224, 3)),
+        # The same network as keras.applications (stride on the first 1x1, conv biases):
+        # separates layout from implementation in the comparison.
+        "keras_resnet v1": kr.ResNet50(weights=None, input_shape=(224, 224, 3), stride_on="1x1",
+                                       use_bias=True, name="resnet50_v1"),
         "keras.applications": keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3)),
     }
+    names = {"keras_resnet": "keras_resnet_resnet50", "keras_resnet v1": "keras_resnet_resnet50_v1",
+             "keras.applications": "applications_resnet50"}
     reports = {}
     for label, model in models.items():
-        name = "keras_resnet_resnet50" if label == "keras_resnet" else "applications_resnet50"
+        name = names[label]
         print(f"=== {label}: {model.count_params():,} parameters", flush=True)
         t = time.time()
         report = export_all(
@@ -113,19 +119,22 @@ def _callers(model, report, prep, x):
 
 
 def table(results, info):
-    ours, peer = results["keras_resnet"], results["keras.applications"]
-    lines = [
-        "| format | precision | keras_resnet ms | keras.applications ms | ratio | keras_resnet size | "
-        "keras.applications size |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
+    labels = list(results)
+    peer = labels[-1]
+    head = " | ".join(f"{label} ms" for label in labels)
+    ratios = " | ".join(f"{label} / peer" for label in labels[:-1])
+    sizes = " | ".join(f"{label} size" for label in labels)
+    lines = [f"| format | precision | {head} | {ratios} | {sizes} |",
+             "|---|---|" + "---:|" * (3 * len(labels) - 1)]
     for key in ROWS:
-        a, b = ours.get(key), peer.get(key)
-        if not a or not b:
+        row = [results[label].get(key) for label in labels]
+        if not all(row):
             continue
-        mb = lambda x: f"{x['size_bytes'] / 2**20:.1f} MB" if x.get("size_bytes") else "-"  # noqa: E731
-        lines.append(f"| {key[0]} | {key[1]} | {a['latency_ms']:.1f} | {b['latency_ms']:.1f} | "
-                     f"{a['latency_ms'] / b['latency_ms']:.2f}x | {mb(a)} | {mb(b)} |")
+        lines.append(
+            f"| {key[0]} | {key[1]} | " + " | ".join(f"{a['latency_ms']:.1f}" for a in row) + " | "
+            + " | ".join(f"{a['latency_ms'] / row[-1]['latency_ms']:.2f}x" for a in row[:-1]) + " | "
+            + " | ".join(f"{a['size_bytes'] / 2**20:.1f} MB" if a.get("size_bytes") else "-" for a in row)
+            + " |")
     lines.append("")
     for label, res in results.items():
         t8 = res[("tflite", "int8")]["latency_ms"] / res[("tflite", "fp32")]["latency_ms"]
@@ -133,8 +142,8 @@ def table(results, info):
         lines.append(f"{label}: TFLite int8/fp32 latency {t8:.2f}x (target <= 0.40x); "
                      f"ONNX int8/fp32 {o8:.2f}x (target < 1.00x)")
     lines.append("")
-    lines.append(f"Machine: {info.get('processor')}, {info.get('cpu_count')} CPUs, {info.get('platform')}; "
-                 f"TensorFlow {info.get('tensorflow')}, Keras {info.get('keras')}, "
+    lines.append(f"Peer: {peer}. Machine: {info.get('processor')}, {info.get('cpu_count')} CPUs, "
+                 f"{info.get('platform')}; TensorFlow {info.get('tensorflow')}, Keras {info.get('keras')}, "
                  f"ONNX Runtime {info.get('onnxruntime')}, LiteRT {info.get('ai_edge_litert')}.")
     return "\n".join(lines)
 
