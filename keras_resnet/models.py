@@ -24,6 +24,7 @@ output layer is ``stage{s}_block{b}_out``), ``post_bn``/``post_relu`` (pre-activ
 models), ``avg_pool``/``max_pool`` and ``predictions``.
 """
 
+import os
 import sys
 
 from ._compat import get_source_inputs, is_keras_tensor, keras, register
@@ -394,6 +395,13 @@ def _named(family, depth, preact, doc):
             kwargs["input_shape"] = input_shape
         if classes is not None:
             kwargs["classes"] = classes
+        if family is resnet_imagenet and isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
+            # A checkpoint fixes its layout (keras.applications v1/v2, torchvision) and its
+            # classifier size: build those unless the caller chose otherwise.
+            from .weights import checkpoint_options
+
+            for key, value in checkpoint_options(weights).items():
+                kwargs.setdefault(key, value)
         return family(depth, preact=preact, plain=plain, **kwargs)
 
     constructor.__doc__ = doc + (
