@@ -28,9 +28,6 @@ FLOAT_TOLERANCE = {"savedmodel": 1e-5, "tflite": 1e-4, "onnx": 1e-4}
 MIN_AGREEMENT = 0.99          # top-1 agreement with the Keras model, quantized exports
 MAX_ACCURACY_DROP = 0.005     # 0.5 percentage points on held-out data
 
-PROGRESS = print
-
-
 def say(progress, message):
     if progress:
         progress(message)
@@ -77,12 +74,6 @@ def remove(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
         os.remove(path)
-
-
-def write_bytes_atomic(path, data, overwrite=False):
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(data)
 
 
 def size_bytes(path):
@@ -162,7 +153,3 @@ def artifact(fmt, precision, path, parity, latency, **extra):
         **extra,
     }
 
-
-def run_batched(fn, images, batch_size=64):
-    outs = [fn(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
-    return np.concatenate(outs, axis=0)
