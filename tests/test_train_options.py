@@ -167,3 +167,19 @@ def test_image_folder_with_a_corrupt_file_fails_or_skips(tmp_path):
     with open(tmp_path / "run" / "run.json") as f:
         info = json.load(f)
     assert info["class_names"] == ["a", "b"] and info["input_shape"] == [16, 16, 3]
+
+
+def test_deterministic_runs_with_the_same_seed_are_identical(tmp_path):
+    import keras
+
+    import keras_resnet  # noqa: F401
+
+    weights = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        r = _train(["--deterministic", "--seed", str(seed), "--epochs", "1", "--steps-per-epoch",
+                    "5", "--run-dir", str(tmp_path / name), "--no-plot", "--quiet"], tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        model = keras.saving.load_model(tmp_path / name / "last.keras", safe_mode=True)
+        weights.append(model.get_weights())
+    assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
+    assert not all(np.array_equal(a, c) for a, c in zip(weights[0], weights[2]))
