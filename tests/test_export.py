@@ -6,6 +6,8 @@ here independently (a linear-classifier rebuild of the same architecture carryin
 trained weights).
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -15,7 +17,6 @@ import sys
 
 import numpy as np
 import pytest
-from filelock import FileLock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -95,6 +96,16 @@ class Exported:
         return agreement, accuracy
 
 
+@contextlib.contextmanager
+def _file_lock(path):
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """One trained run directory exported to every format (shared by xdist workers)."""
@@ -102,7 +113,7 @@ def exported(tmp_path_factory):
     if os.environ.get("PYTEST_XDIST_WORKER"):
         base = base.parent
     root = base / "keras_resnet_export_fixture"
-    with FileLock(str(root) + ".lock"):
+    with _file_lock(str(root) + ".lock"):
         if not (root / "done").exists():
             shutil.rmtree(root, ignore_errors=True)
             (root / "run").mkdir(parents=True)

@@ -114,3 +114,18 @@ def main(argv=None, formats=None, prog=None):
 
         print(markdown(report))
     return 0
+
+
+def main_savedmodel(argv=None):
+    """``export_savedmodel.py``: SavedModel only."""
+    return main(argv, formats=["savedmodel"], prog="export_savedmodel")
+
+
+def main_tflite(argv=None):
+    """``export_tflite.py``: TFLite only."""
+    return main(argv, formats=["tflite"], prog="export_tflite")
+
+
+def main_onnx(argv=None):
+    """``export_onnx.py``: ONNX only."""
+    return main(argv, formats=["onnx"], prog="export_onnx")
