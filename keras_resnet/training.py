@@ -46,7 +46,6 @@ import io
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 

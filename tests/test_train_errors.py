@@ -1,0 +1,90 @@
+"""Bad flags, missing data, corrupt images and a diverging loss: clear errors, exit status
+2, nothing half-written."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CONFIG", None)
+    return env
+
+
+def _train(args, cwd, timeout=600):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd,
+                          env=_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
+    cases = [
+        (["--strategy", "bogus"], "invalid choice: 'bogus'"),
+        (["--batch-size", "0"], "batch_size=0 is not supported"),
+        (["--model", "resnet19"], "model='resnet19' is not supported"),
+        (["--dataset", "cifar10"], "--download"),
+        (["--dataset", "folder", "--data-dir", str(tmp_path / "nowhere")], "not a directory"),
+        (["--lr", "-1"], "lr=-1.0 is not supported"),
+        (["--evaluate", str(tmp_path / "missing.keras")], "does not exist"),
+        (["--batch-size", "5000"], "larger than the training set"),
+    ]
+    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args],
+                              cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for args, _ in cases]
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=300)
+            results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    for (args, message), r in zip(cases, results):
+        assert r.returncode == 2, (args, r.stdout[-1000:], r.stderr[-2000:])
+        err = r.stderr.strip().splitlines()[-1]
+        assert message in err, (args, err)
+        assert "Traceback" not in r.stderr
+    assert not os.path.exists(tmp_path / "runs")
+
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
+    run_dir = tmp_path / "nan"
+    r = _train(["--lr", "1e30", "--epochs", "2", "--run-dir", str(run_dir)], tmp_path)
+    assert r.returncode == 2
+    assert "the loss became nan" in r.stderr or "the loss became inf" in r.stderr
+    assert not any(os.path.exists(run_dir / f) for f in
+                   ("checkpoint.npz", "last.keras", "best.keras", "metrics.csv", "run.json"))
+
+
+def _png(path, array):
+    tf.io.write_file(str(path), tf.io.encode_png(tf.constant(array, tf.uint8)))
+
+
+def test_image_folder_with_a_corrupt_file_fails_or_skips(tmp_path):
+    data = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(10):
+            _png(data / c / f"{i}.png", rng.integers(0, 256, (16, 16, 3)))
+    (data / "b" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    args = ["--dataset", "folder", "--data-dir", str(data), "--image-size", "16", "--model", "resnet20", "--epochs", "1",
+            "--batch-size", "4", "--run-dir", str(tmp_path / "run"), "--no-plot"]
+    r = _train(args, tmp_path)
+    assert r.returncode == 2 and "bad.jpg" in r.stderr.strip().splitlines()[-1]
+    assert not os.path.exists(tmp_path / "run")
+    r = _train(args + ["--on-corrupt", "skip"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"skipping unreadable image {data / 'b' / 'bad.jpg'}" in r.stdout
+    assert "skipped 1 unreadable image(s)" in r.stdout
+    with open(tmp_path / "run" / "run.json") as f:
+        info = json.load(f)
+    assert info["class_names"] == ["a", "b"] and info["input_shape"] == [16, 16, 3]
