@@ -446,6 +446,7 @@ def plot_history(history, path):
     ax1.plot(epochs, [r["test_loss"] for r in history], label="test")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
+    ax1.set_yscale("log")
     ax1.legend()
     ax2.plot(epochs, [r["accuracy"] for r in history], label="train")
     ax2.plot(epochs, [r["test_accuracy"] for r in history], label="test")
