@@ -2,6 +2,7 @@
 """Train a keras_resnet model with tf.distribute (thin CLI over keras_resnet.training).
 
     python3 train.py                       # CIFAR ResNet-20 on the bundled digits, CPU, ~1 min
+    python3 train.py --export exports      # ... then export every format and print the report
     python3 train.py --dataset cifar10 --preset cifar          # the paper's CIFAR recipe
     python3 train.py --dataset folder --data-dir photos/ --model resnet50 --strategy mirrored
     python3 train.py --evaluate runs/digits_resnet20/best.keras --dataset digits
@@ -94,6 +95,10 @@ def _parser():
     o.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
     o.add_argument("--no-plot", dest="plot", action="store_false")
     o.add_argument("--quiet", action="store_true", help="no progress output")
+    o.add_argument("--export", metavar="DIR",
+                   help="after training, export the run to every format in DIR (SavedModel, "
+                   "TFLite, ONNX, each verified) and print the report; same as "
+                   "export/export_all.py RUN_DIR --out DIR (--overwrite replaces existing exports)")
     p.add_argument("--evaluate", metavar="MODEL.keras",
                    help="only evaluate a saved model on --dataset's test split")
     return p
@@ -116,10 +121,16 @@ def main(argv=None):
         fields = {f for f in kt.TrainConfig.__dataclass_fields__}
         values = {k: v for k, v in vars(args).items() if k in fields}
         values["verbose"] = 0 if args.quiet else 1
-        kt.train(kt.TrainConfig(**values))
+        result = kt.train(kt.TrainConfig(**values))
     except (ValueError, kdata.DataError, kt.TrainingError) as e:
         print(f"train.py: error: {e}", file=sys.stderr)
         return 2
+    if args.export:
+        from keras_resnet.export import cli as export_cli
+
+        extra = (["--overwrite"] if args.overwrite else []) + (["--quiet"] if args.quiet else [])
+        return export_cli.main([str(result.run_dir), "--out", args.export, *extra],
+                               prog="train.py --export")
     return 0
 
 
