@@ -32,6 +32,20 @@ def run_python(code, env=None, timeout=600, check=True, cwd=None):
     return proc
 
 
+def train_env(**extra):
+    """Environment for a training subprocess: repository importable, CPU only, no cluster."""
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env.pop("TF_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+def run_train(args, cwd, timeout=600):
+    """Run ``train.py ARGS`` in ``cwd``; returns the CompletedProcess."""
+    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd,
+                          env=train_env(), capture_output=True, text=True, timeout=timeout)
+
+
 def trainable_params(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 

@@ -6,19 +6,15 @@ import subprocess
 import sys
 
 import numpy as np
+from conftest import train_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    env.pop("TF_CONFIG", None)
-    return env
-
 
 def test_default_command_reaches_98_5_percent_on_digits(tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, "train.py")]
-    r = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=900)
+    r = subprocess.run(cmd, cwd=tmp_path, env=train_env(), capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     run_dir = tmp_path / "runs" / "digits_resnet20"
     lines = r.stdout.strip().splitlines()
@@ -80,7 +76,7 @@ def test_default_command_reaches_98_5_percent_on_digits(tmp_path):
 
     # The same command again: the run is finished, nothing is retrained or rewritten.
     before = (run_dir / "metrics.csv").read_bytes()
-    r2 = subprocess.run(cmd, cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    r2 = subprocess.run(cmd, cwd=tmp_path, env=train_env(), capture_output=True, text=True, timeout=300)
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert "already finished its 30 epochs" in r2.stdout
     assert (run_dir / "metrics.csv").read_bytes() == before

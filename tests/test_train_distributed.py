@@ -8,17 +8,12 @@ import subprocess
 import sys
 
 import numpy as np
+from conftest import train_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "_train_worker.py")
 TIMEOUT = 420
 
-
-def _env(**extra):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
 
 
 def _args(out, **kwargs):
@@ -77,7 +72,7 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     p = subprocess.Popen(
         _args(out, strategy="mirrored", cpu_replicas=2, epochs=8, run_dir=str(run_dir),
               plot=False, tensorboard=False),
-        env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        env=train_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     (log,) = _wait([p])
     assert "MirroredStrategy with 2 replica(s), global batch 128" in log
 
@@ -119,7 +114,7 @@ def test_multi_worker_mirrored_strategy_two_processes_sync_bn(tmp_path):
         procs.append(subprocess.Popen(
             _args(tmp_path / f"worker{i}.npz", strategy="multi_worker", epochs=6, sync_bn=True,
                   run_dir=str(run_dir), plot=False, tensorboard=False),
-            env=_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=train_env(TF_CONFIG=tf_config), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True))
     logs = _wait(procs)
     assert "MultiWorkerMirroredStrategy with 2 replica(s)" in logs[0]

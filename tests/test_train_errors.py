@@ -8,19 +8,11 @@ import sys
 
 import numpy as np
 import tensorflow as tf
+from conftest import train_env, run_train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    env.pop("TF_CONFIG", None)
-    return env
-
-
-def _train(args, cwd, timeout=600):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd,
-                          env=_env(), capture_output=True, text=True, timeout=timeout)
 
 
 def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
@@ -35,7 +27,7 @@ def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
         (["--batch-size", "5000"], "larger than the training set"),
     ]
     procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args],
-                              cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
+                              cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for args, _ in cases]
     results = []
     try:
@@ -57,7 +49,7 @@ def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     run_dir = tmp_path / "nan"
-    r = _train(["--lr", "1e30", "--epochs", "2", "--run-dir", str(run_dir)], tmp_path)
+    r = run_train(["--lr", "1e30", "--epochs", "2", "--run-dir", str(run_dir)], tmp_path)
     assert r.returncode == 2
     assert "the loss became nan" in r.stderr or "the loss became inf" in r.stderr
     assert not any(os.path.exists(run_dir / f) for f in
@@ -78,10 +70,10 @@ def test_image_folder_with_a_corrupt_file_fails_or_skips(tmp_path):
     (data / "b" / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     args = ["--dataset", "folder", "--data-dir", str(data), "--image-size", "16", "--model", "resnet20", "--epochs", "1",
             "--batch-size", "4", "--run-dir", str(tmp_path / "run"), "--no-plot"]
-    r = _train(args, tmp_path)
+    r = run_train(args, tmp_path)
     assert r.returncode == 2 and "bad.jpg" in r.stderr.strip().splitlines()[-1]
     assert not os.path.exists(tmp_path / "run")
-    r = _train(args + ["--on-corrupt", "skip"], tmp_path)
+    r = run_train(args + ["--on-corrupt", "skip"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"skipping unreadable image {data / 'b' / 'bad.jpg'}" in r.stdout
     assert "skipped 1 unreadable image(s)" in r.stdout

@@ -2,27 +2,15 @@
 determinism."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import tensorflow as tf
 
 from keras_resnet import training as kt
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _env():
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    env.pop("TF_CONFIG", None)
-    return env
+from conftest import run_train
 
 
-def _train(args, cwd, timeout=600):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=cwd,
-                          env=_env(), capture_output=True, text=True, timeout=timeout)
+
 
 
 def test_paper_step_schedule_cosine_and_warmup():
@@ -68,7 +56,7 @@ def test_weight_decay_skips_batchnorm_and_biases():
 
 def test_bfloat16_and_xla_run_on_cpu_and_evaluate_only(tmp_path):
     run_dir = tmp_path / "bf16"
-    r = _train(["--precision", "mixed_bfloat16", "--jit", "--epochs", "3", "--steps-per-epoch",
+    r = run_train(["--precision", "mixed_bfloat16", "--jit", "--epochs", "3", "--steps-per-epoch",
                 "10", "--batch-size", "32", "--run-dir",
                 str(run_dir), "--optimizer", "adamw", "--lr", "0.002", "--weight-decay", "0.01",
                 "--label-smoothing", "0.1", "--schedule", "step"], tmp_path)
@@ -89,13 +77,13 @@ def test_bfloat16_and_xla_run_on_cpu_and_evaluate_only(tmp_path):
     # What is saved is a float32 model whatever the training precision.
     assert {layer.dtype_policy.name for layer in model.layers} == {"float32"}
 
-    ev = _train(["--evaluate", str(run_dir / "last.keras"), "--dataset", "digits"], tmp_path)
+    ev = run_train(["--evaluate", str(run_dir / "last.keras"), "--dataset", "digits"], tmp_path)
     assert ev.returncode == 0, ev.stderr[-3000:]
     assert f"accuracy {info['test_accuracy']:.4f}" in ev.stdout
 
     # The run directory holds a finished 3-epoch run: other settings are refused.
     before = (run_dir / "metrics.csv").read_bytes()
-    r = _train(["--epochs", "4", "--run-dir", str(run_dir)], tmp_path)
+    r = run_train(["--epochs", "4", "--run-dir", str(run_dir)], tmp_path)
     assert r.returncode == 2
     assert "different settings" in r.stderr and "epochs: 3 -> 4" in r.stderr
     assert (run_dir / "metrics.csv").read_bytes() == before
@@ -108,7 +96,7 @@ def test_deterministic_runs_with_the_same_seed_are_identical(tmp_path):
 
     weights = []
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
-        r = _train(["--deterministic", "--seed", str(seed), "--epochs", "1", "--steps-per-epoch",
+        r = run_train(["--deterministic", "--seed", str(seed), "--epochs", "1", "--steps-per-epoch",
                     "5", "--run-dir", str(tmp_path / name), "--no-plot", "--quiet"], tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         model = keras.saving.load_model(tmp_path / name / "last.keras", safe_mode=True)

@@ -8,14 +8,10 @@ import sys
 import time
 
 import numpy as np
+from conftest import train_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def _env():
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-    env.pop("TF_CONFIG", None)
-    return env
 
 
 def test_sigkill_mid_epoch_then_rerun_resumes_and_finishes(tmp_path):
@@ -23,7 +19,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_finishes(tmp_path):
     cmd = [sys.executable, os.path.join(ROOT, "train.py"), "--epochs", "5", "--batch-size", "16",
            "--checkpoint-steps", "8", "--steps-per-execution", "4", "--run-dir", str(run_dir),
            "--no-plot"]
-    p = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    p = subprocess.Popen(cmd, env=train_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, bufsize=1)
     deadline = time.time() + 400
     seen = []
@@ -49,7 +45,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_finishes(tmp_path):
     csv_before = (run_dir / "metrics.csv").read_text().strip().splitlines()
     assert len(csv_before) - 1 == meta["epoch"]
 
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    r = subprocess.run(cmd, env=train_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert f"resuming {run_dir} at epoch {killed_at[0] + 1}, step {killed_at[1]}" in r.stdout
 

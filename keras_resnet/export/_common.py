@@ -28,6 +28,16 @@ FLOAT_TOLERANCE = {"savedmodel": 1e-5, "tflite": 1e-4, "onnx": 1e-4}
 MIN_AGREEMENT = 0.99          # top-1 agreement with the Keras model, quantized exports
 MAX_ACCURACY_DROP = 0.005     # 0.5 percentage points on held-out data
 
+def check_precisions(kind, precisions, accepted):
+    """``precisions`` as a list, or an ExportError naming the first bad one and ``accepted``."""
+    precisions = list(precisions)
+    bad = [p for p in precisions if p not in accepted]
+    if bad or not precisions:
+        raise ExportError(f"{kind} precision {bad[0] if bad else precisions!r} is not supported; "
+                          f"accepted: {', '.join(accepted)}")
+    return precisions
+
+
 def say(progress, message):
     if progress:
         progress(message)

@@ -22,6 +22,7 @@ import numpy as np
 
 from ._common import (ExportError, artifact, atomic_path, check_new_path, float_parity, latency_ms,
                       quantized_parity, say)
+from ._common import check_precisions as _check_precisions
 
 PRECISIONS = ("fp32", "int8")
 DEFAULT_OPSET = 17
@@ -29,12 +30,7 @@ MIN_OPSET, MAX_OPSET = 13, 18
 
 
 def check_precisions(precisions):
-    precisions = list(precisions)
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if bad or not precisions:
-        raise ExportError(f"ONNX precision {bad[0] if bad else precisions!r} is not supported; "
-                          f"accepted: {', '.join(PRECISIONS)}")
-    return precisions
+    return _check_precisions("ONNX", precisions, PRECISIONS)
 
 
 def check_opset(opset):

@@ -26,18 +26,14 @@ import numpy as np
 
 from ._common import (ExportError, artifact, atomic_path, check_new_path, float_parity, latency_ms,
                       quantized_parity, say)
+from ._common import check_precisions as _check_precisions
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "qat")
 INT8_IO = ("int8", "uint8", "float32")
 
 
 def check_precisions(precisions):
-    precisions = list(precisions)
-    bad = [p for p in precisions if p not in PRECISIONS]
-    if bad or not precisions:
-        raise ExportError(f"TFLite precision {bad[0] if bad else precisions!r} is not supported; "
-                          f"accepted: {', '.join(PRECISIONS)}")
-    return precisions
+    return _check_precisions("TFLite", precisions, PRECISIONS)
 
 
 def check_int8_io(int8_io):
