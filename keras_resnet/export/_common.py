@@ -151,6 +151,14 @@ def quantized_parity(ref_logits, logits, labels=None, min_agreement=MIN_AGREEMEN
     return out
 
 
+def parity_vs_keras(source, fmt, precision, logits, eval_images, eval_labels=None):
+    """Float exports: max abs logit difference; quantized ones: top-1 agreement and accuracy."""
+    ref = source.keras_logits(eval_images)
+    if precision == "fp32":
+        return float_parity(fmt, ref, logits)
+    return quantized_parity(ref, logits, eval_labels)
+
+
 def artifact(fmt, precision, path, parity, latency, **extra):
     return {
         "format": fmt,

@@ -20,9 +20,9 @@ import tempfile
 
 import numpy as np
 
-from ._common import (ExportError, artifact, atomic_path, check_new_path, float_parity, latency_ms,
-                      quantized_parity, say)
 from ._common import check_precisions as _check_precisions
+from ._common import (ExportError, artifact, atomic_path, check_new_path, latency_ms,
+                      parity_vs_keras, say)
 
 PRECISIONS = ("fp32", "int8")
 DEFAULT_OPSET = 17
@@ -150,12 +150,8 @@ def verify(source, path, precision, eval_images, eval_labels=None, latency_runs=
     import onnx
 
     model = ORTModel(path)
-    logits = model.logits(eval_images)
-    ref = source.keras_logits(eval_images)
-    if precision == "fp32":
-        parity = float_parity("onnx", ref, logits)
-    else:
-        parity = quantized_parity(ref, logits, eval_labels)
+    parity = parity_vs_keras(source, "onnx", precision, model.logits(eval_images), eval_images,
+                             eval_labels)
     proto = onnx.load(os.fspath(path), load_external_data=False)
     info = {
         "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),

@@ -24,9 +24,9 @@ import tempfile
 
 import numpy as np
 
-from ._common import (ExportError, artifact, atomic_path, check_new_path, float_parity, latency_ms,
-                      quantized_parity, say)
 from ._common import check_precisions as _check_precisions
+from ._common import (ExportError, artifact, atomic_path, check_new_path, latency_ms,
+                      parity_vs_keras, say)
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "qat")
 INT8_IO = ("int8", "uint8", "float32")
@@ -143,12 +143,8 @@ def verify(source, path, precision, eval_images, eval_labels=None, latency_runs=
     model = LiteRTModel(path)
     ops = model.op_names()
     bad_ops = [op for op in ops if op.upper().startswith("FLEX") or op.upper() == "CUSTOM"]
-    logits = model.logits(eval_images)
-    ref = source.keras_logits(eval_images)
-    if precision == "fp32":
-        parity = float_parity("tflite", ref, logits)
-    else:
-        parity = quantized_parity(ref, logits, eval_labels)
+    parity = parity_vs_keras(source, "tflite", precision, model.logits(eval_images), eval_images,
+                             eval_labels)
     if bad_ops:
         parity["passed"] = False
         parity["message"] = (parity["message"] + "; " if parity["message"] else "") + (
