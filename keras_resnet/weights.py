@@ -235,17 +235,27 @@ TORCHVISION = dict(stem="imagenet", shortcut="B", preact=False, residual=True,
                    stride_block="first", use_bias=False, bn_epsilon=1e-5, bn_momentum=0.9)
 
 
+def _stage_widths(arrays, num_stages, origin_name, source_name):
+    """Each stage's width: the output channels of its first block's conv1.
+
+    ``source_name(layer)`` says how the checkpoint names a missing layer.
+    """
+    widths = []
+    for s in range(1, num_stages + 1):
+        conv1 = arrays.get(f"stage{s}_block1_conv1")
+        if conv1 is None:
+            raise ValueError(f"{origin_name}: missing {source_name(f'stage{s}_block1_conv1')}")
+        widths.append(int(np.shape(conv1[0])[-1]))
+    return widths
+
+
 def _keras_applications_config(arrays, origin_name):
     if "stem_conv" not in arrays:
         raise ValueError(f"{origin_name}: no 'conv1_conv' weights; not a keras.applications ResNet")
     blocks = _stage_counts(arrays, origin_name)
     preact = "post_bn" in arrays or any(n.endswith("_preact_bn") for n in arrays)
-    filters = []
-    for s in range(1, len(blocks) + 1):
-        conv1 = arrays.get(f"stage{s}_block1_conv1")
-        if conv1 is None:
-            raise ValueError(f"{origin_name}: missing layer '{_app_name_of(f'stage{s}_block1_conv1')}'")
-        filters.append(int(np.shape(conv1[0])[-1]))
+    filters = _stage_widths(arrays, len(blocks), origin_name,
+                            lambda n: f"layer '{_app_name_of(n)}'")
     n = len(blocks)
     config = dict(
         stackwise_num_blocks=blocks,
@@ -398,12 +408,8 @@ def from_torch_state_dict(state, origin_name="state_dict"):
 def _torch_config(arrays, origin_name):
     blocks = _stage_counts(arrays, origin_name)
     bottleneck = any(n.endswith("_conv3") for n in arrays if n.startswith("stage"))
-    filters = []
-    for s in range(1, len(blocks) + 1):
-        conv1 = arrays.get(f"stage{s}_block1_conv1")
-        if conv1 is None:
-            raise ValueError(f"{origin_name}: missing key '{_torch_key_for(f'stage{s}_block1_conv1', 0)}'")
-        filters.append(int(np.shape(conv1[0])[-1]))
+    filters = _stage_widths(arrays, len(blocks), origin_name,
+                            lambda n: f"key '{_torch_key_for(n, 0)}'")
     config = dict(
         stackwise_num_blocks=blocks,
         stackwise_num_filters=filters,
