@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from .layers import (  # noqa: F401
     BasicBlock,
     BottleneckBlock,
+    FusedBatchNormalization,
     ProjectionShortcut,
     ZeroPadShortcut,
     basic_block,
@@ -20,7 +21,7 @@ from .models import NAMED_MODELS, ResNet, feature_extractor, resnet_cifar, resne
 globals().update(NAMED_MODELS)
 
 __all__ = [
-    "BasicBlock", "BottleneckBlock", "ProjectionShortcut", "ZeroPadShortcut",
+    "BasicBlock", "BottleneckBlock", "FusedBatchNormalization", "ProjectionShortcut", "ZeroPadShortcut",
     "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
     "resnet_cifar", "resnet_imagenet", *NAMED_MODELS,
 ]

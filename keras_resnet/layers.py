@@ -6,7 +6,9 @@ Everything here exists in two forms that share one definition:
   as a flat run of built-in layers (Conv2D, BatchNormalization, ReLU, Add, ...). The
   models in :mod:`keras_resnet.models` are made of these, so converters, BN folding and
   tensorflow-model-optimization see ordinary layers with stable names
-  (``stage2_block1_conv1``, ...);
+  (``stage2_block1_conv1``, ...). Their BatchNormalization is
+  :class:`FusedBatchNormalization`, a subclass that only changes how the training step
+  is computed (one fused op; see its docstring);
 * layers (``BasicBlock``, ``BottleneckBlock``, ``ProjectionShortcut``,
   ``ZeroPadShortcut``) for use inside your own Sequential, functional or subclassed
   models.  They are registered serializable Keras layers with ``get_config``.
@@ -108,6 +110,61 @@ class ZeroPadShortcut(layers.Layer):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides}
 
 
+if LEGACY:  # pragma: no cover - tf_keras's own BatchNormalization is already fused
+    FusedBatchNormalization = layers.BatchNormalization
+else:
+
+    @register(package="keras_resnet")
+    class FusedBatchNormalization(layers.BatchNormalization):
+        """``keras.layers.BatchNormalization`` that trains with one fused TensorFlow op.
+
+        Keras 3 computes batch statistics and the normalisation as separate ops, and
+        their gradient as many more. On the TensorFlow backend this layer runs the
+        training step as ``FusedBatchNormV3`` (oneDNN on CPU, cuDNN on GPU) and its
+        registered gradient instead; everything else is the parent's: same weights,
+        same config, same inference path (so exported graphs do not change), and the
+        moving variance is still updated with the *biased* batch variance, as Keras does.
+
+        It falls back to the parent's computation where the fused op does not apply:
+        other backends, inputs that are not 4-D channels-last float16/bfloat16/float32,
+        masks, renorm, ``synchronized=True`` (statistics over all replicas), and
+        inference (``training`` false or the layer frozen).
+        """
+
+        def _fused(self, inputs, training, mask):
+            return (
+                training and self.trainable and mask is None and not self.renorm
+                and not self.synchronized and keras.backend.backend() == "tensorflow"
+                and len(inputs.shape) == 4 and self.axis in (-1, 3)
+                and keras.backend.standardize_dtype(inputs.dtype)
+                in ("float16", "bfloat16", "float32")
+            )
+
+        def call(self, inputs, training=None, mask=None):
+            if not self._fused(inputs, training, mask):
+                return super().call(inputs, training=training, mask=mask)
+            import tensorflow as tf
+
+            channels = inputs.shape[-1]
+            scale = tf.cast(self.gamma, "float32") if self.scale else tf.ones([channels])
+            offset = tf.cast(self.beta, "float32") if self.center else tf.zeros([channels])
+            empty = tf.constant([], "float32")
+            y, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+                x=inputs, scale=scale, offset=offset, mean=empty, variance=empty,
+                epsilon=self.epsilon, data_format="NHWC", is_training=True,
+            )
+            # The op reports the unbiased (n / (n - 1)) variance; Keras keeps the biased one.
+            n = tf.cast(tf.reduce_prod(tf.shape(inputs, out_type="int64")[:-1]), "float32")
+            variance = variance * tf.maximum(n - 1.0, 0.0) / n
+            m = self.momentum
+            self.moving_mean.assign(self.moving_mean * m + tf.cast(mean, self.moving_mean.dtype) * (1.0 - m))
+            self.moving_variance.assign(
+                self.moving_variance * m + tf.cast(variance, self.moving_variance.dtype) * (1.0 - m)
+            )
+            return tf.cast(y, self.compute_dtype)
+
+
+
 # ----------------------------------------------------------------------------------------
 # One definition of a block: which layers it has (``_block_parts``) and how they connect
 # (``_wire``). The functions and the layer classes below both use these two.
@@ -179,7 +236,7 @@ def _conv(spec, filters, kernel, strides, name, normalized, zero=False):
 
 
 def _bn(spec, name, zero=False):
-    return layers.BatchNormalization(
+    return FusedBatchNormalization(
         epsilon=spec.bn_epsilon,
         momentum=spec.bn_momentum,
         gamma_initializer="zeros" if zero else "ones",
@@ -438,7 +495,7 @@ class ProjectionShortcut(layers.Layer):
             kernel_initializer=kernel_initializer, name="conv",
         )
         self.bn = (
-            layers.BatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name="bn")
+            FusedBatchNormalization(epsilon=bn_epsilon, momentum=bn_momentum, name="bn")
             if self.normalize else None
         )
 

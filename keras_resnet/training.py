@@ -660,6 +660,14 @@ def train(config=None, **overrides):
         seconds = time.time() - t0
         host.set_weights(model.get_weights())
         test_loss, test_acc, _ = evaluate_fn(test_ds)
+        if not math.isfinite(test_loss):
+            # e.g. a NaN weight whose effect ReLU hides from the training loss, or
+            # overflowed BN statistics (used only at evaluation); this epoch is not committed.
+            raise TrainingError(
+                f"the test loss became {test_loss} after epoch {epoch + 1} (the model's weights or "
+                f"BatchNormalization statistics are no longer finite); training stopped. The last "
+                f"good checkpoint ({len(history)} finished epochs) is kept in {ckpt_path}; lower "
+                "--lr or use --precision float32")
         row = dict(epoch=epoch + 1, loss=sums[0] / sums[2], accuracy=sums[1] / sums[2],
                    test_loss=test_loss, test_accuracy=test_acc,
                    lr=float(schedule(float(int(optimizer.iterations.numpy()) - 1))),

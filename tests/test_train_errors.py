@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from conftest import train_env, run_train
 
@@ -54,6 +55,54 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     assert "the loss became nan" in r.stderr or "the loss became inf" in r.stderr
     assert not any(os.path.exists(run_dir / f) for f in
                    ("checkpoint.npz", "last.keras", "best.keras", "metrics.csv", "run.json"))
+
+
+@pytest.mark.parametrize("poison,message", [
+    ("classifier", "the loss became nan in epoch 3"),
+    # a NaN stem kernel: ReLU maps the NaNs to 0, so the training loss stays finite, but the
+    # BN statistics turn NaN and so does the test loss
+    ("stem", "the test loss became nan after epoch 3"),
+])
+def test_non_finite_mid_run_keeps_the_last_good_checkpoint(tmp_path, poison, message):
+    """A run that goes bad after epoch 2 (a weight poisoned with NaN just after epoch 2 is
+    committed) stops with the message, leaves epoch 2's files intact, and the same command
+    without the poison resumes from epoch 2."""
+    run_dir = tmp_path / "run"
+    args = ["--epochs", "3", "--batch-size", "64", "--run-dir", str(run_dir), "--no-plot"]
+    poisoned = subprocess.run([sys.executable, "-c", f"""
+import sys
+from keras_resnet import training
+save = training._save_checkpoint
+def save_then_poison(path, model, optimizer, meta):
+    save(path, model, optimizer, meta)
+    if meta["epoch"] == 2 and meta["step"] == 0:
+        w = model.get_layer({"stem_conv" if poison == "stem" else "predictions"!r}).kernel
+        w.assign(w * float("nan"))
+training._save_checkpoint = save_then_poison
+sys.argv = ["train.py"] + {args!r}
+sys.path.insert(0, {ROOT!r})
+import runpy
+runpy.run_path({os.path.join(ROOT, "train.py")!r}, run_name="__main__")
+"""], cwd=tmp_path, env=train_env(), capture_output=True, text=True, timeout=600)
+    assert poisoned.returncode == 2, poisoned.stderr[-3000:]
+    err = poisoned.stderr.strip().splitlines()[-1]
+    assert message in err and "2 finished epochs" in err, err
+    with np.load(run_dir / "checkpoint.npz") as z:
+        meta = json.loads(bytes(z["meta"]).decode())
+        weights = [z[f"w{i}"] for i in range(meta["num_weights"])]
+    assert (meta["epoch"], meta["step"]) == (2, 0)
+    assert all(np.isfinite(w).all() for w in weights)
+    assert [int(r.split(",")[0]) for r in (run_dir / "metrics.csv").read_text().split()[1:]] == [1, 2]
+    with open(run_dir / "run.json") as f:
+        assert json.load(f)["epochs_finished"] == 2
+
+    r = run_train(args, tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resuming {run_dir} at epoch 3, step 0" in r.stdout
+    assert [int(r.split(",")[0]) for r in (run_dir / "metrics.csv").read_text().split()[1:]] == [1, 2, 3]
+    with open(run_dir / "run.json") as f:
+        info = json.load(f)
+    assert info["status"] == "finished" and info["test_accuracy"] > 0.5
 
 
 def _png(path, array):
