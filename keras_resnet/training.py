@@ -565,7 +565,10 @@ def train(config=None, **overrides):
         resume = _load_checkpoint(ckpt_path)
         old = resume[0]["settings"]
         diff = sorted(k for k in settings if old.get(k) != settings[k])
-        if diff:
+        if diff == ["lr"]:  # the one change a resume allows: the usual fix for divergence
+            log(f"resuming with --lr {settings['lr']:g} (the run so far used {old['lr']:g}); "
+                "the schedule continues from the current step with the new base rate")
+        elif diff:
             detail = ", ".join(f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in diff)
             raise TrainingError(
                 f"{run_dir} holds a run with different settings ({detail}); use another "
@@ -645,10 +648,8 @@ def train(config=None, **overrides):
                 n = min(n, cfg.checkpoint_steps - step % cfg.checkpoint_steps)
             loss_sum, correct, count = (float(t) for t in train_chunk(tf.constant(n)))
             if not math.isfinite(loss_sum):
-                raise TrainingError(
-                    f"the loss became {loss_sum} in epoch {epoch + 1} (steps {step + 1}-{step + n}); "
-                    f"training stopped. The last good checkpoint ({len(history)} finished epochs) "
-                    f"is kept in {ckpt_path}; lower --lr or use --precision float32")
+                raise _diverged(f"the loss became {loss_sum} in epoch {epoch + 1} (steps "
+                                f"{step + 1}-{step + n})", ckpt_path, history)
             sums = [sums[0] + loss_sum, sums[1] + correct, sums[2] + count]
             step += n
             images += count
@@ -663,11 +664,9 @@ def train(config=None, **overrides):
         if not math.isfinite(test_loss):
             # e.g. a NaN weight whose effect ReLU hides from the training loss, or
             # overflowed BN statistics (used only at evaluation); this epoch is not committed.
-            raise TrainingError(
-                f"the test loss became {test_loss} after epoch {epoch + 1} (the model's weights or "
-                f"BatchNormalization statistics are no longer finite); training stopped. The last "
-                f"good checkpoint ({len(history)} finished epochs) is kept in {ckpt_path}; lower "
-                "--lr or use --precision float32")
+            raise _diverged(f"the test loss became {test_loss} after epoch {epoch + 1} (the "
+                            "model's weights or BatchNormalization statistics are no longer "
+                            "finite)", ckpt_path, history)
         row = dict(epoch=epoch + 1, loss=sums[0] / sums[2], accuracy=sums[1] / sums[2],
                    test_loss=test_loss, test_accuracy=test_acc,
                    lr=float(schedule(float(int(optimizer.iterations.numpy()) - 1))),
@@ -713,6 +712,15 @@ def train(config=None, **overrides):
     log(f"run directory: {os.path.abspath(run_dir)}")
     return TrainResult(run_dir=run_dir, test_accuracy=test_acc, history=history, best=best,
                        model=model, strategy=strategy)
+
+
+def _diverged(what, ckpt_path, history):
+    if os.path.exists(ckpt_path):
+        keep = (f"The last good checkpoint ({len(history)} finished epochs) is kept in "
+                f"{ckpt_path}; rerun with a lower --lr to resume from it")
+    else:
+        keep = "No checkpoint had been written yet; try a lower --lr"
+    return TrainingError(f"{what}; training stopped. {keep}")
 
 
 def _scalar_summary(tag, value):

@@ -53,6 +53,7 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     r = run_train(["--lr", "1e30", "--epochs", "2", "--run-dir", str(run_dir)], tmp_path)
     assert r.returncode == 2
     assert "the loss became nan" in r.stderr or "the loss became inf" in r.stderr
+    assert "No checkpoint had been written yet; try a lower --lr" in r.stderr
     assert not any(os.path.exists(run_dir / f) for f in
                    ("checkpoint.npz", "last.keras", "best.keras", "metrics.csv", "run.json"))
 
@@ -86,7 +87,7 @@ runpy.run_path({os.path.join(ROOT, "train.py")!r}, run_name="__main__")
 """], cwd=tmp_path, env=train_env(), capture_output=True, text=True, timeout=600)
     assert poisoned.returncode == 2, poisoned.stderr[-3000:]
     err = poisoned.stderr.strip().splitlines()[-1]
-    assert message in err and "2 finished epochs" in err, err
+    assert message in err and "(2 finished epochs)" in err and "rerun with a lower --lr" in err, err
     with np.load(run_dir / "checkpoint.npz") as z:
         meta = json.loads(bytes(z["meta"]).decode())
         weights = [z[f"w{i}"] for i in range(meta["num_weights"])]
@@ -96,9 +97,10 @@ runpy.run_path({os.path.join(ROOT, "train.py")!r}, run_name="__main__")
     with open(run_dir / "run.json") as f:
         assert json.load(f)["epochs_finished"] == 2
 
-    r = run_train(args, tmp_path)
+    r = run_train([*args, "--lr", "0.05"], tmp_path)  # as the message advises
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resuming {run_dir} at epoch 3, step 0" in r.stdout
+    assert "resuming with --lr 0.05 (the run so far used 0.1)" in r.stdout
     assert [int(r.split(",")[0]) for r in (run_dir / "metrics.csv").read_text().split()[1:]] == [1, 2, 3]
     with open(run_dir / "run.json") as f:
         info = json.load(f)
