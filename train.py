@@ -48,6 +48,10 @@ def _parser():
     d.add_argument("--augment", choices=kdata.AUGMENTATIONS,
                    help="augmentation preset (cifar: pad 4 + random crop + flip; imagenet: "
                    "random resized crop + flip, center crop for eval; shift: pad 1 + random crop)")
+    d.add_argument("--val-split", type=float, default=0.0, metavar="FRACTION",
+                   help="hold out this fraction of the training split (stratified; every k-th "
+                   "record for files) as a validation split that chooses best.keras; 0: best.keras "
+                   "is chosen on the test split")
     r = p.add_argument_group("recipe")
     r.add_argument("--preset", choices=sorted(kt.PRESETS),
                    help="recipe defaults; cifar = the paper's (batch 128, lr 0.1, momentum 0.9, "

@@ -24,6 +24,10 @@ Datasets (``name`` arguments below; nothing is downloaded unless ``download=True
                    (or ``~/tensorflow_datasets``); ``download=True`` prepares it.
 ``synthetic``      random images of a fixed size, for throughput measurements.
 =================  =====================================================================
+
+:func:`with_validation` carves a ``validation`` split out of any dataset's training split
+(stratified for in-memory datasets, every k-th record for files), for choosing the best
+model without looking at the test split.
 """
 
 import glob
@@ -158,7 +162,9 @@ class ArrayDataset(Dataset):
         )
 
     def arrays(self, split):
-        _check_split(split)
+        if split not in self._arrays:
+            raise ValueError(f"split={split!r} is not supported; accepted: "
+                             f"{', '.join(repr(k) for k in self._arrays)}")
         return self._arrays[split]
 
     def examples(self, split):
@@ -227,6 +233,75 @@ def _synthetic(image_size, num_classes, channels=3, train_size=1024, test_size=2
         [str(i) for i in range(classes)],
         preprocessing={"scale": [1 / 127.5] * channels, "offset": [-1.0] * channels},
     )
+
+
+VALIDATION_SEED = 0
+
+
+def _check_fraction(fraction):
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"val_split={fraction!r} is not supported; expected a fraction "
+                         "0 < val_split < 1 of the training split")
+
+
+def with_validation(dataset, fraction):
+    """``dataset`` with a ``validation`` split taken out of its training split.
+
+    In-memory datasets: ``round(fraction * n)`` images of each class, chosen with a fixed
+    seed (the same images whatever the training seed). File datasets: every k-th training
+    record, ``k = round(1 / fraction)`` (class-balanced for image folders, which list each
+    class in turn). The test split is untouched; the preprocessing stays the dataset's.
+    """
+    _check_fraction(fraction)
+    if isinstance(dataset, ArrayDataset):
+        x, y = dataset.arrays("train")
+        rng = np.random.default_rng(VALIDATION_SEED)
+        held = np.zeros(len(y), bool)
+        for c in np.unique(y):
+            idx = np.flatnonzero(y == c)
+            held[rng.permutation(idx)[: int(round(fraction * len(idx)))]] = True
+        arrays = {"train": (x[~held], y[~held]), "validation": (x[held], y[held]),
+                  "test": dataset.arrays("test")}
+        if not held.any() or held.all():
+            raise DataError(f"val_split={fraction} leaves {int(held.sum())} of {len(y)} training "
+                            f"images of {dataset.name!r} for validation; choose another fraction")
+        return ArrayDataset(dataset.name, arrays, dataset.class_names,
+                            preprocessing=dataset.preprocessing, augment=dataset.augment)
+    return _EveryKth(dataset, fraction)
+
+
+class _EveryKth(Dataset):
+    """A file dataset whose every k-th training record is the validation split."""
+
+    def __init__(self, base, fraction):
+        self.base = base
+        self.every = max(2, int(round(1 / fraction)))
+        n = base.sizes.get("train")
+        sizes = dict(base.sizes)
+        if n is not None:
+            held = -(-n // self.every)
+            if held == 0 or held == n:
+                raise DataError(f"val_split={fraction} leaves {held} of {n} training images "
+                                f"of {base.name!r} for validation; choose another fraction")
+            sizes.update(train=n - held, validation=held)
+        else:
+            sizes["validation"] = None
+        super().__init__(base.name, base.input_shape, base.num_classes, base.class_names,
+                         base.preprocessing, base.augment, sizes)
+        self.arrays_in_memory = base.arrays_in_memory
+
+    def examples(self, split):
+        if split not in ("train", "validation", "test"):
+            raise ValueError(f"split={split!r} is not supported; accepted: 'train', "
+                             "'validation', 'test'")
+        if split == "test":
+            return self.base.examples("test")
+        k, want = self.every, split == "validation"
+        ds = self.base.examples("train").enumerate()
+        return ds.filter(lambda i, ex: (i % k == 0) == want).map(lambda i, ex: ex)
+
+    def decode(self, item):
+        return self.base.decode(item)
 
 
 class FileDataset(Dataset):

@@ -26,8 +26,9 @@ Run directory layout (written by the chief only, every file atomically):
 ``run.json``           dataset facts (``input_shape``, ``num_classes``, ``class_names``,
                        ``preprocessing``), ``outputs`` ("probabilities"), the settings,
                        ``test_accuracy`` of ``last.keras``, ``best`` (epoch, accuracy)
-``best.keras``         the model with the best test accuracy so far (model selection on
-                       the held-out split), float32, softmax outputs, no preprocessing
+``best.keras``         the model with the best validation accuracy so far (``val_split``;
+                       without it, test accuracy), float32, softmax outputs, no
+                       preprocessing
 ``last.keras``         the model after the last finished epoch
 ``metrics.csv``        one row per finished epoch
 ``checkpoint.npz``     weights, optimizer state, epoch/step and history: resuming state
@@ -114,6 +115,7 @@ class TrainConfig:
     warmup_epochs: float = None
     label_smoothing: float = None
     augment: str = None
+    val_split: float = 0.0
     strategy: str = "auto"
     cpu_replicas: int = None
     sync_bn: bool = False
@@ -174,6 +176,8 @@ def _check_config(cfg):
     positive("momentum", integer=False, zero=True)
     positive("weight_decay", integer=False, zero=True)
     positive("warmup_epochs", integer=False, zero=True)
+    if cfg.val_split:
+        kdata._check_fraction(cfg.val_split)
     if not 0 <= cfg.label_smoothing < 1:
         raise ValueError(f"label_smoothing={cfg.label_smoothing!r} is not supported; expected 0 <= value < 1")
     if cfg.momentum >= 1:
@@ -415,14 +419,16 @@ def _save_keras(model, path):
 
 CSV_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "lr", "seconds",
               "images_per_second")
+VAL_FIELDS = ("val_loss", "val_accuracy")  # appended when the run has a validation split
 
 
 def _write_csv(path, history):
+    fields = CSV_FIELDS + (VAL_FIELDS if history and "val_accuracy" in history[0] else ())
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
+    writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     for row in history:
-        writer.writerow({k: row[k] for k in CSV_FIELDS})
+        writer.writerow({k: row[k] for k in fields})
     _write_text(path, buf.getvalue())
 
 
@@ -434,7 +440,7 @@ def read_metrics(path):
 
 
 def plot_history(history, path):
-    """Loss and accuracy curves (train and test) to a PNG, atomically."""
+    """Loss and accuracy curves (train, validation if any, test) to a PNG, atomically."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -443,12 +449,16 @@ def plot_history(history, path):
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(epochs, [r["loss"] for r in history], label="train")
+    if "val_loss" in history[0]:
+        ax1.plot(epochs, [r["val_loss"] for r in history], label="validation")
     ax1.plot(epochs, [r["test_loss"] for r in history], label="test")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("loss")
     ax1.set_yscale("log")
     ax1.legend()
     ax2.plot(epochs, [r["accuracy"] for r in history], label="train")
+    if "val_accuracy" in history[0]:
+        ax2.plot(epochs, [r["val_accuracy"] for r in history], label="validation")
     ax2.plot(epochs, [r["test_accuracy"] for r in history], label="test")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy")
@@ -460,7 +470,8 @@ def plot_history(history, path):
 
 RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum",
                "nesterov", "weight_decay", "schedule", "step_boundaries", "warmup_epochs",
-               "label_smoothing", "augment", "seed", "precision", "sync_bn")
+               "label_smoothing", "augment", "seed", "precision", "sync_bn", "val_split")
+ADDED_SETTINGS = {"val_split": 0.0}  # settings newer than some checkpoints: their old value
 
 
 def _save_checkpoint(path, model, optimizer, meta):
@@ -528,6 +539,8 @@ def train(config=None, **overrides):
         label_offset=cfg.label_offset, progress=log)
     cfg = cfg.resolved(dataset)
     _check_config(cfg)
+    if cfg.val_split:
+        dataset = kdata.with_validation(dataset, cfg.val_split)
     run_dir = cfg.run_dir or default_run_dir(cfg)
     cfg.run_dir = run_dir
 
@@ -564,7 +577,7 @@ def train(config=None, **overrides):
     if os.path.exists(ckpt_path) and not cfg.overwrite:
         resume = _load_checkpoint(ckpt_path)
         old = resume[0]["settings"]
-        diff = sorted(k for k in settings if old.get(k) != settings[k])
+        diff = sorted(k for k in settings if old.get(k, ADDED_SETTINGS.get(k)) != settings[k])
         if diff == ["lr"]:  # the one change a resume allows: the usual fix for divergence
             log(f"resuming with --lr {settings['lr']:g} (the run so far used {old['lr']:g}); "
                 "the schedule continues from the current step with the new base rate")
@@ -620,12 +633,15 @@ def train(config=None, **overrides):
     train_chunk = _make_train_chunk(strategy, model, optimizer, train_iter, cfg, global_batch,
                                     decayed, dataset.num_classes)
     test_ds = _eval_dataset(dataset, cfg.augment)
+    val_ds = _eval_dataset(dataset, cfg.augment, split="validation") if cfg.val_split else None
     evaluate_fn = _make_eval_fn(host, cfg.jit)
     writer = (tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
               if chief and cfg.tensorboard else None)
 
     log(f"training {cfg.model} on {dataset.name} {list(dataset.input_shape)} "
-        f"({dataset.sizes.get('train')} train / {dataset.sizes.get('test')} test images), "
+        f"({dataset.sizes.get('train')} train / "
+        + (f"{dataset.sizes.get('validation')} validation / " if cfg.val_split else "")
+        + f"{dataset.sizes.get('test')} test images), "
         f"{strategy_name(strategy)} with {replicas} replica(s), global batch {global_batch}, "
         f"lr {lr:g}, {epochs} epochs x {steps_per_epoch} steps, {cfg.precision}")
 
@@ -671,13 +687,20 @@ def train(config=None, **overrides):
                    test_loss=test_loss, test_accuracy=test_acc,
                    lr=float(schedule(float(int(optimizer.iterations.numpy()) - 1))),
                    seconds=seconds, images_per_second=images / max(seconds, 1e-9))
+        val = ""
+        if val_ds is not None:
+            row["val_loss"], row["val_accuracy"], _ = evaluate_fn(val_ds)
+            val = f"val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} "
         history.append(row)
-        log(f"epoch {epoch + 1}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
+        log(f"epoch {epoch + 1}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} {val}"
             f"test_loss {test_loss:.4f} test_accuracy {test_acc:.4f} "
             f"({row['images_per_second']:.0f} images/s)")
-        improved = test_acc > best["test_accuracy"]
+        selected_on = "validation" if val_ds is not None else "test"
+        score = row["val_accuracy"] if val_ds is not None else test_acc
+        improved = score > best.get("score", best["test_accuracy"])
         if improved:
-            best = {"epoch": epoch + 1, "test_accuracy": test_acc}
+            best = {"epoch": epoch + 1, "test_accuracy": test_acc, "selected_on": selected_on,
+                    "score": score}
         if chief:
             if improved:
                 _save_keras(host, os.path.join(run_dir, "best.keras"))
@@ -708,7 +731,8 @@ def train(config=None, **overrides):
         if cfg.plot and history:
             plot_history(history, os.path.join(run_dir, "curves.png"))
     log(f"test accuracy {test_acc:.4f} (last model, {dataset.sizes.get('test')} test images); "
-        f"best {best['test_accuracy']:.4f} at epoch {best['epoch']}")
+        f"best.keras: epoch {best['epoch']}, {best.get('selected_on', 'test')} accuracy "
+        f"{best.get('score', best['test_accuracy']):.4f}")
     log(f"run directory: {os.path.abspath(run_dir)}")
     return TrainResult(run_dir=run_dir, test_accuracy=test_acc, history=history, best=best,
                        model=model, strategy=strategy)
@@ -818,10 +842,10 @@ def _concatenate(datasets):
     return datasets[0]
 
 
-def _eval_dataset(dataset, augment, batch_size=256, preprocessing=None):
+def _eval_dataset(dataset, augment, batch_size=256, preprocessing=None, split="test"):
     import tensorflow as tf
 
-    ds = dataset.examples("test")
+    ds = dataset.examples(split)
     shape, augment = dataset.input_shape, augment
     pre = preprocessing or dataset.preprocessing
     ds = ds.map(lambda x, y: (kdata.apply_preprocessing(

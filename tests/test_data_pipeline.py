@@ -200,3 +200,45 @@ def test_synthetic_has_the_requested_shape():
     assert ds.input_shape == (32, 32, 3) and ds.num_classes == 7
     x, y = next(iter(kdata.make_dataset(ds, "train", 8)))
     assert x.shape == (8, 32, 32, 3) and int(tf.reduce_max(y)) < 7
+
+
+def _rows(x):
+    return sorted(map(bytes, x.reshape(len(x), -1).astype("float32")))
+
+
+def test_validation_split_of_arrays_is_stratified_and_disjoint():
+    digits = kdata.get_dataset("digits")
+    x, y = digits.arrays("train")
+    ds = kdata.with_validation(digits, 0.2)
+    (xt, yt), (xv, yv) = ds.arrays("train"), ds.arrays("validation")
+    # every training image lands in exactly one of the two
+    assert _rows(np.concatenate([xt, xv])) == _rows(x)
+    assert not set(_rows(xt)) & set(_rows(xv))
+    # per class: round(20%) held out
+    assert np.bincount(yv).tolist() == [int(round(0.2 * n)) for n in np.bincount(y)]
+    assert ds.sizes == {"train": len(yt), "validation": len(yv), "test": 450}
+    np.testing.assert_array_equal(ds.arrays("test")[0], digits.arrays("test")[0])
+    assert ds.preprocessing == digits.preprocessing  # the model's input convention is unchanged
+    # the same images whatever else happens (fixed seed)
+    np.testing.assert_array_equal(kdata.with_validation(digits, 0.2).arrays("validation")[1], yv)
+
+
+def test_validation_split_of_files_is_every_kth_record(tmp_path):
+    _image_folder(str(tmp_path), per_class=10)
+    folder = kdata.get_dataset("folder", data_dir=str(tmp_path), image_size=12)
+    ds = kdata.with_validation(folder, 0.25)  # k = 4
+    assert folder.sizes["train"] == 24 and ds.sizes == {"train": 18, "validation": 6, "test": 6}
+
+    def items(d, split):
+        return [(bytes(e.numpy()), int(y)) for e, y in d.examples(split)]
+
+    base, train, val = items(folder, "train"), items(ds, "train"), items(ds, "validation")
+    assert val == base[::4] and sorted(train + val) == sorted(base)
+    assert sorted(y for _, y in val) == [0, 0, 1, 1, 2, 2]  # classes listed in turn
+    assert items(ds, "test") == items(folder, "test")
+
+
+@pytest.mark.parametrize("fraction", [0, 1, 1.5, -0.1, True, "0.2"])
+def test_validation_fraction_must_be_between_0_and_1(fraction):
+    with pytest.raises(ValueError, match="expected a fraction 0 < val_split < 1"):
+        kdata.with_validation(kdata.get_dataset("digits"), fraction)

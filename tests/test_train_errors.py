@@ -26,6 +26,7 @@ def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
         (["--lr", "-1"], "lr=-1.0 is not supported"),
         (["--evaluate", str(tmp_path / "missing.keras")], "does not exist"),
         (["--batch-size", "5000"], "larger than the training set"),
+        (["--val-split", "1.5"], "val_split=1.5 is not supported; expected a fraction"),
     ]
     procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args],
                               cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE,

@@ -103,3 +103,38 @@ def test_deterministic_runs_with_the_same_seed_are_identical(tmp_path):
         weights.append(model.get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(weights[0], weights[1]))
     assert not all(np.array_equal(a, c) for a, c in zip(weights[0], weights[2]))
+
+
+def test_validation_split_chooses_best_keras(tmp_path):
+    run_dir = tmp_path / "val"
+    r = run_train(["--val-split", "0.2", "--epochs", "4", "--batch-size", "64", "--run-dir",
+                   str(run_dir), "--no-plot"], tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "(1078 train / 269 validation / 450 test images)" in r.stdout
+    rows = kt.read_metrics(run_dir / "metrics.csv")
+    assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
+    with open(run_dir / "run.json") as f:
+        info = json.load(f)
+    val_acc = [row["val_accuracy"] for row in rows]
+    best_epoch = int(np.argmax(val_acc)) + 1  # first epoch with the highest validation accuracy
+    assert info["best"]["epoch"] == best_epoch and info["best"]["selected_on"] == "validation"
+    assert info["config"]["val_split"] == 0.2
+
+    # best.keras is the model of that epoch: its accuracies on the held-out images are the
+    # ones recorded for that epoch
+    import keras
+
+    import keras_resnet  # noqa: F401
+    from keras_resnet import data as kdata
+
+    split = kdata.with_validation(kdata.get_dataset("digits"), 0.2)
+    model = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
+    for name, key in (("validation", "val_accuracy"), ("test", "test_accuracy")):
+        x, y = split.arrays(name)
+        probs = model.predict(kdata.apply_preprocessing(x, info["preprocessing"]), verbose=0)
+        assert abs(float(np.mean(probs.argmax(1) == y)) - rows[best_epoch - 1][key]) < 1e-6
+
+    # the split is a setting of the run: resuming with another one is refused
+    r = run_train(["--val-split", "0.1", "--epochs", "4", "--batch-size", "64", "--run-dir",
+                   str(run_dir)], tmp_path)
+    assert r.returncode == 2 and "val_split: 0.2 -> 0.1" in r.stderr
