@@ -260,11 +260,11 @@ def with_validation(dataset, fraction):
         for c in np.unique(y):
             idx = np.flatnonzero(y == c)
             held[rng.permutation(idx)[: int(round(fraction * len(idx)))]] = True
-        arrays = {"train": (x[~held], y[~held]), "validation": (x[held], y[held]),
-                  "test": dataset.arrays("test")}
         if not held.any() or held.all():
             raise DataError(f"val_split={fraction} leaves {int(held.sum())} of {len(y)} training "
                             f"images of {dataset.name!r} for validation; choose another fraction")
+        arrays = {"train": (x[~held], y[~held]), "validation": (x[held], y[held]),
+                  "test": dataset.arrays("test")}
         return ArrayDataset(dataset.name, arrays, dataset.class_names,
                             preprocessing=dataset.preprocessing, augment=dataset.augment)
     return _EveryKth(dataset, fraction)
@@ -280,7 +280,7 @@ class _EveryKth(Dataset):
         sizes = dict(base.sizes)
         if n is not None:
             held = -(-n // self.every)
-            if held == 0 or held == n:
+            if held >= n:  # ceil(n / k) >= 1, so only a one-image training split gets here
                 raise DataError(f"val_split={fraction} leaves {held} of {n} training images "
                                 f"of {base.name!r} for validation; choose another fraction")
             sizes.update(train=n - held, validation=held)

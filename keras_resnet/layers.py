@@ -164,7 +164,6 @@ else:
             return tf.cast(y, self.compute_dtype)
 
 
-
 # ----------------------------------------------------------------------------------------
 # One definition of a block: which layers it has (``_block_parts``) and how they connect
 # (``_wire``). The functions and the layer classes below both use these two.

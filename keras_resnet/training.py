@@ -695,8 +695,8 @@ def train(config=None, **overrides):
         log(f"epoch {epoch + 1}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} {val}"
             f"test_loss {test_loss:.4f} test_accuracy {test_acc:.4f} "
             f"({row['images_per_second']:.0f} images/s)")
-        selected_on = "validation" if val_ds is not None else "test"
-        score = row["val_accuracy"] if val_ds is not None else test_acc
+        selected_on, score = (("validation", row["val_accuracy"]) if val_ds is not None
+                              else ("test", test_acc))
         improved = score > best.get("score", best["test_accuracy"])
         if improved:
             best = {"epoch": epoch + 1, "test_accuracy": test_acc, "selected_on": selected_on,
