@@ -231,6 +231,8 @@ def qat_tflite(source, out_path, calibration_images, int8_io="int8", epochs=2, b
         finally:
             if proc.poll() is None:
                 proc.kill()
+                proc.wait()
+            proc.stdout.close()
         if proc.returncode != 0:
             raise RuntimeError("quantization-aware training failed:\n" + "\n".join(tail))
         with open(os.path.join(tmp, "qat.tflite"), "rb") as f, open(out_path, "wb") as g:
@@ -311,20 +313,11 @@ def _run_job(folder):
     module = Serving(qat)
     saved = os.path.join(folder, "qat_saved_model")
     tf.saved_model.save(module, saved, signatures={"serving_default": module.serve})
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serving_default"])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    calibration = data["calibration"]
+    from .export.tflite import convert_saved_model
 
-    def representative_dataset():
-        for i in range(len(calibration)):
-            yield {"images": calibration[i:i + 1]}
-
-    converter.representative_dataset = representative_dataset
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = getattr(tf, job["int8_io"])
-    converter.inference_output_type = getattr(tf, job["int8_io"])
+    flatbuffer = convert_saved_model(saved, "qat", data["calibration"], job["int8_io"])
     with open(os.path.join(folder, "qat.tflite"), "wb") as f:
-        f.write(converter.convert())
+        f.write(flatbuffer)
     with open(os.path.join(folder, "result.json"), "w") as f:
         json.dump({"epochs": job["epochs"], "learning_rate": job["learning_rate"],
                    "rebuild_max_abs_diff": diff,

@@ -1007,8 +1007,9 @@ def convert_file(source, output, log=print, **options):
         reloaded = keras.saving.load_model(tmp, compile=False, safe_mode=True)
         shape = [d if d is not None else 64 for d in model.input_shape[1:]]
         x = np.random.default_rng(0).uniform(-1, 1, size=[2] + shape).astype("float32")
-        diff = float(np.max(np.abs(np.asarray(model(x, training=False)) - np.asarray(reloaded(x, training=False)))))
-        if diff > 1e-5:
+        ref = np.asarray(model(x, training=False))
+        diff = float(np.max(np.abs(ref - np.asarray(reloaded(x, training=False)))))
+        if diff > 1e-5 * (float(np.max(np.abs(ref))) + 1.0):  # same kernels: float32 rounding only
             raise ValueError(f"the written file computes differently from the converted model (max abs diff {diff:.3g})")
         log(f"checked: reloaded file matches the converted model (max abs diff {diff:.3g})")
         umask = os.umask(0)

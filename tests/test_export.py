@@ -6,8 +6,6 @@ here independently (a linear-classifier rebuild of the same architecture carryin
 trained weights).
 """
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -17,6 +15,7 @@ import sys
 
 import numpy as np
 import pytest
+from shared_fixture import shared_once
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -89,42 +88,53 @@ class Exported:
         return found[0]
 
     def check_quantized(self, logits):
-        agreement = float(np.mean(logits.argmax(1) == self.logits.argmax(1)))
-        accuracy = float(np.mean(logits.argmax(1) == self.y_test))
-        assert agreement >= 0.99, agreement
-        assert accuracy >= self.accuracy - 0.005, (accuracy, self.accuracy)
-        return agreement, accuracy
+        """A quantized model's logits against the float model's, by what int8 rounding can do.
+
+        The trained fixture's weights, and so these figures, depend on the CPU's float
+        kernels (AVX-512 or AVX2 machines train different weights): the bounds come from
+        quantization, not from one machine's run.
+        """
+        top1, ref_top1 = logits.argmax(1), self.logits.argmax(1)
+        flips = top1 != ref_top1
+        accuracy = float(np.mean(top1 == self.y_test))
+        # Published int8 ResNets lose 0.2-0.5 pp of accuracy; one of the 450 test images is
+        # 0.22 pp: at most 1 pp lower.
+        assert accuracy >= self.accuracy - 0.01, (accuracy, self.accuracy)
+        # Every changed prediction is a near-tie that the rounding noise tipped: its float
+        # top-1/top-2 margin is within 6 standard deviations of the difference of two
+        # logits' quantization errors (sqrt(2) sigma), measured over the whole split.
+        sigma = float(np.std(logits - self.logits))
+        ordered = np.sort(self.logits, axis=1)
+        margins = (ordered[:, -1] - ordered[:, -2])[flips]
+        assert np.all(margins <= 6 * np.sqrt(2) * sigma), (margins, sigma)
+        assert flips.mean() <= 0.05, flips.mean()  # a sound model agrees almost everywhere
+        return 1 - float(flips.mean()), accuracy
 
 
-@contextlib.contextmanager
-def _file_lock(path):
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def _assert_float_close(logits, ref, rtol):
+    """Float32 exports: max |difference| within ``rtol`` of the logits' scale (+1 for logits
+    near zero). float32 rounds at 6e-8; summation in another order over a ResNet's depth
+    gives ~1e-6..1e-5 of the scale: 1e-5 for TensorFlow's own kernels, 1e-4 for another
+    runtime's."""
+    diff = float(np.max(np.abs(np.asarray(logits, "float64") - ref)))
+    assert diff <= rtol * (float(np.max(np.abs(ref))) + 1.0), (diff, float(np.max(np.abs(ref))))
+
+
+def _build_exported(root):
+    (root / "run").mkdir()
+    _train_run_dir(str(root / "run"))
+    from keras_resnet.export.cli import main
+
+    rc = main([str(root / "run"), "--out", str(root / "out"), "--qat-epochs", "1",
+               "--latency-runs", "5", "--quiet"])
+    assert rc == 0, f"export of the trained fixture model exited {rc} (its report is printed above)"
 
 
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
-    """One trained run directory exported to every format (shared by xdist workers)."""
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent
-    root = base / "keras_resnet_export_fixture"
-    with _file_lock(str(root) + ".lock"):
-        if not (root / "done").exists():
-            shutil.rmtree(root, ignore_errors=True)
-            (root / "run").mkdir(parents=True)
-            _train_run_dir(str(root / "run"))
-            from keras_resnet.export.cli import main
-
-            rc = main([str(root / "run"), "--out", str(root / "out"), "--qat-epochs", "1",
-                       "--latency-runs", "5", "--quiet"])
-            assert rc == 0
-            (root / "done").write_text("ok")
-    return Exported(str(root))
+    """One trained run directory exported to every format (built once, shared by xdist
+    workers; a failed build fails its dependents at once, naming the cause)."""
+    return Exported(str(shared_once(tmp_path_factory, "keras_resnet_export_fixture", _build_exported)))
 
 
 def _tflite_logits(path, images):
@@ -226,12 +236,12 @@ def test_savedmodel_in_a_fresh_process_equals_keras(exported, tmp_path):
     np.savez(tmp_path / "in.npz", images=exported.x_test)
     _python(_SAVEDMODEL_CHECK, path, tmp_path / "in.npz", tmp_path / "out.npz")
     r = np.load(tmp_path / "out.npz")
-    assert np.max(np.abs(r["logits"] - exported.logits)) <= 1e-5
-    assert np.max(np.abs(r["probabilities"] - exported.probabilities)) <= 1e-5
+    _assert_float_close(r["logits"], exported.logits, 1e-5)
+    _assert_float_close(r["probabilities"], exported.probabilities, 1e-5)
     # The bytes signature decodes what a REST client sends and equals the pixel signature.
-    np.testing.assert_allclose(r["png"], r["png_ref"], atol=1e-5)
-    np.testing.assert_allclose(r["jpeg"], r["jpeg_ref"], atol=1e-5)
-    np.testing.assert_allclose(r["png16"], r["png16_ref"], atol=1e-4)
+    _assert_float_close(r["png"], r["png_ref"], 1e-5)
+    _assert_float_close(r["jpeg"], r["jpeg_ref"], 1e-5)
+    _assert_float_close(r["png16"], r["png16_ref"], 1e-4)
     assert np.mean(r["png"].argmax(1) == exported.logits[:16].argmax(1)) >= 15 / 16
 
 
@@ -275,13 +285,13 @@ def test_savedmodel_new_export_adds_a_version_and_never_overwrites(exported, tmp
 # TFLite
 
 
-def test_tflite_float32_runs_in_litert_within_1e4_of_keras(exported):
+def test_tflite_float32_runs_in_litert_within_1e4_of_the_logits_scale(exported):
     path = exported.artifact("tflite", "fp32")["path"]
     logits, inp, out, ops, _ = _tflite_logits(path, exported.x_test)
     assert inp["dtype"] == np.float32 and out["dtype"] == np.float32
     assert not any(op.startswith("FLEX") or op == "CUSTOM" for op in ops), ops
     assert {"CONV_2D", "PAD", "STRIDED_SLICE"} <= ops  # the option-A shortcut as builtins
-    assert np.max(np.abs(logits - exported.logits)) <= 1e-4
+    _assert_float_close(logits, exported.logits, 1e-4)
 
 
 @pytest.mark.parametrize("precision", ["fp16", "dynamic", "int8", "qat"])
@@ -334,10 +344,10 @@ def test_onnx_float32_runs_in_onnxruntime_with_dynamic_batch(exported):
     assert [o.name for o in proto.graph.output] == ["logits", "probabilities"]
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     logits, probabilities = session.run(None, {"images": exported.x_test})
-    assert np.max(np.abs(logits - exported.logits)) <= 1e-4
-    assert np.max(np.abs(probabilities - exported.probabilities)) <= 1e-4
+    _assert_float_close(logits, exported.logits, 1e-4)
+    _assert_float_close(probabilities, exported.probabilities, 1e-4)
     one = session.run(["logits"], {"images": exported.x_test[:1]})[0]
-    np.testing.assert_allclose(one, exported.logits[:1], atol=1e-4)
+    _assert_float_close(one, exported.logits[:1], 1e-4)
 
 
 def test_onnx_int8_is_qdq_per_channel_and_agrees_with_keras(exported):
@@ -373,7 +383,8 @@ def test_onnx_opset_is_selectable(exported, tmp_path):
                            eval_images=exported.x_test, latency_runs=2, progress=None)
     proto = onnx.load(entry["path"])
     assert [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [13]
-    assert entry["parity"]["max_abs_diff"] <= 1e-4 and entry["opset"] == 13
+    assert entry["parity"]["passed"] and entry["opset"] == 13
+    assert entry["parity"]["max_abs_diff"] <= 1e-4 * (np.max(np.abs(exported.logits)) + 1)
 
 
 # ---------------------------------------------------------------------------------------
@@ -409,11 +420,11 @@ def test_mixed_precision_model_exports_float32_graphs(exported, tmp_path):
     session = ort.InferenceSession(os.path.join(tmp_path, "out", "onnx", f"{MODEL}_fp32.onnx"),
                                    providers=["CPUExecutionProvider"])
     logits = session.run(["logits"], {"images": exported.x_test})[0]
-    assert np.max(np.abs(logits - exported.logits)) <= 1e-4
+    _assert_float_close(logits, exported.logits, 1e-4)
     tfl, _, _, _, tensor_types = _tflite_logits(
         os.path.join(tmp_path, "out", "tflite", f"{MODEL}_fp32.tflite"), exported.x_test[:64])
     assert "float16" not in tensor_types
-    assert np.max(np.abs(tfl - exported.logits[:64])) <= 1e-4
+    _assert_float_close(tfl, exported.logits[:64], 1e-4)
 
 
 _QAT_CONFIG_CHECK = r"""
@@ -479,6 +490,8 @@ def test_bad_inputs_get_a_one_line_error_and_nonzero_exit(exported, tmp_path, ca
     rc, err = _cli([exported.run_dir, "--out", out, "--formats", "onnx", "--calibration-data",
                     tmp_path / "calib.npy"], capsys)
     _assert_one_line_error(rc, err, "(10, 16, 16, 1)", "[N, 8, 8, 1]")
+    rc, err = _cli([exported.run_dir, "--out", out, "--formats", "onnx", "--min-agreement", "95"], capsys)
+    _assert_one_line_error(rc, err, "min_agreement=95.0", "between 0 and 1")
     assert not out.exists() or list(out.rglob("*")) == []  # nothing written by failed runs
 
     # An existing output is refused unless --overwrite.
@@ -506,7 +519,27 @@ def test_parity_failure_exits_nonzero_and_says_by_how_much(exported, tmp_path, c
         report = json.load(f)
     assert not report["passed"] and report["failures"]
     (entry,) = [a for a in report["artifacts"] if a["format"] == "tflite"]
-    assert entry["parity"]["agreement"] < 0.99
+    assert entry["parity"]["agreement"] < 0.95
+
+
+def test_quantized_accuracy_drop_beyond_the_allowed_exits_1_with_the_table(exported, tmp_path, capsys):
+    """Only the accuracy gate can fail (--min-agreement 0); the error and the table printed
+    under --quiet say by how much, as measured here in LiteRT."""
+    from keras_resnet.export.cli import main
+
+    np.save(tmp_path / "blank.npy", np.zeros((20, 8, 8, 1), "float32"))
+    rc = main([exported.run_dir, "--out", str(tmp_path / "out"), "--formats", "tflite", "--tflite", "int8",
+               "--calibration-data", str(tmp_path / "blank.npy"), "--latency-runs", "2", "--quiet",
+               "--min-agreement", "0", "--max-accuracy-drop", "0.02"])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    logits = _tflite_logits(str(tmp_path / "out" / "tflite" / f"{MODEL}_int8.tflite"), exported.x_test)[0]
+    drop = exported.accuracy - float(np.mean(logits.argmax(1) == exported.y_test))
+    assert drop > 0.02, drop
+    assert f"{drop * 100:.2f} pp below the Keras model's" in err, err
+    assert f"short by {(drop - 0.02) * 100:.2f} pp" in err and "agreement" not in err, err
+    (row,) = [line for line in out.splitlines() if line.startswith("| tflite | int8 |")]
+    assert "FAILED" in row and f"{-drop * 100:+.2f} pp" in row and "allowed -2 pp" in row, row
 
 
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):

@@ -12,7 +12,8 @@ real runtime against the Keras model before it is reported. :mod:`.report` write
 JSON/Markdown report; :mod:`.cli` is the command line behind ``export/*.py``.
 """
 
-from ._common import ExportError, ParityError  # noqa: F401
+from ._common import (FLOAT_RTOL, MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError,  # noqa: F401
+                      ParityError, float_parity, quantized_parity)
 from .onnx_export import export_onnx  # noqa: F401
 from .pipeline import FORMATS, export_all  # noqa: F401
 from .saved_model import export_saved_model, next_version  # noqa: F401
@@ -20,7 +21,7 @@ from .source import ExportSource, as_float32, load_source  # noqa: F401
 from .tflite import LiteRTModel, export_tflite  # noqa: F401
 
 __all__ = [
-    "ExportError", "ParityError", "ExportSource", "FORMATS", "LiteRTModel", "as_float32",
-    "export_all", "export_onnx", "export_saved_model", "export_tflite", "load_source",
-    "next_version",
+    "ExportError", "FLOAT_RTOL", "MAX_ACCURACY_DROP", "MIN_AGREEMENT", "ParityError", "ExportSource", "FORMATS", "LiteRTModel", "as_float32",
+    "export_all", "export_onnx", "export_saved_model", "export_tflite", "float_parity",
+    "load_source", "next_version", "quantized_parity",
 ]

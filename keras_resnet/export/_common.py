@@ -24,9 +24,41 @@ class ParityError(RuntimeError):
 
 
 # Thresholds (the documented guarantees).
-FLOAT_TOLERANCE = {"savedmodel": 1e-5, "tflite": 1e-4, "onnx": 1e-4}
-MIN_AGREEMENT = 0.99          # top-1 agreement with the Keras model, quantized exports
-MAX_ACCURACY_DROP = 0.005     # 0.5 percentage points on held-out data
+#
+# Float exports: max |logit difference| <= rtol * (max |Keras logit| + 1), i.e. relative to
+# the logits' scale, with an absolute floor of rtol for logits near zero. float32's unit
+# roundoff is u = 2**-24 ~ 6e-8; a dot product of K terms summed in another order (another
+# runtime's kernels: Winograd, im2col + GEMM, XNNPack, MLAS) changes by about sqrt(K) * u of
+# its scale, ~4e-6 for the K = 3*3*512 = 4,608 of a ResNet's widest 3x3 convolution, and
+# such independent errors over the 20-200 layers of a ResNet add up to ~1e-5 of the logits'
+# scale. TFLite (LiteRT) and ONNX Runtime run kernels of their own: 1e-4 leaves headroom for
+# the deepest models. A SavedModel runs TensorFlow's own kernels (graph rewrites only): 1e-5.
+# A real defect (a lost BatchNormalization, wrong preprocessing, a swapped channel) is off by
+# 1e-2 or more of the scale.
+FLOAT_RTOL = {"savedmodel": 1e-5, "tflite": 1e-4, "onnx": 1e-4}
+# Quantized exports, checked against the float Keras model on held-out data. Published int8
+# ResNet-50s on ImageNet's 1000 classes lose 0.2-0.5 pp of top-1 accuracy (ONNX Model Zoo
+# 74.97 -> 74.77%; torchvision's fbgemm model 76.13 -> 75.92%) while their top-1 prediction
+# differs from the float model's on a few percent of images (near-ties that int8 rounding
+# tips either way). The defaults pass such a model with room to spare and still fail a
+# broken quantization (wrong calibration ranges or scales), whose agreement collapses.
+MIN_AGREEMENT = 0.95          # top-1 agreement with the Keras model
+MAX_ACCURACY_DROP = 0.01      # 1 percentage point on held-out data (with labels)
+
+
+def float_threshold(fmt, ref_logits):
+    """The float gate for ``fmt``: ``rtol * (max|ref_logits| + 1)``."""
+    return FLOAT_RTOL[fmt] * (float(np.max(np.abs(ref_logits))) + 1.0)
+
+
+def check_gate(min_agreement=MIN_AGREEMENT, max_accuracy_drop=MAX_ACCURACY_DROP):
+    """Validate the quantized gate's settings (fractions in [0, 1])."""
+    for name, value in (("min_agreement", min_agreement), ("max_accuracy_drop", max_accuracy_drop)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ExportError(f"{name}={value!r} is not supported; expected a fraction between 0 "
+                              "and 1 (0.01 = 1 percentage point)")
+    return float(min_agreement), float(max_accuracy_drop)
+
 
 def check_precisions(kind, precisions, accepted):
     """``precisions`` as a list, or an ExportError naming the first bad one and ``accepted``."""
@@ -106,32 +138,52 @@ def latency_ms(fn, runs=50, warmup=5):
     return statistics.median(times)
 
 
-def float_parity(fmt, ref_logits, logits, tolerance=None):
-    """Max abs difference of float32 logits against the Keras model's."""
-    tolerance = FLOAT_TOLERANCE[fmt] if tolerance is None else tolerance
-    diff = float(np.max(np.abs(np.asarray(logits, "float64") - np.asarray(ref_logits, "float64"))))
-    scale = float(np.max(np.abs(ref_logits))) or 1.0
-    passed = bool(diff <= tolerance)
+def float_parity(fmt, ref_logits, logits):
+    """Float32 logits against the Keras model's, judged relative to the logits' scale."""
+    ref = np.asarray(ref_logits, "float64")
+    diff = float(np.max(np.abs(np.asarray(logits, "float64") - ref)))
+    scale = float(np.max(np.abs(ref)))
+    threshold = float_threshold(fmt, ref)
+    passed = bool(diff <= threshold)
     message = "" if passed else (
-        f"max abs logit difference {diff:.3g} exceeds the {tolerance:g} threshold by {diff - tolerance:.3g}"
+        f"max abs logit difference {diff:.3g} ({diff / (scale + 1.0):.3g} of the logits' scale "
+        f"{scale:.3g}) exceeds the threshold {threshold:.3g} = {FLOAT_RTOL[fmt]:g} x (scale + 1)"
     )
-    return {"kind": "float", "max_abs_diff": diff, "max_rel_diff": diff / scale,
-            "threshold": tolerance, "passed": passed,
-            "message": message}
+    return {"kind": "float", "max_abs_diff": diff, "max_rel_diff": diff / (scale + 1.0),
+            "logit_scale": scale, "rtol": FLOAT_RTOL[fmt], "threshold": threshold,
+            "passed": passed, "message": message}
+
+
+def top2_margin(logits):
+    """Per example: the top-1 logit minus the runner-up."""
+    part = np.sort(np.asarray(logits, "float64"), axis=-1)
+    return part[..., -1] - part[..., -2]
 
 
 def quantized_parity(ref_logits, logits, labels=None, min_agreement=MIN_AGREEMENT,
                      max_accuracy_drop=MAX_ACCURACY_DROP):
-    """Top-1 agreement with the Keras model and (with labels) the accuracy change."""
+    """Top-1 agreement with the Keras model and (with labels) the accuracy change.
+
+    Also reports ``flip_margin``: the largest float top-1/top-2 margin among the examples
+    whose top-1 changed (relative to the logits' scale), so a reader can see whether the
+    disagreements are near-ties.
+    """
+    min_agreement, max_accuracy_drop = check_gate(min_agreement, max_accuracy_drop)
+    ref_logits = np.asarray(ref_logits, "float64")
     ref_top1 = np.argmax(ref_logits, axis=-1)
     top1 = np.argmax(logits, axis=-1)
-    agreement = float(np.mean(ref_top1 == top1))
+    flips = ref_top1 != top1
+    agreement = float(np.mean(~flips))
+    scale = float(np.max(np.abs(ref_logits))) or 1.0
+    margins = top2_margin(ref_logits)[flips] if ref_logits.shape[-1] > 1 else np.zeros(0)
     out = {"kind": "quantized", "agreement": agreement, "min_agreement": min_agreement,
+           "disagreements": int(np.sum(flips)),
+           "flip_margin": float(np.max(margins) / scale) if margins.size else 0.0,
            "max_abs_diff": float(np.max(np.abs(np.asarray(logits, "float64") - ref_logits)))}
     problems = []
     if agreement < min_agreement:
         problems.append(
-            f"top-1 agreement {agreement:.2%} is below the {min_agreement:.0%} threshold by "
+            f"top-1 agreement {agreement:.2%} is below the {min_agreement:.2%} threshold by "
             f"{(min_agreement - agreement) * 100:.2f} pp"
         )
     if labels is not None:
@@ -143,7 +195,7 @@ def quantized_parity(ref_logits, logits, labels=None, min_agreement=MIN_AGREEMEN
         if ref_acc - acc > max_accuracy_drop + 1e-12:
             problems.append(
                 f"accuracy {acc:.2%} is {(ref_acc - acc) * 100:.2f} pp below the Keras model's "
-                f"{ref_acc:.2%} (allowed: {max_accuracy_drop * 100:.1f} pp), short by "
+                f"{ref_acc:.2%} (allowed: {max_accuracy_drop * 100:.2f} pp), short by "
                 f"{(ref_acc - acc - max_accuracy_drop) * 100:.2f} pp"
             )
     out["passed"] = not problems
@@ -151,12 +203,13 @@ def quantized_parity(ref_logits, logits, labels=None, min_agreement=MIN_AGREEMEN
     return out
 
 
-def parity_vs_keras(source, fmt, precision, logits, eval_images, eval_labels=None):
-    """Float exports: max abs logit difference; quantized ones: top-1 agreement and accuracy."""
+def parity_vs_keras(source, fmt, precision, logits, eval_images, eval_labels=None, **gate):
+    """Float exports: logit difference relative to their scale; quantized ones: top-1
+    agreement and accuracy change (``gate``: ``min_agreement``, ``max_accuracy_drop``)."""
     ref = source.keras_logits(eval_images)
     if precision == "fp32":
         return float_parity(fmt, ref, logits)
-    return quantized_parity(ref, logits, eval_labels)
+    return quantized_parity(ref, logits, eval_labels, **gate)
 
 
 def artifact(fmt, precision, path, parity, latency, **extra):

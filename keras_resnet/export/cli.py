@@ -8,6 +8,7 @@ FORMAT_TITLES = {"savedmodel": "SavedModel (TF Serving)", "tflite": "TFLite/Lite
 
 
 def build_parser(formats, prog=None):
+    from ._common import MAX_ACCURACY_DROP, MIN_AGREEMENT
     from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
     from .pipeline import DEFAULT_ONNX, DEFAULT_TFLITE, FORMATS
 
@@ -59,6 +60,12 @@ def build_parser(formats, prog=None):
                                  "(default: %(default)s)")
         parser.add_argument("--calibration-data", default=None, metavar="FILE",
                             help=".npy images (or .npz with 'images') to calibrate on instead")
+        parser.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT, metavar="FRACTION",
+                            help="quantized exports: least top-1 agreement with the Keras model "
+                                 "(default: %(default)s)")
+        parser.add_argument("--max-accuracy-drop", type=float, default=MAX_ACCURACY_DROP, metavar="FRACTION",
+                            help="quantized exports: largest accuracy drop on labelled data, as a "
+                                 "fraction (default: %(default)s = 1 percentage point)")
     parser.add_argument("--eval-data", default=None, metavar="FILE",
                         help=".npz with 'images' and 'labels' to verify on instead of the test split")
     parser.add_argument("--seed", type=int, default=0, help="seed of the calibration draw")
@@ -97,12 +104,17 @@ def main(argv=None, formats=None, prog=None):
         kwargs["version"] = args.version
     if "tflite" in formats or "onnx" in formats:
         kwargs.update(dataset=args.dataset, num_samples=args.num_samples,
-                      calibration_images=args.calibration_data)
+                      calibration_images=args.calibration_data, min_agreement=args.min_agreement,
+                      max_accuracy_drop=args.max_accuracy_drop)
         if args.data_dir:
             kwargs["dataset_kwargs"] = {"data_dir": args.data_dir}
     try:
         report = export_all(args.source, args.out, **kwargs)
     except ParityError as e:
+        if args.quiet and e.report:  # the table shows what failed and by how much
+            from .report import markdown
+
+            print(markdown(e.report))
         print(f"error: parity check failed: {e}", file=sys.stderr)
         return 1
     except (ExportError, ValueError) as e:

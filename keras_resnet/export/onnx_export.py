@@ -12,7 +12,8 @@ Precisions:
           request), MinMax calibration on representative images.
 
 Each file is run in ONNX Runtime and compared with the Keras model: fp32 logits within
-1e-4; int8 by top-1 agreement (>= 99%) and accuracy change (<= 0.5 pp).
+1e-4 of the logits' scale; int8 by top-1 agreement (>= 95% by default) and accuracy change
+(at most 1 pp lower by default).
 """
 
 import os
@@ -23,6 +24,7 @@ import numpy as np
 from ._common import check_precisions as _check_precisions
 from ._common import (ExportError, artifact, atomic_path, check_new_path, latency_ms,
                       parity_vs_keras, say)
+from ._common import MAX_ACCURACY_DROP, MIN_AGREEMENT, check_gate
 
 PRECISIONS = ("fp32", "int8")
 DEFAULT_OPSET = 17
@@ -146,12 +148,14 @@ class ORTModel:
         return latency_ms(lambda: self.session.run(["logits"], {"images": x}), runs=runs)
 
 
-def verify(source, path, precision, eval_images, eval_labels=None, latency_runs=50):
+def verify(source, path, precision, eval_images, eval_labels=None, latency_runs=50,
+           min_agreement=MIN_AGREEMENT, max_accuracy_drop=MAX_ACCURACY_DROP):
     import onnx
 
     model = ORTModel(path)
     parity = parity_vs_keras(source, "onnx", precision, model.logits(eval_images), eval_images,
-                             eval_labels)
+                             eval_labels, min_agreement=min_agreement,
+                             max_accuracy_drop=max_accuracy_drop)
     proto = onnx.load(os.fspath(path), load_external_data=False)
     info = {
         "opset": max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")),
@@ -170,10 +174,13 @@ def onnx_path(out_dir, model_name, precision):
 
 def export_onnx(source, out_dir, precisions=PRECISIONS, opset=DEFAULT_OPSET, calibration_images=None,
                 eval_images=None, eval_labels=None, model_name=None, overwrite=False, latency_runs=50,
-                activation_type="uint8", progress=print):
+                activation_type="uint8", min_agreement=MIN_AGREEMENT,
+                max_accuracy_drop=MAX_ACCURACY_DROP, progress=print):
     """Write ``<out_dir>/<model_name>_<precision>.onnx`` for each precision, verify each in
-    ONNX Runtime, and return the report entries."""
+    ONNX Runtime, and return the report entries (``min_agreement``, ``max_accuracy_drop``:
+    the quantized gate, as fractions)."""
     precisions = check_precisions(precisions)
+    check_gate(min_agreement, max_accuracy_drop)
     check_opset(opset)
     model_name = model_name or source.name
     paths = {p: onnx_path(out_dir, model_name, p) for p in precisions}
@@ -200,6 +207,6 @@ def export_onnx(source, out_dir, precisions=PRECISIONS, opset=DEFAULT_OPSET, cal
                     quantize_int8(fp32, tmp_path, calibration_images, activation_type)
             say(progress, f"[onnx] verifying {precision} in ONNX Runtime")
             parity, latency, info = verify(source, path, precision, eval_images, eval_labels,
-                                           latency_runs)
+                                           latency_runs, min_agreement, max_accuracy_drop)
             entries.append(artifact("onnx", precision, path, parity, latency, **info))
     return entries

@@ -5,7 +5,8 @@ import os
 import numpy as np
 
 from . import onnx_export, report as report_lib, saved_model, tflite
-from ._common import ExportError, ParityError, check_new_path, say
+from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ParityError, check_gate,
+                      check_new_path, say)
 from .source import load_source
 
 FORMATS = ("savedmodel", "tflite", "onnx")
@@ -53,7 +54,7 @@ def export_all(source, out_dir, formats=FORMATS, tflite_precisions=DEFAULT_TFLIT
                num_samples=200, seed=0, calibration_images=None, eval_data=None,
                opset=onnx_export.DEFAULT_OPSET, model_name=None, version=None, overwrite=False,
                qat_epochs=2, qat_options=None, preprocessing=None, latency_runs=50, check=True,
-               progress=print):
+               min_agreement=MIN_AGREEMENT, max_accuracy_drop=MAX_ACCURACY_DROP, progress=print):
     """Export ``source`` to every requested format, verify each export, write the report.
 
     Args:
@@ -83,6 +84,10 @@ def export_all(source, out_dir, formats=FORMATS, tflite_precisions=DEFAULT_TFLIT
         latency_runs: timed batch-1 calls per artifact (median reported).
         check: raise :class:`ParityError` (after writing the report) when an export misses
             its parity threshold.
+        min_agreement, max_accuracy_drop: the quantized gate, as fractions: top-1 agreement
+            with the Keras model (default 0.95) and the largest accuracy drop on labelled
+            data (default 0.01, i.e. 1 pp). Float exports are held to their logits' scale
+            (``keras_resnet.export.FLOAT_RTOL``).
 
     Returns the report (a dict; also written as JSON and Markdown).
     """
@@ -91,6 +96,7 @@ def export_all(source, out_dir, formats=FORMATS, tflite_precisions=DEFAULT_TFLIT
     onnx_precisions = onnx_export.check_precisions(_split(onnx_precisions)) if "onnx" in formats else []
     tflite.check_int8_io(int8_io)
     onnx_export.check_opset(opset)
+    gate = dict(zip(("min_agreement", "max_accuracy_drop"), check_gate(min_agreement, max_accuracy_drop)))
     if isinstance(qat_epochs, bool) or not isinstance(qat_epochs, int) or qat_epochs < 0:
         raise ExportError(f"qat_epochs={qat_epochs!r} is not supported; expected an integer >= 0")
     if qat_epochs == 0:
@@ -152,11 +158,11 @@ def export_all(source, out_dir, formats=FORMATS, tflite_precisions=DEFAULT_TFLIT
         report["artifacts"].extend(tflite.export_tflite(
             src, dirs["tflite"], tflite_precisions, int8_io=int8_io, calibration_images=calib,
             eval_labels=eval_labels, model_name=model_name, overwrite=overwrite,
-            qat_options=options, **common))
+            qat_options=options, **gate, **common))
     if "onnx" in formats:
         report["artifacts"].extend(onnx_export.export_onnx(
             src, dirs["onnx"], onnx_precisions, opset=opset, calibration_images=calib,
-            eval_labels=eval_labels, model_name=model_name, overwrite=overwrite, **common))
+            eval_labels=eval_labels, model_name=model_name, overwrite=overwrite, **gate, **common))
     report_lib.finish(report)
     paths = report_lib.write(report, out_dir, name, overwrite=overwrite)
     report["report_files"] = paths

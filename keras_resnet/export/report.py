@@ -43,11 +43,12 @@ def parity_text(parity):
     if not parity:
         return "reference"
     if parity["kind"] == "float":
-        return f"max abs diff {parity['max_abs_diff']:.2g} (<= {parity['threshold']:g})"
-    text = f"top-1 agreement {parity['agreement']:.2%}"
+        return (f"max abs diff {parity['max_abs_diff']:.2g}, {parity['max_rel_diff']:.2g} of scale "
+                f"(<= {parity['rtol']:g})")
+    text = f"top-1 agreement {parity['agreement']:.2%} (>= {parity['min_agreement'] * 100:g}%)"
     if "accuracy" in parity:
         text += (f", accuracy {parity['accuracy']:.2%} ({parity['accuracy_change'] * 100:+.2f} pp"
-                 f" vs {parity['keras_accuracy']:.2%})")
+                 f" vs {parity['keras_accuracy']:.2%}; allowed -{parity['max_accuracy_drop'] * 100:g} pp)")
     return text
 
 
