@@ -21,7 +21,8 @@ fine-tuning makes them useful), and their BN moving statistics do not reach the 
 Where the blocks go: at the end of each stage, after the source's blocks, so the block that
 strides or projects keeps its place. In models whose stages stride in their *last* block
 (``stride_block="last"``, the keras.applications ResNetV2 layout) they go just before that
-block instead. Source block ``b`` of stage ``s`` keeps its layer names
+block instead (such a stage needs two source blocks to grow: its first changes the width,
+its last strides). Source block ``b`` of stage ``s`` keeps its layer names
 (``stage{s}_block{b}_*``) except that last-striding block, which becomes the stage's new last.
 
 What cannot be the identity is refused: plain networks (no shortcut to carry the input),
@@ -58,8 +59,8 @@ def model_depth(config):
 def _check_source(model):
     if not isinstance(model, ResNet):
         raise ValueError(
-            f"deepen needs a keras_resnet ResNet model (built by keras_resnet or loaded from its "
-            f".keras file); got {type(model).__name__}"
+            f"deepen needs a keras_resnet ResNet model; got {type(model).__name__}; accepted: "
+            "models built by keras_resnet or loaded from its .keras files"
         )
     return model.get_config()
 
@@ -131,6 +132,14 @@ def check_growable(source_config, target_config):
             f"{', '.join(map(str, fewer))}; accepted: at least the source's count in every stage"
         )
     if tgt_blocks != src_blocks:
+        single = [s for s, (a, b) in enumerate(zip(src_blocks, tgt_blocks), start=1)
+                  if a == 1 and b > 1]
+        if source_config.get("stride_block") == "last" and single:
+            raise ValueError(
+                f"cannot grow stage {single[0]}: with stride_block='last' its one block both "
+                "changes the width and strides, so no inserted block can be the identity; "
+                "accepted: at least two source blocks in every stage that grows"
+            )
         if not source_config["residual"]:
             raise ValueError(
                 "cannot deepen a plain network (residual=False): an inserted block without a "
