@@ -51,6 +51,12 @@ def test_resnet20_to_56_same_function_and_parameter_count(rng):
     assert_carried(source, deep)
     x = rng.normal(size=(4, 16, 16, 3)).astype("float32")
     assert_same_function(source, deep, x)
+    # The inserted blocks' BN moving statistics do not reach the output.
+    for name in ("stage1_block4_bn1", "stage1_block4_bn2", "stage3_block9_bn2"):
+        gamma, beta, mean, var = deep.get_layer(name).get_weights()
+        deep.get_layer(name).set_weights([gamma, beta, rng.normal(0, 3, mean.shape).astype("f4"),
+                                          rng.uniform(0.1, 9, var.shape).astype("f4")])
+    assert_same_function(source, deep, x)
     # The inserted blocks (4..9 of each stage) pass their input through unchanged.
     probe = keras.Model(deep.input, [deep.get_layer("stage2_block3_out").output,
                                      deep.get_layer("stage2_block9_out").output])
