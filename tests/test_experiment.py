@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from conftest import train_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,12 +90,16 @@ def test_degradation_tiny_budget_writes_png_csv_and_table(tmp_path):
     assert not has_color(grown, COLORS["deep"])
 
 
-def test_help_bad_input_and_console_script(tmp_path):
-    proc = experiment(["degradation", "--help"], tmp_path)
-    assert proc.returncode == 0 and "--iterations" in proc.stdout and "64000" in proc.stdout
-    proc = experiment(["degradation", "--depths", "20,21", "--out", str(tmp_path / "x")], tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+def test_help_bad_input_and_console_script(tmp_path, capsys):
+    from keras_resnet import experiments
+
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["degradation", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--iterations" in out and "--iterations 64000" in out
+    assert experiments.main(["degradation", "--depths", "20,21", "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         "keras-resnet-experiment: error: depths=(20, 21) is not supported; expected two CIFAR "
         "depths (6n+2, at least 8), shallow then deep, e.g. (20, 56)"]
     assert not (tmp_path / "x").exists()
@@ -103,4 +108,4 @@ def test_help_bad_input_and_console_script(tmp_path):
     scripts = dict(line.split(" = ") for line in
                    cfg["options.entry_points"]["console_scripts"].strip().splitlines())
     module, func = scripts["keras-resnet-experiment"].split(":")
-    assert callable(getattr(importlib.import_module(module), func))
+    assert getattr(importlib.import_module(module), func) is experiments.main
