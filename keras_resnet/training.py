@@ -600,13 +600,17 @@ def train(config=None, **overrides):
             raise TrainingError(
                 f"{run_dir} holds a run with different settings ({detail}); use another "
                 "--run-dir, or --overwrite to start it again")
-    source = load_init_source(cfg.init_from) if cfg.init_from and resume is None else None
+    source = None
+    if cfg.init_from and resume is None:
+        source_path = init_source_path(cfg.init_from)
+        source = load_init_source(source_path)
     keras.mixed_precision.set_dtype_policy(cfg.precision)
     try:
         with strategy.scope():
             model = build_model(cfg.model, dataset.input_shape, dataset.num_classes,
                                 classifier_activation=None, sync_bn=cfg.sync_bn)
-            init_info = _init_from(source, model, cfg.init_from) if source is not None else None
+            init_info = (_init_from(source, source_path, model, cfg.init_from)
+                         if source is not None else None)
             schedule = learning_rate_schedule(lr, total_steps, warmup_steps, cfg.schedule,
                                               cfg.step_boundaries)
             optimizer = make_optimizer(cfg, schedule, model)
@@ -784,11 +788,10 @@ def load_init_source(run_or_keras):
     if not isinstance(model, models.ResNet):
         raise ValueError(f"init_from: {path!r} holds a {type(model).__name__}; accepted: a "
                          "keras_resnet ResNet model")
-    model._init_from_path = path
     return model
 
 
-def _init_from(source, model, spec):
+def _init_from(source, path, model, spec):
     """Copies ``source`` into ``model`` (deepened when ``model`` has more blocks); returns
     what ``run.json`` records about it."""
     from .growth import grow_into, inserted_blocks, model_depth
@@ -798,7 +801,7 @@ def _init_from(source, model, spec):
         grow_into(source, model)
     except ValueError as e:
         raise ValueError(f"init_from={spec!r}: {e}") from None
-    return dict(argument=str(spec), path=os.path.abspath(source._init_from_path),
+    return dict(argument=str(spec), path=os.path.abspath(path),
                 model=src["name"], depth=model_depth(src),
                 blocks_per_stage=src["stackwise_num_blocks"],
                 grown_to_depth=model_depth(tgt),
