@@ -30,6 +30,7 @@ option-C shortcuts (a projection on every block, including the inserted ones), f
 than the source, and a different family (stem, block type, widths, strides, ...).
 """
 
+import os
 import re
 
 import numpy as np
@@ -262,3 +263,55 @@ def deepen(model, depth=None, blocks_per_stage=None):
         name = name[: -len(str(old_depth))] + str(new_depth)
     target["name"] = name
     return grow_into(model, ResNet.from_config(target))
+
+
+# ----------------------------------------------------------------------------------------
+# train.py --init-from
+
+
+def source_path(run_or_keras):
+    """The ``.keras`` file ``--init-from`` names: the file itself, or a run directory's
+    ``last.keras`` (the finished model; ``best.keras`` when there is no ``last.keras``)."""
+    path = str(run_or_keras)
+    if os.path.isdir(path):
+        for name in ("last.keras", "best.keras"):
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise ValueError(f"init_from={path!r} is a directory without last.keras or best.keras; "
+                         "accepted: a run directory or a .keras file")
+    if not os.path.isfile(path) or not path.endswith(".keras"):
+        raise ValueError(f"init_from={path!r} is not a run directory or an existing .keras file; "
+                         "accepted: a run directory (its last.keras) or a .keras file")
+    return path
+
+
+def load_source(run_or_keras):
+    """``(model, path)``: the keras_resnet model ``--init-from`` starts from, as saved."""
+    from ._compat import keras
+
+    path = source_path(run_or_keras)
+    try:
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as e:
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"init_from: could not load {path!r} as a Keras model ({reason}); "
+                         "accepted: a .keras file saved by keras_resnet") from e
+    if not isinstance(model, ResNet):
+        raise ValueError(f"init_from: {path!r} holds a {type(model).__name__}; accepted: a "
+                         "keras_resnet ResNet model")
+    return model, path
+
+
+def init_from_source(source, path, model, spec):
+    """Copies ``source`` (loaded from ``path``) into ``model``, deepened when ``model`` has
+    more blocks; returns what ``run.json`` records about it."""
+    src, tgt = source.get_config(), model.get_config()
+    try:
+        grow_into(source, model)
+    except ValueError as e:
+        raise ValueError(f"init_from={spec!r}: {e}") from None
+    return dict(argument=str(spec), path=os.path.abspath(path),
+                model=src["name"], depth=model_depth(src),
+                blocks_per_stage=src["stackwise_num_blocks"],
+                grown_to_depth=model_depth(tgt),
+                inserted_blocks=len(inserted_blocks(src, tgt["stackwise_num_blocks"])))

@@ -602,14 +602,15 @@ def train(config=None, **overrides):
                 "--run-dir, or --overwrite to start it again")
     source = None
     if cfg.init_from and resume is None:
-        source_path = init_source_path(cfg.init_from)
-        source = load_init_source(source_path)
+        from .growth import init_from_source, load_source
+
+        source, source_path = load_source(cfg.init_from)
     keras.mixed_precision.set_dtype_policy(cfg.precision)
     try:
         with strategy.scope():
             model = build_model(cfg.model, dataset.input_shape, dataset.num_classes,
                                 classifier_activation=None, sync_bn=cfg.sync_bn)
-            init_info = (_init_from(source, source_path, model, cfg.init_from)
+            init_info = (init_from_source(source, source_path, model, cfg.init_from)
                          if source is not None else None)
             schedule = learning_rate_schedule(lr, total_steps, warmup_steps, cfg.schedule,
                                               cfg.step_boundaries)
@@ -757,55 +758,6 @@ def train(config=None, **overrides):
     log(f"run directory: {os.path.abspath(run_dir)}")
     return TrainResult(run_dir=run_dir, test_accuracy=test_acc, history=history, best=best,
                        model=model, strategy=strategy)
-
-
-def init_source_path(run_or_keras):
-    """The ``.keras`` file ``--init-from`` names: the file itself, or a run directory's
-    ``last.keras`` (the finished model; ``best.keras`` when there is no ``last.keras``)."""
-    path = str(run_or_keras)
-    if os.path.isdir(path):
-        for name in ("last.keras", "best.keras"):
-            if os.path.isfile(os.path.join(path, name)):
-                return os.path.join(path, name)
-        raise ValueError(f"init_from={path!r} is a directory without last.keras or best.keras; "
-                         "accepted: a run directory or a .keras file")
-    if not os.path.isfile(path) or not path.endswith(".keras"):
-        raise ValueError(f"init_from={path!r} is not a run directory or an existing .keras file; "
-                         "accepted: a run directory (its last.keras) or a .keras file")
-    return path
-
-
-def load_init_source(run_or_keras):
-    """The keras_resnet model ``--init-from`` starts from (float32, as saved)."""
-    from . import models
-    from ._compat import keras
-
-    path = init_source_path(run_or_keras)
-    try:
-        model = keras.saving.load_model(path, safe_mode=True)
-    except Exception as e:
-        raise ValueError(f"init_from: could not load {path!r} as a Keras model: {e}") from e
-    if not isinstance(model, models.ResNet):
-        raise ValueError(f"init_from: {path!r} holds a {type(model).__name__}; accepted: a "
-                         "keras_resnet ResNet model")
-    return model
-
-
-def _init_from(source, path, model, spec):
-    """Copies ``source`` into ``model`` (deepened when ``model`` has more blocks); returns
-    what ``run.json`` records about it."""
-    from .growth import grow_into, inserted_blocks, model_depth
-
-    src, tgt = source.get_config(), model.get_config()
-    try:
-        grow_into(source, model)
-    except ValueError as e:
-        raise ValueError(f"init_from={spec!r}: {e}") from None
-    return dict(argument=str(spec), path=os.path.abspath(path),
-                model=src["name"], depth=model_depth(src),
-                blocks_per_stage=src["stackwise_num_blocks"],
-                grown_to_depth=model_depth(tgt),
-                inserted_blocks=len(inserted_blocks(src, tgt["stackwise_num_blocks"])))
 
 
 def _diverged(what, ckpt_path, history):

@@ -142,6 +142,32 @@ def test_refusals(build, kwargs, message):
     assert message in text and "accepted" in text and "\n" not in text
 
 
+def test_init_from_sources_are_checked(tmp_path):
+    from keras_resnet.growth import load_source
+
+    (tmp_path / "empty_run").mkdir()
+    (tmp_path / "weights.h5").write_bytes(b"")
+    (tmp_path / "broken.keras").write_bytes(b"not a zip")
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    other.save(str(tmp_path / "other.keras"))
+    cases = [(tmp_path / "empty_run", "is a directory without last.keras or best.keras"),
+             (tmp_path / "weights.h5", "is not a run directory or an existing .keras file"),
+             (tmp_path / "missing.keras", "is not a run directory or an existing .keras file"),
+             (tmp_path / "broken.keras", "could not load"),
+             (tmp_path / "other.keras", "holds a Sequential")]
+    for path, message in cases:
+        with pytest.raises(ValueError) as info:
+            load_source(str(path))
+        assert message in str(info.value) and "accepted" in str(info.value)
+        assert "\n" not in str(info.value)
+    source = kr.resnet_cifar(8, input_shape=(8, 8, 1))
+    run = tmp_path / "run"
+    run.mkdir()
+    source.save(str(run / "best.keras"))
+    model, path = load_source(str(run))
+    assert path == str(run / "best.keras") and model.get_config() == source.get_config()
+
+
 def test_deepened_model_fine_tunes(rng):
     from sklearn.datasets import load_digits
 
