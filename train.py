@@ -5,6 +5,7 @@
     python3 train.py --export exports      # ... then export every format and print the report
     python3 train.py --dataset cifar10 --preset cifar          # the paper's CIFAR recipe
     python3 train.py --dataset folder --data-dir photos/ --model resnet50 --strategy mirrored
+    python3 train.py --model resnet56 --init-from runs/digits_resnet20   # grow and fine-tune
     python3 train.py --evaluate runs/digits_resnet20/best.keras --dataset digits
 """
 
@@ -58,6 +59,10 @@ def _parser():
                    "wd 1e-4, 64k iterations, lr/10 at 50%% and 75%%)")
     r.add_argument("--model", help="resnet20/32/44/56/110 (CIFAR), resnet18/34/50/101/152 "
                    "(ImageNet), or a keras_resnet constructor name")
+    r.add_argument("--init-from", metavar="RUN_OR_KERAS",
+                   help="start from a saved model (a run directory's last.keras, or a .keras "
+                   "file) and fine-tune it; when --model is deeper, the model is deepened first "
+                   "(keras_resnet.deepen: inserted blocks start as the identity)")
     r.add_argument("--epochs", type=int)
     r.add_argument("--iterations", type=int, help="total steps (instead of --epochs)")
     r.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training split")

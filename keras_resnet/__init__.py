@@ -3,6 +3,7 @@
     import keras_resnet
     model = keras_resnet.ResNet50(weights=None, classes=10)
     block = keras_resnet.BasicBlock(64, strides=2, shortcut="A")
+    deeper = keras_resnet.deepen(trained_resnet20, depth=56)   # same function, more blocks
 """
 
 __version__ = "0.1.0"
@@ -16,6 +17,7 @@ from .layers import (  # noqa: F401
     basic_block,
     bottleneck_block,
 )
+from .growth import deepen  # noqa: F401
 from .models import NAMED_MODELS, ResNet, feature_extractor, resnet_cifar, resnet_imagenet  # noqa: F401
 
 globals().update(NAMED_MODELS)
@@ -23,5 +25,5 @@ globals().update(NAMED_MODELS)
 __all__ = [
     "BasicBlock", "BottleneckBlock", "FusedBatchNormalization", "ProjectionShortcut", "ZeroPadShortcut",
     "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
-    "resnet_cifar", "resnet_imagenet", *NAMED_MODELS,
+    "resnet_cifar", "resnet_imagenet", "deepen", *NAMED_MODELS,
 ]

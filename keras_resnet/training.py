@@ -43,10 +43,12 @@ sees the same batches as an uninterrupted one, and no finished epoch is lost or 
 
 import csv
 import dataclasses
+import functools
 import io
 import json
 import math
 import os
+import re
 import tempfile
 import time
 
@@ -116,6 +118,7 @@ class TrainConfig:
     label_smoothing: float = None
     augment: str = None
     val_split: float = 0.0
+    init_from: str = None
     strategy: str = "auto"
     cpu_replicas: int = None
     sync_bn: bool = False
@@ -286,9 +289,19 @@ def resolve_model(name):
             return names[key]
         if key + "cifar" in names and key not in names:
             return names[key + "cifar"]
+        # plain20, plain56, resnet8, preactresnet56cifar, ...: any depth of a family.
+        m = re.fullmatch(r"(plain|resnet|preactresnet)(\d+)(cifar)?", key)
+        if m:
+            depth, kind = int(m.group(2)), m.group(1)
+            options = dict(plain=kind == "plain", preact=kind == "preactresnet")
+            if depth in models.IMAGENET_DEPTHS and not m.group(3):
+                return functools.partial(models.resnet_imagenet, depth, **options)
+            if depth >= 8 and (depth - 2) % 6 == 0:
+                return functools.partial(models.resnet_cifar, depth, **options)
     raise ValueError(
-        f"model={name!r} is not supported; accepted: resnet20/32/44/56/110/1202 (CIFAR), "
-        "resnet18/34/50/101/152/200 (ImageNet), or a constructor name such as "
+        f"model={name!r} is not supported; accepted: resnet20/32/44/56/110/1202 (CIFAR, any "
+        "6n+2), resnet18/34/50/101/152/200 (ImageNet), plain<depth> for the plain network "
+        "(e.g. plain20, plain56), or a constructor name such as "
         f"{', '.join(sorted(models.NAMED_MODELS)[:4])}, ..."
     )
 
@@ -470,8 +483,9 @@ def plot_history(history, path):
 
 RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum",
                "nesterov", "weight_decay", "schedule", "step_boundaries", "warmup_epochs",
-               "label_smoothing", "augment", "seed", "precision", "sync_bn", "val_split")
-ADDED_SETTINGS = {"val_split": 0.0}  # settings newer than some checkpoints: their old value
+               "label_smoothing", "augment", "seed", "precision", "sync_bn", "val_split",
+               "init_from")
+ADDED_SETTINGS = {"val_split": 0.0, "init_from": None}  # settings newer than some checkpoints: their old value
 
 
 def _save_checkpoint(path, model, optimizer, meta):
@@ -586,11 +600,18 @@ def train(config=None, **overrides):
             raise TrainingError(
                 f"{run_dir} holds a run with different settings ({detail}); use another "
                 "--run-dir, or --overwrite to start it again")
+    source = None
+    if cfg.init_from and resume is None:
+        from .growth import init_from_source, load_source
+
+        source, source_path = load_source(cfg.init_from)
     keras.mixed_precision.set_dtype_policy(cfg.precision)
     try:
         with strategy.scope():
             model = build_model(cfg.model, dataset.input_shape, dataset.num_classes,
                                 classifier_activation=None, sync_bn=cfg.sync_bn)
+            init_info = (init_from_source(source, source_path, model, cfg.init_from)
+                         if source is not None else None)
             schedule = learning_rate_schedule(lr, total_steps, warmup_steps, cfg.schedule,
                                               cfg.step_boundaries)
             optimizer = make_optimizer(cfg, schedule, model)
@@ -617,6 +638,7 @@ def train(config=None, **overrides):
                 v.assign(value)
         start_epoch, start_step = meta["epoch"], meta["step"]
         history, best, acc_state = meta["history"], meta["best"], meta["accumulators"]
+        init_info = meta.get("init_from")
         log(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step} "
             f"({len(history)} epochs finished)")
     if chief and resume is not None:
@@ -647,7 +669,7 @@ def train(config=None, **overrides):
 
     def meta(epoch, step, accs):
         return dict(epoch=epoch, step=step, history=history, best=best, accumulators=accs,
-                    settings=settings, num_weights=len(model.get_weights()),
+                    settings=settings, init_from=init_info, num_weights=len(model.get_weights()),
                     num_optimizer_variables=len(optimizer.variables))
 
     for epoch in range(start_epoch, epochs):
@@ -716,7 +738,7 @@ def train(config=None, **overrides):
             _write_csv(os.path.join(run_dir, "metrics.csv"), history)
             _write_run_json(run_dir, dataset, cfg, history, best, "running", replicas,
                             global_batch, lr, steps_per_epoch,
-                            strategy_label=strategy_name(strategy))
+                            strategy_label=strategy_name(strategy), init_from=init_info)
 
     if start_epoch >= epochs:
         log(f"{run_dir} already finished its {epochs} epochs")
@@ -727,7 +749,7 @@ def train(config=None, **overrides):
             _save_keras(host, os.path.join(run_dir, "last.keras"))
         _write_run_json(run_dir, dataset, cfg, history, best, "finished", replicas,
                         global_batch, lr, steps_per_epoch, test_acc,
-                        strategy_label=strategy_name(strategy))
+                        strategy_label=strategy_name(strategy), init_from=init_info)
         if cfg.plot and history:
             plot_history(history, os.path.join(run_dir, "curves.png"))
     log(f"test accuracy {test_acc:.4f} (last model, {dataset.sizes.get('test')} test images); "
@@ -767,7 +789,7 @@ def _num_workers(strategy):
 
 
 def _write_run_json(run_dir, dataset, cfg, history, best, status, replicas, global_batch, lr,
-                    steps_per_epoch, test_acc=None, strategy_label=None):
+                    steps_per_epoch, test_acc=None, strategy_label=None, init_from=None):
     info = dataset.describe()
     info.update(
         outputs="probabilities",
@@ -783,6 +805,7 @@ def _write_run_json(run_dir, dataset, cfg, history, best, status, replicas, glob
         effective_lr=lr,
         steps_per_epoch=steps_per_epoch,
         bn_statistics="synchronized (global batch)" if cfg.sync_bn else "chief's first replica",
+        init_from=init_from,
         config={k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(cfg).items()},
     )

@@ -1,0 +1,111 @@
+"""keras-resnet-experiment degradation: runs at a tiny budget; its CSV, PNG and table hold
+what the runs measured; --init-from records where the grown model came from."""
+
+import configparser
+import csv
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import train_env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLORS = {"shallow": "#1f77b4", "deep": "#d62728", "grown": "#2ca02c"}  # the plot's legend
+
+
+def experiment(args, cwd):
+    return subprocess.run([sys.executable, "-m", "keras_resnet.experiments", *args], cwd=cwd,
+                          env=train_env(), capture_output=True, text=True, timeout=900)
+
+
+def has_color(pixels, hex_color, tol=0.06):
+    rgb = np.array([int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)])
+    return bool((np.abs(pixels[..., :3] - rgb).max(axis=-1) < tol).any())
+
+
+def test_degradation_tiny_budget_writes_png_csv_and_table(tmp_path):
+    out = tmp_path / "exp"
+    proc = experiment(["degradation", "--depths", "8,14", "--iterations", "20",
+                       "--out", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[5/5] ResNet-14 grown from ResNet-8" in proc.stdout  # progress, per model
+
+    keys = ["plain8", "plain14", "resnet8", "resnet14", "resnet14_grown"]
+    with open(out / "degradation.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["model"] for r in rows] == [k for k in keys for _ in range(2)]  # 2 epochs x 10 steps
+    for key in keys:
+        # The errors are the run directory's own measurements (train.py's metrics.csv).
+        with open(out / key / "metrics.csv") as f:
+            metrics = list(csv.DictReader(f))
+        mine = [r for r in rows if r["model"] == key]
+        for r, m in zip(mine, metrics):
+            assert abs(float(r["train_error"]) - (1 - float(m["accuracy"]))) < 1e-9
+            assert abs(float(r["test_error"]) - (1 - float(m["test_accuracy"]))) < 1e-9
+            assert 0 <= float(r["test_error"]) <= 1
+        assert [int(r["iteration"]) for r in mine] == [10, 20]
+        offset = 20 if key.endswith("grown") else 0  # the grown run continues ResNet-8's
+        assert [int(r["total_iteration"]) for r in mine] == [offset + 10, offset + 20]
+    with open(out / "resnet14_grown" / "run.json") as f:
+        info = json.load(f)
+    assert info["init_from"]["path"] == str(out / "resnet8" / "last.keras")
+    assert info["init_from"]["depth"] == 8 and info["init_from"]["grown_to_depth"] == 14
+    assert info["init_from"]["inserted_blocks"] == 3
+    assert info["config"]["lr"] == 0.01  # a tenth of the recipe's rate
+
+    # train.py --init-from refuses a source of another family, naming the difference.
+    proc = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--model", "plain14",
+                           "--init-from", str(out / "resnet8"), "--epochs", "1", "--run-dir",
+                           str(tmp_path / "refused")], cwd=tmp_path, env=train_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        f"train.py: error: init_from='{out / 'resnet8'}': cannot grow into a different family "
+        "(residual: True -> False); accepted:")
+    assert not (tmp_path / "refused").exists()
+
+    table = (out / "degradation.md").read_text()
+    for key, label in zip(keys, ["plain-8", "plain-14", "ResNet-8", "ResNet-14",
+                                 "ResNet-14 grown from ResNet-8"]):
+        final = [r for r in rows if r["model"] == key][-1]
+        assert f"| {label} | {100 * float(final['train_error']):.2f} | " \
+               f"{100 * float(final['test_error']):.2f} |" in table
+
+    import matplotlib.image
+
+    png = matplotlib.image.imread(str(out / "degradation.png"))
+    assert png.shape[0] > 200 and png.shape[1] > 3 * png.shape[0] / 2
+    third = png.shape[1] // 3
+    plain, residual, grown = png[:, :third], png[:, third:2 * third], png[:, 2 * third:]
+    # Shallow (blue) and deep (red) curves in the plain and residual panels; the grown
+    # (green) curve only in its own panel, next to the shallow run it continues.
+    for panel in (plain, residual):
+        assert has_color(panel, COLORS["shallow"]) and has_color(panel, COLORS["deep"])
+        assert not has_color(panel, COLORS["grown"])
+    assert has_color(grown, COLORS["grown"]) and has_color(grown, COLORS["shallow"])
+    assert not has_color(grown, COLORS["deep"])
+
+
+def test_help_bad_input_and_console_script(tmp_path, capsys):
+    from keras_resnet import experiments
+
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["degradation", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--iterations" in out and "--iterations 64000" in out
+    assert experiments.main(["degradation", "--depths", "20,21", "--out", str(tmp_path / "x")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "keras-resnet-experiment: error: depths=(20, 21) is not supported; expected two CIFAR "
+        "depths (6n+2, at least 8), shallow then deep, e.g. (20, 56)"]
+    assert not (tmp_path / "x").exists()
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"))
+    scripts = dict(line.split(" = ") for line in
+                   cfg["options.entry_points"]["console_scripts"].strip().splitlines())
+    module, func = scripts["keras-resnet-experiment"].split(":")
+    assert getattr(importlib.import_module(module), func) is experiments.main
