@@ -186,3 +186,28 @@ def test_deepened_model_fine_tunes(rng):
     assert after < 0.25 * before, (before, after)
     # The inserted blocks learned: their zeroed gamma moved away from zero.
     assert np.abs(deep.get_layer("stage1_block2_bn2").get_weights()[0]).max() > 1e-3
+
+
+def test_deepened_model_exports_and_runs_in_litert_and_onnx_runtime(tmp_path, rng):
+    """A deepened model is an ordinary keras_resnet model: it exports, and the TFLite and
+    ONNX files compute what the shallow source computes (within float32 rounding)."""
+    from keras_resnet.export import export_all
+
+    source = randomize(kr.ResNet20CIFAR(input_shape=(8, 8, 1), classes=5), rng)
+    deep = kr.deepen(source, depth=32)
+    images = rng.uniform(0, 255, (16, 8, 8, 1)).astype("float32")
+    report = export_all(deep, str(tmp_path), formats="tflite,onnx", tflite_precisions="fp32",
+                        onnx_precisions="fp32", eval_data=(images, None), latency_runs=1, progress=None)
+    assert report["passed"]
+    ref = np.asarray(source(images, training=False))  # softmax probabilities
+    from ai_edge_litert.interpreter import Interpreter
+    import onnxruntime as ort
+
+    runner = Interpreter(model_path=str(tmp_path / "tflite" / f"{deep.name}_fp32.tflite")
+                         ).get_signature_runner("serving_default")
+    session = ort.InferenceSession(str(tmp_path / "onnx" / f"{deep.name}_fp32.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    for logits in (runner(images=images)["logits"], session.run(["logits"], {"images": images})[0]):
+        # Softmax probabilities of the source vs the deep file's (1e-4: another runtime's kernels).
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.softmax(logits)), ref,
+                                   atol=1e-4)
