@@ -6,7 +6,14 @@
     deeper = keras_resnet.deepen(trained_resnet20, depth=56)   # same function, more blocks
 """
 
-__version__ = "0.1.0"
+# Distribution "keras-residual" on PyPI (import name keras_resnet); calendar versions, so
+# that no version is confused with the unrelated 2019 "keras-resnet" package (0.x).
+__distribution__ = "keras-residual"
+__version__ = "2026.11.0"
+
+from .cli_util import quiet_commands as _quiet_commands
+
+_quiet_commands()  # in keras_resnet's own commands, before TensorFlow is imported
 
 from .layers import (  # noqa: F401
     BasicBlock,

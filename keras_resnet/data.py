@@ -65,7 +65,7 @@ def digits_arrays(split):
         from sklearn.model_selection import train_test_split
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError(
-            "the default digits data needs scikit-learn: pip install 'keras-resnet[data]'"
+            "the default digits data needs scikit-learn: pip install 'keras-residual[data]'"
         ) from e
     digits = load_digits()
     images = (digits.images.astype("float32") * (255.0 / 16.0))[..., None]
@@ -740,3 +740,23 @@ def representative_images(name="digits", num_samples=100, seed=0, **dataset_kwar
         return x[np.sort(idx)].astype("float32")
     x, _ = _eval_pixels(dataset, "train", limit=num_samples, seed=seed)
     return x
+
+
+# Arguments of get_dataset that a run records in run.json ("dataset_kwargs").
+RUN_DATASET_ARGS = ("data_dir", "image_size", "num_classes", "label_offset", "on_corrupt")
+
+
+def run_dataset_kwargs(run):
+    """The :func:`get_dataset` arguments of a training run, from its ``run.json`` dict.
+
+    Runs record them as ``dataset_kwargs``; for older run.json files the image size and
+    class count are taken from ``input_shape`` and ``num_classes``.
+    """
+    kwargs = dict(run.get("dataset_kwargs") or {})
+    name = str(run.get("dataset") or "")
+    if name in ("folder", "tfrecord", "synthetic") or name.startswith("tfds:"):
+        if "image_size" not in kwargs and run.get("input_shape"):
+            kwargs["image_size"] = int(run["input_shape"][0])
+        if name in ("tfrecord", "synthetic") and "num_classes" not in kwargs and run.get("num_classes"):
+            kwargs["num_classes"] = int(run["num_classes"])
+    return {k: v for k, v in kwargs.items() if k in RUN_DATASET_ARGS and v is not None}

@@ -476,6 +476,10 @@ def plot_history(history, path):
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("accuracy")
     ax2.legend()
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
     _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), suffix=".png")
     plt.close(fig)
@@ -958,28 +962,45 @@ def _make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, d
 # Evaluate-only
 
 
-def evaluate(model_path, dataset="digits", batch_size=256, verbose=1, **dataset_kwargs):
-    """Accuracy and loss of a saved ``.keras`` model on a dataset's test split.
+def evaluate(model_path, dataset=None, batch_size=256, verbose=1, **dataset_kwargs):
+    """Accuracy and loss of a saved model on a dataset's test split.
 
-    The preprocessing comes from ``run.json`` next to the model when there is one (else
-    from the dataset), and so does whether the model outputs probabilities or logits.
-    Returns ``{"accuracy", "loss", "num_examples", "dataset", "model"}``.
+    ``model_path`` is a ``.keras`` file or a training run directory (its ``best.keras``, else
+    ``last.keras``). The dataset, its arguments (data directory, image size, ...) and the
+    preprocessing come from the ``run.json`` beside the model when there is one; the
+    arguments given here (those not None) override it. Without a run.json the dataset
+    defaults to digits. Returns ``{"accuracy", "loss", "num_examples", "dataset", "model"}``.
     """
     from . import models  # noqa: F401  (registers keras_resnet classes for loading)
     from ._compat import keras
 
+    if os.path.isdir(model_path):
+        found = [os.path.join(model_path, n) for n in ("best.keras", "last.keras")
+                 if os.path.isfile(os.path.join(model_path, n))]
+        if not found:
+            raise ValueError(f"{model_path} holds no best.keras or last.keras; expected a "
+                             "training run directory or a .keras file")
+        model_path = found[0]
     if not os.path.isfile(model_path):
         raise ValueError(f"model file {model_path!r} does not exist; expected a .keras file "
-                         "(e.g. runs/<name>/best.keras)")
-    ds = dataset if isinstance(dataset, kdata.Dataset) else kdata.get_dataset(dataset, **dataset_kwargs)
+                         "or a training run directory (e.g. runs/<name>)")
     run_json = os.path.join(os.path.dirname(os.path.abspath(model_path)), "run.json")
-    outputs, pre = "probabilities", ds.preprocessing
+    info = {}
     if os.path.exists(run_json):
-        with open(run_json) as f:
-            info = json.load(f)
-        outputs = info.get("outputs", outputs)
-        if info.get("dataset") == ds.name:
-            pre = info.get("preprocessing", pre)
+        try:
+            with open(run_json) as f:
+                info = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"could not read {run_json}: {e}; remove it or fix it") from e
+    given = {k: v for k, v in dataset_kwargs.items() if v is not None}
+    if dataset is None:
+        dataset = info.get("dataset", "digits")
+    if isinstance(dataset, str) and dataset == info.get("dataset"):
+        given = {**kdata.run_dataset_kwargs(info), **given}
+    ds = dataset if isinstance(dataset, kdata.Dataset) else kdata.get_dataset(dataset, **given)
+    outputs, pre = info.get("outputs", "probabilities"), ds.preprocessing
+    if info.get("dataset") == ds.name:
+        pre = info.get("preprocessing", pre)
     try:
         model = keras.saving.load_model(model_path, safe_mode=True)
     except Exception as e:

@@ -630,7 +630,7 @@ def read_safetensors(path, model=None):
         from safetensors import safe_open
     except ImportError:  # pragma: no cover - depends on the install
         raise ImportError(
-            "reading .safetensors files needs the safetensors package: pip install 'keras-resnet[weights]'"
+            "reading .safetensors files needs the safetensors package: pip install 'keras-residual[weights]'"
         ) from None
     state = {}
     try:

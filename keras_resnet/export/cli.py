@@ -1,8 +1,9 @@
 """Command line of the ``export/*.py`` scripts (parse arguments, call :func:`export_all`)."""
 
 import argparse
-import os
 import sys
+
+from ..cli_util import HelpFormatter, check_distribution, flatten, list_of, quiet_tensorflow_logs
 
 FORMAT_TITLES = {"savedmodel": "SavedModel (TF Serving)", "tflite": "TFLite/LiteRT", "onnx": "ONNX"}
 
@@ -15,7 +16,7 @@ def build_parser(formats, prog=None):
     all_formats = list(formats) == list(FORMATS)
     what = "every format" if all_formats else " and ".join(FORMAT_TITLES[f] for f in formats)
     parser = argparse.ArgumentParser(
-        prog=prog,
+        prog=prog, formatter_class=HelpFormatter,
         description=(
             f"Export a trained Keras model to {what}, verify each export in its runtime against "
             "the Keras model, and write report.json / report.md (format, precision, size, parity, "
@@ -27,11 +28,13 @@ def build_parser(formats, prog=None):
                         help="output directory (default: %(default)s): saved_model/<name>/<version>/, "
                              "tflite/*.tflite, onnx/*.onnx, report.json, report.md")
     if all_formats:
-        parser.add_argument("--formats", default=",".join(FORMATS),
-                            help="comma-separated subset of %(default)s")
+        parser.add_argument("--formats", type=list_of(str), nargs="+", metavar="FORMAT",
+                            help=f"a subset of {', '.join(FORMATS)}, separated by commas or spaces "
+                                 "(default: all)")
     if "tflite" in formats:
-        parser.add_argument("--tflite", default=",".join(DEFAULT_TFLITE), metavar="PRECISIONS",
-                            help="TFLite precisions, comma-separated (default: %(default)s); "
+        parser.add_argument("--tflite", type=list_of(str), nargs="+", metavar="PRECISION",
+                            help=f"TFLite precisions, separated by commas or spaces (default: "
+                                 f"{','.join(DEFAULT_TFLITE)}); "
                                  "dynamic = dynamic-range int8, int8 = full integer, qat = int8 after "
                                  "quantization-aware training")
         parser.add_argument("--int8-io", default="int8", choices=("int8", "uint8", "float32"),
@@ -41,8 +44,9 @@ def build_parser(formats, prog=None):
         parser.add_argument("--qat-learning-rate", type=float, default=1e-5,
                             help="Adam learning rate of the QAT fine-tuning (default: %(default)s)")
     if "onnx" in formats:
-        parser.add_argument("--onnx", default=",".join(DEFAULT_ONNX), metavar="PRECISIONS",
-                            help="ONNX precisions, comma-separated (default: %(default)s)")
+        parser.add_argument("--onnx", type=list_of(str), nargs="+", metavar="PRECISION",
+                            help=f"ONNX precisions, separated by commas or spaces (default: "
+                                 f"{','.join(DEFAULT_ONNX)})")
         parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                             help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default: %(default)s)")
     if "savedmodel" in formats:
@@ -54,7 +58,11 @@ def build_parser(formats, prog=None):
         parser.add_argument("--dataset", default=None,
                             help="dataset for calibration and evaluation (default: run.json's); see "
                                  "keras_resnet.data")
-        parser.add_argument("--data-dir", default=None, help="data directory for folder/tfrecord/tfds datasets")
+        parser.add_argument("--data-dir", default=None,
+                            help="data directory for folder/tfrecord/tfds datasets (default: run.json's)")
+        parser.add_argument("--image-size", type=int, default=None,
+                            help="image size the dataset is read at (default: run.json's, i.e. the "
+                                 "model's input size)")
         parser.add_argument("--num-samples", type=int, default=200,
                             help="representative (calibration) images drawn from the training data "
                                  "(default: %(default)s)")
@@ -74,40 +82,44 @@ def build_parser(formats, prog=None):
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing output files (a SavedModel version only when --version names it)")
     parser.add_argument("--quiet", action="store_true", help="print only the report")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also show TensorFlow's and LiteRT's own log lines (hidden by default)")
     return parser
 
 
 def main(argv=None, formats=None, prog=None):
     """Run the export command line; returns the exit status (0 ok, 1 parity failure, 2 bad input)."""
-    from .pipeline import FORMATS
+    from .pipeline import DEFAULT_ONNX, DEFAULT_TFLITE, FORMATS
 
+    check_distribution()
     formats = list(formats or FORMATS)
     parser = build_parser(formats, prog=prog)
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow_logs(args.verbose)
 
     from ._common import ExportError, ParityError
     from .pipeline import export_all
 
     kwargs = dict(
-        formats=getattr(args, "formats", None) or formats,
+        formats=flatten(getattr(args, "formats", None)) or formats,
         model_name=args.model_name, overwrite=args.overwrite, seed=args.seed,
         latency_runs=args.latency_runs, eval_data=args.eval_data,
         progress=None if args.quiet else (lambda m: print(m, flush=True)),
     )
     if "tflite" in formats:
-        kwargs.update(tflite_precisions=args.tflite, int8_io=args.int8_io, qat_epochs=args.qat_epochs,
+        kwargs.update(tflite_precisions=flatten(args.tflite) or DEFAULT_TFLITE, int8_io=args.int8_io, qat_epochs=args.qat_epochs,
                       qat_options={"learning_rate": args.qat_learning_rate})
     if "onnx" in formats:
-        kwargs.update(onnx_precisions=args.onnx, opset=args.opset)
+        kwargs.update(onnx_precisions=flatten(args.onnx) or DEFAULT_ONNX, opset=args.opset)
     if "savedmodel" in formats:
         kwargs["version"] = args.version
     if "tflite" in formats or "onnx" in formats:
         kwargs.update(dataset=args.dataset, num_samples=args.num_samples,
                       calibration_images=args.calibration_data, min_agreement=args.min_agreement,
                       max_accuracy_drop=args.max_accuracy_drop)
-        if args.data_dir:
-            kwargs["dataset_kwargs"] = {"data_dir": args.data_dir}
+        given = {"data_dir": args.data_dir, "image_size": args.image_size}
+        if any(v is not None for v in given.values()):
+            kwargs["dataset_kwargs"] = {k: v for k, v in given.items() if v is not None}
     try:
         report = export_all(args.source, args.out, **kwargs)
     except ParityError as e:

@@ -107,7 +107,7 @@ def write_warmup(path, model_name, images):
         from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ExportError(
-            "SavedModel warmup requests need tensorflow-serving-api: pip install 'keras-resnet[export]'"
+            "SavedModel warmup requests need tensorflow-serving-api: pip install 'keras-residual[export]'"
         ) from e
     os.makedirs(os.path.dirname(path), exist_ok=True)
     first = np.asarray(images[:1], "float32")

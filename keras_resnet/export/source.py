@@ -319,6 +319,15 @@ class ExportSource:
         }
 
 
+def _dataset_kwargs(run, dataset, given):
+    """The run's dataset arguments (data directory, image size, ...) when the export uses the
+    run's dataset, overridden by ``given``."""
+    from ..data import run_dataset_kwargs
+
+    base = run_dataset_kwargs(run) if run and dataset in (None, run.get("dataset")) else {}
+    return {**base, **{k: v for k, v in (given or {}).items() if v is not None}}
+
+
 def load_source(source, preprocessing=None, outputs=None, dataset=None, dataset_kwargs=None,
                 name=None):
     """An :class:`ExportSource` from a run directory, a ``.keras`` path or a Keras model.
@@ -347,7 +356,7 @@ def load_source(source, preprocessing=None, outputs=None, dataset=None, dataset_
         preprocessing=preprocessing if preprocessing is not None else run.get("preprocessing"),
         outputs=outputs if outputs is not None else run.get("outputs"),
         dataset=dataset if dataset is not None else run.get("dataset"),
-        dataset_kwargs=dataset_kwargs if dataset_kwargs is not None else run.get("dataset_kwargs"),
+        dataset_kwargs=_dataset_kwargs(run, dataset, dataset_kwargs),
         class_names=run.get("class_names"), path=path, run=run or None, name=name,
     )
     if run.get("input_shape") and tuple(run["input_shape"]) != tuple(

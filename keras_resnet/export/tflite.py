@@ -25,6 +25,7 @@ import warnings
 
 import numpy as np
 
+from ..cli_util import native_logs_quieted
 from ._common import check_precisions as _check_precisions
 from ._common import (ExportError, artifact, atomic_path, check_new_path, latency_ms,
                       parity_vs_keras, say)
@@ -96,10 +97,12 @@ class LiteRTModel:
         from ai_edge_litert.interpreter import Interpreter
 
         kwargs = {"num_threads": num_threads or os.cpu_count() or 1}
-        if isinstance(path_or_bytes, (bytes, bytearray)):
-            self.interpreter = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
-        else:
-            self.interpreter = Interpreter(model_path=os.fspath(path_or_bytes), **kwargs)
+        with native_logs_quieted():  # LiteRT's "Created ... XNNPACK delegate" notice
+            if isinstance(path_or_bytes, (bytes, bytearray)):
+                self.interpreter = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
+            else:
+                self.interpreter = Interpreter(model_path=os.fspath(path_or_bytes), **kwargs)
+            self.interpreter.allocate_tensors()
         signatures = self.interpreter.get_signature_list()
         if "serving_default" not in signatures:
             raise RuntimeError(f"the TFLite file has no serving_default signature: {signatures}")

@@ -1,0 +1,117 @@
+"""What every keras_resnet command line shares: help text, list flags, quiet TensorFlow."""
+
+import argparse
+import contextlib
+import os
+import sys
+
+# The scripts of keras_resnet's own commands (console scripts and the repository's wrappers).
+COMMANDS = ("train.py", "export_all.py", "export_savedmodel.py", "export_tflite.py",
+            "export_onnx.py")
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Help that shows a flag's default only when it has one worth showing (no
+    "(default: None)" or "(default: False)"), and keeps line breaks in descriptions."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if ("%(default)" in text or action.default in (None, False, argparse.SUPPRESS)
+                or action.option_strings == [] or isinstance(action.default, (list, tuple))):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
+
+
+def list_of(kind=str):
+    """An argparse ``type`` for lists given with commas, spaces (``nargs="+"``) or both:
+    ``--tflite fp32,int8``, ``--tflite fp32 int8``. Each argument becomes a list; join the
+    lists with :func:`flatten`."""
+
+    def parse(text):
+        try:
+            return [kind(part) for part in text.replace(",", " ").split()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"invalid value {text!r}; expected {kind.__name__} values separated by commas or spaces")
+
+    parse.__name__ = f"list of {kind.__name__}"
+    return parse
+
+
+def flatten(lists):
+    """The items of ``nargs="+"`` :func:`list_of` arguments, in order (None stays None)."""
+    if lists is None:
+        return None
+    return [item for part in lists for item in (part if isinstance(part, list) else [part])]
+
+
+_quiet = {"native": False}
+
+
+def quiet_tensorflow_logs(verbose=False):
+    """Hide TensorFlow's and LiteRT's C++ log lines unless ``verbose`` (call before importing
+    TensorFlow; a TF_CPP_MIN_LOG_LEVEL the user set is kept)."""
+    if verbose:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _quiet["native"] = not verbose
+
+
+@contextlib.contextmanager
+def native_logs_quieted():
+    """In a keras_resnet command without ``--verbose``: hide what native code writes to
+    stderr inside the block (TensorFlow's start-up lines, which TF_CPP_MIN_LOG_LEVEL does not
+    reach, and LiteRT's delegate notices). Python exceptions still propagate and print."""
+    if not _quiet["native"]:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def is_keras_resnet_command(argv=None):
+    """Whether this process is one of keras_resnet's commands (``keras-resnet-*``, the
+    repository's ``train.py`` / ``export/*.py``, or ``python -m keras_resnet.*``, whose
+    ``sys.argv[0]`` is ``-m`` while the package is imported)."""
+    argv = sys.argv if argv is None else argv
+    if not argv:
+        return False
+    prog = os.path.basename(argv[0])
+    return prog.startswith("keras-resnet-") or prog in COMMANDS or argv[0] == "-m"
+
+
+def quiet_commands():
+    """Called when keras_resnet is imported, before TensorFlow: in keras_resnet's own
+    commands, TensorFlow's C++ log lines are hidden unless ``--verbose`` is given. Other
+    programs that import keras_resnet keep TensorFlow's logging as they set it."""
+    if is_keras_resnet_command():
+        quiet_tensorflow_logs("--verbose" in sys.argv)
+        with native_logs_quieted():
+            import keras  # noqa: F401  (imports TensorFlow; its start-up lines stay hidden)
+
+
+DISTRIBUTION = "keras-residual"
+
+
+def check_distribution():
+    """Exit with a clear error when the ``keras_resnet`` package Python imports is not this
+    project's: the unrelated 2019 PyPI package "keras-resnet" uses the same import name and,
+    installed after this one, replaces its ``__init__``."""
+    import keras_resnet
+
+    if getattr(keras_resnet, "__distribution__", None) != DISTRIBUTION:
+        where = os.path.dirname(getattr(keras_resnet, "__file__", None) or "?")
+        raise SystemExit(
+            f"error: the keras_resnet package imported from {where} is not {DISTRIBUTION}'s "
+            f"(version {getattr(keras_resnet, '__version__', '?')}; the unrelated 'keras-resnet' "
+            f"package uses the same import name); run: pip uninstall -y keras-resnet && "
+            f"pip install --force-reinstall {DISTRIBUTION}")
