@@ -1059,7 +1059,10 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     def one_epoch(e):
         ds = _epoch_records(src, e, shuffle, seed_, (num, index), deterministic)
         if training and steps_per_epoch:
-            ds = ds.repeat(2)  # room for skipped files, or a short TFRecord shard
+            if isinstance(src, _Indexed) and not (encoded and on_corrupt == "skip"):
+                ds = ds.repeat().take(steps_per_epoch * batch_size)  # exact, before reading
+            else:
+                ds = ds.repeat(2)  # room for skipped files, or a short TFRecord shard
         if skip_batches:
             ds = ds.skip(tf.where(e == first_epoch, tf.cast(skip_batches * batch_size, tf.int64),
                                   tf.constant(0, tf.int64)))
