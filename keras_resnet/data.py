@@ -1018,6 +1018,7 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     unreadable = dataset.unreadable
     seed_ = tf.constant(int(seed), tf.int64)
     first_epoch = int(epoch)
+    plain = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors
 
     def pixels(e, key, raw):
         s = tf.stack([seed_ * 1000003 + e, key])
@@ -1037,6 +1038,7 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
             unreadable.append(path)
         return False
 
+    @plain
     def example(e, key, item):
         raw, label, name = src.load(item) if isinstance(src, _Indexed) else item
         label = tf.cast(label, tf.int32)
@@ -1068,11 +1070,11 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
                                   tf.constant(0, tf.int64)))
         if limit is not None:
             ds = ds.take(limit)
-        ds = ds.map(lambda key, item: example(e, key, item), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=deterministic)
+        ds = ds.map(plain(lambda key, item: example(e, key, item)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
         if encoded and on_corrupt == "skip":
-            ds = ds.filter(lambda x, y, ok, name: ok)
-        ds = ds.map(lambda x, y, ok, name: (x, y))
+            ds = ds.filter(plain(lambda x, y, ok, name: ok))
+        ds = ds.map(plain(lambda x, y, ok, name: (x, y)))
         ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE,
                       deterministic=deterministic)
         if training and steps_per_epoch:
@@ -1083,7 +1085,7 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     if epochs == 1:
         ds = one_epoch(tf.constant(first_epoch, tf.int64))
     else:
-        ds = tf.data.Dataset.range(first_epoch, first_epoch + int(epochs)).flat_map(one_epoch)
+        ds = tf.data.Dataset.range(first_epoch, first_epoch + int(epochs)).flat_map(plain(one_epoch))
     if not training and cache_bytes:
         n = src.n if isinstance(src, _Indexed) else (src.size if isinstance(src, _Stream) else None)
         if n is not None and limit is not None:
