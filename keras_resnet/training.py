@@ -625,11 +625,11 @@ def train(config=None, **overrides):
         _write_csv(os.path.join(run_dir, "metrics.csv"), history)
 
     decayed = decayed_variables(model) if cfg.optimizer == "sgd" and cfg.weight_decay else []
-    train_iter = None
+    train_iter, input_fn = None, None
     if start_epoch < epochs:
-        dist_ds = strategy.distribute_datasets_from_function(
-            _train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch,
-                            start_step, epochs))
+        input_fn = _train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch,
+                                   start_step, epochs)
+        dist_ds = strategy.distribute_datasets_from_function(input_fn)
         train_iter = iter(dist_ds)
     train_chunk = _make_train_chunk(strategy, model, optimizer, train_iter, cfg, global_batch,
                                     decayed, dataset.num_classes)
@@ -664,7 +664,10 @@ def train(config=None, **overrides):
             n = min(cfg.steps_per_execution, steps_per_epoch - step)
             if cfg.checkpoint_steps:
                 n = min(n, cfg.checkpoint_steps - step % cfg.checkpoint_steps)
-            with _named_data_errors(ckpt_path):
+            per_pipeline = global_batch // input_fn.shard[0]
+            with _named_data_errors(dataset, "train", ckpt_path, seed=cfg.seed, epoch=epoch,
+                                    shard=input_fn.shard, shuffle=True,
+                                    start=max(0, step - cfg.steps_per_execution) * per_pipeline):
                 loss_sum, correct, count = (float(t) for t in train_chunk(tf.constant(n)))
             if not math.isfinite(loss_sum):
                 raise _diverged(f"the loss became {loss_sum} in epoch {epoch + 1} (steps "
@@ -679,7 +682,7 @@ def train(config=None, **overrides):
                     _save_checkpoint(ckpt_path, model, optimizer, m)
         seconds = time.time() - t0
         host.set_weights(model.get_weights())
-        with _named_data_errors(ckpt_path):
+        with _named_data_errors(dataset, "test", ckpt_path):
             test_loss, test_acc, _ = evaluate_fn(test_ds)
         _log_unreadable(dataset, log, reported)
         if not math.isfinite(test_loss):
@@ -694,7 +697,7 @@ def train(config=None, **overrides):
                    seconds=seconds, images_per_second=images / max(seconds, 1e-9))
         val = ""
         if val_ds is not None:
-            with _named_data_errors(ckpt_path):
+            with _named_data_errors(dataset, "validation", ckpt_path):
                 row["val_loss"], row["val_accuracy"], _ = evaluate_fn(val_ds)
             val = f"val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} "
         history.append(row)
@@ -727,7 +730,7 @@ def train(config=None, **overrides):
     if start_epoch >= epochs:
         log(f"{run_dir} already finished its {epochs} epochs")
     host.set_weights(model.get_weights())
-    with _named_data_errors(ckpt_path):
+    with _named_data_errors(dataset, "test", ckpt_path):
         test_loss, test_acc, _ = evaluate_fn(test_ds)
     _log_unreadable(dataset, log, reported)
     if chief:
@@ -814,6 +817,7 @@ def _train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch, st
     shard, from ``start_step`` of the first epoch."""
 
     def dataset_fn(ctx):
+        dataset_fn.shard = (ctx.num_input_pipelines, ctx.input_pipeline_id)
         per_replica = ctx.get_per_replica_batch_size(global_batch)
         local = (global_batch // per_replica) // ctx.num_input_pipelines
         return kdata.make_dataset(
@@ -823,6 +827,7 @@ def _train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch, st
             shard=(ctx.num_input_pipelines, ctx.input_pipeline_id),
             deterministic=True if cfg.deterministic else None)
 
+    dataset_fn.shard = (1, 0)
     return dataset_fn
 
 
@@ -832,18 +837,19 @@ def _eval_dataset(dataset, augment, batch_size=256, preprocessing=None, split="t
 
 
 @contextlib.contextmanager
-def _named_data_errors(ckpt_path=None):
-    """Turns the pipeline's unreadable-image error into a one-line :class:`DataError`."""
+def _named_data_errors(dataset, split, ckpt_path=None, **where):
+    """Turns an unreadable image's decoding error into a one-line :class:`DataError` naming
+    the file (``where``: the iteration's seed, epoch, shard and start, to find it)."""
     import tensorflow as tf
 
     try:
         yield
     except tf.errors.OpError as e:
-        err = kdata.unreadable_image_error(e)
+        err = kdata.unreadable_image_error(e, dataset, split, **where)
         if err is None:
             raise
-        where = (f"; the run stopped at its last committed checkpoint {ckpt_path}, rerun to "
-                 "resume" if ckpt_path and os.path.exists(ckpt_path) else
+        where = (f"; the run stopped at its last committed checkpoint {ckpt_path}, which "
+                 "rerunning resumes from" if ckpt_path and os.path.exists(ckpt_path) else
                  "; no checkpoint was committed yet")
         raise kdata.DataError(f"{err}{where if ckpt_path else ''}") from None
 
@@ -958,8 +964,9 @@ def evaluate(model_path, dataset="digits", batch_size=256, verbose=1, **dataset_
         raise ValueError(
             f"{model_path} takes {want} inputs with {model.output_shape[-1]} classes; "
             f"dataset {ds.name!r} has {ds.input_shape} images and {ds.num_classes} classes")
-    loss, acc, n = _make_eval_fn(model, outputs=outputs)(
-        _eval_dataset(ds, ds.augment, batch_size, preprocessing=pre))
+    with _named_data_errors(ds, "test"):
+        loss, acc, n = _make_eval_fn(model, outputs=outputs)(
+            _eval_dataset(ds, ds.augment, batch_size, preprocessing=pre))
     result = {"accuracy": acc, "loss": loss, "num_examples": n, "dataset": ds.name,
               "model": model_path}
     if verbose:

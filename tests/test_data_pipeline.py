@@ -141,9 +141,10 @@ def test_corrupt_images_fail_naming_the_file_or_are_skipped_when_read(tmp_path):
     split = "train" if any(p == str(bad) for p, _ in ds.files("train")) else "test"
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         list(kdata.make_dataset(ds, split, 1, training=False))
-    err = kdata.unreadable_image_error(info.value)
+    err = kdata.unreadable_image_error(info.value, ds, split)
     assert isinstance(err, kdata.DataError) and str(bad) in str(err)
-    assert kdata.unreadable_image_error(ValueError("something else")) is None
+    assert kdata.locate_unreadable(ds, split) == str(bad)
+    assert kdata.unreadable_image_error(ValueError("something else"), ds, split) is None
     ds = kdata.get_dataset("folder", data_dir=str(tmp_path), on_corrupt="skip")
     n = sum(int(tf.size(y)) for s in ("train", "test")
             for _, y in kdata.make_dataset(ds, s, 1, training=False))
