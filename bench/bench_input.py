@@ -13,8 +13,10 @@ file list shuffled, ``tf.image.decode_and_crop_jpeg`` with a
 Each measurement runs in its own process (so peak memory, ``ru_maxrss``, is its own) pinned
 to ``N`` cores with ``sched_setaffinity`` before TensorFlow starts; the processes alternate
 in rounds (and which goes first), and the best round of each is kept, so machine noise
-hits both alike. Figures: the first epoch (pipeline start included) and the mean of the
-later epochs, batches of 128 drawn as fast as the pipeline gives them.
+hits both alike. Figures: the first epoch (listing and pipeline start included) and the
+mean of the later epochs, batches of 128 drawn as fast as the pipeline gives them; both
+pipelines stream all epochs from one dataset, as training does (keras_resnet:
+``make_dataset(epochs=...)``, what the trainer calls; the peer: ``repeat()``).
 
 A second part times start-up on a ``--startup-files`` folder (default 200,000 files: hard
 links to one small JPEG, in a temporary folder removed afterwards): listing the folder
@@ -81,7 +83,7 @@ def peer_dataset(data_dir):
             paths.append(os.path.join(data_dir, c, f))
             labels.append(label)
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-    ds = ds.shuffle(len(paths), reshuffle_each_iteration=True)
+    ds = ds.shuffle(len(paths), reshuffle_each_iteration=True).repeat()
 
     def parse(path, label):
         image_bytes = tf.io.read_file(path)
@@ -114,17 +116,21 @@ def worker(name, data_dir, epochs, cores):
     tf.config.threading.set_inter_op_parallelism_threads(cores)
     tf.config.threading.set_intra_op_parallelism_threads(cores)
     t0 = time.perf_counter()
+    # Both stream every epoch from one dataset, as training does: keras_resnet with
+    # make_dataset(epochs=...) (what the trainer calls), the peer with repeat().
     if name == "peer":
         ds = peer_dataset(os.path.join(data_dir, "train"))
-        epoch_ds = lambda e: ds  # noqa: E731  (reshuffles each iteration)
     else:
         dataset = kdata.get_dataset("folder", data_dir=data_dir, image_size=SIZE)
-        epoch_ds = lambda e: kdata.make_dataset(dataset, "train", BATCH, epoch=e)  # noqa: E731
-    rates = []
+        ds = kdata.make_dataset(dataset, "train", BATCH, epoch=0, epochs=epochs)
+    steps = len([f for c in os.listdir(os.path.join(data_dir, "train"))
+                 for f in os.listdir(os.path.join(data_dir, "train", c))]) // BATCH
+    rates, it = [], iter(ds)
     for e in range(epochs):
         start = t0 if e == 0 else time.perf_counter()
         n = 0
-        for x, y in epoch_ds(e):
+        for _ in range(steps):
+            x, y = next(it)
             n += int(y.shape[0])
         rates.append(n / (time.perf_counter() - start))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -151,14 +157,15 @@ def startup(files):
 
     root = tempfile.mkdtemp(prefix="bench_input_startup_")
     try:
-        one = os.path.join(root, "one.jpg")
-        tf.io.write_file(one, tf.io.encode_jpeg(tf.zeros([32, 32, 3], tf.uint8)))
         classes = 1000
+        jpeg = tf.io.encode_jpeg(tf.zeros([32, 32, 3], tf.uint8))
         for i in range(files):
             folder = os.path.join(root, "data", f"c{i % classes:04d}")
-            if i < classes:
+            if i < classes:  # one small JPEG per class, hard-linked (links per file are limited)
                 os.makedirs(folder)
-            os.link(one, os.path.join(folder, f"{i:07d}.jpg"))
+                tf.io.write_file(os.path.join(root, f"{i}.jpg"), jpeg)
+            os.link(os.path.join(root, f"{i % classes}.jpg"),
+                    os.path.join(folder, f"{i:07d}.jpg"))
         t0 = time.perf_counter()
         ds = kdata.get_dataset("folder", data_dir=os.path.join(root, "data"), image_size=32)
         listed = time.perf_counter() - t0
@@ -188,7 +195,8 @@ def main(argv=None):
     p.add_argument("--images", type=int, default=1500, help="JPEGs in the bench folder")
     p.add_argument("--data-dir", help="use this folder instead of making one in /tmp")
     p.add_argument("--epochs", type=int, default=3, help="epochs per measurement (>= 2)")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds; best is kept")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="alternating rounds; best is kept (0: only the start-up part)")
     p.add_argument("--cores", type=int, nargs="+", default=[2, 1],
                    help="core counts to measure (the first one is the headline)")
     p.add_argument("--startup-files", type=int, default=200_000,
@@ -200,12 +208,22 @@ def main(argv=None):
     if args.worker:
         worker(args.worker, args.data_dir, args.epochs, args.cores[0])
         return 0
-    if args.epochs < 2 or args.rounds < 1 or args.images < BATCH:
-        p.error(f"need --epochs >= 2, --rounds >= 1 and --images >= {BATCH}")
+    if args.epochs < 2 or args.rounds < 0 or args.images < BATCH:
+        p.error(f"need --epochs >= 2, --rounds >= 0 and --images >= {BATCH}")
     available = len(os.sched_getaffinity(0))
     if any(c < 1 or c > available for c in args.cores):
         p.error(f"--cores must be between 1 and {available} (usable cores here)")
 
+    if args.rounds:
+        throughput(args)
+    if args.startup_files:
+        listed, first, n = startup(args.startup_files)
+        print(f"\nstart-up, {n} files (hard links to small JPEGs, 1,000 classes): "
+              f"listing and building the dataset {listed:.2f} s, first batch after {first:.2f} s")
+    return 0
+
+
+def throughput(args):
     made = None
     data_dir = args.data_dir
     if not data_dir:
@@ -259,12 +277,6 @@ def main(argv=None):
             line += (f" at linear scaling (2 cores gave {eff:.2f} of 2x: "
                      f"~{args.target / (per_core * min(1.0, eff)):.0f} cores at that efficiency)")
         print(line)
-
-    if args.startup_files:
-        listed, first, n = startup(args.startup_files)
-        print(f"\nstart-up, {n} files (hard links to one 32x32 JPEG, 1,000 classes): "
-              f"listing and building the dataset {listed:.2f} s, first batch after {first:.2f} s")
-    return 0
 
 
 if __name__ == "__main__":
