@@ -242,6 +242,16 @@ def test_tfrecord_round_trip_folder_to_converter_to_training(tmp_path):
     for path, (data, label) in seen.items():
         assert data == open(path, "rb").read() and label == files[path]
     assert len(set(first_shard)) > 1  # not class by class
+    # Two workers read disjoint files (4 files >= 2 workers: sharded by file) that together
+    # hold the split.
+    ds = kdata.get_dataset("tfrecord", data_dir=str(out), image_size=16)
+    parts = [np.concatenate([x for x, _ in _batches(kdata.make_dataset(
+        ds, "train", 1, training=False, augment="none", preprocess=False, shard=(2, i)))])
+        for i in (0, 1)]
+    assert len(parts[0]) + len(parts[1]) == 18 and len(parts[0]) in (8, 10)
+    assert not set(_rows(parts[0])) & set(_rows(parts[1]))
+    decoded = np.stack([tf.io.decode_jpeg(data, channels=3).numpy() for data, _ in seen.values()])
+    assert _rows(np.concatenate(parts)) == _rows(decoded.astype("float32"))
     # A second run into the same folder is refused (exit 2), leaving it as it was.
     assert kdata.make_tfrecords_main([str(root), str(out), "--quiet"]) == 2
     assert sorted(os.listdir(out)) == names
