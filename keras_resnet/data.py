@@ -25,6 +25,10 @@ Datasets (``name`` arguments below; nothing is downloaded unless ``download=True
 ``synthetic``      random images of a fixed size, for throughput measurements.
 =================  =====================================================================
 
+:func:`make_dataset` is the one input pipeline (training, evaluation, calibration and the
+benchmarks use it); :func:`write_tfrecords` (``keras-resnet-make-tfrecords``) turns an image
+folder into the shuffled, sharded TFRecords the ``tfrecord`` dataset reads.
+
 :func:`with_validation` carves a ``validation`` split out of any dataset's training split
 (stratified for in-memory datasets, every k-th record for files), for choosing the best
 model without looking at the test split.
@@ -32,6 +36,7 @@ model without looking at the test split.
 
 import glob
 import os
+import tempfile
 
 import numpy as np
 
@@ -112,6 +117,7 @@ class Dataset:
     """
 
     arrays_in_memory = False
+    unreadable = ()
 
     def __init__(self, name, input_shape, num_classes, class_names, preprocessing, augment,
                  sizes):
@@ -123,12 +129,29 @@ class Dataset:
         self.augment = augment
         self.sizes = sizes
 
+    on_corrupt = "fail"
+
     def examples(self, split):
-        """Unbatched ``tf.data`` of ``(pixels float32 [h, w, c] or encoded bytes, label)``.
+        """Unbatched ``tf.data`` of ``(pixels float32 [h, w, c] or encoded bytes, label)``
+        in the split's stored order (no shuffle).
 
         Array datasets yield pixels of ``input_shape``; file datasets may yield encoded
         images (see :meth:`decode`), which the pipeline decodes in parallel.
         """
+        import tensorflow as tf
+
+        src = self._source(split)
+        if isinstance(src, _Indexed):
+            ds = tf.data.Dataset.range(src.n).map(src.load, num_parallel_calls=tf.data.AUTOTUNE)
+        elif isinstance(src, _Files):
+            ds = tf.data.Dataset.from_tensor_slices(src.files).flat_map(src.read)
+        else:
+            ds = src.make()
+        return ds.map(lambda x, y, name: (x, y))
+
+    def _source(self, split):
+        """Where a split's records come from: an :class:`_Indexed`, :class:`_Files` or
+        :class:`_Stream` (see :func:`make_dataset`)."""
         raise NotImplementedError
 
     def decode(self, item):
@@ -167,11 +190,14 @@ class ArrayDataset(Dataset):
                              f"{', '.join(repr(k) for k in self._arrays)}")
         return self._arrays[split]
 
-    def examples(self, split):
+    def _source(self, split):
         import tensorflow as tf
 
         x, y = self.arrays(split)
-        return tf.data.Dataset.from_tensor_slices((x.astype("float32"), y.astype("int64")))
+        xt, yt = tf.constant(x, tf.float32), tf.constant(y, tf.int64)
+        name = tf.constant("")
+        return _Indexed(len(y), lambda i: (tf.gather(xt, i), tf.gather(yt, i), name),
+                        encoded=False)
 
 
 def _check_split(split):
@@ -290,25 +316,51 @@ class _EveryKth(Dataset):
                          base.preprocessing, base.augment, sizes)
         self.arrays_in_memory = base.arrays_in_memory
 
-    def examples(self, split):
+    def _source(self, split):
+        import tensorflow as tf
+
         if split not in ("train", "validation", "test"):
             raise ValueError(f"split={split!r} is not supported; accepted: 'train', "
                              "'validation', 'test'")
+        base = self.base._source("train" if split != "test" else "test")
         if split == "test":
-            return self.base.examples("test")
+            return base
         k, want = self.every, split == "validation"
-        ds = self.base.examples("train").enumerate()
-        return ds.filter(lambda i, ex: (i % k == 0) == want).map(lambda i, ex: ex)
+        if isinstance(base, _Indexed):
+            kept = np.arange(base.n)
+            kept = kept[(kept % k == 0) == want]
+            index = tf.constant(kept, tf.int64)
+            return _Indexed(len(kept), lambda i: base.load(tf.gather(index, i)), base.encoded)
+
+        def every_kth(ds):  # per file for TFRecords: the same records whatever the file order
+            ds = ds.enumerate().filter(lambda i, *ex: (i % k == 0) == want)
+            return ds.map(lambda i, *ex: ex)
+
+        if isinstance(base, _Files):
+            return _Files(base.files, lambda f: every_kth(base.read(f)), base.encoded)
+        return _Stream(lambda: every_kth(base.make()), base.encoded)
 
     def decode(self, item):
         return self.base.decode(item)
+
+    @property
+    def on_corrupt(self):
+        return self.base.on_corrupt
+
+    @property
+    def unreadable(self):
+        return self.base.unreadable
 
 
 class FileDataset(Dataset):
     """Encoded images on disk (image folder, TFRecord, TFDS); decoded in the pipeline."""
 
     def __init__(self, name, image_size, channels, num_classes, class_names, sizes,
-                 augment="imagenet"):
+                 augment="imagenet", on_corrupt="fail"):
+        if on_corrupt not in ("fail", "skip"):
+            raise ValueError(f"on_corrupt={on_corrupt!r} is not supported; accepted: 'fail', 'skip'")
+        self.on_corrupt = on_corrupt
+        self.unreadable = []  # paths of unreadable images met so far (on_corrupt="skip")
         if channels == 3:
             pre = _mean_std_preprocessing(IMAGENET_MEAN, IMAGENET_STD)
         else:
@@ -347,39 +399,34 @@ class FolderDataset(FileDataset):
             class_names = _class_dirs(data_dir)
             files = _list_images(data_dir, class_names)
             splits = _stratified_split(files)
-        self.skipped = []
-        if progress:
-            progress(f"checking {sum(len(v) for v in splits.values())} images in {data_dir} ...")
         for split in ("train", "test"):
-            good, bad = _verify_images([p for p, _ in splits[split]], channels)
-            if bad:
-                if on_corrupt == "fail":
-                    raise DataError(
-                        f"{len(bad)} unreadable image(s) in {data_dir}, first: {bad[0]} "
-                        "(use --on-corrupt skip to leave them out)"
-                    )
-                self.skipped += bad
-                if progress:
-                    for b in bad:
-                        progress(f"skipping unreadable image {b}")
-                splits[split] = [(p, y) for p, y in splits[split] if p in good]
             if not splits[split]:
-                raise DataError(f"the folder dataset {data_dir} has no readable {split} images")
-        if progress and self.skipped:
-            progress(f"skipped {len(self.skipped)} unreadable image(s) in {data_dir}")
+                raise DataError(f"the folder dataset {data_dir} has no {split} images")
+        if progress:
+            progress(f"found {sum(len(v) for v in splits.values())} images in "
+                     f"{len(class_names)} classes in {data_dir} (read as training goes)")
         self._files = splits
         super().__init__("folder", image_size or 224, channels, len(class_names), class_names,
-                         {s: len(v) for s, v in splits.items()})
+                         {s: len(v) for s, v in splits.items()}, on_corrupt=on_corrupt)
         self.data_dir = data_dir
 
-    def examples(self, split):
+    def files(self, split):
+        """``[(path, label), ...]`` of a split, class by class (the listing order)."""
+        _check_split(split)
+        return list(self._files[split])
+
+    def _source(self, split):
         import tensorflow as tf
 
         _check_split(split)
-        paths = [p for p, _ in self._files[split]]
-        labels = np.asarray([y for _, y in self._files[split]], dtype="int64")
-        ds = tf.data.Dataset.from_tensor_slices((paths, labels))
-        return ds.map(lambda p, y: (tf.io.read_file(p), y), num_parallel_calls=tf.data.AUTOTUNE)
+        paths = tf.constant([p for p, _ in self._files[split]])
+        labels = tf.constant([y for _, y in self._files[split]], tf.int64)
+
+        def load(i):
+            path = tf.gather(paths, i)
+            return tf.io.read_file(path), tf.gather(labels, i), path
+
+        return _Indexed(len(self._files[split]), load, encoded=True)
 
 
 def _class_dirs(root):
@@ -420,31 +467,26 @@ def _stratified_split(files):
     return {"train": train, "test": test}
 
 
-def _verify_images(paths, channels):
-    """Decodes every file once (in parallel); returns (set of good paths, sorted bad paths)."""
-    import tensorflow as tf
-
-    if not paths:
-        return set(), []
-
-    def check(p):
-        image = tf.io.decode_image(tf.io.read_file(p), channels=channels,
-                                   expand_animations=False)
-        return p, tf.shape(image)[0]
-
-    ds = tf.data.Dataset.from_tensor_slices(paths).map(
-        check, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
-    good = {p.decode() for p, h in ds.as_numpy_iterator() if h > 0}
-    bad = sorted(set(paths) - good)
-    return good, bad
+TFRECORD_CLASSES_FILE = "classes.txt"
 
 
 class TFRecordDataset(FileDataset):
     """ImageNet-style TFRecords: ``image/encoded`` and ``image/class/label`` features."""
 
-    def __init__(self, data_dir, num_classes, image_size=None, channels=3, label_offset=0):
+    def __init__(self, data_dir, num_classes, image_size=None, channels=3, label_offset=0,
+                 on_corrupt="fail"):
+        class_names = None
+        listed = os.path.join(data_dir or "", TFRECORD_CLASSES_FILE)
+        if os.path.isfile(listed):  # written by write_tfrecords
+            with open(listed, encoding="utf-8") as f:
+                class_names = [line.rstrip("\n") for line in f if line.strip()]
+            if num_classes and num_classes != len(class_names):
+                raise DataError(f"--num-classes {num_classes} disagrees with {listed} "
+                                f"({len(class_names)} classes)")
+            num_classes = len(class_names)
         if not num_classes:
-            raise DataError("the tfrecord dataset needs --num-classes (labels are not scanned)")
+            raise DataError("the tfrecord dataset needs --num-classes (labels are not scanned; "
+                            f"no {TFRECORD_CLASSES_FILE} in {data_dir!r})")
         self._files = {}
         for split, patterns in (("train", ("train-*", "train*.tfrecord*")),
                                 ("test", ("validation-*", "val-*", "test-*",
@@ -459,9 +501,11 @@ class TFRecordDataset(FileDataset):
             self._files[split] = files
         self.label_offset = int(label_offset)
         super().__init__("tfrecord", image_size or 224, channels, num_classes,
-                         [str(i) for i in range(num_classes)], {"train": None, "test": None})
+                         class_names or [str(i) for i in range(num_classes)],
+                         {"train": None, "test": None},
+                         on_corrupt=on_corrupt)
 
-    def examples(self, split):
+    def _source(self, split):
         import tensorflow as tf
 
         _check_split(split)
@@ -471,14 +515,15 @@ class TFRecordDataset(FileDataset):
         }
         offset = self.label_offset
 
-        def parse(record):
-            ex = tf.io.parse_single_example(record, features)
-            return ex["image/encoded"], ex["image/class/label"] + offset
+        def read(path):
+            def parse(i, record):
+                ex = tf.io.parse_single_example(record, features)
+                name = tf.strings.join([path, " record ", tf.strings.as_string(i)])
+                return ex["image/encoded"], ex["image/class/label"] + offset, name
 
-        files = tf.data.Dataset.from_tensor_slices(self._files[split])
-        ds = files.interleave(tf.data.TFRecordDataset, cycle_length=tf.data.AUTOTUNE,
-                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+            return tf.data.TFRecordDataset(path, buffer_size=1 << 20).enumerate().map(parse)
+
+        return _Files(list(self._files[split]), read, encoded=True)
 
     def file_count(self, split):
         return len(self._files[split])
@@ -523,14 +568,19 @@ class TFDSDataset(FileDataset):
                          {s: info.splits[n].num_examples for s, n in self._split_names.items()},
                          augment="cifar" if size <= 64 else "imagenet")
 
-    def examples(self, split):
+    def _source(self, split):
         _check_split(split)
         import tensorflow as tf
 
-        ds = self._builder.as_dataset(split=self._split_names[split], shuffle_files=False,
-                                      decoders=None)
-        return ds.map(lambda ex: (tf.cast(ex["image"], tf.float32), tf.cast(ex["label"], tf.int64)),
-                      num_parallel_calls=tf.data.AUTOTUNE)
+        def make():
+            ds = self._builder.as_dataset(split=self._split_names[split], shuffle_files=False,
+                                          decoders=None)
+            name = tf.constant(f"{self.name}:{self._split_names[split]}")
+            return ds.map(lambda ex: (tf.cast(ex["image"], tf.float32),
+                                      tf.cast(ex["label"], tf.int64), name),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+
+        return _Stream(make, encoded=False, size=self.sizes.get(split))
 
     def decode(self, item):
         return item
@@ -553,10 +603,182 @@ def get_dataset(name="digits", data_dir=None, image_size=None, num_classes=None,
     if name == "folder":
         return FolderDataset(data_dir, image_size, on_corrupt=on_corrupt, progress=progress)
     if name == "tfrecord":
-        return TFRecordDataset(data_dir, num_classes, image_size, label_offset=label_offset)
+        return TFRecordDataset(data_dir, num_classes, image_size, label_offset=label_offset,
+                               on_corrupt=on_corrupt)
     if name.startswith("tfds:") and len(name) > 5:
         return TFDSDataset(name[5:], data_dir, image_size, download)
     raise ValueError(f"dataset={name!r} is not supported; accepted: {', '.join(DATASETS)}")
+
+
+# ----------------------------------------------------------------------------------------
+# Folder -> TFRecords (keras-resnet-make-tfrecords)
+
+
+def _tf_example(data, label, class_name, filename):
+    import tensorflow as tf
+
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        "image/encoded": b(data),
+        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        "image/class/text": b(class_name.encode()),
+        "image/filename": b(filename.encode()),
+    })).SerializeToString()
+
+
+def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt="fail",
+                    overwrite=False, progress=None):
+    """Writes the image folder ``data_dir`` (the ``folder`` dataset's layout and splits) as
+    shuffled, sharded TFRecords in ``out_dir``: ``train-NNNNN-of-MMMMM`` and
+    ``validation-NNNNN-of-MMMMM`` files of ``image/encoded`` (the file's bytes, not
+    re-encoded), ``image/class/label`` (0-based), ``image/class/text`` and
+    ``image/filename``, plus ``classes.txt`` (one class name a line), which is what the
+    ``tfrecord`` dataset reads (no ``--num-classes`` or ``--label-offset`` needed).
+
+    Every image is decoded once, in parallel, to check it; an unreadable one fails with
+    its name (``on_corrupt="fail"``) or is left out (``"skip"``). Each split's files are
+    shuffled with ``seed`` before sharding, so every shard holds every class. The output is
+    written to a temporary folder that is renamed to ``out_dir`` at the end: a failure
+    leaves nothing at ``out_dir``. ``progress(done, total)`` is called as records are
+    written. Returns ``{"train": n, "validation": n, "skipped": [paths], "files": [...]}``.
+    """
+    import shutil
+
+    import tensorflow as tf
+
+    if isinstance(images_per_shard, bool) or not isinstance(images_per_shard, int) or images_per_shard < 1:
+        raise ValueError(f"images_per_shard={images_per_shard!r} is not supported; expected a "
+                         "positive integer")
+    if on_corrupt not in ("fail", "skip"):
+        raise ValueError(f"on_corrupt={on_corrupt!r} is not supported; accepted: 'fail', 'skip'")
+    if not out_dir:
+        raise ValueError("out_dir is empty; expected the folder to write the TFRecords to")
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not overwrite:
+        raise DataError(f"{out_dir} already exists; choose a new folder or pass --overwrite")
+    folder = FolderDataset(data_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.partial-", dir=parent)
+    total = folder.sizes["train"] + folder.sizes["test"]
+    done, skipped, counts = 0, [], {}
+    try:
+        for split, prefix in (("train", "train"), ("test", "validation")):
+            files = folder.files(split)
+            order = np.random.default_rng([seed, 1 if split == "train" else 2]).permutation(len(files))
+            files = [files[i] for i in order]
+
+            def check(path):
+                data = tf.io.read_file(path)
+                ok = tf.data.Dataset.from_tensors(data).map(
+                    lambda d: tf.shape(tf.io.decode_image(d, channels=3, expand_animations=False))[0] > 0
+                ).ignore_errors().concatenate(tf.data.Dataset.from_tensors(False)).take(1)
+                return data, ok.get_single_element()
+
+            checked = tf.data.Dataset.from_tensor_slices([p for p, _ in files]).map(
+                check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(64)
+            planned = max(1, -(-len(files) // images_per_shard))
+            names, writer, in_shard, n = [], None, 0, 0
+            try:
+                for (path, label), (data, ok) in zip(files, checked.as_numpy_iterator()):
+                    done += 1
+                    if progress:
+                        progress(done, total)
+                    if not ok:
+                        if on_corrupt == "fail":
+                            raise DataError(f"unreadable image {path} (use --on-corrupt skip to "
+                                            "leave such images out)")
+                        skipped.append(path)
+                        continue
+                    if writer is None:  # one shard open at a time: memory stays flat
+                        names.append(f"{prefix}-{len(names):05d}-of-{planned:05d}")
+                        writer = tf.io.TFRecordWriter(os.path.join(tmp, names[-1]))
+                    writer.write(_tf_example(data, label, folder.class_names[label],
+                                             os.path.relpath(path, data_dir)))
+                    in_shard, n = in_shard + 1, n + 1
+                    if in_shard == images_per_shard:
+                        writer.close()
+                        writer, in_shard = None, 0
+            finally:
+                if writer is not None:
+                    writer.close()
+            if not names:
+                raise DataError(f"{data_dir} has no readable {split} images")
+            if len(names) < planned:  # skipped images left fewer shards than planned
+                for i, name in enumerate(names):
+                    os.rename(os.path.join(tmp, name),
+                              os.path.join(tmp, f"{prefix}-{i:05d}-of-{len(names):05d}"))
+            counts[split] = n
+        with open(os.path.join(tmp, TFRECORD_CLASSES_FILE), "w", encoding="utf-8") as f:
+            f.write("".join(f"{c}\n" for c in folder.class_names))
+        if os.path.exists(out_dir):  # overwrite: set the old folder aside, then swap
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
+            os.rename(out_dir, os.path.join(old, "x"))
+            os.rename(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"train": counts["train"], "validation": counts["test"], "skipped": skipped,
+            "files": sorted(os.listdir(out_dir))}
+
+
+def make_tfrecords_main(argv=None):
+    """``keras-resnet-make-tfrecords``: an image folder -> shuffled, sharded TFRecords."""
+    import argparse
+    import sys
+    import time
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    p = argparse.ArgumentParser(
+        prog="keras-resnet-make-tfrecords",
+        description="Write an image folder (DATA_DIR/<class>/<image>, or DATA_DIR/train/... + "
+        "DATA_DIR/test/...) as shuffled, sharded TFRecords that `train.py --dataset tfrecord "
+        "--data-dir OUT_DIR` reads (train-*, validation-*, classes.txt).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data_dir", help="the image folder")
+    p.add_argument("out_dir", help="the folder to create (written under a temporary name, "
+                   "then renamed)")
+    p.add_argument("--images-per-shard", type=int, default=1024,
+                   help="records per file (ImageNet's 1.28M training images -> ~1,250 files)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle before sharding")
+    p.add_argument("--on-corrupt", choices=("fail", "skip"), default="fail",
+                   help="an unreadable image: fail naming it, or leave it out and count it")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    start, last = time.time(), [0.0]
+
+    def bar(done, total):
+        now = time.time()
+        if now - last[0] < 0.2 and done < total:
+            return
+        last[0] = now
+        width = 30
+        filled = int(width * done / max(total, 1))
+        rate = done / max(now - start, 1e-9)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} images "
+                         f"{rate:.0f}/s")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    try:
+        out = write_tfrecords(args.data_dir, args.out_dir, args.images_per_shard, args.seed,
+                              args.on_corrupt, args.overwrite, None if args.quiet else bar)
+    except (ValueError, OSError) as e:
+        sys.stderr.write("\n" if not args.quiet else "")
+        print(f"keras-resnet-make-tfrecords: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out['train']} training and {out['validation']} validation images to "
+          f"{os.path.abspath(args.out_dir)} ({len(out['files']) - 1} TFRecord files"
+          + (f"; skipped {len(out['skipped'])} unreadable image(s)" if out["skipped"] else "")
+          + ")")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------
@@ -628,85 +850,326 @@ def transform(image, input_shape, augment, training, seed=None):
     return image
 
 
-def _batched_pipeline(dataset, split, batch_size, training, augment, seed, epoch=None,
-                      shard=None, skip=0, preprocess=True, cache=None):
-    """``(images, labels)`` batches of one split (see :func:`make_dataset`)."""
+# ----------------------------------------------------------------------------------------
+# The input pipeline (training, evaluation, calibration, benchmarks and tests all use it)
+
+SHUFFLE_WINDOW = 10_000  # records; TFRecord/TFDS streams, after their file order is shuffled
+CACHE_BYTES = 512 * 2**20  # evaluation batches are kept in memory only when they fit this
+
+
+class _Indexed:
+    """Records addressable by index ``0..n-1`` (arrays in memory, the files of a folder):
+    ``load(i) -> (pixels or encoded bytes, label, name)``. Shuffled as a whole every epoch."""
+
+    def __init__(self, n, load, encoded):
+        self.n, self.load, self.encoded = int(n), load, encoded
+
+
+class _Files:
+    """Records in a list of files (TFRecords): ``read(path) -> tf.data`` of
+    ``(encoded bytes, label, name)``. Shuffled by file order, then within a window."""
+
+    def __init__(self, files, read, encoded):
+        self.files, self.read, self.encoded = list(files), read, encoded
+
+
+class _Stream:
+    """Records only readable in order (TFDS): ``make() -> tf.data``; shuffled in a window."""
+
+    def __init__(self, make, encoded, size=None):
+        self.make, self.encoded, self.size = make, encoded, size
+
+
+def _decode_random_crop(data, size, channels, seed):
+    """Random-resized-crop of encoded ``data`` to ``size`` (+ flip), decoding only the crop
+    for JPEGs (``decode_and_crop_jpeg``); other formats are decoded whole, then cropped.
+
+    The crop window is the one :func:`transform`'s ``imagenet`` preset draws for the decoded
+    image with the same ``seed``, so both give the same pixels.
+    """
     import tensorflow as tf
 
-    ds = dataset.examples(split)
-    if shard is not None and shard[0] > 1:
-        ds = ds.shard(shard[0], shard[1])
-    if cache is None:
-        cache = dataset.arrays_in_memory is False and (dataset.sizes.get(split) or 1e9) <= 50000
-    if cache and not dataset.arrays_in_memory:
-        # Decoded-but-unaugmented examples of small file datasets stay in memory.
-        ds = ds.map(lambda x, y: (dataset.decode(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.cache()
-        decode = None
+    def window(shape):
+        bbox = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float32, [1, 1, 4])
+        begin, crop, _ = tf.image.stateless_sample_distorted_bounding_box(
+            shape, bbox, seed=seed, min_object_covered=0.1,
+            aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.08, 1.0), max_attempts=10,
+            use_image_if_no_bounding_boxes=True,
+        )
+        return begin, crop
+
+    def jpeg():
+        begin, crop = window(tf.image.extract_jpeg_shape(data))
+        box = tf.stack([begin[0], begin[1], crop[0], crop[1]])
+        return tf.image.decode_and_crop_jpeg(data, box, channels=channels)
+
+    def other():
+        image = tf.io.decode_image(data, channels=channels, expand_animations=False)
+        begin, crop = window(tf.shape(image))
+        return tf.slice(image, begin, crop)
+
+    image = tf.cond(tf.io.is_jpeg(data), jpeg, other)
+    image.set_shape([None, None, channels])
+    image = tf.image.resize(tf.cast(image, tf.float32), [size, size], method="bilinear")
+    return tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
+
+
+def _epoch_records(src, epoch, shuffle, seed, shard, deterministic):
+    """One epoch's ``(key, item)`` records, shuffled for ``(seed, epoch)`` when ``shuffle``,
+    this input pipeline's shard only. ``key`` (an int64 fixed per record whatever the
+    order) keys the record's random augmentation; ``item`` goes to :func:`_load`."""
+    import tensorflow as tf
+
+    num, index = shard
+    seeds = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    if isinstance(src, _Indexed):
+        order = tf.range(src.n, dtype=tf.int64)
+        if shuffle:  # the whole list of (cheap) indices: a true shuffle
+            order = tf.random.experimental.stateless_shuffle(order, seed=seeds)
+        ds = tf.data.Dataset.from_tensor_slices(order)
+        if num > 1:  # each record is a file here, so this shards by file
+            ds = ds.shard(num, index)
+        return ds.map(lambda i: (i, i))
+    if isinstance(src, _Files):
+        files = tf.constant(src.files)
+        if shuffle:
+            files = tf.random.experimental.stateless_shuffle(files, seed=seeds)
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        by_file = num > 1 and len(src.files) >= num  # AutoShardPolicy.FILE, done by hand
+        if by_file:
+            ds = ds.shard(num, index)
+        n_files = -(-len(src.files) // num) if by_file else len(src.files)
+        ds = ds.interleave(src.read, cycle_length=max(1, min(n_files, 16)), block_length=1,
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if num > 1 and not by_file:  # fewer files than pipelines: AutoShardPolicy.DATA
+            ds = ds.shard(num, index)
     else:
-        decode = dataset.decode
+        ds = src.make()
+        if num > 1:
+            ds = ds.shard(num, index)
     ds = ds.enumerate()
-    if training:
-        n = dataset.sizes.get(split) or 10000
-        ds = ds.shuffle(min(n, 10000), seed=tf.cast(seed * 100003 + epoch, tf.int64),
+    if shuffle:
+        ds = ds.shuffle(SHUFFLE_WINDOW, seed=seeds[0] * 100003 + seeds[1],
                         reshuffle_each_iteration=False)
-    if skip:
-        ds = ds.skip(skip)
-    shape = dataset.input_shape
-    pre = dataset.preprocessing
-
-    def one(i, example):
-        x, y = example
-        if decode is not None:
-            x = decode(x)
-        s = tf.stack([tf.cast(seed, tf.int64) * 1000003 + tf.cast(epoch if epoch is not None else 0, tf.int64), i])
-        x = transform(x, shape, augment, training, seed=s)
-        if preprocess:
-            x = apply_preprocessing(x, pre)
-        return x, tf.cast(y, tf.int32)
-
-    ds = ds.map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(lambda i, item: (i, item))
 
 
 def make_dataset(dataset, split="train", batch_size=128, training=None, augment=None, seed=0,
-                 epoch=0, preprocess=True, prefetch=True):
-    """A batched ``tf.data.Dataset`` of ``(images, int32 labels)`` for one split.
+                 epoch=0, preprocess=True, prefetch=True, *, epochs=1, steps_per_epoch=None,
+                 skip_batches=0, shard=None, deterministic=None, shuffle=None, limit=None,
+                 preprocessing=None, cache_bytes=CACHE_BYTES):
+    """A batched ``tf.data.Dataset`` of ``(images, int32 labels)`` for one split: the one
+    input pipeline of keras_resnet (the trainer, evaluation, export calibration and the
+    benchmarks are built on it).
 
-    ``training`` (default: ``split == "train"``) shuffles with ``seed``/``epoch``,
-    augments with ``augment`` (default: the dataset's preset) and drops the last partial
-    batch. Images are preprocessed (``pixels * scale + offset``) unless
-    ``preprocess=False``. Decoding and augmentation run in parallel; every random draw
-    is stateless, so a ``(seed, epoch)`` pair gives the same batches in any run.
+    ``training`` (default: ``split == "train"``) shuffles, augments with ``augment``
+    (default: the dataset's preset) and drops each epoch's last partial batch. Images are
+    preprocessed (``pixels * scale + offset``, ``preprocessing`` or the dataset's) unless
+    ``preprocess=False``.
+
+    Order: every epoch shuffles the whole list of records (images in memory, files of a
+    folder) before anything is read; TFRecords shuffle their file order, interleave the
+    files and shuffle records within a window of ``SHUFFLE_WINDOW``. Every random draw
+    (order, crops, flips) is stateless and keyed on ``(seed, epoch, record)``.
+
+    ``epochs`` consecutive epochs from ``epoch``, each ``steps_per_epoch`` batches (default:
+    one pass); ``skip_batches`` skips the first batches of the first epoch without reading
+    them (a resumed run's position). ``shard=(num, index)`` keeps this input pipeline's part
+    of each epoch: by file (folders; TFRecords with at least ``num`` files), else by record.
+
+    ``deterministic`` (default: True except when training on encoded files) fixes the
+    order in which parallel work is delivered; with it, a ``(seed, epoch)`` pair gives the
+    same batches in any run, and a resumed run the batches it would have seen. Without it,
+    neighbouring images may trade places between batches (each keeps its augmentation).
+
+    Memory: no decoded image is kept beyond the shuffle window and the prefetch buffers;
+    files are read again each epoch (the OS page cache holds recently read files).
+    Evaluation batches are cached only when they fit ``cache_bytes``.
+
+    Encoded images that cannot be decoded take the dataset's ``on_corrupt`` path:
+    ``"fail"`` stops iteration with TensorFlow's decoding error, which
+    :func:`unreadable_image_error` turns into one naming the file; ``"skip"`` leaves them
+    out and appends them to ``dataset.unreadable``.
     """
     import tensorflow as tf
 
     if not isinstance(dataset, Dataset):
         dataset = get_dataset(dataset)
-    training = split == "train" if training is None else training
+    training = split == "train" if training is None else bool(training)
+    shuffle = training if shuffle is None else bool(shuffle)
     augment = dataset.augment if augment is None else augment
-    ds = _batched_pipeline(dataset, split, batch_size, training, augment, seed, epoch,
-                           preprocess=preprocess)
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment={augment!r} is not supported; accepted: {', '.join(AUGMENTATIONS)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is not supported; expected a positive integer")
+    src = dataset._source(split)
+    encoded = src.encoded
+    if deterministic is None:
+        deterministic = not (training and encoded)
+    num, index = shard or (1, 0)
+    shape, channels = dataset.input_shape, dataset.input_shape[-1]
+    pre = preprocessing or dataset.preprocessing
+    if steps_per_epoch is None and training and isinstance(src, _Indexed):
+        local = len(range(index, src.n, num))
+        steps_per_epoch = local // batch_size
+        if steps_per_epoch < 1:
+            raise DataError(f"batch_size={batch_size} is larger than the {split} split of "
+                            f"{dataset.name!r} ({local} images)")
+    fused = encoded and training and augment == "imagenet"
+    on_corrupt = dataset.on_corrupt
+    unreadable = dataset.unreadable
+    seed_ = tf.constant(int(seed), tf.int64)
+    first_epoch = int(epoch)
+    plain = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors
+
+    def pixels(e, key, raw):
+        s = tf.stack([seed_ * 1000003 + e, key])
+        if fused:
+            x = _decode_random_crop(raw, shape[0], channels, s)
+        else:
+            x = dataset.decode(raw) if encoded else raw
+            x = transform(x, shape, augment, training, seed=s)
+        x = tf.ensure_shape(x, shape)
+        if preprocess:
+            x = apply_preprocessing(x, pre)
+        return x
+
+    def note_unreadable(name):
+        path = name.numpy().decode(errors="replace")
+        if path not in unreadable:
+            unreadable.append(path)
+        return False
+
+    @plain
+    def example(e, key, item):
+        raw, label, name = src.load(item) if isinstance(src, _Indexed) else item
+        label = tf.cast(label, tf.int32)
+        if not encoded or on_corrupt == "fail":
+            # The fast path: a decoding error ends iteration; unreadable_image_error()
+            # then finds and names the file.
+            return pixels(e, key, raw), label, True, name
+        # on_corrupt="skip": an unreadable file must not end the pipeline. Decode in a
+        # nested dataset that ignores the error and falls back to a placeholder marked not
+        # ok (about 15% more CPU per image than the fast path).
+        x, ok = _guarded(lambda r: pixels(e, key, r), raw, tf.zeros(shape, tf.float32))
+        ok = tf.cond(ok, lambda: ok, lambda: tf.ensure_shape(
+            tf.py_function(note_unreadable, [name], tf.bool), []))
+        return x, label, ok, name
+
+    def one_epoch(e):
+        ds = _epoch_records(src, e, shuffle, seed_, (num, index), deterministic)
+        if training and steps_per_epoch:
+            if isinstance(src, _Indexed) and not (encoded and on_corrupt == "skip"):
+                ds = ds.repeat().take(steps_per_epoch * batch_size)  # exact, before reading
+            else:
+                ds = ds.repeat(2)  # room for skipped files, or a short TFRecord shard
+        if skip_batches:
+            ds = ds.skip(tf.where(e == first_epoch, tf.cast(skip_batches * batch_size, tf.int64),
+                                  tf.constant(0, tf.int64)))
+        if limit is not None:
+            ds = ds.take(limit)
+        ds = ds.map(plain(lambda key, item: example(e, key, item)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if encoded and on_corrupt == "skip":
+            ds = ds.filter(plain(lambda x, y, ok, name: ok))
+        ds = ds.map(plain(lambda x, y, ok, name: (x, y)))
+        ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=deterministic)
+        if training and steps_per_epoch:
+            ds = ds.take(tf.where(e == first_epoch, tf.cast(steps_per_epoch - skip_batches, tf.int64),
+                                  tf.cast(steps_per_epoch, tf.int64)))
+        return ds
+
+    if epochs == 1:
+        ds = one_epoch(tf.constant(first_epoch, tf.int64))
+    else:
+        ds = tf.data.Dataset.range(first_epoch, first_epoch + int(epochs)).flat_map(plain(one_epoch))
+    if not training and cache_bytes:
+        n = src.n if isinstance(src, _Indexed) else (src.size if isinstance(src, _Stream) else None)
+        if n is not None and limit is not None:
+            n = min(n, limit)
+        if n is not None and n * int(np.prod(shape)) * 4 <= cache_bytes:
+            ds = ds.cache()
+    options = tf.data.Options()
+    options.deterministic = bool(deterministic)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    ds = ds.with_options(options)
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
-def _eval_pixels(dataset, split, limit=None, seed=None):
+def _guarded(fn, raw, fallback):
+    """``(fn(raw), True)``, or ``(fallback, False)`` where ``fn`` raises."""
     import tensorflow as tf
 
-    ds = dataset.examples(split)
-    if seed is not None and limit is not None:
-        # Draw a seeded sample: shuffle a window of the split, deterministically.
-        n = dataset.sizes.get(split) or 10000
-        ds = ds.shuffle(min(n, 20000), seed=seed, reshuffle_each_iteration=False)
-    if limit is not None:
-        ds = ds.take(limit)
-    shape, augment = dataset.input_shape, dataset.augment
-    ds = ds.map(lambda x, y: (transform(dataset.decode(x), shape, augment, False), y),
-                num_parallel_calls=tf.data.AUTOTUNE)
+    good = tf.data.Dataset.from_tensors(raw).map(lambda r: (fn(r), True)).ignore_errors()
+    bad = tf.data.Dataset.from_tensors((fallback, False))
+    return good.concatenate(bad).take(1).get_single_element()
+
+
+def locate_unreadable(dataset, split="train", seed=0, epoch=0, shard=None, shuffle=None,
+                      start=0):
+    """The name (path) of the first record of ``split`` that cannot be decoded, in the
+    order :func:`make_dataset` reads it for ``(seed, epoch, shard, shuffle)``, from position
+    ``start`` of the epoch on; None when every one decodes. Decodes in parallel."""
+    import tensorflow as tf
+
+    src = dataset._source(split)
+    if not src.encoded:
+        return None
+    shuffle = split == "train" if shuffle is None else shuffle
+    channels = dataset.input_shape[-1]
+
+    def check(key, item):
+        raw, _, name = src.load(item) if isinstance(src, _Indexed) else item
+        _, ok = _guarded(lambda r: tf.shape(tf.io.decode_image(
+            r, channels=channels, expand_animations=False))[0], raw, tf.constant(0, tf.int32))
+        return ok, name
+
+    ds = _epoch_records(src, tf.constant(int(epoch), tf.int64), shuffle,
+                        tf.constant(int(seed), tf.int64), shard or (1, 0), True)
+    ds = ds.skip(max(0, int(start))).map(check, num_parallel_calls=tf.data.AUTOTUNE)
+    for ok, name in ds.as_numpy_iterator():
+        if not ok:
+            return name.decode(errors="replace")
+    return None
+
+
+def unreadable_image_error(error, dataset, split="train", **where):
+    """The :class:`DataError` naming the unreadable image behind ``error`` (a TensorFlow
+    error raised while iterating :func:`make_dataset` of ``dataset``'s ``split``), or None
+    when ``error`` is something else. ``where``: ``seed``, ``epoch``, ``shard``,
+    ``shuffle``, ``start`` of that iteration, as for :func:`locate_unreadable`, which
+    this calls (it decodes the split from ``start`` until it meets the file)."""
+    import tensorflow as tf
+
+    if not isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
+                              tf.errors.UnknownError)):
+        return None
+    if not isinstance(dataset, Dataset) or not dataset._source(split).encoded:
+        return None
+    name = locate_unreadable(dataset, split, **where)
+    if name is None and where.get("start"):
+        name = locate_unreadable(dataset, split, **dict(where, start=0))
+    if name is None:
+        return None
+    return DataError(f"unreadable image {name} (use --on-corrupt skip to leave such images out)")
+
+
+def _eval_pixels(dataset, split, limit=None, seed=None):
     xs, ys = [], []
-    for x, y in ds.batch(256).as_numpy_iterator():
-        xs.append(x)
-        ys.append(y)
+    ds = make_dataset(dataset, split, 256, training=False, seed=seed or 0, preprocess=False,
+                      shuffle=seed is not None and limit is not None, limit=limit,
+                      cache_bytes=0)
+    try:
+        for x, y in ds.as_numpy_iterator():
+            xs.append(x)
+            ys.append(y)
+    except Exception as e:
+        err = unreadable_image_error(e, dataset, split, seed=seed or 0,
+                                     shuffle=seed is not None and limit is not None)
+        if err is None:
+            raise
+        raise err from None
     if not xs:
         raise DataError(f"dataset {dataset.name!r} has no {split} images")
     return np.concatenate(xs).astype("float32"), np.concatenate(ys).astype("int64")

@@ -48,8 +48,9 @@ def _parser(prog="train.py"):
     d.add_argument("--label-offset", type=int,
                    help="added to TFRecord labels (-1 for 1-based ImageNet TFRecords; default: 0)")
     d.add_argument("--on-corrupt", choices=("fail", "skip"),
-                   help="unreadable images in a folder: fail naming the file, or skip and count "
-                   "them (default: fail)")
+                   help="an unreadable image met while reading a folder or TFRecords: stop the run "
+                   "naming the file (the last committed checkpoint is kept; exit status 2), or "
+                   "skip it, logging and counting it (default: fail)")
     d.add_argument("--download", action="store_true",
                    help="allow keras.datasets / TFDS to download a missing dataset")
     d.add_argument("--augment", choices=kdata.AUGMENTATIONS,
@@ -91,7 +92,9 @@ def _parser(prog="train.py"):
     r.add_argument("--label-smoothing", type=float, help="label smoothing factor in [0, 1)")
     r.add_argument("--seed", type=int, default=0, help="seed of weights, data order and augmentation")
     r.add_argument("--deterministic", action="store_true",
-                   help="deterministic TensorFlow ops (data order is always seeded)")
+                   help="deterministic TensorFlow ops and input order (the data order is always "
+                   "seeded; without this flag parallel decoding of files may deliver "
+                   "neighbouring images out of order, which is faster)")
     s = p.add_argument_group("hardware")
     s.add_argument("--strategy", choices=kt.STRATEGIES, default="auto",
                    help="auto: multi_worker when TF_CONFIG names several tasks, mirrored when "

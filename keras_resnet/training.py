@@ -41,6 +41,7 @@ augmentation draw are functions of ``(seed, epoch, example index)``, so a resume
 sees the same batches as an uninterrupted one, and no finished epoch is lost or repeated.
 """
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -650,11 +651,11 @@ def train(config=None, **overrides):
         _write_csv(os.path.join(run_dir, "metrics.csv"), history)
 
     decayed = decayed_variables(model) if cfg.optimizer == "sgd" and cfg.weight_decay else []
-    train_iter = None
+    train_iter, input_fn = None, None
     if start_epoch < epochs:
-        dist_ds = strategy.distribute_datasets_from_function(
-            _train_dataset_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch,
-                              start_step, epochs))
+        input_fn = _train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch,
+                                   start_step, epochs)
+        dist_ds = strategy.distribute_datasets_from_function(input_fn)
         train_iter = iter(dist_ds)
     train_chunk = _make_train_chunk(strategy, model, optimizer, train_iter, cfg, global_batch,
                                     decayed, dataset.num_classes)
@@ -676,6 +677,7 @@ def train(config=None, **overrides):
                     settings=settings, init_from=init_info, num_weights=len(model.get_weights()),
                     num_optimizer_variables=len(optimizer.variables))
 
+    reported = []
     for epoch in range(start_epoch, epochs):
         step = start_step if epoch == start_epoch else 0
         sums = list(acc_state) if epoch == start_epoch else [0.0, 0.0, 0.0]
@@ -688,7 +690,11 @@ def train(config=None, **overrides):
             n = min(cfg.steps_per_execution, steps_per_epoch - step)
             if cfg.checkpoint_steps:
                 n = min(n, cfg.checkpoint_steps - step % cfg.checkpoint_steps)
-            loss_sum, correct, count = (float(t) for t in train_chunk(tf.constant(n)))
+            per_pipeline = global_batch // input_fn.shard[0]
+            with _named_data_errors(dataset, "train", ckpt_path, seed=cfg.seed, epoch=epoch,
+                                    shard=input_fn.shard, shuffle=True,
+                                    start=max(0, step - cfg.steps_per_execution) * per_pipeline):
+                loss_sum, correct, count = (float(t) for t in train_chunk(tf.constant(n)))
             if not math.isfinite(loss_sum):
                 raise _diverged(f"the loss became {loss_sum} in epoch {epoch + 1} (steps "
                                 f"{step + 1}-{step + n})", ckpt_path, history)
@@ -702,7 +708,9 @@ def train(config=None, **overrides):
                     _save_checkpoint(ckpt_path, model, optimizer, m)
         seconds = time.time() - t0
         host.set_weights(model.get_weights())
-        test_loss, test_acc, _ = evaluate_fn(test_ds)
+        with _named_data_errors(dataset, "test", ckpt_path):
+            test_loss, test_acc, _ = evaluate_fn(test_ds)
+        _log_unreadable(dataset, log, reported)
         if not math.isfinite(test_loss):
             # e.g. a NaN weight whose effect ReLU hides from the training loss, or
             # overflowed BN statistics (used only at evaluation); this epoch is not committed.
@@ -715,7 +723,8 @@ def train(config=None, **overrides):
                    seconds=seconds, images_per_second=images / max(seconds, 1e-9))
         val = ""
         if val_ds is not None:
-            row["val_loss"], row["val_accuracy"], _ = evaluate_fn(val_ds)
+            with _named_data_errors(dataset, "validation", ckpt_path):
+                row["val_loss"], row["val_accuracy"], _ = evaluate_fn(val_ds)
             val = f"val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} "
         history.append(row)
         log(f"epoch {epoch + 1}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} {val}"
@@ -747,7 +756,9 @@ def train(config=None, **overrides):
     if start_epoch >= epochs:
         log(f"{run_dir} already finished its {epochs} epochs")
     host.set_weights(model.get_weights())
-    test_loss, test_acc, _ = evaluate_fn(test_ds)
+    with _named_data_errors(dataset, "test", ckpt_path):
+        test_loss, test_acc, _ = evaluate_fn(test_ds)
+    _log_unreadable(dataset, log, reported)
     if chief:
         if not os.path.exists(os.path.join(run_dir, "last.keras")):
             _save_keras(host, os.path.join(run_dir, "last.keras"))
@@ -771,6 +782,16 @@ def _diverged(what, ckpt_path, history):
     else:
         keep = "No checkpoint had been written yet; try a lower --lr"
     return TrainingError(f"{what}; training stopped. {keep}")
+
+
+def _log_unreadable(dataset, log, reported):
+    """Logs the unreadable images skipped since the last call (``--on-corrupt skip``)."""
+    new = [p for p in dataset.unreadable if p not in reported]
+    for path in new:
+        log(f"skipping unreadable image {path}")
+    reported += new
+    if new:
+        log(f"skipped {len(reported)} unreadable image(s) so far")
 
 
 def _scalar_summary(tag, value):
@@ -810,78 +831,54 @@ def _write_run_json(run_dir, dataset, cfg, history, best, status, replicas, glob
         steps_per_epoch=steps_per_epoch,
         bn_statistics="synchronized (global batch)" if cfg.sync_bn else "chief's first replica",
         init_from=init_from,
+        unreadable_images_skipped=list(dataset.unreadable),
         config={k: (list(v) if isinstance(v, tuple) else v)
                 for k, v in dataclasses.asdict(cfg).items()},
     )
     _write_text(os.path.join(run_dir, "run.json"), json.dumps(info, indent=2) + "\n")
 
 
-def _train_dataset_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch, start_step, epochs):
-    import tensorflow as tf
+def _train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch, start_step, epochs):
+    """``dataset_fn`` for ``distribute_datasets_from_function``: epochs ``start_epoch..epochs``
+    of :func:`keras_resnet.data.make_dataset` in per-replica batches, this input pipeline's
+    shard, from ``start_step`` of the first epoch."""
 
     def dataset_fn(ctx):
+        dataset_fn.shard = (ctx.num_input_pipelines, ctx.input_pipeline_id)
         per_replica = ctx.get_per_replica_batch_size(global_batch)
         local = (global_batch // per_replica) // ctx.num_input_pipelines
-        base = dataset.examples("train")
-        if ctx.num_input_pipelines > 1:
-            base = base.shard(ctx.num_input_pipelines, ctx.input_pipeline_id)
-        decode = dataset.decode
-        if not dataset.arrays_in_memory and (dataset.sizes.get("train") or 1e9) <= 50000:
-            base = base.map(lambda x, y: (dataset.decode(x), y),
-                            num_parallel_calls=tf.data.AUTOTUNE).cache()
-            decode = None
-        base = base.enumerate()
-        n = dataset.sizes.get("train") or 10000
-        shape, pre, augment, seed = dataset.input_shape, dataset.preprocessing, cfg.augment, cfg.seed
-        per_epoch = steps_per_epoch * local  # per-replica batches this pipeline yields
+        return kdata.make_dataset(
+            dataset, "train", per_replica, training=True, augment=cfg.augment, seed=cfg.seed,
+            epoch=start_epoch, epochs=epochs - start_epoch,
+            steps_per_epoch=steps_per_epoch * local, skip_batches=start_step * local,
+            shard=(ctx.num_input_pipelines, ctx.input_pipeline_id),
+            deterministic=True if cfg.deterministic else None)
 
-        def one_epoch(e):
-            ds = base.shuffle(min(n, 10000), seed=seed * 100003 + e, reshuffle_each_iteration=False)
-            if e == start_epoch and start_step:
-                ds = ds.skip(start_step * local * per_replica)
-
-            def one(i, example):
-                x, y = example
-                if decode is not None:
-                    x = decode(x)
-                s = tf.stack([tf.cast(seed, tf.int64) * 1000003 + e, i])
-                x = kdata.transform(x, shape, augment, True, seed=s)
-                return kdata.apply_preprocessing(x, pre), tf.cast(y, tf.int32)
-
-            ds = ds.map(one, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            ds = ds.batch(per_replica, drop_remainder=True)
-            return ds.take(per_epoch - (start_step * local if e == start_epoch else 0))
-
-        ds = _concatenate([one_epoch(e) for e in range(start_epoch, epochs)])
-        options = tf.data.Options()
-        options.deterministic = True
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-        return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
-
+    dataset_fn.shard = (1, 0)
     return dataset_fn
 
 
-def _concatenate(datasets):
-    """Concatenates as a balanced tree (shallow nesting for hundreds of epochs)."""
-    while len(datasets) > 1:
-        datasets = [datasets[i].concatenate(datasets[i + 1]) if i + 1 < len(datasets)
-                    else datasets[i] for i in range(0, len(datasets), 2)]
-    return datasets[0]
-
-
 def _eval_dataset(dataset, augment, batch_size=256, preprocessing=None, split="test"):
+    return kdata.make_dataset(dataset, split, batch_size, training=False, augment=augment,
+                              preprocessing=preprocessing)
+
+
+@contextlib.contextmanager
+def _named_data_errors(dataset, split, ckpt_path=None, **where):
+    """Turns an unreadable image's decoding error into a one-line :class:`DataError` naming
+    the file (``where``: the iteration's seed, epoch, shard and start, to find it)."""
     import tensorflow as tf
 
-    ds = dataset.examples(split)
-    shape, augment = dataset.input_shape, augment
-    pre = preprocessing or dataset.preprocessing
-    ds = ds.map(lambda x, y: (kdata.apply_preprocessing(
-        kdata.transform(dataset.decode(x), shape, augment, False), pre), tf.cast(y, tf.int32)),
-        num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size)
-    if dataset.arrays_in_memory or (dataset.sizes.get("test") or 1e9) <= 50000:
-        ds = ds.cache()
-    return ds.prefetch(tf.data.AUTOTUNE)
+    try:
+        yield
+    except tf.errors.OpError as e:
+        err = kdata.unreadable_image_error(e, dataset, split, **where)
+        if err is None:
+            raise
+        where = (f"; the run stopped at its last committed checkpoint {ckpt_path}, which "
+                 "rerunning resumes from" if ckpt_path and os.path.exists(ckpt_path) else
+                 "; no checkpoint was committed yet")
+        raise kdata.DataError(f"{err}{where if ckpt_path else ''}") from None
 
 
 def _make_eval_fn(model, jit=False, outputs="probabilities"):
@@ -1011,8 +1008,9 @@ def evaluate(model_path, dataset=None, batch_size=256, verbose=1, **dataset_kwar
         raise ValueError(
             f"{model_path} takes {want} inputs with {model.output_shape[-1]} classes; "
             f"dataset {ds.name!r} has {ds.input_shape} images and {ds.num_classes} classes")
-    loss, acc, n = _make_eval_fn(model, outputs=outputs)(
-        _eval_dataset(ds, ds.augment, batch_size, preprocessing=pre))
+    with _named_data_errors(ds, "test"):
+        loss, acc, n = _make_eval_fn(model, outputs=outputs)(
+            _eval_dataset(ds, ds.augment, batch_size, preprocessing=pre))
     result = {"accuracy": acc, "loss": loss, "num_examples": n, "dataset": ds.name,
               "model": model_path}
     if verbose:

@@ -131,18 +131,24 @@ def test_image_folder_reads_every_class_and_splits_stratified(tmp_path):
         assert matches == [label]
 
 
-def test_corrupt_images_fail_fast_or_are_skipped(tmp_path):
+def test_corrupt_images_fail_naming_the_file_or_are_skipped_when_read(tmp_path):
     _image_folder(str(tmp_path))
     bad = tmp_path / "dog" / "broken.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
-    with pytest.raises(ValueError, match="broken.png"):
-        kdata.get_dataset("folder", data_dir=str(tmp_path))
-    messages = []
-    ds = kdata.get_dataset("folder", data_dir=str(tmp_path), on_corrupt="skip",
-                           progress=messages.append)
-    assert ds.skipped == [str(bad)]
-    assert ds.sizes["train"] + ds.sizes["test"] == 18
-    assert any("skipped 1 unreadable" in m for m in messages)
+    # Listing does not decode: the folder opens, the file fails when the pipeline meets it.
+    ds = kdata.get_dataset("folder", data_dir=str(tmp_path))
+    assert ds.sizes["train"] + ds.sizes["test"] == 19
+    split = "train" if any(p == str(bad) for p, _ in ds.files("train")) else "test"
+    with pytest.raises(tf.errors.InvalidArgumentError) as info:
+        list(kdata.make_dataset(ds, split, 1, training=False))
+    err = kdata.unreadable_image_error(info.value, ds, split)
+    assert isinstance(err, kdata.DataError) and str(bad) in str(err)
+    assert kdata.locate_unreadable(ds, split) == str(bad)
+    assert kdata.unreadable_image_error(ValueError("something else"), ds, split) is None
+    ds = kdata.get_dataset("folder", data_dir=str(tmp_path), on_corrupt="skip")
+    n = sum(int(tf.size(y)) for s in ("train", "test")
+            for _, y in kdata.make_dataset(ds, s, 1, training=False))
+    assert n == 18 and ds.unreadable == [str(bad)]
 
 
 def test_empty_and_missing_folders_are_clear_errors(tmp_path):
