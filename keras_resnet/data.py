@@ -1189,20 +1189,26 @@ def test_arrays(name="digits", **dataset_kwargs):
     return _eval_pixels(dataset, "test")
 
 
+def train_sample(name="digits", num_samples=100, seed=0, **dataset_kwargs):
+    """``(pixels, labels)`` of ``num_samples`` training images (a seeded random draw):
+    float32 NHWC pixels 0..255 of the dataset's ``input_shape``, not preprocessed, with the
+    evaluation transform (no augmentation); int64 labels."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples={num_samples!r} is not supported; expected a positive integer")
+    dataset = name if isinstance(name, Dataset) else get_dataset(name, **dataset_kwargs)
+    if dataset.arrays_in_memory:
+        x, y = dataset.arrays("train")
+        idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:num_samples])
+        return x[idx].astype("float32"), y[idx].astype("int64")
+    return _eval_pixels(dataset, "train", limit=num_samples, seed=seed)
+
+
 def representative_images(name="digits", num_samples=100, seed=0, **dataset_kwargs):
     """``num_samples`` training images (a seeded random draw) as float32 NHWC pixels
     0..255 of the dataset's ``input_shape``, not preprocessed: calibration data for
     quantization. Uses the evaluation transform (no augmentation).
     """
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples={num_samples!r} is not supported; expected a positive integer")
-    dataset = name if isinstance(name, Dataset) else get_dataset(name, **dataset_kwargs)
-    if dataset.arrays_in_memory:
-        x, _ = dataset.arrays("train")
-        idx = np.random.default_rng(seed).permutation(len(x))[:num_samples]
-        return x[np.sort(idx)].astype("float32")
-    x, _ = _eval_pixels(dataset, "train", limit=num_samples, seed=seed)
-    return x
+    return train_sample(name, num_samples, seed, **dataset_kwargs)[0]
 
 
 # Arguments of get_dataset that a run records in run.json ("dataset_kwargs").

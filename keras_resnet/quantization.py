@@ -154,6 +154,11 @@ def init_ranges(qat_model, images, batch_size=256):
 # Keras 3 side: start the tf_keras process
 
 
+# Training images QAT reads from a file dataset (folder, TFRecord, TFDS) when not given
+# train_arrays: a few fine-tuning epochs at a tiny learning rate need a sample, not the set.
+QAT_FILE_SAMPLES = 2048
+
+
 def _repo_root():
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -170,7 +175,7 @@ def qat_tflite(source, out_path, calibration_images, int8_io="int8", epochs=2, b
         calibration_images: pixels for the converter (input/output ranges).
         int8_io: ``"int8"``, ``"uint8"`` or ``"float32"`` model inputs and outputs.
         train_arrays: ``(pixels, labels)`` to fine-tune on (default: the source dataset's
-            training split; needs a dataset held in memory).
+            training split; for file datasets a seeded draw of ``QAT_FILE_SAMPLES`` images).
     """
     from .export._common import ExportError, say
     from .models import ResNet
@@ -189,10 +194,11 @@ def qat_tflite(source, out_path, calibration_images, int8_io="int8", epochs=2, b
             raise ExportError("quantization-aware training needs training data: pass train_arrays "
                               "or a source with a dataset")
         dataset = data.get_dataset(source.dataset, **source.dataset_kwargs)
-        if not dataset.arrays_in_memory:
-            raise ExportError(f"quantization-aware training on dataset {source.dataset!r} needs "
-                              "train_arrays=(pixels, labels)")
-        train_arrays = dataset.arrays("train")
+        if dataset.arrays_in_memory:
+            train_arrays = dataset.arrays("train")
+        else:  # files: a seeded draw of at most QAT_FILE_SAMPLES training images
+            say(progress, f"[qat] reading up to {QAT_FILE_SAMPLES} training images of {source.dataset!r}")
+            train_arrays = data.train_sample(dataset, QAT_FILE_SAMPLES, seed)
     x, y = train_arrays
     x = source.check_images(x, "QAT training data")
     y = np.asarray(y).reshape(-1).astype("int64")

@@ -556,8 +556,12 @@ def train(config=None, **overrides):
         cfg.dataset, data_dir=cfg.data_dir, image_size=cfg.image_size,
         num_classes=cfg.num_classes, on_corrupt=cfg.on_corrupt, download=cfg.download,
         label_offset=cfg.label_offset, progress=log)
+    given = {k for k in ("batch_size", "lr") if getattr(cfg, k) is not None}
     cfg = cfg.resolved(dataset)
     _check_config(cfg)
+    adapted = _small_data_recipe(cfg, dataset.sizes.get("train"), given)
+    if adapted:
+        log(adapted)
     if cfg.val_split:
         dataset = kdata.with_validation(dataset, cfg.val_split)
     run_dir = cfg.run_dir or default_run_dir(cfg)
@@ -717,6 +721,12 @@ def train(config=None, **overrides):
             raise _diverged(f"the test loss became {test_loss} after epoch {epoch + 1} (the "
                             "model's weights or BatchNormalization statistics are no longer "
                             "finite)", ckpt_path, history)
+        if evaluate_fn.saturated > 0.5:
+            # Exploded logits: the loss is stuck at its clip value while staying finite.
+            raise _diverged(f"the softmax saturated after epoch {epoch + 1}: "
+                            f"{evaluate_fn.saturated:.0%} of the test images get probability "
+                            "<= 1e-7 for their true class (the logits have exploded; test loss "
+                            f"{test_loss:.4f} is at its clip)", ckpt_path, history)
         row = dict(epoch=epoch + 1, loss=sums[0] / sums[2], accuracy=sums[1] / sums[2],
                    test_loss=test_loss, test_accuracy=test_acc,
                    lr=float(schedule(float(int(optimizer.iterations.numpy()) - 1))),
@@ -775,6 +785,31 @@ def train(config=None, **overrides):
                        model=model, strategy=strategy)
 
 
+# The imagenet recipe's batch (256) needs ~50 batches an epoch to train well; smaller
+# training sets get a smaller batch with the learning rate scaled by the linear scaling rule
+# (Goyal et al. 2017: lr 0.1 per 256 images), unless --batch-size or --lr is given.
+SMALL_DATA_STEPS = 50
+SMALL_DATA_MIN_BATCH = 8
+
+
+def _small_data_recipe(cfg, train_size, given):
+    """Adapt the imagenet preset's batch size and lr to a small training set (in place);
+    returns the message saying what was chosen, or None."""
+    if cfg.preset != "imagenet" or not train_size or given:
+        return None
+    if train_size >= SMALL_DATA_STEPS * cfg.batch_size:
+        return None
+    batch = SMALL_DATA_MIN_BATCH
+    while batch * 2 * SMALL_DATA_STEPS <= train_size and batch * 2 <= cfg.batch_size:
+        batch *= 2
+    batch = min(batch, max(1, train_size // 2))
+    old_batch, old_lr = cfg.batch_size, cfg.lr
+    cfg.batch_size, cfg.lr = batch, old_lr * batch / old_batch
+    return (f"small training set ({train_size} images): batch size {batch} and lr {cfg.lr:g} "
+            f"instead of the imagenet recipe's {old_batch} and {old_lr:g} (linear scaling rule); "
+            "pass --batch-size and --lr to choose yourself")
+
+
 def _diverged(what, ckpt_path, history):
     if os.path.exists(ckpt_path):
         keep = (f"The last good checkpoint ({len(history)} finished epochs) is kept in "
@@ -816,6 +851,12 @@ def _num_workers(strategy):
 def _write_run_json(run_dir, dataset, cfg, history, best, status, replicas, global_batch, lr,
                     steps_per_epoch, test_acc=None, strategy_label=None, init_from=None):
     info = dataset.describe()
+    # What get_dataset needs to read this dataset again (--evaluate, exports).
+    info["dataset_kwargs"] = {k: v for k, v in dict(
+        data_dir=os.path.abspath(cfg.data_dir) if cfg.data_dir else None,
+        image_size=cfg.image_size or (dataset.input_shape[0] if cfg.data_dir or cfg.dataset == "synthetic" else None),
+        num_classes=cfg.num_classes, label_offset=cfg.label_offset or None,
+        on_corrupt=cfg.on_corrupt if cfg.on_corrupt != "fail" else None).items() if v is not None}
     info.update(
         outputs="probabilities",
         test_accuracy=test_acc if test_acc is not None else (history[-1]["test_accuracy"] if history else None),
@@ -888,19 +929,23 @@ def _make_eval_fn(model, jit=False, outputs="probabilities"):
     def stats(x, y):
         out = tf.cast(model(x, training=False), tf.float32)
         if outputs == "probabilities":
-            loss = -tf.math.log(tf.clip_by_value(
-                tf.gather(out, y, axis=1, batch_dims=1), 1e-7, 1.0))
+            log_p = tf.math.log(tf.clip_by_value(tf.gather(out, y, axis=1, batch_dims=1), 1e-7, 1.0))
         else:
-            loss = tf.nn.sparse_softmax_cross_entropy_with_logits(y, out)
+            log_p = -tf.nn.sparse_softmax_cross_entropy_with_logits(y, out)
         correct = tf.cast(tf.equal(tf.argmax(out, axis=1, output_type=tf.int32), y), tf.float32)
-        return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32)
+        # True class at or below the 1e-7 clip: the softmax has saturated on a wrong class.
+        saturated = tf.reduce_sum(tf.cast(log_p <= math.log(1e-7), tf.float32) * (1.0 - correct))
+        return -tf.reduce_sum(log_p), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32), saturated
 
     def evaluate(ds):
-        total = np.zeros(3)
+        """``(mean loss, accuracy, examples)``; ``evaluate.saturated`` is the fraction of
+        examples whose true class got a probability <= 1e-7 (a wrong, saturated softmax)."""
+        total = np.zeros(4)
         for x, y in ds:
             total += [float(t) for t in stats(x, y)]
         if total[2] == 0:
             raise kdata.DataError("the evaluation split is empty")
+        evaluate.saturated = total[3] / total[2]
         return total[0] / total[2], total[1] / total[2], int(total[2])
 
     return evaluate
