@@ -721,11 +721,13 @@ def train(config=None, **overrides):
             raise _diverged(f"the test loss became {test_loss} after epoch {epoch + 1} (the "
                             "model's weights or BatchNormalization statistics are no longer "
                             "finite)", ckpt_path, history)
-        if evaluate_fn.saturated > 0.5:
-            # Exploded logits: the loss is stuck at its clip value while staying finite.
+        if evaluate_fn.saturated > 0.5 and sums[0] / sums[2] > SATURATED_LOSS:
+            # Exploded logits: finite losses, the test loss stuck at its clip. (Saturated test
+            # predictions alone are not enough: early epochs' BN moving statistics can lag.)
             raise _diverged(f"the softmax saturated after epoch {epoch + 1}: "
                             f"{evaluate_fn.saturated:.0%} of the test images get probability "
-                            "<= 1e-7 for their true class (the logits have exploded; test loss "
+                            f"<= 1e-7 for their true class and the mean training loss is "
+                            f"{sums[0] / sums[2]:.3g} (the logits have exploded; test loss "
                             f"{test_loss:.4f} is at its clip)", ckpt_path, history)
         row = dict(epoch=epoch + 1, loss=sums[0] / sums[2], accuracy=sums[1] / sums[2],
                    test_loss=test_loss, test_accuracy=test_acc,
@@ -808,6 +810,12 @@ def _small_data_recipe(cfg, train_size, given):
     return (f"small training set ({train_size} images): batch size {batch} and lr {cfg.lr:g} "
             f"instead of the imagenet recipe's {old_batch} and {old_lr:g} (linear scaling rule); "
             "pass --batch-size and --lr to choose yourself")
+
+
+# A mean training cross-entropy above -ln(1e-7) ~ 16.1: the average training image gets a
+# probability below 1e-7 for its true class (chance level is ln(classes), 2.3 for 10 classes,
+# 6.9 for 1000), which only exploded logits produce.
+SATURATED_LOSS = -math.log(1e-7)
 
 
 def _diverged(what, ckpt_path, history):

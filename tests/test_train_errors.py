@@ -65,6 +65,9 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     # so the training loss stays finite on any CPU, but evaluation uses the moving ones and
     # the test loss turns NaN
     ("stem", "the test loss became nan after epoch 3"),
+    # one class's bias at 1e6: finite losses, but the softmax saturates on that class (the
+    # test loss sits at its clip): stopped as divergence too
+    ("saturate", "the softmax saturated after epoch 3"),
 ])
 def test_non_finite_mid_run_keeps_the_last_good_checkpoint(tmp_path, poison, message):
     """A run that goes bad after epoch 2 (a weight poisoned with NaN just after epoch 2 is
@@ -80,8 +83,11 @@ def save_then_poison(path, model, optimizer, meta):
     save(path, model, optimizer, meta)
     if meta["epoch"] == 2 and meta["step"] == 0:
         layer = model.get_layer({"stem_bn" if poison == "stem" else "predictions"!r})
-        w = layer.moving_mean if {poison!r} == "stem" else layer.kernel
-        w.assign(w * float("nan"))
+        if {poison!r} == "saturate":
+            layer.bias.assign(layer.bias + ([1e6] + [0.0] * (layer.bias.shape[0] - 1)))
+        else:
+            w = layer.moving_mean if {poison!r} == "stem" else layer.kernel
+            w.assign(w * float("nan"))
 training._save_checkpoint = save_then_poison
 sys.argv = ["train.py"] + {args!r}
 sys.path.insert(0, {ROOT!r})
