@@ -10,18 +10,20 @@ __version__ = "0.1.0"
 from .layers import (  # noqa: F401
     BasicBlock,
     BottleneckBlock,
+    DropPath,
     FusedBatchNormalization,
     ProjectionShortcut,
     ZeroPadShortcut,
     basic_block,
     bottleneck_block,
 )
-from .models import NAMED_MODELS, ResNet, feature_extractor, resnet_cifar, resnet_imagenet  # noqa: F401
+from .models import NAMED_MODELS, VARIANT_MODELS, ResNet, feature_extractor, resnet_cifar, resnet_imagenet  # noqa: F401
 
 globals().update(NAMED_MODELS)
+globals().update(VARIANT_MODELS)
 
 __all__ = [
-    "BasicBlock", "BottleneckBlock", "FusedBatchNormalization", "ProjectionShortcut", "ZeroPadShortcut",
+    "BasicBlock", "BottleneckBlock", "DropPath", "FusedBatchNormalization", "ProjectionShortcut", "ZeroPadShortcut",
     "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
-    "resnet_cifar", "resnet_imagenet", *NAMED_MODELS,
+    "resnet_cifar", "resnet_imagenet", *NAMED_MODELS, *VARIANT_MODELS,
 ]

@@ -540,6 +540,24 @@ def _define():
         out[f"PreActResNet{d}"] = _named(
             resnet_imagenet, d, True, f"ImageNet pre-activation ResNet-{d}."
         )
+    for d in CIFAR_DEPTHS:
+        out[f"ResNet{d}CIFAR"] = _named(resnet_cifar, d, False, f"CIFAR ResNet-{d} (option A).")
+    for d in CIFAR_PREACT_DEPTHS:
+        out[f"PreActResNet{d}CIFAR"] = _named(
+            resnet_cifar, d, True, f"CIFAR pre-activation ResNet-{d}."
+        )
+    return _names(out)
+
+
+def _names(out):
+    for name, fn in out.items():
+        fn.__name__ = fn.__qualname__ = name
+    return out
+
+
+def _define_variants():
+    """The family beyond the 2015/2016 papers: options of ``ResNet``, never copied blocks."""
+    out = {}
     # ResNet-D (He et al. 2019, "Bag of Tricks"): deep stem and average-pool shortcuts (timm).
     resnet_d = dict(stem="deep", avg_down=True)
     for d in IMAGENET_DEPTHS:
@@ -561,16 +579,12 @@ def _define():
         resnet_imagenet, 50, False, "ECA-ResNet-50-D: ResNet-50-D with efficient channel attention "
         "(timm ecaresnet50d).", dict(resnet_d, attention="eca"), "ecaresnet50d",
     )
-    for d in CIFAR_DEPTHS:
-        out[f"ResNet{d}CIFAR"] = _named(resnet_cifar, d, False, f"CIFAR ResNet-{d} (option A).")
-    for d in CIFAR_PREACT_DEPTHS:
-        out[f"PreActResNet{d}CIFAR"] = _named(
-            resnet_cifar, d, True, f"CIFAR pre-activation ResNet-{d}."
-        )
-    for name, fn in out.items():
-        fn.__name__ = fn.__qualname__ = name
-    return out
+    return _names(out)
 
 
 NAMED_MODELS = _define()
 globals().update(NAMED_MODELS)
+# ResNeXt50_32x4d, ResNeXt101_32x8d, ResNeXt101_64x4d, WideResNet50_2, WideResNet101_2,
+# ResNet18D ... ResNet200D, SEResNet50, SEResNet101, ECAResNet50D
+VARIANT_MODELS = _define_variants()
+globals().update(VARIANT_MODELS)
