@@ -11,6 +11,7 @@ from .layers import (  # noqa: F401
     BasicBlock,
     BottleneckBlock,
     DropPath,
+    GroupedConv2D,
     FusedBatchNormalization,
     ProjectionShortcut,
     ZeroPadShortcut,
@@ -23,7 +24,7 @@ globals().update(NAMED_MODELS)
 globals().update(VARIANT_MODELS)
 
 __all__ = [
-    "BasicBlock", "BottleneckBlock", "DropPath", "FusedBatchNormalization", "ProjectionShortcut", "ZeroPadShortcut",
+    "BasicBlock", "BottleneckBlock", "DropPath", "GroupedConv2D", "FusedBatchNormalization", "ProjectionShortcut", "ZeroPadShortcut",
     "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
     "resnet_cifar", "resnet_imagenet", *NAMED_MODELS, *VARIANT_MODELS,
 ]

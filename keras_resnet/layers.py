@@ -55,6 +55,7 @@ import math
 
 SHORTCUTS = ("A", "B", "C")
 ATTENTIONS = (None, "se", "eca")
+GROUPED_CONV = ("split", "native", "keras")
 STRIDE_ON = ("3x3", "1x1")
 USE_BIAS = (False, True, "unnormalized")
 
@@ -124,6 +125,53 @@ class ZeroPadShortcut(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+
+if LEGACY:  # pragma: no cover - tf_keras computes grouped Conv2D with tf.nn.convolution
+    GroupedConv2D = layers.Conv2D
+else:
+
+    @register(package="keras_resnet")
+    class GroupedConv2D(layers.Conv2D):
+        """``keras.layers.Conv2D`` with ``groups > 1``, computed so it trains fast on
+        TensorFlow CPUs and exports to TFLite and ONNX. Same weights and config as
+        ``Conv2D`` (kernel ``(kh, kw, in / groups, out)``), plus ``implementation``:
+
+        * ``"split"`` (default): split input and kernel into the groups, one ordinary
+          convolution per group, concatenate. Plain ops every converter and runtime
+          knows; gradients on every device.
+        * ``"native"``: one grouped ``tf.nn.conv2d``. Needs oneDNN (TensorFlow's default
+          on x86) or a GPU for gradients on TensorFlow.
+        * ``"keras"``: ``Conv2D``'s own path, which on TensorFlow runs grouped
+          convolutions through an XLA-compiled function (slow on CPU, and tf2onnx cannot
+          convert it).
+
+        Other backends and channels-first data always use ``Conv2D``'s own path.
+        """
+
+        def __init__(self, *args, implementation="split", **kwargs):
+            super().__init__(*args, **kwargs)
+            self.implementation = _choice("implementation", implementation, GROUPED_CONV)
+
+        def convolution_op(self, inputs, kernel):
+            if (
+                self.implementation == "keras" or self.groups == 1
+                or self.data_format != "channels_last"
+                or keras.backend.backend() != "tensorflow"
+            ):
+                return super().convolution_op(inputs, kernel)
+            import tensorflow as tf
+
+            args = dict(strides=self.strides, padding=self.padding.upper(),
+                        dilations=self.dilation_rate)
+            if self.implementation == "native":
+                return tf.nn.conv2d(inputs, kernel, **args)
+            xs = tf.split(inputs, self.groups, axis=-1)
+            ks = tf.split(kernel, self.groups, axis=-1)
+            return tf.concat([tf.nn.conv2d(x, k, **args) for x, k in zip(xs, ks)], axis=-1)
+
+        def get_config(self):
+            return {**super().get_config(), "implementation": self.implementation}
 
 
 @register(package="keras_resnet")
@@ -257,8 +305,10 @@ class _Spec:
         drop_path_seed=None,
         dilation=1,
         first_dilation=None,
+        grouped_conv="split",
     ):
         _check_block_args(filters, strides, shortcut, use_bias, stride_on)
+        _choice("grouped_conv", grouped_conv, GROUPED_CONV)
         _positive_int("groups", groups)
         _positive_int("width_per_group", width_per_group)
         _positive_int("dilation", dilation)
@@ -298,6 +348,7 @@ class _Spec:
         self.drop_path_seed = drop_path_seed
         self.dilation = dilation
         self.first_dilation = _positive_int("first_dilation", first_dilation or dilation)
+        self.grouped_conv = grouped_conv
 
     # which shortcut this block gets ---------------------------------------------------
     @property
@@ -316,12 +367,15 @@ class _Spec:
 
 def _conv(spec, filters, kernel, strides, name, normalized, zero=False, groups=1, dilation=1):
     bias = spec.use_bias is True or (spec.use_bias == "unnormalized" and not normalized)
-    extra = {}
+    extra, cls = {}, layers.Conv2D
     if groups != 1:
         extra["groups"] = groups
+        cls = GroupedConv2D
+        if not LEGACY:
+            extra["implementation"] = spec.grouped_conv
     if dilation != 1:
         extra["dilation_rate"] = dilation
-    return layers.Conv2D(
+    return cls(
         filters,
         kernel,
         strides=strides,

@@ -29,7 +29,7 @@ import sys
 
 from ._compat import get_source_inputs, is_keras_tensor, keras, register
 from .layers import (
-    ATTENTIONS, SHORTCUTS, STRIDE_ON, USE_BIAS, _bn, _block_parts, _choice, _conv, _positive_int,
+    ATTENTIONS, GROUPED_CONV, SHORTCUTS, STRIDE_ON, USE_BIAS, _bn, _block_parts, _choice, _conv, _positive_int,
     _Spec, _wire,
 )
 
@@ -163,6 +163,10 @@ class ResNet(keras.Model):
             with probability ``drop_path_rate * i / (n - 1)`` in training (timm's rule).
         output_stride: ``None`` (no dilation), 8, 16 or 32: the stages past it keep
             stride 1 and dilate instead (segmentation and detection backbones).
+        grouped_conv: how grouped convolutions are computed on TensorFlow: ``"split"``
+            (per-group convolutions, concatenated), ``"native"`` (one grouped op) or
+            ``"keras"`` (Keras's XLA route); see :class:`keras_resnet.layers.GroupedConv2D`.
+            Same weights and function in each.
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation: as in ``keras.applications``. ``weights`` is None or the
             path of a local file (``.keras``, ``.weights.h5`` or a checkpoint that
@@ -194,6 +198,7 @@ class ResNet(keras.Model):
         attention=None,
         drop_path_rate=0.0,
         output_stride=None,
+        grouped_conv="split",
         include_top=True,
         weights=None,
         input_tensor=None,
@@ -225,6 +230,7 @@ class ResNet(keras.Model):
         _positive_int("width_per_group", width_per_group)
         _choice("attention", attention, ATTENTIONS)
         _choice("output_stride", output_stride, OUTPUT_STRIDES)
+        _choice("grouped_conv", grouped_conv, GROUPED_CONV)
         if (
             isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float))
             or not 0 <= drop_path_rate < 1
@@ -268,7 +274,8 @@ class ResNet(keras.Model):
         # A spec for the stem convolution, so it shares the conv/BN settings.
         stem_spec = _Spec("basic", stem_filters, input_shape[-1], **spec)
         if block == "bottleneck":
-            spec.update(stride_on=stride_on, groups=groups, width_per_group=width_per_group)
+            spec.update(stride_on=stride_on, groups=groups, width_per_group=width_per_group,
+                        grouped_conv=grouped_conv)
         spec.update(avg_down=avg_down, attention=attention)
 
         x = _stem(x, stem, stem_filters, stem_spec)
@@ -325,6 +332,7 @@ class ResNet(keras.Model):
             attention=attention,
             drop_path_rate=float(drop_path_rate),
             output_stride=output_stride,
+            grouped_conv=grouped_conv,
             include_top=bool(include_top),
             input_shape=list(input_shape),
             pooling=pooling,
