@@ -55,7 +55,22 @@ import math
 
 SHORTCUTS = ("A", "B", "C")
 ATTENTIONS = (None, "se", "eca")
-GROUPED_CONV = ("split", "native", "keras")
+GROUPED_CONV = ("auto", "native", "split", "keras")
+
+
+def _grouped_gradients_native():
+    """Whether TensorFlow computes grouped-convolution gradients as one op here: with
+    oneDNN on CPU (TensorFlow's default on x86 Linux) or on a GPU."""
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        if _pywrap_util_port.IsMklEnabled():
+            return True
+    except (ImportError, AttributeError):  # pragma: no cover - depends on the build
+        pass
+    return bool(tf.config.list_physical_devices("GPU"))
 STRIDE_ON = ("3x3", "1x1")
 USE_BIAS = (False, True, "unnormalized")
 
@@ -137,19 +152,21 @@ else:
         TensorFlow CPUs and exports to TFLite and ONNX. Same weights and config as
         ``Conv2D`` (kernel ``(kh, kw, in / groups, out)``), plus ``implementation``:
 
-        * ``"split"`` (default): split input and kernel into the groups, one ordinary
-          convolution per group, concatenate. Plain ops every converter and runtime
-          knows; gradients on every device.
-        * ``"native"``: one grouped ``tf.nn.conv2d``. Needs oneDNN (TensorFlow's default
-          on x86) or a GPU for gradients on TensorFlow.
+        * ``"native"``: one grouped ``tf.nn.conv2d`` (a builtin grouped ``CONV_2D`` in
+          TFLite, a ``Conv`` with ``group`` in ONNX). Its gradient needs oneDNN
+          (TensorFlow's default on x86 Linux) or a GPU.
+        * ``"split"``: split input and kernel into the groups, one ordinary convolution
+          per group, concatenate. Gradients everywhere; about half the training speed
+          of ``"native"`` on CPU (``bench/bench_variants.py``).
+        * ``"auto"`` (default): ``"native"`` where its gradient exists, else ``"split"``.
         * ``"keras"``: ``Conv2D``'s own path, which on TensorFlow runs grouped
-          convolutions through an XLA-compiled function (slow on CPU, and tf2onnx cannot
-          convert it).
+          convolutions through an XLA-compiled function: on CPU it trained ~50x slower
+          than ``"native"`` here, and tf2onnx cannot convert it.
 
         Other backends and channels-first data always use ``Conv2D``'s own path.
         """
 
-        def __init__(self, *args, implementation="split", **kwargs):
+        def __init__(self, *args, implementation="auto", **kwargs):
             super().__init__(*args, **kwargs)
             self.implementation = _choice("implementation", implementation, GROUPED_CONV)
 
@@ -164,7 +181,10 @@ else:
 
             args = dict(strides=self.strides, padding=self.padding.upper(),
                         dilations=self.dilation_rate)
-            if self.implementation == "native":
+            native = self.implementation == "native" or (
+                self.implementation == "auto" and _grouped_gradients_native()
+            )
+            if native:
                 return tf.nn.conv2d(inputs, kernel, **args)
             xs = tf.split(inputs, self.groups, axis=-1)
             ks = tf.split(kernel, self.groups, axis=-1)
@@ -305,7 +325,7 @@ class _Spec:
         drop_path_seed=None,
         dilation=1,
         first_dilation=None,
-        grouped_conv="split",
+        grouped_conv="auto",
     ):
         _check_block_args(filters, strides, shortcut, use_bias, stride_on)
         _choice("grouped_conv", grouped_conv, GROUPED_CONV)

@@ -163,10 +163,10 @@ class ResNet(keras.Model):
             with probability ``drop_path_rate * i / (n - 1)`` in training (timm's rule).
         output_stride: ``None`` (no dilation), 8, 16 or 32: the stages past it keep
             stride 1 and dilate instead (segmentation and detection backbones).
-        grouped_conv: how grouped convolutions are computed on TensorFlow: ``"split"``
-            (per-group convolutions, concatenated), ``"native"`` (one grouped op) or
-            ``"keras"`` (Keras's XLA route); see :class:`keras_resnet.layers.GroupedConv2D`.
-            Same weights and function in each.
+        grouped_conv: how grouped convolutions are computed on TensorFlow: ``"auto"``
+            (default), ``"native"`` (one grouped op), ``"split"`` (per-group
+            convolutions, concatenated) or ``"keras"`` (Keras's XLA route); see
+            :class:`keras_resnet.layers.GroupedConv2D`. Same weights and function in each.
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation: as in ``keras.applications``. ``weights`` is None or the
             path of a local file (``.keras``, ``.weights.h5`` or a checkpoint that
@@ -198,7 +198,7 @@ class ResNet(keras.Model):
         attention=None,
         drop_path_rate=0.0,
         output_stride=None,
-        grouped_conv="split",
+        grouped_conv="auto",
         include_top=True,
         weights=None,
         input_tensor=None,
