@@ -24,9 +24,10 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# Published figures (1000 classes, 224x224): torchvision's model documentation ("Params",
-# "GFLOPS", which torchvision counts as multiply-adds) and timm's model cards / results
-# tables ("Params (M)", "GMACs").
+# Published figures (1000 classes, 224x224) as this repository found them: torchvision's
+# model documentation ("Params", "GFLOPS", which torchvision counts as multiply-adds), the
+# exact counts of timm's resnet50d and seresnet50, and timm's model tables (rounded
+# "Params"/"GMACs"). "-" where no published figure was looked up.
 PUBLISHED = {
     "ResNet50": ("torchvision resnet50", "25,557,032", "4.09"),
     "ResNeXt50_32x4d": ("torchvision resnext50_32x4d", "25,028,904", "4.23"),
@@ -34,15 +35,15 @@ PUBLISHED = {
     "ResNeXt101_64x4d": ("torchvision resnext101_64x4d", "83,455,272", "15.46"),
     "WideResNet50_2": ("torchvision wide_resnet50_2", "68,883,240", "11.40"),
     "WideResNet101_2": ("torchvision wide_resnet101_2", "126,886,696", "22.75"),
-    "ResNet18D": ("timm resnet18d", "11.7M", "2.1"),
-    "ResNet34D": ("timm resnet34d", "21.8M", "3.9"),
-    "ResNet50D": ("timm resnet50d", "25,576,264", "4.35"),
+    "ResNet18D": ("timm resnet18d", "-", "-"),
+    "ResNet34D": ("timm resnet34d", "-", "-"),
+    "ResNet50D": ("timm resnet50d", "25,576,264", "-"),
     "ResNet101D": ("timm resnet101d", "44.6M", "8.1"),
-    "ResNet152D": ("timm resnet152d", "60.2M", "11.8"),
-    "ResNet200D": ("timm resnet200d", "64.7M", "15.3"),
-    "SEResNet50": ("timm seresnet50", "28,088,024", "4.11"),
-    "SEResNet101": ("timm seresnet101", "49.3M", "7.8"),
-    "ECAResNet50D": ("timm ecaresnet50d", "25.6M", "4.35"),
+    "ResNet152D": ("timm resnet152d", "-", "-"),
+    "ResNet200D": ("timm resnet200d", "64.7M", "20.1 at 256x256"),
+    "SEResNet50": ("timm seresnet50", "28,088,024", "-"),
+    "SEResNet101": ("timm seresnet101", "-", "-"),
+    "ECAResNet50D": ("timm ecaresnet50d", "25.6M", "4.4"),
 }
 
 

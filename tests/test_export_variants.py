@@ -78,3 +78,31 @@ def test_export_runs_in_litert_and_onnx_runtime(kind, tmp_path):
         assert "CONV_2D" in ops
     else:
         assert {"LOGISTIC", "MUL", "AVERAGE_POOL_2D"} <= set(ops)
+
+
+def test_qat_annotates_grouped_resnet_d_with_drop_path_and_names_se_as_unsupported():
+    """tfmot (tf_keras process): grouped convs, deep stem, average-pool shortcuts, dilation
+    and drop path quantize; SE's Multiply is refused by tfmot's default scheme."""
+    from conftest import run_python
+
+    proc = run_python("""
+        import numpy as np
+        import keras_resnet as kr
+        from keras_resnet.quantization import quantize_model
+        m = kr.ResNet([1, 1], [16, 32], block="bottleneck", stem="deep", stem_filters=16, avg_down=True,
+                      groups=4, width_per_group=16, drop_path_rate=0.2, output_stride=8,
+                      input_shape=(32, 32, 3), classes=5)
+        q = quantize_model(m)
+        x = np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+        a, b = np.asarray(m(x, training=False)), np.asarray(q(x, training=False))
+        assert a.shape == b.shape and np.all(np.isfinite(b))
+        assert sum("quant" in type(l).__name__.lower() for l in q.layers) > 10
+        se = kr.ResNet([1, 1], [16, 32], stem="cifar", attention="se", input_shape=(32, 32, 3), classes=5)
+        try:
+            quantize_model(se)
+        except RuntimeError as e:
+            assert "se_scale" in str(e) and "Multiply" in str(e), e
+        else:
+            raise AssertionError("SE quantized")
+    """, env={"TF_USE_LEGACY_KERAS": "1"})
+    assert proc.returncode == 0
