@@ -160,7 +160,7 @@ else:
           of ``"native"`` on CPU (``bench/bench_variants.py``).
         * ``"auto"`` (default): ``"native"`` where its gradient exists, else ``"split"``.
         * ``"keras"``: ``Conv2D``'s own path, which on TensorFlow runs grouped
-          convolutions through an XLA-compiled function: on CPU it trained ~50x slower
+          convolutions through an XLA-compiled function: on CPU it trained ~90x slower
           than ``"native"`` here, and tf2onnx cannot convert it.
 
         Other backends and channels-first data always use ``Conv2D``'s own path.

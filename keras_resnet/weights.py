@@ -16,7 +16,10 @@ Readers by file name:
   ``save_weights``).
 * ``*.safetensors``: a PyTorch ``state_dict`` with torchvision's parameter names
   (``conv1.weight``, ``layer1.0.conv1.weight``, ``layer1.0.downsample.0.weight``,
-  ``fc.weight``, ...), which timm's ResNets share. Read with the ``safetensors`` package;
+  ``fc.weight``, ...), which timm's ResNets share; also torchvision's ResNeXt and Wide
+  ResNets (grouped or wider shapes) and timm's ResNet-D (deep stem ``conv1.0/1/3/4/6``,
+  shortcuts ``downsample.1`` conv / ``downsample.2`` BN), SE (``se.fc1``, ``se.fc2``) and
+  ECA (``se.conv``) variants. Read with the ``safetensors`` package;
   PyTorch is not needed.
 * ``*.pth``, ``*.pt``, ``*.bin``: the same ``state_dict`` saved with ``torch.save``
   (needs PyTorch installed).
@@ -1116,7 +1119,8 @@ def main(argv=None):
         description=(
             "Convert a pretrained ResNet checkpoint into a keras_resnet .keras file: a "
             "keras.applications ResNet50/101/152 or ResNet50V2/101V2/152V2 (.h5, .weights.h5, "
-            ".keras) or a torchvision/timm ResNet-18/34/50/101/152 state_dict (.safetensors; "
+            ".keras) or a torchvision/timm ResNet-18/34/50/101/152, ResNeXt, Wide ResNet, ResNet-D, "
+            "SE-ResNet or ECA-ResNet-D state_dict (.safetensors; "
             ".pth/.pt/.bin with PyTorch installed). The architecture is detected from the "
             "checkpoint; the written file is reloaded and checked before it is put in place."
         ),

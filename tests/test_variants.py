@@ -7,8 +7,6 @@ test_export_variants.py.
 import numpy as np
 import pytest
 
-import keras
-
 import keras_resnet as kr
 from conftest import run_python
 

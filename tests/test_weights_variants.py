@@ -177,6 +177,12 @@ MODELS = {
 }
 
 
+def test_resnext101_32x8d_parameter_count_matches_torchvision():
+    """torchvision's published count (no forward pass needed)."""
+    model = kr.ResNeXt101_32x8d(input_shape=(32, 32, 3))
+    assert trainable(model) == 88_791_336
+
+
 def test_convert_builds_the_eca_resnet_d_a_checkpoint_holds():
     """ECA-ResNet-D (timm ecaresnet50d's keys) on a shallow network: convert() detects the
     deep stem, the average-pool shortcuts and ECA from the keys alone."""
