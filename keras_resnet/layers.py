@@ -222,15 +222,15 @@ class DropPath(layers.Layer):
         if not training or self.rate == 0:
             return inputs
         keep = 1.0 - self.rate
-        shape = (keras.ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
-        if LEGACY:  # pragma: no cover
+        if LEGACY:  # pragma: no cover - tf_keras has no keras.ops / keras.random
             import tensorflow as tf
 
+            shape = tf.concat([tf.shape(inputs)[:1], tf.ones([len(inputs.shape) - 1], "int32")], 0)
             u = tf.random.uniform(shape, seed=self.seed, dtype=inputs.dtype)
-        else:
-            u = keras.random.uniform(shape, dtype=inputs.dtype, seed=self.seed_generator)
-        mask = keras.ops.floor(keep + u)
-        return inputs * (mask / keep)
+            return inputs * (tf.floor(keep + u) / keep)
+        shape = (keras.ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
+        u = keras.random.uniform(shape, dtype=inputs.dtype, seed=self.seed_generator)
+        return inputs * (keras.ops.floor(keep + u) / keep)
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -240,15 +240,17 @@ def test_checkpoint_logits_and_parameter_count_match_pytorch(name, tmp_path):
     fc_delta = (1000 - CLASSES) * (net.fc.in_features + 1)  # the published count has 1000 classes
     if published is not None:
         assert torch_count + fc_delta == published
-    path = tmp_path / f"{name}.pth"
-    torch.save(net.state_dict(), path)
+    source = net.state_dict()
+    if name == "resnext50_32x4d":  # one through a file (the others' files would be large)
+        source = str(tmp_path / f"{name}.pth")
+        torch.save(net.state_dict(), source)
     x = images()
     want = torch_logits(net, x)
     assert np.std(want) > 1e-2
-    model = getattr(kr, ctor)(weights=str(path), classes=CLASSES, classifier_activation=None)
+    model = getattr(kr, ctor)(weights=source, classes=CLASSES, classifier_activation=None)
     assert trainable(model) == torch_count
     assert rel_error(model(x, training=False), want) <= 1e-4
-    assert W.inspect_checkpoint(str(path)).describe() == f"torchvision/timm {label}"
+    assert W.inspect_checkpoint(source).describe() == f"torchvision/timm {label}"
 
 
 @pytest.mark.parametrize("output_stride", [8, 16])
