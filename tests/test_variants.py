@@ -212,3 +212,22 @@ def test_bad_family_options_name_the_argument(kwargs, match):
     options.update(kwargs)
     with pytest.raises(ValueError, match=match):
         kr.ResNet(**options)
+
+
+def test_block_layers_take_the_family_options(rng):
+    """BottleneckBlock as a layer computes what the functional block computes with the same
+    weights, and its config round-trips."""
+    x = rng.standard_normal((2, 9, 9, 8)).astype("float32")
+    options = dict(groups=4, width_per_group=16, attention="se", avg_down=True, drop_path=0.2)
+    block = kr.BottleneckBlock(8, strides=2, **options)
+    y = block(x, training=False)
+    inputs = kr.models.keras.Input((9, 9, 8))
+    functional = kr.models.keras.Model(inputs, kr.bottleneck_block(inputs, 8, strides=2, name="b", **options))
+    by_role = {layer.name[2:]: layer for layer in functional.layers if layer.weights}
+    for role, layer in block.parts.items():
+        if layer.weights:
+            by_role[role].set_weights(layer.get_weights())
+    np.testing.assert_allclose(np.asarray(functional(x, training=False)), np.asarray(y), rtol=1e-5, atol=1e-5)
+    assert tuple(y.shape) == (2, 5, 5, 32)
+    config = block.get_config()
+    assert kr.BottleneckBlock.from_config(config).get_config() == config
