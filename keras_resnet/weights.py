@@ -112,6 +112,19 @@ def _variant_label(c, depth):
     return f"{attention.upper()}-{label}" if attention else label
 
 
+def _variant_name(c, depth):
+    """torchvision's / timm's model name: ``resnext50_32x4d``, ``wide_resnet50_2``,
+    ``resnet50d``, ``seresnet50``, ``ecaresnet50d`` (``resnet{depth}`` otherwise)."""
+    groups, wpg = c.get("groups", 1), c.get("width_per_group", 64)
+    d = "d" if c.get("stem") == "deep" and c.get("avg_down") else ""
+    attention = c.get("attention") or ""
+    if groups > 1:
+        return f"{attention}resnext{depth}{d}_{groups}x{wpg}d"
+    if wpg != 64 and wpg % 64 == 0 and not (attention or d):
+        return f"wide_resnet{depth}_{wpg // 64}"
+    return f"{attention}resnet{depth}{d}"
+
+
 def _depth_of(block, blocks):
     from .models import IMAGENET_DEPTHS
 
@@ -1042,6 +1055,8 @@ def _convert(checkpoint, description, include_top=None, input_shape=None, poolin
         depth = _depth_of(config["block"], config["stackwise_num_blocks"])
         suffix = "v2" if config["preact"] and checkpoint.origin == "keras.applications" else ""
         name = f"resnet{depth}{suffix}" if depth else "resnet"
+        if depth and checkpoint.origin == "torchvision":
+            name = _variant_name(config, depth)
     model = ResNet(
         **config,
         include_top=include_top,

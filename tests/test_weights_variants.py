@@ -251,6 +251,10 @@ def test_checkpoint_logits_and_parameter_count_match_pytorch(name, tmp_path):
     assert trainable(model) == torch_count
     assert rel_error(model(x, training=False), want) <= 1e-4
     assert W.inspect_checkpoint(source).describe() == f"torchvision/timm {label}"
+    if name == "resnet50d":  # convert() builds the architecture from the keys alone
+        converted = W.convert(source, classifier_activation=None)
+        assert converted.name == "resnet50d"
+        assert rel_error(converted(x, training=False), want) <= 1e-4
 
 
 @pytest.mark.parametrize("output_stride", [8, 16])
