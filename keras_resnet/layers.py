@@ -156,11 +156,11 @@ else:
           TFLite, a ``Conv`` with ``group`` in ONNX). Its gradient needs oneDNN
           (TensorFlow's default on x86 Linux) or a GPU.
         * ``"split"``: split input and kernel into the groups, one ordinary convolution
-          per group, concatenate. Gradients everywhere; about half the training speed
+          per group, concatenate. Gradients everywhere; 0.5-0.9x the training speed
           of ``"native"`` on CPU (``bench/bench_variants.py``).
         * ``"auto"`` (default): ``"native"`` where its gradient exists, else ``"split"``.
         * ``"keras"``: ``Conv2D``'s own path, which on TensorFlow runs grouped
-          convolutions through an XLA-compiled function: on CPU it trained ~90x slower
+          convolutions through an XLA-compiled function: on CPU it trained 18-85x slower
           than ``"native"`` here, and tf2onnx cannot convert it.
 
         Other backends and channels-first data always use ``Conv2D``'s own path.
