@@ -18,6 +18,8 @@ _quiet_commands()  # in keras_resnet's own commands, before TensorFlow is import
 from .layers import (  # noqa: F401
     BasicBlock,
     BottleneckBlock,
+    DropPath,
+    GroupedConv2D,
     FusedBatchNormalization,
     ProjectionShortcut,
     ZeroPadShortcut,
@@ -25,12 +27,13 @@ from .layers import (  # noqa: F401
     bottleneck_block,
 )
 from .growth import deepen  # noqa: F401
-from .models import NAMED_MODELS, ResNet, feature_extractor, resnet_cifar, resnet_imagenet  # noqa: F401
+from .models import NAMED_MODELS, VARIANT_MODELS, ResNet, feature_extractor, resnet_cifar, resnet_imagenet  # noqa: F401
 
 globals().update(NAMED_MODELS)
+globals().update(VARIANT_MODELS)
 
 __all__ = [
-    "BasicBlock", "BottleneckBlock", "FusedBatchNormalization", "ProjectionShortcut", "ZeroPadShortcut",
+    "BasicBlock", "BottleneckBlock", "DropPath", "GroupedConv2D", "FusedBatchNormalization", "ProjectionShortcut", "ZeroPadShortcut",
     "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
-    "resnet_cifar", "resnet_imagenet", "deepen", *NAMED_MODELS,
+    "resnet_cifar", "resnet_imagenet", "deepen", *NAMED_MODELS, *VARIANT_MODELS,
 ]

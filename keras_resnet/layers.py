@@ -30,6 +30,19 @@ and the full pre-activation form of "Identity Mappings in Deep Residual Networks
 before each conv, nothing after the addition). In pre-activation blocks a projection
 shortcut reads the pre-activated input; parameter-free shortcuts read the raw input.
 
+Family options (all off by default, so the blocks above are unchanged):
+
+* ``groups`` / ``width_per_group``: grouped and wide bottlenecks (ResNeXt, Wide ResNet),
+  with torchvision's width rule ``int(filters * width_per_group / 64) * groups``.
+* ``avg_down``: ResNet-D projection shortcuts, a 2x2 average pool (stride 2, padding
+  excluded from the average, like PyTorch's ``ceil_mode=True, count_include_pad=False``)
+  then a 1x1 convolution with stride 1.
+* ``attention``: ``"se"`` (squeeze-and-excitation, timm's ``SEModule``: reduced width
+  ``make_divisible(C / 16, 8)``, 1x1 convolutions with bias, ReLU, sigmoid) or ``"eca"``
+  (efficient channel attention, timm's ``EcaModule``), after the residual branch's last BN.
+* ``drop_path``: stochastic depth on the residual branch (:class:`DropPath`).
+* ``dilation`` / ``first_dilation``: dilated 3x3 convolutions (output stride 8 or 16).
+
 Strided convolutions pad symmetrically (``ZeroPadding2D`` then a ``valid`` convolution),
 as PyTorch does, so checkpoints from torchvision or timm compute the same function here.
 """
@@ -38,7 +51,26 @@ from ._compat import LEGACY, keras, pad, register
 
 layers = keras.layers
 
+import math
+
 SHORTCUTS = ("A", "B", "C")
+ATTENTIONS = (None, "se", "eca")
+GROUPED_CONV = ("auto", "native", "split", "keras")
+
+
+def _grouped_gradients_native():
+    """Whether TensorFlow computes grouped-convolution gradients as one op here: with
+    oneDNN on CPU (TensorFlow's default on x86 Linux) or on a GPU."""
+    import tensorflow as tf
+
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        if _pywrap_util_port.IsMklEnabled():
+            return True
+    except (ImportError, AttributeError):  # pragma: no cover - depends on the build
+        pass
+    return bool(tf.config.list_physical_devices("GPU"))
 STRIDE_ON = ("3x3", "1x1")
 USE_BIAS = (False, True, "unnormalized")
 
@@ -108,6 +140,103 @@ class ZeroPadShortcut(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "filters": self.filters, "strides": self.strides}
+
+
+if LEGACY:  # pragma: no cover - tf_keras computes grouped Conv2D with tf.nn.convolution
+    GroupedConv2D = layers.Conv2D
+else:
+
+    @register(package="keras_resnet")
+    class GroupedConv2D(layers.Conv2D):
+        """``keras.layers.Conv2D`` with ``groups > 1``, computed so it trains fast on
+        TensorFlow CPUs and exports to TFLite and ONNX. Same weights and config as
+        ``Conv2D`` (kernel ``(kh, kw, in / groups, out)``), plus ``implementation``:
+
+        * ``"native"``: one grouped ``tf.nn.conv2d`` (a builtin grouped ``CONV_2D`` in
+          TFLite, a ``Conv`` with ``group`` in ONNX). Its gradient needs oneDNN
+          (TensorFlow's default on x86 Linux) or a GPU.
+        * ``"split"``: split input and kernel into the groups, one ordinary convolution
+          per group, concatenate. Gradients everywhere; 0.5-0.9x the training speed
+          of ``"native"`` on CPU (``bench/bench_variants.py``).
+        * ``"auto"`` (default): ``"native"`` where its gradient exists, else ``"split"``.
+        * ``"keras"``: ``Conv2D``'s own path, which on TensorFlow runs grouped
+          convolutions through an XLA-compiled function: on CPU it trained 18-85x slower
+          than ``"native"`` here, and tf2onnx cannot convert it.
+
+        Other backends and channels-first data always use ``Conv2D``'s own path.
+        """
+
+        def __init__(self, *args, implementation="auto", **kwargs):
+            super().__init__(*args, **kwargs)
+            self.implementation = _choice("implementation", implementation, GROUPED_CONV)
+
+        def convolution_op(self, inputs, kernel):
+            if (
+                self.implementation == "keras" or self.groups == 1
+                or self.data_format != "channels_last"
+                or keras.backend.backend() != "tensorflow"
+            ):
+                return super().convolution_op(inputs, kernel)
+            import tensorflow as tf
+
+            args = dict(strides=self.strides, padding=self.padding.upper(),
+                        dilations=self.dilation_rate)
+            native = self.implementation == "native" or (
+                self.implementation == "auto" and _grouped_gradients_native()
+            )
+            if native:
+                return tf.nn.conv2d(inputs, kernel, **args)
+            xs = tf.split(inputs, self.groups, axis=-1)
+            ks = tf.split(kernel, self.groups, axis=-1)
+            return tf.concat([tf.nn.conv2d(x, k, **args) for x, k in zip(xs, ks)], axis=-1)
+
+        def get_config(self):
+            return {**super().get_config(), "implementation": self.implementation}
+
+
+@register(package="keras_resnet")
+class DropPath(layers.Layer):
+    """Stochastic depth (Huang et al. 2016) on a residual branch: per sample, the input is
+    zeroed with probability ``rate`` and otherwise scaled by ``1 / (1 - rate)``.
+
+    Identity at inference. The random stream comes from a ``keras.random.SeedGenerator``
+    (the mechanism of ``keras.layers.Dropout``), so ``seed`` makes runs repeatable and the
+    layer trains under ``tf.distribute`` strategies.
+
+    Args:
+        rate: probability of dropping the branch, in [0, 1).
+        seed: integer seed of the layer's random stream (None: drawn at construction).
+    """
+
+    def __init__(self, rate, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"rate={rate!r} is not supported; expected a number in [0, 1)")
+        self.rate = float(rate)
+        self.seed = seed
+        self.supports_masking = True
+        if not LEGACY:
+            self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs, training=None):
+        if not training or self.rate == 0:
+            return inputs
+        keep = 1.0 - self.rate
+        if LEGACY:  # pragma: no cover - tf_keras has no keras.ops / keras.random
+            import tensorflow as tf
+
+            shape = tf.concat([tf.shape(inputs)[:1], tf.ones([len(inputs.shape) - 1], "int32")], 0)
+            u = tf.random.uniform(shape, seed=self.seed, dtype=inputs.dtype)
+            return inputs * (tf.floor(keep + u) / keep)
+        shape = (keras.ops.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
+        u = keras.random.uniform(shape, dtype=inputs.dtype, seed=self.seed_generator)
+        return inputs * (keras.ops.floor(keep + u) / keep)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
 
 
 if LEGACY:  # pragma: no cover - tf_keras's own BatchNormalization is already fused
@@ -188,8 +317,27 @@ class _Spec:
         residual=True,
         expansion=None,
         kernel_initializer="he_normal",
+        groups=1,
+        width_per_group=64,
+        avg_down=False,
+        attention=None,
+        drop_path=0.0,
+        drop_path_seed=None,
+        dilation=1,
+        first_dilation=None,
+        grouped_conv="auto",
     ):
         _check_block_args(filters, strides, shortcut, use_bias, stride_on)
+        _choice("grouped_conv", grouped_conv, GROUPED_CONV)
+        _positive_int("groups", groups)
+        _positive_int("width_per_group", width_per_group)
+        _positive_int("dilation", dilation)
+        _choice("attention", attention, ATTENTIONS)
+        if kind != "bottleneck" and (groups != 1 or width_per_group != 64):
+            raise ValueError(
+                f"groups={groups}, width_per_group={width_per_group}: basic blocks support only "
+                "groups=1 and width_per_group=64; use bottleneck blocks for ResNeXt/Wide ResNet"
+            )
         self.kind = kind
         self.expansion = expansion or (4 if kind == "bottleneck" else 1)
         self.filters = filters
@@ -205,6 +353,22 @@ class _Spec:
         self.bn_momentum = bn_momentum
         self.residual = bool(residual)
         self.kernel_initializer = kernel_initializer
+        self.groups = groups
+        self.width_per_group = width_per_group
+        # torchvision's rule: ResNeXt 32x4d has 4 channels per group at 64 filters.
+        self.width = int(filters * width_per_group / 64) * groups
+        if kind == "bottleneck" and self.width < 1:
+            raise ValueError(
+                f"filters={filters}, width_per_group={width_per_group}, groups={groups} give a "
+                "bottleneck width below 1"
+            )
+        self.avg_down = bool(avg_down)
+        self.attention = attention
+        self.drop_path = float(drop_path)
+        self.drop_path_seed = drop_path_seed
+        self.dilation = dilation
+        self.first_dilation = _positive_int("first_dilation", first_dilation or dilation)
+        self.grouped_conv = grouped_conv
 
     # which shortcut this block gets ---------------------------------------------------
     @property
@@ -221,9 +385,17 @@ class _Spec:
         return "pool" if self.strides > 1 else "identity"
 
 
-def _conv(spec, filters, kernel, strides, name, normalized, zero=False):
+def _conv(spec, filters, kernel, strides, name, normalized, zero=False, groups=1, dilation=1):
     bias = spec.use_bias is True or (spec.use_bias == "unnormalized" and not normalized)
-    return layers.Conv2D(
+    extra, cls = {}, layers.Conv2D
+    if groups != 1:
+        extra["groups"] = groups
+        cls = GroupedConv2D
+        if not LEGACY:
+            extra["implementation"] = spec.grouped_conv
+    if dilation != 1:
+        extra["dilation_rate"] = dilation
+    return cls(
         filters,
         kernel,
         strides=strides,
@@ -231,7 +403,28 @@ def _conv(spec, filters, kernel, strides, name, normalized, zero=False):
         use_bias=bias,
         kernel_initializer="zeros" if zero else spec.kernel_initializer,
         name=name,
+        **extra,
     )
+
+
+def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
+    """timm's ``make_divisible``: ``value`` rounded to a multiple of ``divisor``."""
+    min_value = min_value or divisor
+    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new < round_limit * value:
+        new += divisor
+    return new
+
+
+def se_channels(channels):
+    """Reduced width of a squeeze-and-excitation module (timm: ``make_divisible(C/16, 8)``)."""
+    return make_divisible(channels / 16, 8, round_limit=0.0)
+
+
+def eca_kernel_size(channels, gamma=2, beta=1):
+    """Kernel size of an ECA module over ``channels`` (Wang et al. 2020; timm's rule)."""
+    t = int(abs(math.log(channels, 2) + beta) / gamma)
+    return max(t if t % 2 else t + 1, 3)
 
 
 def _bn(spec, name, zero=False):
@@ -251,27 +444,65 @@ def _block_parts(spec, prefix=""):
     if spec.preact:
         p["preact_bn"] = _bn(spec, n("preact_bn"))
         p["preact_relu"] = layers.ReLU(name=n("preact_relu"))
+    # (filters, kernel, stride, groups, dilation) of each convolution
+    d0, d = spec.first_dilation, spec.dilation
     if spec.kind == "basic":
-        convs = [(spec.filters, 3, spec.strides), (spec.out_channels, 3, 1)]
+        convs = [(spec.filters, 3, spec.strides, 1, d0), (spec.out_channels, 3, 1, 1, d)]
     else:
         s1, s3 = (spec.strides, 1) if spec.stride_on == "1x1" else (1, spec.strides)
-        convs = [(spec.filters, 1, s1), (spec.filters, 3, s3), (spec.out_channels, 1, 1)]
+        w = spec.width
+        convs = [(w, 1, s1, 1, 1), (w, 3, s3, spec.groups, d0), (spec.out_channels, 1, 1, 1, 1)]
     last = len(convs)
-    for i, (f, k, s) in enumerate(convs, start=1):
+    for i, (f, k, s, g, dil) in enumerate(convs, start=1):
         is_last = i == last
         if k > 1 and s > 1:
-            p[f"pad{i}"] = layers.ZeroPadding2D((k - 1) // 2, name=n(f"pad{i}"))
+            p[f"pad{i}"] = layers.ZeroPadding2D((k - 1) // 2 * dil, name=n(f"pad{i}"))
         normalized = post or not is_last
         zero_conv = spec.zero_init and spec.preact and is_last
-        p[f"conv{i}"] = _conv(spec, f, k, s, n(f"conv{i}"), normalized, zero=zero_conv)
+        p[f"conv{i}"] = _conv(spec, f, k, s, n(f"conv{i}"), normalized, zero=zero_conv,
+                              groups=g, dilation=dil)
         if normalized:
             p[f"bn{i}"] = _bn(spec, n(f"bn{i}"), zero=spec.zero_init and post and is_last)
         if not is_last:
             p[f"relu{i}"] = layers.ReLU(name=n(f"relu{i}"))
+    c = spec.out_channels
+    if spec.attention == "se":
+        p["se_pool"] = layers.GlobalAveragePooling2D(keepdims=True, name=n("se_pool"))
+        p["se_fc1"] = layers.Conv2D(se_channels(c), 1, use_bias=True, name=n("se_fc1"))
+        p["se_relu"] = layers.ReLU(name=n("se_relu"))
+        p["se_fc2"] = layers.Conv2D(c, 1, use_bias=True, name=n("se_fc2"))
+        p["se_gate"] = layers.Activation("sigmoid", name=n("se_gate"))
+        p["se_scale"] = layers.Multiply(name=n("se_scale"))
+    elif spec.attention == "eca":
+        p["eca_pool"] = layers.GlobalAveragePooling2D(name=n("eca_pool"))
+        p["eca_flat"] = layers.Reshape((c, 1), name=n("eca_flat"))
+        p["eca_conv"] = layers.Conv1D(
+            1, eca_kernel_size(c), padding="same", use_bias=False, name=n("eca_conv")
+        )
+        p["eca_gate"] = layers.Activation("sigmoid", name=n("eca_gate"))
+        p["eca_expand"] = layers.Reshape((1, 1, c), name=n("eca_expand"))
+        p["eca_scale"] = layers.Multiply(name=n("eca_scale"))
+    if spec.drop_path > 0 and spec.residual:
+        p["drop_path"] = DropPath(spec.drop_path, seed=spec.drop_path_seed, name=n("drop_path"))
     kind = spec.shortcut_kind
     if kind == "projection":
+        conv_stride = spec.strides
+        if spec.avg_down:
+            if spec.strides > 1:
+                p["shortcut_avgpool"] = layers.AveragePooling2D(
+                    2, strides=spec.strides, padding="same", name=n("shortcut_avgpool")
+                )
+            elif spec.dilation > 1:
+                # timm's AvgPool2dSame(2, stride 1): zero-pad right/bottom, zeros counted.
+                p["shortcut_avgpool_pad"] = layers.ZeroPadding2D(
+                    ((0, 1), (0, 1)), name=n("shortcut_avgpool_pad")
+                )
+                p["shortcut_avgpool"] = layers.AveragePooling2D(
+                    2, strides=1, padding="valid", name=n("shortcut_avgpool")
+                )
+            conv_stride = 1
         p["shortcut_conv"] = _conv(
-            spec, spec.out_channels, 1, spec.strides, n("shortcut_conv"), normalized=post
+            spec, spec.out_channels, 1, conv_stride, n("shortcut_conv"), normalized=post
         )
         if post:
             p["shortcut_bn"] = _bn(spec, n("shortcut_bn"))
@@ -297,7 +528,12 @@ def _wire(x, p, spec, training=None):
         x = p["preact_relu"](bn("preact_bn", x))
     if "shortcut_conv" in p:
         # A projection in a pre-activation block reads the pre-activated input.
-        s = p["shortcut_conv"](x if spec.preact else shortcut_in)
+        s = x if spec.preact else shortcut_in
+        if "shortcut_avgpool_pad" in p:
+            s = p["shortcut_avgpool_pad"](s)
+        if "shortcut_avgpool" in p:
+            s = p["shortcut_avgpool"](s)
+        s = p["shortcut_conv"](s)
         if "shortcut_bn" in p:
             s = bn("shortcut_bn", s)
     elif "shortcut_pad" in p:
@@ -316,6 +552,14 @@ def _wire(x, p, spec, training=None):
         if f"relu{i}" in p:
             x = p[f"relu{i}"](x)
         i += 1
+    if "se_pool" in p:
+        a = p["se_relu"](p["se_fc1"](p["se_pool"](x)))
+        x = p["se_scale"]([x, p["se_gate"](p["se_fc2"](a))])
+    elif "eca_pool" in p:
+        a = p["eca_conv"](p["eca_flat"](p["eca_pool"](x)))
+        x = p["eca_scale"]([x, p["eca_expand"](p["eca_gate"](a))])
+    if "drop_path" in p:
+        x = p["drop_path"](x, training=training) if training is not None else p["drop_path"](x)
     if "add" in p:
         x = p["add"]([x, s])
     if "out" in p and not spec.preact:
@@ -333,7 +577,9 @@ def basic_block(x, filters, strides=1, name="block", **options):
     ``options``: ``shortcut`` ("A" | "B" | "C", default "B"), ``preact`` (False),
     ``zero_init`` (False), ``use_bias`` (False | True | "unnormalized"), ``bn_epsilon``
     (1e-5), ``bn_momentum`` (0.9), ``residual`` (True; False gives the plain block),
-    ``kernel_initializer`` ("he_normal").  Layer names are ``f"{name}_{role}"``.
+    ``kernel_initializer`` ("he_normal"), and the family options ``avg_down`` (False),
+    ``attention`` (None | "se" | "eca"), ``drop_path`` (0.0), ``dilation`` (1).
+    Layer names are ``f"{name}_{role}"``.
     """
     spec = _Spec("basic", filters, _channels(x), strides, **options)
     return _wire(x, _block_parts(spec, name + "_"), spec)
@@ -343,8 +589,8 @@ def bottleneck_block(x, filters, strides=1, name="block", **options):
     """Add a bottleneck block (1x1, 3x3, 1x1 with ``filters * expansion`` outputs).
 
     Same options as :func:`basic_block`, plus ``stride_on`` ("3x3", the default, as in
-    torchvision and timm; or "1x1", as in the original paper and keras.applications) and
-    ``expansion`` (4).
+    torchvision and timm; or "1x1", as in the original paper and keras.applications),
+    ``expansion`` (4), ``groups`` (1) and ``width_per_group`` (64).
     """
     spec = _Spec("bottleneck", filters, _channels(x), strides, **options)
     return _wire(x, _block_parts(spec, name + "_"), spec)
@@ -367,10 +613,18 @@ class _Block(layers.Layer):
         bn_momentum=0.9,
         residual=True,
         kernel_initializer="he_normal",
+        avg_down=False,
+        attention=None,
+        drop_path=0.0,
+        dilation=1,
         **kwargs,
     ):
         # Sub-classes pop their own options before this runs.
         super().__init__(**kwargs)
+        _choice("attention", attention, ATTENTIONS)
+        _positive_int("dilation", dilation)
+        self._family = {"avg_down": bool(avg_down), "attention": attention,
+                        "drop_path": float(drop_path), "dilation": dilation}
         _check_block_args(filters, strides, shortcut, use_bias)
         self.filters = filters
         self.strides = strides
@@ -398,6 +652,7 @@ class _Block(layers.Layer):
             bn_momentum=self.bn_momentum,
             residual=self.residual,
             kernel_initializer=self.kernel_initializer,
+            **self._family,
             **self._extra,
         )
 
@@ -433,6 +688,7 @@ class _Block(layers.Layer):
             "bn_momentum": self.bn_momentum,
             "residual": self.residual,
             "kernel_initializer": self.kernel_initializer,
+            **self._family,
             **self._extra,
         }
 
@@ -455,14 +711,21 @@ class BasicBlock(_Block):
 
 @register(package="keras_resnet")
 class BottleneckBlock(_Block):
-    """Bottleneck block (1x1, 3x3, 1x1; ``filters * expansion`` output channels)."""
+    """Bottleneck block (1x1, 3x3, 1x1; ``filters * expansion`` output channels).
+
+    ``groups`` and ``width_per_group`` give ResNeXt/Wide bottlenecks (3x3 conv with
+    ``int(filters * width_per_group / 64) * groups`` channels in ``groups`` groups).
+    """
 
     _kind = "bottleneck"
 
-    def __init__(self, filters, strides=1, stride_on="3x3", expansion=4, **kwargs):
+    def __init__(self, filters, strides=1, stride_on="3x3", expansion=4, groups=1,
+                 width_per_group=64, **kwargs):
         super().__init__(filters, strides, **kwargs)
         _choice("stride_on", stride_on, STRIDE_ON)
-        self._extra = {"stride_on": stride_on, "expansion": _positive_int("expansion", expansion)}
+        self._extra = {"stride_on": stride_on, "expansion": _positive_int("expansion", expansion),
+                       "groups": _positive_int("groups", groups),
+                       "width_per_group": _positive_int("width_per_group", width_per_group)}
 
 
 @register(package="keras_resnet")

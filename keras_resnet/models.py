@@ -28,12 +28,16 @@ import os
 import sys
 
 from ._compat import get_source_inputs, is_keras_tensor, keras, register
-from .layers import SHORTCUTS, STRIDE_ON, USE_BIAS, _bn, _block_parts, _choice, _conv, _Spec, _wire
+from .layers import (
+    ATTENTIONS, GROUPED_CONV, SHORTCUTS, STRIDE_ON, USE_BIAS, _bn, _block_parts, _choice, _conv, _positive_int,
+    _Spec, _wire,
+)
 
 layers = keras.layers
 
 BLOCKS = ("basic", "bottleneck")
-STEMS = ("imagenet", "cifar")
+STEMS = ("imagenet", "cifar", "deep")
+OUTPUT_STRIDES = (None, 8, 16, 32)
 POOLINGS = (None, "avg", "max")
 STRIDE_BLOCK = ("first", "last")
 
@@ -63,12 +67,35 @@ def _positive_list(name, values, length=None):
     return list(values)
 
 
-def min_input_size(stem, stackwise_strides):
-    """Smallest spatial size accepted: the network's total downsampling factor."""
-    size = 4 if stem == "imagenet" else 1
+def _stem_stride(stem):
+    return 1 if stem == "cifar" else 4
+
+
+def stage_layout(stem, stackwise_strides, output_stride=None):
+    """``[(stride, dilation, first_dilation), ...]`` of each stage, and each stage's output
+    stride.
+
+    With ``output_stride``, a stage that would take the network past it keeps stride 1
+    and dilates its 3x3 convolutions by the stride it gave up instead (timm's and
+    torchvision's ``replace_stride_with_dilation`` rule: the stage's first block uses the
+    previous dilation, the others the new one).
+    """
+    net, dilation, layout, strides = _stem_stride(stem), 1, [], []
     for s in stackwise_strides:
-        size *= s
-    return size
+        previous = dilation
+        if output_stride is not None and net >= output_stride:
+            dilation *= s
+            s = 1
+        else:
+            net *= s
+        layout.append((s, dilation, previous))
+        strides.append(net)
+    return layout, strides
+
+
+def min_input_size(stem, stackwise_strides, output_stride=None):
+    """Smallest spatial size accepted: the network's total downsampling factor."""
+    return stage_layout(stem, stackwise_strides, output_stride)[1][-1]
 
 
 def _check_input_shape(input_shape, minimum):
@@ -103,7 +130,10 @@ class ResNet(keras.Model):
             ``4x`` that), e.g. ``[64, 128, 256, 512]``.
         stackwise_strides: stride of each stage; default 1 for the first, 2 after.
         block: ``"basic"`` or ``"bottleneck"``.
-        stem: ``"imagenet"`` (7x7/2 conv, 3x3/2 max-pool) or ``"cifar"`` (3x3/1 conv).
+        stem: ``"imagenet"`` (7x7/2 conv, 3x3/2 max-pool), ``"deep"`` (ResNet-C/D: three
+            3x3 convs, the first with stride 2, with ``stem_filters / 2``,
+            ``stem_filters / 2`` and ``stem_filters`` channels, then the 3x3/2 max-pool) or
+            ``"cifar"`` (3x3/1 conv).
         stem_filters: channels of the stem convolution (default: the first stage's
             ``stackwise_num_filters``).
         shortcut: ``"A"`` (parameter free), ``"B"`` (projection where channels change)
@@ -122,6 +152,21 @@ class ResNet(keras.Model):
             v2).
         bn_epsilon, bn_momentum: BatchNormalization settings (PyTorch defaults: 1e-5, 0.9).
         residual: ``False`` builds the plain network (same layers, no shortcuts).
+        groups, width_per_group: grouped/wide bottlenecks; the 3x3 conv of a stage with
+            ``f`` filters has ``int(f * width_per_group / 64) * groups`` channels in
+            ``groups`` groups (ResNeXt-50 32x4d: 32, 4; Wide ResNet-50-2: 1, 128).
+        avg_down: ResNet-D projection shortcuts (2x2 average pool, then a 1x1 conv with
+            stride 1).
+        attention: ``None``, ``"se"`` (squeeze-and-excitation) or ``"eca"`` (efficient
+            channel attention) after the last BN of every residual branch.
+        drop_path_rate: stochastic depth; block ``i`` of ``n`` drops its residual branch
+            with probability ``drop_path_rate * i / (n - 1)`` in training (timm's rule).
+        output_stride: ``None`` (no dilation), 8, 16 or 32: the stages past it keep
+            stride 1 and dilate instead (segmentation and detection backbones).
+        grouped_conv: how grouped convolutions are computed on TensorFlow: ``"auto"``
+            (default), ``"native"`` (one grouped op), ``"split"`` (per-group
+            convolutions, concatenated) or ``"keras"`` (Keras's XLA route); see
+            :class:`keras_resnet.layers.GroupedConv2D`. Same weights and function in each.
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation: as in ``keras.applications``. ``weights`` is None or the
             path of a local file (``.keras``, ``.weights.h5`` or a checkpoint that
@@ -147,6 +192,13 @@ class ResNet(keras.Model):
         bn_epsilon=1e-5,
         bn_momentum=0.9,
         residual=True,
+        groups=1,
+        width_per_group=64,
+        avg_down=False,
+        attention=None,
+        drop_path_rate=0.0,
+        output_stride=None,
+        grouped_conv="auto",
         include_top=True,
         weights=None,
         input_tensor=None,
@@ -174,7 +226,27 @@ class ResNet(keras.Model):
         stem_filters = filters[0] if stem_filters is None else stem_filters
         if isinstance(stem_filters, bool) or not isinstance(stem_filters, int) or stem_filters < 1:
             raise ValueError(f"stem_filters={stem_filters!r} is not supported; expected a positive integer")
-        minimum = min_input_size(stem, strides)
+        _positive_int("groups", groups)
+        _positive_int("width_per_group", width_per_group)
+        _choice("attention", attention, ATTENTIONS)
+        _choice("output_stride", output_stride, OUTPUT_STRIDES)
+        _choice("grouped_conv", grouped_conv, GROUPED_CONV)
+        if (
+            isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float))
+            or not 0 <= drop_path_rate < 1
+        ):
+            raise ValueError(f"drop_path_rate={drop_path_rate!r} is not supported; expected a number in [0, 1)")
+        if block == "basic" and (groups != 1 or width_per_group != 64):
+            raise ValueError(
+                f"groups={groups}, width_per_group={width_per_group}: basic blocks support only "
+                "groups=1 and width_per_group=64; use block='bottleneck' for ResNeXt/Wide ResNet"
+            )
+        if stem == "deep" and stem_filters % 2:
+            raise ValueError(f"stem_filters={stem_filters} must be even with stem='deep'")
+        if output_stride is not None and stride_block != "first":
+            raise ValueError("output_stride needs stride_block='first'")
+        layout, stage_strides = stage_layout(stem, strides, output_stride)
+        minimum = stage_strides[-1]
 
         if input_tensor is not None:
             if not is_keras_tensor(input_tensor):
@@ -199,17 +271,24 @@ class ResNet(keras.Model):
             shortcut=shortcut, preact=preact, zero_init=zero_init, use_bias=use_bias,
             bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, residual=residual,
         )
-        if block == "bottleneck":
-            spec["stride_on"] = stride_on
         # A spec for the stem convolution, so it shares the conv/BN settings.
         stem_spec = _Spec("basic", stem_filters, input_shape[-1], **spec)
+        if block == "bottleneck":
+            spec.update(stride_on=stride_on, groups=groups, width_per_group=width_per_group,
+                        grouped_conv=grouped_conv)
+        spec.update(avg_down=avg_down, attention=attention)
 
         x = _stem(x, stem, stem_filters, stem_spec)
-        for s, (n_blocks, f, stride) in enumerate(zip(blocks, filters, strides), start=1):
+        total, index = sum(blocks), 0
+        for s, (n_blocks, f, (stride, dilation, first)) in enumerate(zip(blocks, filters, layout), start=1):
             stride_at = 0 if stride_block == "first" else n_blocks - 1
             for b in range(n_blocks):
+                rate = drop_path_rate * index / (total - 1) if total > 1 else 0.0
+                index += 1
                 block_spec = _Spec(
-                    block, f, int(x.shape[-1]), stride if b == stride_at else 1, **spec
+                    block, f, int(x.shape[-1]), stride if b == stride_at else 1,
+                    dilation=dilation, first_dilation=first if b == 0 else dilation,
+                    drop_path=rate, **spec,
                 )
                 x = _wire(x, _block_parts(block_spec, f"stage{s}_block{b + 1}_"), block_spec)
         if preact:
@@ -247,6 +326,13 @@ class ResNet(keras.Model):
             bn_epsilon=bn_epsilon,
             bn_momentum=bn_momentum,
             residual=bool(residual),
+            groups=groups,
+            width_per_group=width_per_group,
+            avg_down=bool(avg_down),
+            attention=attention,
+            drop_path_rate=float(drop_path_rate),
+            output_stride=output_stride,
+            grouped_conv=grouped_conv,
             include_top=bool(include_top),
             input_shape=list(input_shape),
             pooling=pooling,
@@ -254,6 +340,7 @@ class ResNet(keras.Model):
             classifier_activation=classifier_activation,
         )
         self.min_input_size = minimum
+        self._stage_strides = stage_strides
         if weights is not None:
             from .weights import load_weights
 
@@ -267,6 +354,10 @@ class ResNet(keras.Model):
         """Names of the layers whose outputs are the stages' outputs, first to last."""
         blocks = self._resnet_config["stackwise_num_blocks"]
         return [f"stage{s}_block{n}_out" for s, n in enumerate(blocks, start=1)]
+
+    def stage_strides(self):
+        """Each stage's output stride (input size / feature map size), first to last."""
+        return list(self._stage_strides)
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, **self._resnet_config}
@@ -288,7 +379,24 @@ def _ensure_recursion_limit(needed):
 
 
 def _stem(x, stem, filters, spec):
-    """The stem: ImageNet 7x7/2 conv + 3x3/2 max-pool, or CIFAR 3x3 conv."""
+    """The stem: ImageNet 7x7/2 conv + 3x3/2 max-pool, deep (3x3/2, 3x3, 3x3 convs) +
+    3x3/2 max-pool, or CIFAR 3x3 conv."""
+    if stem == "deep":
+        # timm's "deep" stem: conv1.0/1.1 (conv, BN), conv1.3/1.4, conv1.6, then bn1.
+        half = filters // 2
+        x = layers.ZeroPadding2D(1, name="stem_pad")(x)
+        x = _conv(spec, half, 3, 2, "stem_conv1", normalized=True)(x)
+        x = _bn(spec, "stem_bn1")(x)
+        x = layers.ReLU(name="stem_relu1")(x)
+        x = _conv(spec, half, 3, 1, "stem_conv2", normalized=True)(x)
+        x = _bn(spec, "stem_bn2")(x)
+        x = layers.ReLU(name="stem_relu2")(x)
+        x = _conv(spec, filters, 3, 1, "stem_conv3", normalized=not spec.preact)(x)
+        if not spec.preact:
+            x = _bn(spec, "stem_bn")(x)
+            x = layers.ReLU(name="stem_relu")(x)
+        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+        return layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
     kernel, strides = (7, 2) if stem == "imagenet" else (3, 1)
     if strides > 1:
         x = layers.ZeroPadding2D(kernel // 2, name="stem_pad")(x)
@@ -310,7 +418,8 @@ def feature_extractor(model, stages=None):
 
     Returns a ``keras.Model`` with the same input whose output is a dict
     ``{"stage1": ..., "stage2": ..., ...}`` (strides 4, 8, 16, 32 for the ImageNet
-    layout). ``stages`` picks a subset, e.g. ``[2, 3, 4]``. For pre-activation models a
+    layout; with ``output_stride=8`` they are 4, 8, 8, 8). The returned model's
+    ``feature_strides`` attribute maps each output to its true stride. ``stages`` picks a subset, e.g. ``[2, 3, 4]``. For pre-activation models a
     stage's output is its last block's sum (not normalised), except the last stage, which
     passes through ``post_bn``/``post_relu`` when ``include_top=False`` is what you want:
     use ``model.get_layer("post_relu")`` for that.
@@ -323,7 +432,11 @@ def feature_extractor(model, stages=None):
         if not isinstance(s, int) or not 1 <= s <= len(names):
             raise ValueError(f"stages={stages!r}: accepted stage numbers are 1..{len(names)}")
     outputs = {f"stage{s}": model.get_layer(names[s - 1]).output for s in stages}
-    return keras.Model(model.input, outputs, name=f"{model.name}_features")
+    extractor = keras.Model(model.input, outputs, name=f"{model.name}_features")
+    # The output stride of each returned feature map (dilated stages keep their input's).
+    all_strides = model.stage_strides()
+    extractor.feature_strides = {f"stage{s}": all_strides[s - 1] for s in stages}
+    return extractor
 
 
 # ----------------------------------------------------------------------------------------
@@ -345,8 +458,9 @@ def resnet_imagenet(depth, preact=False, plain=False, **kwargs):
     block, blocks = IMAGENET_DEPTHS[depth]
     prefix = "plain" if plain else ("preact_resnet" if preact else "resnet")
     kwargs.setdefault("name", f"{prefix}{depth}")
+    kwargs.setdefault("stem", "imagenet")
     return ResNet(
-        blocks, [64, 128, 256, 512], block=block, stem="imagenet", preact=preact,
+        blocks, [64, 128, 256, 512], block=block, preact=preact,
         residual=not plain, **kwargs,
     )
 
@@ -382,7 +496,7 @@ def resnet_cifar(depth, preact=False, plain=False, **kwargs):
     )
 
 
-def _named(family, depth, preact, doc):
+def _named(family, depth, preact, doc, options=None, model_name=None):
     def constructor(
         include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
         classes=None, classifier_activation="softmax", plain=False, **kwargs
@@ -402,6 +516,10 @@ def _named(family, depth, preact, doc):
 
             for key, value in checkpoint_options(weights).items():
                 kwargs.setdefault(key, value)
+        for key, value in (options or {}).items():
+            kwargs.setdefault(key, value)
+        if model_name is not None and not plain:
+            kwargs.setdefault("name", model_name)
         return family(depth, preact=preact, plain=plain, **kwargs)
 
     constructor.__doc__ = doc + (
@@ -410,6 +528,17 @@ def _named(family, depth, preact, doc):
         "\n    plain network without shortcuts; other keyword arguments go to ``ResNet``."
     )
     return constructor
+
+
+# (constructor, depth, groups, width_per_group, description): torchvision's ResNeXt and
+# Wide ResNet models.
+FAMILY_MODELS = (
+    ("ResNeXt50_32x4d", 50, 32, 4, "ResNeXt-50 32x4d (Xie et al. 2017)", "resnext50_32x4d"),
+    ("ResNeXt101_32x8d", 101, 32, 8, "ResNeXt-101 32x8d", "resnext101_32x8d"),
+    ("ResNeXt101_64x4d", 101, 64, 4, "ResNeXt-101 64x4d", "resnext101_64x4d"),
+    ("WideResNet50_2", 50, 1, 128, "Wide ResNet-50-2 (Zagoruyko & Komodakis 2016)", "wide_resnet50_2"),
+    ("WideResNet101_2", 101, 1, 128, "Wide ResNet-101-2", "wide_resnet101_2"),
+)
 
 
 def _define():
@@ -425,10 +554,45 @@ def _define():
         out[f"PreActResNet{d}CIFAR"] = _named(
             resnet_cifar, d, True, f"CIFAR pre-activation ResNet-{d}."
         )
+    return _names(out)
+
+
+def _names(out):
     for name, fn in out.items():
         fn.__name__ = fn.__qualname__ = name
     return out
 
 
+def _define_variants():
+    """The family beyond the 2015/2016 papers: options of ``ResNet``, never copied blocks."""
+    out = {}
+    # ResNet-D (He et al. 2019, "Bag of Tricks"): deep stem and average-pool shortcuts (timm).
+    resnet_d = dict(stem="deep", avg_down=True)
+    for d in IMAGENET_DEPTHS:
+        out[f"ResNet{d}D"] = _named(
+            resnet_imagenet, d, False, f"ResNet-{d}-D: deep stem, average-pool downsampling (timm resnet{d}d).",
+            resnet_d, f"resnet{d}d",
+        )
+    for name, depth, groups, width, label, tv_name in FAMILY_MODELS:
+        out[name] = _named(
+            resnet_imagenet, depth, False, f"{label} (torchvision {tv_name}).",
+            dict(groups=groups, width_per_group=width), tv_name,
+        )
+    for d in (50, 101):
+        out[f"SEResNet{d}"] = _named(
+            resnet_imagenet, d, False, f"SE-ResNet-{d}: squeeze-and-excitation blocks (timm seresnet{d}).",
+            dict(attention="se"), f"seresnet{d}",
+        )
+    out["ECAResNet50D"] = _named(
+        resnet_imagenet, 50, False, "ECA-ResNet-50-D: ResNet-50-D with efficient channel attention "
+        "(timm ecaresnet50d).", dict(resnet_d, attention="eca"), "ecaresnet50d",
+    )
+    return _names(out)
+
+
 NAMED_MODELS = _define()
 globals().update(NAMED_MODELS)
+# ResNeXt50_32x4d, ResNeXt101_32x8d, ResNeXt101_64x4d, WideResNet50_2, WideResNet101_2,
+# ResNet18D ... ResNet200D, SEResNet50, SEResNet101, ECAResNet50D
+VARIANT_MODELS = _define_variants()
+globals().update(VARIANT_MODELS)

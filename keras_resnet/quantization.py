@@ -86,17 +86,23 @@ def quantize_scope():
     """``tfmot.quantization.keras.quantize_scope`` with keras_resnet's custom objects."""
     import tensorflow_model_optimization as tfmot
 
-    from .layers import ZeroPadShortcut
+    from .layers import DropPath, ZeroPadShortcut
 
     cls = _config_class()
     return tfmot.quantization.keras.quantize_scope(
-        {"ZeroPadShortcutQuantizeConfig": cls, "ZeroPadShortcut": ZeroPadShortcut}
+        {"ZeroPadShortcutQuantizeConfig": cls, "ZeroPadShortcut": ZeroPadShortcut,
+         "DropPath": DropPath}
     )
 
 
 def quantize_model(model):
     """A QAT model (fake quantization, tfmot's default 8-bit scheme) of a tf_keras
-    keras_resnet model; run under ``TF_USE_LEGACY_KERAS=1``. Weights are kept."""
+    keras_resnet model; run under ``TF_USE_LEGACY_KERAS=1``. Weights are kept.
+
+    Supported: every option of ``ResNet`` except ``attention``: tfmot's default scheme
+    has no quantization for the ``Multiply`` of squeeze-and-excitation nor the ``Conv1D``
+    of ECA, and refuses them (post-training int8 export works for both).
+    """
     if not LEGACY:
         raise RuntimeError(
             "quantize_model needs tf_keras: set TF_USE_LEGACY_KERAS=1 before TensorFlow is imported "
@@ -105,13 +111,15 @@ def quantize_model(model):
     import tensorflow_model_optimization as tfmot
 
     from ._compat import keras
-    from .layers import ZeroPadShortcut
+    from .layers import DropPath, ZeroPadShortcut
 
     tfq = tfmot.quantization.keras
     cls = _config_class()
 
     def annotate(layer):
-        if isinstance(layer, ZeroPadShortcut):
+        # Parameter free; DropPath is the identity at inference and feeds an Add whose
+        # output tfmot quantizes.
+        if isinstance(layer, (ZeroPadShortcut, DropPath)):
             return tfq.quantize_annotate_layer(layer, quantize_config=cls())
         if isinstance(layer, keras.layers.InputLayer):
             return layer

@@ -16,7 +16,10 @@ Readers by file name:
   ``save_weights``).
 * ``*.safetensors``: a PyTorch ``state_dict`` with torchvision's parameter names
   (``conv1.weight``, ``layer1.0.conv1.weight``, ``layer1.0.downsample.0.weight``,
-  ``fc.weight``, ...), which timm's ResNets share. Read with the ``safetensors`` package;
+  ``fc.weight``, ...), which timm's ResNets share; also torchvision's ResNeXt and Wide
+  ResNets (grouped or wider shapes) and timm's ResNet-D (deep stem ``conv1.0/1/3/4/6``,
+  shortcuts ``downsample.1`` conv / ``downsample.2`` BN), SE (``se.fc1``, ``se.fc2``) and
+  ECA (``se.conv``) variants. Read with the ``safetensors`` package;
   PyTorch is not needed.
 * ``*.pth``, ``*.pt``, ``*.bin``: the same ``state_dict`` saved with ``torch.save``
   (needs PyTorch installed).
@@ -90,8 +93,36 @@ class Checkpoint(dict):
                 return f"keras.applications ResNet{depth}{'V2' if c.get('preact') else ''}"
             return f"keras.applications-style ResNet{'V2' if c.get('preact') else ''} ({c['block']} blocks {blocks})"
         if depth is not None:
-            return f"torchvision/timm ResNet-{depth}"
+            return f"torchvision/timm {_variant_label(c, depth)}"
         return f"torchvision-style ResNet ({c.get('block')} blocks {blocks})"
+
+
+def _variant_label(c, depth):
+    """``ResNet-50``, ``ResNeXt-50 32x4d``, ``Wide ResNet-50-2``, ``SE-ResNet-50-D``, ..."""
+    groups, wpg = c.get("groups", 1), c.get("width_per_group", 64)
+    if groups > 1:
+        label = f"ResNeXt-{depth} {groups}x{wpg}d"
+    elif wpg != 64:
+        label = f"Wide ResNet-{depth}-{wpg // 64}" if wpg % 64 == 0 else f"ResNet-{depth} (width {wpg}/64)"
+    else:
+        label = f"ResNet-{depth}"
+    if c.get("stem") == "deep" or c.get("avg_down"):
+        label += "-D" if c.get("stem") == "deep" and c.get("avg_down") else " (deep stem)" if c.get("stem") == "deep" else " (avg-pool shortcuts)"
+    attention = c.get("attention")
+    return f"{attention.upper()}-{label}" if attention else label
+
+
+def _variant_name(c, depth):
+    """torchvision's / timm's model name: ``resnext50_32x4d``, ``wide_resnet50_2``,
+    ``resnet50d``, ``seresnet50``, ``ecaresnet50d`` (``resnet{depth}`` otherwise)."""
+    groups, wpg = c.get("groups", 1), c.get("width_per_group", 64)
+    d = "d" if c.get("stem") == "deep" and c.get("avg_down") else ""
+    attention = c.get("attention") or ""
+    if groups > 1:
+        return f"{attention}resnext{depth}{d}_{groups}x{wpg}d"
+    if wpg != 64 and wpg % 64 == 0 and not (attention or d):
+        return f"wide_resnet{depth}_{wpg // 64}"
+    return f"{attention}resnet{depth}{d}"
 
 
 def _depth_of(block, blocks):
@@ -279,17 +310,27 @@ def _add_top(config, arrays):
 # ----------------------------------------------------------------------------------------
 # torchvision / timm state_dict names <-> keras_resnet names
 
-_TORCH_BLOCK = re.compile(r"^layer(\d+)\.(\d+)\.(conv\d+|bn\d+|downsample\.0|downsample\.1)\.([a-z_]+)$")
+_TORCH_BLOCK = re.compile(
+    r"^layer(\d+)\.(\d+)\.(conv\d+|bn\d+|downsample\.[012]|se\.fc1|se\.fc2|se\.conv)\.([a-z_]+)$"
+)
+_TORCH_DEEP_STEM = {"conv1.0": ("stem_conv1", "conv"), "conv1.1": ("stem_bn1", "bn"),
+                    "conv1.3": ("stem_conv2", "conv"), "conv1.4": ("stem_bn2", "bn"),
+                    "conv1.6": ("stem_conv3", "conv")}
+_TORCH_ATTENTION = {"se.fc1": ("se_fc1", "conv"), "se.fc2": ("se_fc2", "conv"),
+                    "se.conv": ("eca_conv", "conv1d")}
 _BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
 _CONV_PARAMS = ("weight", "bias")
 _IGNORED = ("num_batches_tracked",)
 _PREFIXES = ("module.", "_orig_mod.", "model.")
 
 
-def torch_key_layer(key):
-    """``(keras_resnet layer name, kind)`` of a torchvision ResNet key's module, or None.
+def torch_key_layer(key, avg_down=False):
+    """``(keras_resnet layer name, kind)`` of a torchvision/timm ResNet key's module, or None.
 
-    ``kind`` is ``"conv"``, ``"bn"`` or ``"fc"``.
+    ``kind`` is ``"conv"``, ``"bn"``, ``"fc"`` or ``"conv1d"`` (ECA). ``avg_down``: the
+    checkpoint has ResNet-D shortcuts (timm ``downsample.0`` average pool, ``downsample.1``
+    conv, ``downsample.2`` BN) rather than torchvision's (``downsample.0`` conv,
+    ``downsample.1`` BN).
     """
     module, _, param = key.rpartition(".")
     if module == "conv1":
@@ -298,31 +339,46 @@ def torch_key_layer(key):
         return "stem_bn", "bn"
     if module == "fc":
         return "predictions", "fc"
+    if module in _TORCH_DEEP_STEM:
+        return _TORCH_DEEP_STEM[module]
     m = _TORCH_BLOCK.match(key)
     if not m:
         return None
     stage, block, role = int(m.group(1)), int(m.group(2)) + 1, m.group(3)
-    if role == "downsample.0":
-        return f"stage{stage}_block{block}_shortcut_conv", "conv"
-    if role == "downsample.1":
-        return f"stage{stage}_block{block}_shortcut_bn", "bn"
-    return f"stage{stage}_block{block}_{role}", "conv" if role.startswith("conv") else "bn"
+    prefix = f"stage{stage}_block{block}_"
+    if role.startswith("downsample."):
+        index = int(role[-1]) - (1 if avg_down else 0)
+        if index == 0:
+            return prefix + "shortcut_conv", "conv"
+        if index == 1:
+            return prefix + "shortcut_bn", "bn"
+        return None
+    if role in _TORCH_ATTENTION:
+        name, kind = _TORCH_ATTENTION[role]
+        return prefix + name, kind
+    return prefix + role, "conv" if role.startswith("conv") else "bn"
 
 
-def _torch_module_of(layer):
+_KR_TORCH = re.compile(r"^stage(\d+)_block(\d+)_(shortcut_conv|shortcut_bn|conv\d+|bn\d+|se_fc1|se_fc2|eca_conv)$")
+
+
+def _torch_module_of(layer, avg_down=False):
     fixed = {"stem_conv": "conv1", "stem_bn": "bn1", "predictions": "fc"}
+    fixed.update({v[0]: k for k, v in _TORCH_DEEP_STEM.items()})
     if layer in fixed:
         return fixed[layer]
-    m = _KR_BLOCK.match(layer)
+    m = _KR_TORCH.match(layer)
     if not m:
         return layer
     stage, block, role = m.group(1), int(m.group(2)) - 1, m.group(3)
-    role = {"shortcut_conv": "downsample.0", "shortcut_bn": "downsample.1"}.get(role, role)
+    first = 1 if avg_down else 0
+    role = {"shortcut_conv": f"downsample.{first}", "shortcut_bn": f"downsample.{first + 1}",
+            **{v[0]: k for k, v in _TORCH_ATTENTION.items()}}.get(role, role)
     return f"layer{stage}.{block}.{role}"
 
 
-def _torch_key_for(layer, index):
-    module = _torch_module_of(layer)
+def _torch_key_for(layer, index, avg_down=False):
+    module = _torch_module_of(layer, avg_down)
     params = _BN_PARAMS if (layer.endswith("_bn") or re.search(r"_bn\d+$", layer)) else _CONV_PARAMS
     return f"{module}.{params[index] if index < len(params) else index}"
 
@@ -352,18 +408,20 @@ def from_torch_state_dict(state, origin_name="state_dict"):
     """
     state = _unwrap_state_dict(state, origin_name)
     modules = {}
+    # timm's ResNet-D shortcuts put their conv at downsample.1 and their BN at downsample.2.
+    avg_down = any(isinstance(k, str) and ".downsample.2." in k for k in state)
     for key, value in state.items():
         if not isinstance(key, str):
             raise ValueError(f"{origin_name}: key {key!r} is not a parameter name")
         param = key.rpartition(".")[2]
         if param in _IGNORED:
             continue
-        found = torch_key_layer(key)
+        found = torch_key_layer(key, avg_down)
         if found is None:
             raise ValueError(
                 f"{origin_name}: unexpected key '{key}' (shape {_shape(_to_numpy(value))}); not part "
-                "of a torchvision/timm ResNet (accepted: conv1, bn1, layer<s>.<b>.conv<i>/bn<i>/"
-                "downsample.0/downsample.1, fc)"
+                "of a torchvision/timm ResNet (accepted: conv1 or conv1.0/1/3/4/6, bn1, "
+                "layer<s>.<b>.conv<i>/bn<i>/downsample.<0|1|2>/se.fc1/se.fc2/se.conv, fc)"
             )
         layer, kind = found
         params = _BN_PARAMS if kind == "bn" else _CONV_PARAMS
@@ -373,7 +431,7 @@ def from_torch_state_dict(state, origin_name="state_dict"):
                 f"{', '.join(params)}"
             )
         modules.setdefault(layer, (kind, {}))[1][param] = (key, _to_numpy(value))
-    if "stem_conv" not in modules:
+    if "stem_conv" not in modules and "stem_conv3" not in modules:
         raise ValueError(f"{origin_name}: no key 'conv1.weight'; not a torchvision/timm ResNet state_dict")
 
     arrays, keys, shapes = {}, {}, {}
@@ -393,6 +451,10 @@ def from_torch_state_dict(state, origin_name="state_dict"):
                 if a.ndim != 4:
                     raise ValueError(f"{origin_name}: key '{key}' has shape {_shape(a)}; a conv weight is 4-D (out, in, h, w)")
                 a = a.transpose(2, 3, 1, 0)
+            elif kind == "conv1d" and p == "weight":
+                if a.ndim != 3:
+                    raise ValueError(f"{origin_name}: key '{key}' has shape {_shape(a)}; a Conv1d weight is 3-D (out, in, k)")
+                a = a.transpose(2, 1, 0)
             elif kind == "fc" and p == "weight":
                 if a.ndim != 2:
                     raise ValueError(f"{origin_name}: key '{key}' has shape {_shape(a)}; a Linear weight is 2-D (out, in)")
@@ -400,26 +462,51 @@ def from_torch_state_dict(state, origin_name="state_dict"):
             values.append(np.ascontiguousarray(a, dtype="float32"))
         arrays[layer], keys[layer], shapes[layer] = values, names, src
 
-    config = _torch_config(arrays, origin_name)
+    config = _torch_config(arrays, origin_name, avg_down)
     return Checkpoint(arrays, origin="torchvision", config=config, keys=keys, shapes=shapes,
-                      key_for=_torch_key_for)
+                      key_for=lambda layer, i: _torch_key_for(layer, i, avg_down))
 
 
-def _torch_config(arrays, origin_name):
+def _torch_config(arrays, origin_name, avg_down=False):
     blocks = _stage_counts(arrays, origin_name)
     bottleneck = any(n.endswith("_conv3") for n in arrays if n.startswith("stage"))
-    filters = _stage_widths(arrays, len(blocks), origin_name,
-                            lambda n: f"key '{_torch_key_for(n, 0)}'")
+    key = lambda n: f"key '{_torch_key_for(n, 0, avg_down)}'"  # noqa: E731
+    widths = _stage_widths(arrays, len(blocks), origin_name, key)
+    groups, width_per_group = 1, 64
+    filters = widths
+    if bottleneck:
+        # Grouped/wide bottlenecks: a stage's filters are its output / 4; the 3x3 conv's
+        # (out, in / groups, 3, 3) shape gives the groups; the width rule gives the rest.
+        filters, per_group = [], set()
+        for s, width in enumerate(widths, start=1):
+            conv2, conv3 = arrays.get(f"stage{s}_block1_conv2"), arrays.get(f"stage{s}_block1_conv3")
+            if conv2 is None or conv3 is None:
+                raise ValueError(f"{origin_name}: missing {key(f'stage{s}_block1_conv2' if conv2 is None else f'stage{s}_block1_conv3')}")
+            planes = int(np.shape(conv3[0])[-1]) // 4
+            g = width // max(int(np.shape(conv2[0])[2]), 1)
+            filters.append(planes)
+            per_group.add((g, width * 64 / (planes * g) if planes and g else 0))
+        if len(per_group) == 1:
+            groups, wpg = per_group.pop()
+            if wpg == int(wpg) and int(planes * wpg / 64) * groups == width:
+                width_per_group = int(wpg)
+    stem = "deep" if "stem_conv3" in arrays else "imagenet"
+    stem_conv = arrays["stem_conv3" if stem == "deep" else "stem_conv"]
+    attention = "se" if any(n.endswith("_se_fc1") for n in arrays) else (
+        "eca" if any(n.endswith("_eca_conv") for n in arrays) else None)
     config = dict(
         stackwise_num_blocks=blocks,
         stackwise_num_filters=filters,
         stackwise_strides=[1] + [2] * (len(blocks) - 1),
         block="bottleneck" if bottleneck else "basic",
-        stem_filters=int(np.shape(arrays["stem_conv"][0])[-1]),
+        stem_filters=int(np.shape(stem_conv[0])[-1]),
         **TORCHVISION,
     )
+    config.update(stem=stem, groups=groups, width_per_group=width_per_group,
+                  avg_down=avg_down, attention=attention)
     _add_top(config, arrays)
-    config["input_channels"] = int(np.shape(arrays["stem_conv"][0])[2])
+    first = arrays["stem_conv1" if stem == "deep" else "stem_conv"]
+    config["input_channels"] = int(np.shape(first[0])[2])
     return config
 
 
@@ -710,7 +797,8 @@ def read(path, model=None):
 
 # ResNet options a checkpoint's weights fix (beyond its depth and widths).
 LAYOUT_OPTIONS = ("stem", "preact", "residual", "shortcut", "stride_on", "stride_block",
-                  "stackwise_strides", "use_bias", "bn_epsilon")
+                  "stackwise_strides", "use_bias", "bn_epsilon", "groups", "width_per_group",
+                  "avg_down", "attention")
 _ARCH_OPTIONS = ("block", "stackwise_num_blocks", "stackwise_num_filters", "stem_filters")
 
 
@@ -967,6 +1055,8 @@ def _convert(checkpoint, description, include_top=None, input_shape=None, poolin
         depth = _depth_of(config["block"], config["stackwise_num_blocks"])
         suffix = "v2" if config["preact"] and checkpoint.origin == "keras.applications" else ""
         name = f"resnet{depth}{suffix}" if depth else "resnet"
+        if depth and checkpoint.origin == "torchvision":
+            name = _variant_name(config, depth)
     model = ResNet(
         **config,
         include_top=include_top,
@@ -1045,7 +1135,8 @@ def main(argv=None):
         description=(
             "Convert a pretrained ResNet checkpoint into a keras_resnet .keras file: a "
             "keras.applications ResNet50/101/152 or ResNet50V2/101V2/152V2 (.h5, .weights.h5, "
-            ".keras) or a torchvision/timm ResNet-18/34/50/101/152 state_dict (.safetensors; "
+            ".keras) or a torchvision/timm ResNet-18/34/50/101/152, ResNeXt, Wide ResNet, ResNet-D, "
+            "SE-ResNet or ECA-ResNet-D state_dict (.safetensors; "
             ".pth/.pt/.bin with PyTorch installed). The architecture is detected from the "
             "checkpoint; the written file is reloaded and checked before it is put in place."
         ),

@@ -115,13 +115,13 @@ def test_bad_inputs_exit_non_zero_and_write_nothing(tmp_path, capsys):
     from keras_resnet.weights import main
 
     state = torchvision_state(np.random.default_rng(3))
-    state["layer1.0.se.fc1.weight"] = np.zeros((4, 64), "float32")
+    state["layer1.0.gate.fc.weight"] = np.zeros((4, 64), "float32")
     save_file(state, str(tmp_path / "se.safetensors"))
     out = tmp_path / "out.keras"
 
     proc = cli(tmp_path / "se.safetensors", out)  # the real command's exit status
     assert proc.returncode == 2
-    assert "unexpected key 'layer1.0.se.fc1.weight' (shape (4, 64))" in error_line(proc)
+    assert "unexpected key 'layer1.0.gate.fc.weight' (shape (4, 64))" in error_line(proc)
 
     def fails(*args):
         code = main([str(a) for a in args])

@@ -289,9 +289,9 @@ def test_key_and_shape_mismatches(r18_pth):
     bad = {k: v for k, v in state.items() if not k.startswith("layer2.1.conv1.")}
     assert "key 'layer2.1.conv1.weight' is not in the checkpoint" in error(bad)
 
-    bad = dict(state, **{"layer2.1.se.fc1.weight": torch.zeros(8, 128)})
+    bad = dict(state, **{"layer2.1.gate.fc.weight": torch.zeros(8, 128)})
     msg = error(bad)
-    assert "unexpected key 'layer2.1.se.fc1.weight' (shape (8, 128))" in msg
+    assert "unexpected key 'layer2.1.gate.fc.weight' (shape (8, 128))" in msg
 
     bad = dict(state, **{"conv1.bias": torch.zeros(64)})
     assert "keys conv1.weight, conv1.bias" in error(bad)
