@@ -27,6 +27,7 @@ from .layers import (  # noqa: F401
     bottleneck_block,
 )
 from .growth import deepen  # noqa: F401
+from .preprocessing import preprocess_input  # noqa: F401
 from .models import NAMED_MODELS, VARIANT_MODELS, ResNet, feature_extractor, resnet_cifar, resnet_imagenet  # noqa: F401
 
 globals().update(NAMED_MODELS)
@@ -35,5 +36,5 @@ globals().update(VARIANT_MODELS)
 __all__ = [
     "BasicBlock", "BottleneckBlock", "DropPath", "GroupedConv2D", "FusedBatchNormalization", "ProjectionShortcut", "ZeroPadShortcut",
     "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
-    "resnet_cifar", "resnet_imagenet", "deepen", *NAMED_MODELS, *VARIANT_MODELS,
+    "resnet_cifar", "resnet_imagenet", "deepen", "preprocess_input", *NAMED_MODELS, *VARIANT_MODELS,
 ]

@@ -28,6 +28,7 @@ import os
 import sys
 
 from ._compat import get_source_inputs, is_keras_tensor, keras, register
+from .preprocessing import preprocessing_spec
 from .layers import (
     ATTENTIONS, GROUPED_CONV, SHORTCUTS, STRIDE_ON, USE_BIAS, _bn, _block_parts, _choice, _conv, _positive_int,
     _Spec, _wire,
@@ -167,6 +168,12 @@ class ResNet(keras.Model):
             (default), ``"native"`` (one grouped op), ``"split"`` (per-group
             convolutions, concatenated) or ``"keras"`` (Keras's XLA route); see
             :class:`keras_resnet.layers.GroupedConv2D`. Same weights and function in each.
+        include_preprocessing: put the input preprocessing in the model (a
+            ``keras.layers.Rescaling`` named ``preprocessing``), so it takes RGB pixels in
+            0..255, as keras.applications' EfficientNetV2 and ConvNeXt do.
+        preprocessing: that preprocessing: ``"torch"`` (torchvision/timm weights), ``"tf"``,
+            ``"none"`` or a training run's ``{"scale", "offset"}``; see
+            :mod:`keras_resnet.preprocessing`.
         include_top, weights, input_tensor, input_shape, pooling, classes,
         classifier_activation: as in ``keras.applications``. ``weights`` is None or the
             path of a local file (``.keras``, ``.weights.h5`` or a checkpoint that
@@ -199,6 +206,8 @@ class ResNet(keras.Model):
         drop_path_rate=0.0,
         output_stride=None,
         grouped_conv="auto",
+        include_preprocessing=False,
+        preprocessing="torch",
         include_top=True,
         weights=None,
         input_tensor=None,
@@ -209,6 +218,9 @@ class ResNet(keras.Model):
         name="resnet",
         **kwargs,
     ):
+        unknown = sorted(set(kwargs) - {"trainable", "dtype"})
+        if unknown:  # as keras.applications: a misspelt argument is an error, not ignored
+            raise TypeError(f"ResNet() got an unexpected keyword argument {unknown[0]!r}")
         blocks = _positive_list("stackwise_num_blocks", stackwise_num_blocks)
         filters = _positive_list("stackwise_num_filters", stackwise_num_filters, len(blocks))
         if stackwise_strides is None:
@@ -266,6 +278,14 @@ class ResNet(keras.Model):
                 (None, None, 3) if input_shape is None else input_shape, minimum
             )
             x = img_input = keras.Input(shape=input_shape, name="images")
+        if include_preprocessing:
+            # Pixels 0..255 in: the scale/offset as a serializable built-in layer.
+            prep, reverse = preprocessing_spec(preprocessing, input_shape[-1])
+            if reverse:
+                raise ValueError(f"include_preprocessing with preprocessing={preprocessing!r} "
+                                 "is not supported (it reverses the channels); accepted: torch, "
+                                 "tf, none, or a {'scale', 'offset'} dict")
+            x = layers.Rescaling(prep["scale"], prep["offset"], name="preprocessing")(x)
 
         spec = dict(
             shortcut=shortcut, preact=preact, zero_init=zero_init, use_bias=use_bias,
@@ -333,6 +353,8 @@ class ResNet(keras.Model):
             drop_path_rate=float(drop_path_rate),
             output_stride=output_stride,
             grouped_conv=grouped_conv,
+            include_preprocessing=bool(include_preprocessing),
+            preprocessing=preprocessing,
             include_top=bool(include_top),
             input_shape=list(input_shape),
             pooling=pooling,

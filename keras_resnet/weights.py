@@ -53,6 +53,7 @@ import tempfile
 import numpy as np
 
 from ._compat import keras
+from .preprocessing import PREPROCESSING  # noqa: F401  (weights.PREPROCESSING, as documented)
 
 # ----------------------------------------------------------------------------------------
 # What a reader returns
@@ -240,22 +241,6 @@ def _stage_counts(names, origin_name):
         raise ValueError(f"{origin_name}: residual stages {stages} found; expected stages numbered from 1 without gaps")
     return [blocks[s] for s in stages]
 
-
-# What the imported networks expect as input, in keras_resnet's convention (the model's
-# input is ``pixels * scale + offset`` with RGB pixels in 0..255; see keras_resnet.data).
-_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-PREPROCESSING = {
-    # torchvision/timm: (pixels / 255 - mean) / std.
-    "torchvision": {
-        "scale": [1.0 / (255.0 * s) for s in _IMAGENET_STD],
-        "offset": [-m / s for m, s in zip(_IMAGENET_MEAN, _IMAGENET_STD)],
-    },
-    # keras.applications ResNetV2 ("tf" mode): pixels / 127.5 - 1.
-    "keras.applications.resnet_v2": {"scale": [1.0 / 127.5] * 3, "offset": [-1.0] * 3},
-    # keras.applications ResNet ("caffe" mode) subtracts the ImageNet mean from **BGR**
-    # pixels: reverse the channels (images[..., ::-1]) before applying this.
-    "keras.applications.resnet": {"scale": [1.0] * 3, "offset": [-103.939, -116.779, -123.68]},
-}
 
 # The layout options each kind of checkpoint fixes.
 KERAS_V1 = dict(stem="imagenet", shortcut="B", preact=False, residual=True, stride_on="1x1",
@@ -784,6 +769,12 @@ def read(path, model=None):
     """Arrays by layer name from ``path``, with the reader its file name selects."""
     path = os.fspath(path)
     if not os.path.isfile(path):
+        if path in ("imagenet",) or not os.path.splitext(path)[1]:
+            raise ValueError(
+                f"weights={path!r} is not a file: keras_resnet downloads nothing. Import public "
+                "weights from a local file: weights='resnet50.safetensors' (torchvision/timm "
+                "state_dict; .pth/.pt need PyTorch) or a keras.applications .h5, or convert once "
+                "with keras-resnet-convert SOURCE OUT.keras; see README 'Pretrained weights'")
         raise ValueError(f"weights={path!r}: no such file; pass None or the path of a local weights file")
     for suffix, reader in READERS:
         if path.endswith(suffix):
