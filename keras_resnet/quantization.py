@@ -162,6 +162,22 @@ def init_ranges(qat_model, images, batch_size=256):
 # Keras 3 side: start the tf_keras process
 
 
+def _without_model_preprocessing(config, preprocessing):
+    """tfmot cannot quantize a Rescaling layer: a model built with include_preprocessing
+    is rebuilt without it, and its scale/offset composed into the serving preprocessing
+    (``pixels * s1 + o1``, then ``* s2 + o2``)."""
+    if not config.get("include_preprocessing"):
+        return config, preprocessing
+    from .preprocessing import preprocessing_spec
+
+    channels = len(preprocessing["scale"])
+    inner, _ = preprocessing_spec(config["preprocessing"], channels)
+    s1, o1 = np.asarray(preprocessing["scale"], "float64"), np.asarray(preprocessing["offset"], "float64")
+    s2, o2 = np.asarray(inner["scale"], "float64"), np.asarray(inner["offset"], "float64")
+    config = dict(config, include_preprocessing=False)
+    return config, {"scale": list(s1 * s2), "offset": list(o1 * s2 + o2)}
+
+
 # Training images QAT reads from a file dataset (folder, TFRecord, TFDS) when not given
 # train_arrays: a few fine-tuning epochs at a tiny learning rate need a sample, not the set.
 QAT_FILE_SAMPLES = 2048
@@ -212,9 +228,10 @@ def qat_tflite(source, out_path, calibration_images, int8_io="int8", epochs=2, b
     y = np.asarray(y).reshape(-1).astype("int64")
     check = x[:32]
     with tempfile.TemporaryDirectory() as tmp:
+        config, preprocessing = _without_model_preprocessing(model.get_config(), source.preprocessing)
         job = {
-            "config": model.get_config(),
-            "preprocessing": source.preprocessing,
+            "config": config,
+            "preprocessing": preprocessing,
             "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
             "seed": seed, "int8_io": int8_io, "freeze_bn": bool(freeze_bn),
         }

@@ -114,6 +114,10 @@ def _parser(prog="train.py"):
     o.add_argument("--checkpoint-steps", type=int,
                    help="also checkpoint every N steps inside an epoch (default: every epoch)")
     o.add_argument("--overwrite", action="store_true", help="start the run directory afresh")
+    o.add_argument("--include-preprocessing", action=argparse.BooleanOptionalAction, default=None,
+                   help="save best.keras/last.keras with the dataset's preprocessing inside, so "
+                   "they take pixels in 0..255 (default); --no-include-preprocessing saves models "
+                   "that take pixels x scale + offset as run.json's model_preprocessing says")
     o.add_argument("--no-tensorboard", dest="tensorboard", action="store_false",
                    help="do not write TensorBoard scalars to <run-dir>/tensorboard")
     o.add_argument("--no-plot", dest="plot", action="store_false",

@@ -120,6 +120,7 @@ class TrainConfig:
     augment: str = None
     val_split: float = 0.0
     init_from: str = None
+    include_preprocessing: bool = True
     strategy: str = "auto"
     cpu_replicas: int = None
     sync_bn: bool = False
@@ -307,10 +308,13 @@ def resolve_model(name):
     )
 
 
-def build_model(name, input_shape, num_classes, classifier_activation="softmax", sync_bn=False):
-    """The keras_resnet model ``name`` for ``input_shape``/``num_classes``."""
+def build_model(name, input_shape, num_classes, classifier_activation="softmax", sync_bn=False,
+                preprocessing=None):
+    """The keras_resnet model ``name`` for ``input_shape``/``num_classes``; with
+    ``preprocessing`` (``{"scale", "offset"}``) it is inside the model, which takes pixels."""
+    extra = {} if preprocessing is None else dict(include_preprocessing=True, preprocessing=preprocessing)
     model = resolve_model(name)(input_shape=tuple(input_shape), classes=num_classes,
-                                classifier_activation=classifier_activation)
+                                classifier_activation=classifier_activation, **extra)
     if sync_bn:
         from ._compat import keras
 
@@ -489,8 +493,8 @@ def plot_history(history, path):
 RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum",
                "nesterov", "weight_decay", "schedule", "step_boundaries", "warmup_epochs",
                "label_smoothing", "augment", "seed", "precision", "sync_bn", "val_split",
-               "init_from")
-ADDED_SETTINGS = {"val_split": 0.0, "init_from": None}  # settings newer than some checkpoints: their old value
+               "init_from", "include_preprocessing")
+ADDED_SETTINGS = {"val_split": 0.0, "init_from": None, "include_preprocessing": False}  # settings newer than some checkpoints: their old value
 
 
 def _save_checkpoint(path, model, optimizer, meta):
@@ -628,7 +632,10 @@ def train(config=None, **overrides):
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     # Float32 model with softmax outputs: what is evaluated and saved.
-    host = build_model(cfg.model, dataset.input_shape, dataset.num_classes, "softmax")
+    # The saved models (best.keras, last.keras): softmax outputs, and by default the
+    # preprocessing inside, so they take pixels in 0..255.
+    host = build_model(cfg.model, dataset.input_shape, dataset.num_classes, "softmax",
+                       preprocessing=dataset.preprocessing if cfg.include_preprocessing else None)
     if chief:  # only now: bad settings above leave nothing behind
         os.makedirs(run_dir, exist_ok=True)
         if cfg.overwrite:
@@ -663,8 +670,10 @@ def train(config=None, **overrides):
         train_iter = iter(dist_ds)
     train_chunk = _make_train_chunk(strategy, model, optimizer, train_iter, cfg, global_batch,
                                     decayed, dataset.num_classes)
-    test_ds = _eval_dataset(dataset, cfg.augment)
-    val_ds = _eval_dataset(dataset, cfg.augment, split="validation") if cfg.val_split else None
+    host_input = _identity(dataset) if cfg.include_preprocessing else None  # host takes pixels
+    test_ds = _eval_dataset(dataset, cfg.augment, preprocessing=host_input)
+    val_ds = (_eval_dataset(dataset, cfg.augment, preprocessing=host_input, split="validation")
+              if cfg.val_split else None)
     evaluate_fn = _make_eval_fn(host, cfg.jit)
     writer = (tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
               if chief and cfg.tensorboard else None)
@@ -859,6 +868,11 @@ def _num_workers(strategy):
 def _write_run_json(run_dir, dataset, cfg, history, best, status, replicas, global_batch, lr,
                     steps_per_epoch, test_acc=None, strategy_label=None, init_from=None):
     info = dataset.describe()
+    if cfg.include_preprocessing:  # inside the saved models: they take pixels as they are
+        info.update(model_input="pixels", model_preprocessing=info["preprocessing"],
+                    preprocessing=_identity(dataset))
+    else:
+        info.update(model_input="preprocessed")
     # What get_dataset needs to read this dataset again (--evaluate, exports).
     info["dataset_kwargs"] = {k: v for k, v in dict(
         data_dir=os.path.abspath(cfg.data_dir) if cfg.data_dir else None,
@@ -905,6 +919,11 @@ def _train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch, st
 
     dataset_fn.shard = (1, 0)
     return dataset_fn
+
+
+def _identity(dataset):
+    channels = dataset.input_shape[-1]
+    return {"scale": [1.0] * channels, "offset": [0.0] * channels}
 
 
 def _eval_dataset(dataset, augment, batch_size=256, preprocessing=None, split="test"):

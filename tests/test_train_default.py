@@ -37,15 +37,18 @@ def test_default_command_reaches_98_5_percent_on_digits(tmp_path):
     x_train, x_test, _, y_test = train_test_split(
         images, digits.target, test_size=0.25, stratify=digits.target, random_state=0)
     mean, std = x_train.mean(), x_train.std()
-    np.testing.assert_allclose(info["preprocessing"]["scale"], [1 / std], rtol=1e-4)
-    np.testing.assert_allclose(info["preprocessing"]["offset"], [-mean / std], rtol=1e-4)
+    # The saved models hold that standardisation and take pixels 0..255 (run.json says so).
+    assert info["model_input"] == "pixels"
+    np.testing.assert_allclose(info["model_preprocessing"]["scale"], [1 / std], rtol=1e-4)
+    np.testing.assert_allclose(info["model_preprocessing"]["offset"], [-mean / std], rtol=1e-4)
+    assert info["preprocessing"] == {"scale": [1.0], "offset": [0.0]}
 
     import keras
 
     import keras_resnet  # noqa: F401  (registers ResNet for loading)
 
     model = keras.saving.load_model(run_dir / "last.keras", safe_mode=True)
-    probs = model.predict(((x_test - mean) / std).astype("float32"), verbose=0)
+    probs = model.predict(x_test.astype("float32"), verbose=0)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
     accuracy = float(np.mean(probs.argmax(axis=1) == y_test))
     assert accuracy >= 0.985, accuracy
@@ -53,7 +56,7 @@ def test_default_command_reaches_98_5_percent_on_digits(tmp_path):
     assert f"test accuracy {accuracy:.4f}" in lines[-2]
 
     best = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
-    best_acc = float(np.mean(best.predict(((x_test - mean) / std).astype("float32"),
+    best_acc = float(np.mean(best.predict(x_test.astype("float32"),
                                           verbose=0).argmax(axis=1) == y_test))
     assert abs(best_acc - info["best"]["test_accuracy"]) < 1e-6 and best_acc >= accuracy
 
