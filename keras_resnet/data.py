@@ -1229,3 +1229,24 @@ def run_dataset_kwargs(run):
         if name in ("tfrecord", "synthetic") and "num_classes" not in kwargs and run.get("num_classes"):
             kwargs["num_classes"] = int(run["num_classes"])
     return {k: v for k, v in kwargs.items() if k in RUN_DATASET_ARGS and v is not None}
+
+
+def sample_photo_folder(root, per_class=60, size=64, seed=0):
+    """Write a small real-photo folder dataset, ``root/<class>/<i>.jpg``, from the two
+    photos scikit-learn ships (no download): class ``china`` and class ``flower``, each
+    ``per_class`` random ``size``×``size`` JPEG crops (from 96-240 px windows, so scales
+    vary). For trying the folder workflow end to end; returns ``root``."""
+    import tensorflow as tf
+    from sklearn.datasets import load_sample_images
+
+    rng = np.random.default_rng(seed)
+    for name, photo in zip(("china", "flower"), load_sample_images().images):
+        folder = os.path.join(root, name)
+        os.makedirs(folder, exist_ok=True)
+        for i in range(per_class):
+            side = int(rng.integers(96, 241))
+            y, x = (int(rng.integers(0, photo.shape[k] - side)) for k in (0, 1))
+            crop = tf.image.resize(photo[y:y + side, x:x + side], (size, size)).numpy()
+            jpeg = tf.io.encode_jpeg(np.clip(np.round(crop), 0, 255).astype("uint8"), quality=90)
+            tf.io.write_file(os.path.join(folder, f"{i:04d}.jpg"), jpeg)
+    return root

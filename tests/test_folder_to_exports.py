@@ -5,27 +5,14 @@ preprocessing) travel through run.json."""
 import json
 import os
 
-import numpy as np
 from conftest import run_train
 
-
-def _photo_folder(root, per_class=40, size=40):
-    """Two classes of real-photo JPEG crops (scikit-learn's bundled sample photos)."""
-    import tensorflow as tf
-    from sklearn.datasets import load_sample_images
-
-    rng = np.random.default_rng(0)
-    for name, photo in zip(("china", "flower"), load_sample_images().images):
-        (root / name).mkdir(parents=True)
-        for i in range(per_class):
-            y, x = rng.integers(0, photo.shape[0] - 96), rng.integers(0, photo.shape[1] - 96)
-            crop = tf.image.resize(photo[y:y + 96, x:x + 96], (size, size)).numpy().astype("uint8")
-            (root / name / f"{i}.jpg").write_bytes(tf.io.encode_jpeg(crop, quality=90).numpy())
+from keras_resnet.data import sample_photo_folder
 
 
 def test_folder_run_at_32x32_exports_every_format_and_evaluates(tmp_path):
     data = tmp_path / "photos"
-    _photo_folder(data)
+    sample_photo_folder(str(data), per_class=40, size=40)  # two classes of real-photo crops
     run_dir = tmp_path / "run"
     r = run_train(["--dataset", "folder", "--data-dir", str(data), "--model", "resnet20",
                    "--image-size", "32", "--epochs", "4", "--run-dir", str(run_dir), "--no-plot",
