@@ -98,6 +98,11 @@ def quiet_commands():
         with native_logs_quieted():
             import keras  # noqa: F401  (imports TensorFlow; its start-up lines stay hidden)
 
+            if keras.backend.backend() == "tensorflow":  # device start-up notices (cuInit, ...)
+                import tensorflow as tf
+
+                tf.config.list_physical_devices()
+
 
 DISTRIBUTION = "keras-residual"
 

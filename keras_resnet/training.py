@@ -544,10 +544,54 @@ def default_run_dir(cfg):
     return os.path.join("runs", f"{name}_{cfg.model}")
 
 
+class _RunLock:
+    """An exclusive lock on a run directory for the life of one training run: ``flock`` on
+    the directory itself (no lock file), which the kernel releases when the process ends, so
+    a killed run never leaves it stuck."""
+
+    def __init__(self):
+        self.fd = None
+
+    def acquire(self, run_dir):
+        import fcntl
+
+        self.fd = os.open(run_dir, os.O_RDONLY)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.release()
+            raise TrainingError(f"{run_dir} is in use by another training run; wait for it to "
+                                "finish, or use another --run-dir") from None
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+# Files the run directory's atomic writes create under a temporary name
+# (_atomic_write: ".<name>.<random><suffix>"); a killed write can leave one behind.
+_ATOMIC_NAMES = ("checkpoint.npz", "best.keras", "last.keras", "run.json", "metrics.csv", "curves.png")
+
+
+def _remove_stale_temporaries(run_dir, log):
+    for name in os.listdir(run_dir):
+        if any(name.startswith(f".{target}.") for target in _ATOMIC_NAMES):
+            os.remove(os.path.join(run_dir, name))
+            log(f"removed {name}, left by an interrupted write")
+
+
 def train(config=None, **overrides):
     """Trains (or resumes) the run described by ``config`` (a :class:`TrainConfig`, or
     keyword arguments); returns a :class:`TrainResult`. See the module docstring."""
-    cfg = dataclasses.replace(config or TrainConfig(), **overrides)
+    lock = _RunLock()
+    try:
+        return _train(dataclasses.replace(config or TrainConfig(), **overrides), lock)
+    finally:
+        lock.release()
+
+
+def _train(cfg, lock):
     # The strategy comes first: multi-worker collectives must start before other TF work.
     strategy = make_strategy(cfg.strategy, cfg.cpu_replicas)
     import tensorflow as tf
@@ -638,6 +682,8 @@ def train(config=None, **overrides):
                        preprocessing=dataset.preprocessing if cfg.include_preprocessing else None)
     if chief:  # only now: bad settings above leave nothing behind
         os.makedirs(run_dir, exist_ok=True)
+        lock.acquire(run_dir)
+        _remove_stale_temporaries(run_dir, log)
         if cfg.overwrite:
             for f in ("checkpoint.npz", "metrics.csv", "best.keras", "last.keras", "run.json",
                       "curves.png"):

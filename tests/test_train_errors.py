@@ -141,3 +141,30 @@ def test_image_folder_with_a_corrupt_file_fails_or_skips(tmp_path):
     with open(tmp_path / "run" / "run.json") as f:
         info = json.load(f)
     assert info["class_names"] == ["a", "b"] and info["input_shape"] == [16, 16, 3]
+
+
+def test_a_second_run_on_the_same_run_directory_is_refused_and_stale_temporaries_go(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, os.path.join(ROOT, "train.py"), "--epochs", "3", "--run-dir",
+            str(run_dir), "--no-plot"]
+    first = subprocess.Popen(args, cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        for line in first.stdout:  # the first run holds the directory once it trains
+            if line.startswith("Epoch 1/"):
+                break
+        second = subprocess.run(args, cwd=tmp_path, env=train_env(), capture_output=True,
+                                text=True, timeout=600)
+        assert second.returncode == 2
+        err = second.stderr.strip().splitlines()[-1]
+        assert f"{run_dir} is in use by another training run" in err, err
+    finally:
+        first.communicate(timeout=600)
+    assert first.returncode == 0
+    # A write killed half-way leaves a temporary name behind; the next run removes it.
+    (run_dir / ".checkpoint.npz.k1ll3d.tmp").write_bytes(b"partial")
+    again = subprocess.run(args, cwd=tmp_path, env=train_env(), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "removed .checkpoint.npz.k1ll3d.tmp, left by an interrupted write" in again.stdout
+    assert not [n for n in os.listdir(run_dir) if n.startswith(".")]
