@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch_reference import randomized_eval, rel_error, torch_logits
 
 import keras
 import tensorflow as tf
@@ -115,33 +116,11 @@ def reference(depth, seed=0):
     torch.manual_seed(seed)
     block, layers = ARCHS[depth]
     net = TorchResNet(block, layers, classes=CLASSES)
-    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
-    with torch.no_grad():
-        for m in bns:
-            m.weight.uniform_(0.5, 1.5)
-            m.bias.normal_(0, 0.2)
-            m.momentum = 1.0
-        net.train()
-        net(torch.rand(4, 3, 96, 96) * 2 - 1)
-        for m in bns:
-            m.running_mean.add_(torch.randn_like(m.running_mean) * 0.05)
-            m.running_var.mul_(torch.rand_like(m.running_var) * 0.5 + 0.75)
-            m.momentum = 0.1
-        net.fc.bias.normal_(0, 0.5)
-    return net.eval()
+    return randomized_eval(net, 96)
 
 
 def images(n=2, size=224, seed=1):
     return np.random.default_rng(seed).uniform(-1, 1, (n, size, size, 3)).astype("float32")
-
-
-def torch_logits(net, x):
-    with torch.no_grad():
-        return net(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
-
-
-def rel_error(got, want):
-    return float(np.max(np.abs(np.asarray(got) - want)) / np.max(np.abs(want)))
 
 
 @pytest.fixture(scope="module")
