@@ -33,6 +33,7 @@ import json
 import os
 import sys
 
+from .cli_util import HelpFormatter, quiet_tensorflow_logs
 from . import data as kdata
 from . import training as kt
 
@@ -197,7 +198,7 @@ def _parser():
         description="Experiments from the ResNet papers, at laptop scale by default.")
     sub = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     g = sub.add_parser(
-        "degradation", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "degradation", formatter_class=HelpFormatter,
         help="He et al. 2015 Fig. 6: plain vs residual networks of two depths, plus a grown ResNet",
         description=(
             "Trains plain-20, plain-56, ResNet-20 and ResNet-56 with the paper's CIFAR recipe and "
@@ -214,23 +215,24 @@ def _parser():
     g.add_argument("--download", action="store_true", help="allow keras.datasets to download")
     g.add_argument("--iterations", type=int,
                    help=f"per model (default: {DIGITS_ITERATIONS} on digits, 64000 elsewhere)")
-    g.add_argument("--batch-size", type=int, default=128)
-    g.add_argument("--lr", type=float, default=0.1)
+    g.add_argument("--batch-size", type=int, default=128, help="batch size of every model")
+    g.add_argument("--lr", type=float, default=0.1, help="learning rate of the four models trained from scratch")
     g.add_argument("--grow-lr", type=float, help="fine-tuning rate of the grown model (default: lr/10)")
     g.add_argument("--depths", default="20,56", help="shallow,deep CIFAR depths (6n+2)")
     g.add_argument("--augment", choices=kdata.AUGMENTATIONS,
                    help="default: shift on digits, cifar elsewhere")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0, help="seed of weights and data order")
     g.add_argument("--out", default="runs/degradation", help="output directory")
     g.add_argument("--overwrite", action="store_true", help="start every run afresh")
     g.add_argument("--quiet", action="store_true", help="no progress output")
+    g.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines")
     return p
 
 
 def main(argv=None):
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = _parser()
     args = parser.parse_args(argv)
+    quiet_tensorflow_logs(args.verbose)
     try:
         depths = tuple(int(x) for x in args.depths.split(","))
     except ValueError:

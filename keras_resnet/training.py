@@ -459,6 +459,15 @@ def read_metrics(path):
 
 def plot_history(history, path):
     """Loss and accuracy curves (train, validation if any, test) to a PNG, atomically."""
+    import matplotlib.pyplot as plt
+
+    fig = _curves_figure(history)
+    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), suffix=".png")
+    plt.close(fig)
+
+
+def _curves_figure(history):
+    """The figure of :func:`plot_history`: loss (log scale) and accuracy by whole epochs."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -486,8 +495,7 @@ def plot_history(history, path):
     for ax in (ax1, ax2):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=80), suffix=".png")
-    plt.close(fig)
+    return fig
 
 
 RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum",

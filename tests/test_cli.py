@@ -12,8 +12,14 @@ from keras_resnet.export.cli import build_parser
 from keras_resnet.train import _parser as train_parser
 
 
-@pytest.mark.parametrize("parser", [train_parser(), build_parser(["savedmodel", "tflite", "onnx"])],
-                         ids=["train", "export"])
+def _experiment_parser():
+    from keras_resnet.experiments import _parser
+
+    return _parser()._subparsers._group_actions[0].choices["degradation"]
+
+
+@pytest.mark.parametrize("parser", [train_parser(), build_parser(["savedmodel", "tflite", "onnx"]),
+                                    _experiment_parser()], ids=["train", "export", "experiment"])
 def test_every_flag_has_help_and_no_default_none(parser):
     for action in parser._actions:
         if action.option_strings and action.dest != "help":
@@ -65,3 +71,31 @@ def test_a_foreign_keras_resnet_package_is_named_clearly(tmp_path):
     err = r.stderr.strip().splitlines()[-1]
     assert "is not keras-residual's" in err and "pip uninstall -y keras-resnet" in err, err
     assert "version 0.2.0" in err and str(tmp_path / "keras_resnet") in err
+
+
+@pytest.mark.parametrize("main", ["keras_resnet.weights:main", "keras_resnet.data:make_tfrecords_main"])
+def test_other_commands_help_has_no_default_none(main, capsys):
+    import importlib
+
+    module, name = main.split(":")
+    with pytest.raises(SystemExit) as exit_:
+        getattr(importlib.import_module(module), name)(["--help"])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: ") and "(default: None)" not in text
+
+
+def test_training_curves_have_whole_epoch_ticks():
+    import matplotlib.pyplot as plt
+
+    from keras_resnet.training import _curves_figure
+
+    history = [dict(epoch=e, loss=1.0 / e, accuracy=0.5 + e / 10, test_loss=1.2 / e,
+                    test_accuracy=0.4 + e / 10) for e in (1, 2, 3)]
+    fig = _curves_figure(history)
+    try:
+        for ax in fig.axes:
+            ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    finally:
+        plt.close(fig)
