@@ -80,12 +80,34 @@ def test_float_parity_scales_with_the_logits():
 
 
 def test_quantized_gate_reports_agreement_accuracy_and_flip_margins():
-    ref = np.array([[5.0, 0.0], [0.0, 5.0], [1.0, 0.9], [0.2, 0.0]])
-    labels = np.array([0, 1, 0, 0])
-    q = np.array([[4.9, 0.1], [0.1, 4.8], [0.85, 0.95], [0.1, 0.0]])  # one near-tie flips
+    # 200 examples, two classes: the float model is right on all; int8 flips the 10 near-ties
+    # (margin 0.1) and keeps the 190 clear ones (margin 5).
+    ref = np.zeros((200, 2))
+    ref[:, 0] = 5.0
+    ref[:10, 0] = 0.1
+    labels = np.zeros(200, "int64")
+    q = ref.copy()
+    q[:10, 1] = 0.2
     p = quantized_parity(ref, q, labels)
-    assert p["agreement"] == 0.75 and p["disagreements"] == 1
+    assert p["agreement"] == 0.95 and p["disagreements"] == 10
     assert p["flip_margin"] == pytest.approx(0.1 / 5.0)
-    assert p["accuracy_change"] == pytest.approx(-0.25)
-    assert not p["passed"] and "25.00 pp below" in p["message"] and "short by 24.00 pp" in p["message"]
-    assert quantized_parity(ref, q, labels, min_agreement=0.75, max_accuracy_drop=0.25)["passed"]
+    assert p["accuracy_change"] == pytest.approx(-0.05)
+    assert not p["passed"] and "5.00 pp below" in p["message"] and "short by 4.00 pp" in p["message"]
+    assert "agreement" not in p["message"]  # 95% meets the 95% default
+    assert quantized_parity(ref, q, labels, min_agreement=0.95, max_accuracy_drop=0.05)["passed"]
+    q[10] = [0.0, 5.0]  # an eleventh flip: 94.5% agreement
+    assert "top-1 agreement 94.50% is below the 95.00% threshold" in quantized_parity(
+        ref, q, labels, max_accuracy_drop=1.0)["message"]
+
+
+def test_quantized_gate_allows_one_changed_prediction_on_a_small_evaluation_set():
+    """One image of 16 is 6.25 pp: the gates cannot resolve less, so one flip passes and two
+    do not."""
+    ref = np.tile([[2.0, 0.0]], (16, 1))
+    labels = np.zeros(16, "int64")
+    one, two = ref.copy(), ref.copy()
+    one[0] = [0.0, 2.0]
+    two[:2] = [0.0, 2.0]
+    assert quantized_parity(ref, one, labels)["passed"]
+    p = quantized_parity(ref, two, labels)
+    assert not p["passed"] and "agreement 87.50%" in p["message"] and "(allowed: 6.25 pp)" in p["message"]

@@ -181,7 +181,10 @@ def quantized_parity(ref_logits, logits, labels=None, min_agreement=MIN_AGREEMEN
            "flip_margin": float(np.max(margins) / scale) if margins.size else 0.0,
            "max_abs_diff": float(np.max(np.abs(np.asarray(logits, "float64") - ref_logits)))}
     problems = []
-    if agreement < min_agreement:
+    # The gates cannot resolve less than one example: on a small evaluation set (under 100
+    # images for the 1 pp default) one changed prediction is always allowed.
+    n = len(top1)
+    if agreement < min_agreement and out["disagreements"] > 1:
         problems.append(
             f"top-1 agreement {agreement:.2%} is below the {min_agreement:.2%} threshold by "
             f"{(min_agreement - agreement) * 100:.2f} pp"
@@ -192,11 +195,13 @@ def quantized_parity(ref_logits, logits, labels=None, min_agreement=MIN_AGREEMEN
         acc = float(np.mean(top1 == labels))
         out.update(keras_accuracy=ref_acc, accuracy=acc, accuracy_change=acc - ref_acc,
                    max_accuracy_drop=max_accuracy_drop)
-        if ref_acc - acc > max_accuracy_drop + 1e-12:
+        allowed = max(max_accuracy_drop, 1.0 / n)
+        out["allowed_accuracy_drop"] = allowed
+        if ref_acc - acc > allowed + 1e-12:
             problems.append(
                 f"accuracy {acc:.2%} is {(ref_acc - acc) * 100:.2f} pp below the Keras model's "
-                f"{ref_acc:.2%} (allowed: {max_accuracy_drop * 100:.2f} pp), short by "
-                f"{(ref_acc - acc - max_accuracy_drop) * 100:.2f} pp"
+                f"{ref_acc:.2%} (allowed: {allowed * 100:.2f} pp), short by "
+                f"{(ref_acc - acc - allowed) * 100:.2f} pp"
             )
     out["passed"] = not problems
     out["message"] = "; ".join(problems)
