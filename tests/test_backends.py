@@ -60,7 +60,6 @@ def _randomize_bn(model, rng):
 
 
 def test_tensorflow_files_compute_the_same_function_under_torch(tmp_path):
-    pytest.importorskip("torch")
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (2, 32, 32, 3)).astype("float32")
     np.save(tmp_path / "x.npy", x)
