@@ -518,10 +518,15 @@ def _save_checkpoint(path, model, optimizer, meta):
 
 
 def _load_checkpoint(path):
-    with np.load(path) as z:
-        meta = json.loads(bytes(z["meta"]).decode())
-        weights = [z[f"w{i}"] for i in range(meta["num_weights"])]
-        opt = [z[f"o{i}"] for i in range(meta["num_optimizer_variables"])]
+    try:
+        with np.load(path) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            weights = [z[f"w{i}"] for i in range(meta["num_weights"])]
+            opt = [z[f"o{i}"] for i in range(meta["num_optimizer_variables"])]
+    except Exception as e:  # noqa: BLE001 - truncated zip, missing arrays, bad JSON, ...
+        raise TrainingError(
+            f"the checkpoint {path} is unreadable ({type(e).__name__}: {e}); remove it to start "
+            "the run again from its first epoch, or pass --overwrite") from None
     return meta, weights, opt
 
 

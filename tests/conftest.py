@@ -46,6 +46,13 @@ def run_train(args, cwd, timeout=600):
                           env=train_env(), capture_output=True, text=True, timeout=timeout)
 
 
+def as_numpy(value, dtype=None):
+    """A tensor, variable or array of any Keras backend as a NumPy array."""
+    from keras import ops
+
+    return np.asarray(ops.convert_to_numpy(value), dtype)
+
+
 def trainable_params(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import as_numpy
+
 import keras_resnet as kr
 from keras_resnet.layers import _block_parts, _Spec
 
@@ -19,7 +21,7 @@ def _numpy_option_a(x, filters, stride):
 def test_zero_pad_shortcut_matches_numpy(shape, filters, stride, rng):
     x = rng.standard_normal(shape).astype("float32")
     layer = kr.ZeroPadShortcut(filters, stride)
-    y = np.asarray(layer(x))
+    y = as_numpy(layer(x))
     np.testing.assert_array_equal(y, _numpy_option_a(x, filters, stride))
     assert layer.count_params() == 0
     assert tuple(layer.compute_output_shape(shape)) == y.shape
@@ -45,7 +47,7 @@ def _conv_numpy(x, kernel, stride, pad):
 
 
 def _bn_numpy(x, layer):
-    gamma, beta, mean, var = (np.asarray(w, "float64") for w in layer.get_weights())
+    gamma, beta, mean, var = (as_numpy(w, "float64") for w in layer.get_weights())
     return gamma * (x - mean) / np.sqrt(var + layer.epsilon) + beta
 
 
@@ -65,15 +67,15 @@ def test_basic_block_matches_numpy_reference(stride, shortcut, rng):
     block.build(x.shape)
     _randomise(block, rng)
     p = block.parts
-    h = _conv_numpy(x, np.asarray(p["conv1"].kernel), stride, 1)
+    h = _conv_numpy(x, as_numpy(p["conv1"].kernel), stride, 1)
     h = np.maximum(_bn_numpy(h, p["bn1"]), 0)
-    h = _bn_numpy(_conv_numpy(h, np.asarray(p["conv2"].kernel), 1, 1), p["bn2"])
+    h = _bn_numpy(_conv_numpy(h, as_numpy(p["conv2"].kernel), 1, 1), p["bn2"])
     if shortcut == "A":
         s = _numpy_option_a(x, 6, stride)
     else:
-        s = _bn_numpy(_conv_numpy(x, np.asarray(p["shortcut_conv"].kernel), stride, 0), p["shortcut_bn"])
+        s = _bn_numpy(_conv_numpy(x, as_numpy(p["shortcut_conv"].kernel), stride, 0), p["shortcut_bn"])
     want = np.maximum(h + s, 0)
-    got = np.asarray(block(x, training=False))
+    got = as_numpy(block(x, training=False))
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
@@ -87,11 +89,11 @@ def test_preact_bottleneck_matches_numpy_reference(stride_on, rng):
     p = block.parts
     a = np.maximum(_bn_numpy(x, p["preact_bn"]), 0)
     s1, s2 = (2, 1) if stride_on == "1x1" else (1, 2)
-    h = np.maximum(_bn_numpy(_conv_numpy(a, np.asarray(p["conv1"].kernel), s1, 0), p["bn1"]), 0)
-    h = np.maximum(_bn_numpy(_conv_numpy(h, np.asarray(p["conv2"].kernel), s2, 1), p["bn2"]), 0)
-    h = _conv_numpy(h, np.asarray(p["conv3"].kernel), 1, 0)
-    s = _conv_numpy(a, np.asarray(p["shortcut_conv"].kernel), 2, 0)
-    got = np.asarray(block(x, training=False))
+    h = np.maximum(_bn_numpy(_conv_numpy(a, as_numpy(p["conv1"].kernel), s1, 0), p["bn1"]), 0)
+    h = np.maximum(_bn_numpy(_conv_numpy(h, as_numpy(p["conv2"].kernel), s2, 1), p["bn2"]), 0)
+    h = _conv_numpy(h, as_numpy(p["conv3"].kernel), 1, 0)
+    s = _conv_numpy(a, as_numpy(p["shortcut_conv"].kernel), 2, 0)
+    got = as_numpy(block(x, training=False))
     assert got.shape == (2, 5, 5, 16)
     np.testing.assert_allclose(got, h + s, rtol=1e-4, atol=1e-4)
 
@@ -110,10 +112,10 @@ def test_zero_init_block_is_identity(cls, kwargs, rng):
         x = np.maximum(x, 0)  # a post-activation block's input comes out of a ReLU
     block = cls(filters, zero_init=True, **kwargs)
     for training in (False, True):
-        np.testing.assert_array_equal(np.asarray(block(x, training=training)), x)
+        np.testing.assert_array_equal(as_numpy(block(x, training=training)), x)
     # Without zero-init the same block is not the identity.
     other = cls(filters, zero_init=False, **kwargs)
-    assert not np.allclose(np.asarray(other(x, training=False)), x)
+    assert not np.allclose(as_numpy(other(x, training=False)), x)
 
 
 def _identity_blocks(model):
@@ -144,14 +146,14 @@ def test_zero_init_models_identity_blocks_return_their_input(ctor, kwargs, rng):
     tensors = [t for a, b in pairs for t in (model.get_layer(a).output, model.get_layer(b).output)]
     probe = keras.Model(model.input, tensors)
     x = rng.standard_normal((2, *model.input_shape[1:])).astype("float32")
-    values = [np.asarray(v) for v in probe(x, training=False)]
+    values = [as_numpy(v) for v in probe(x, training=False)]
     for i, (a, b) in enumerate(pairs):
         np.testing.assert_allclose(values[2 * i + 1], values[2 * i], rtol=0, atol=1e-6, err_msg=b)
     # And without zero-init they are not.
     model = ctor(zero_init=False, **kwargs)
     a, b = pairs[-1]
     probe = keras.Model(model.input, [model.get_layer(a).output, model.get_layer(b).output])
-    u, v = (np.asarray(t) for t in probe(x, training=False))
+    u, v = (as_numpy(t) for t in probe(x, training=False))
     assert not np.allclose(u, v, atol=1e-3)
 
 
@@ -177,8 +179,8 @@ def test_public_layer_config_round_trip(cls, kwargs, rng):
     clone = cls.from_config(config)
     clone.build(x.shape)
     clone.set_weights(layer.get_weights())
-    np.testing.assert_array_equal(np.asarray(clone(x)), np.asarray(layer(x)))
-    assert np.asarray(y).shape == np.asarray(clone(x)).shape
+    np.testing.assert_array_equal(as_numpy(clone(x)), as_numpy(layer(x)))
+    assert as_numpy(y).shape == as_numpy(clone(x)).shape
     # Also through keras' generic (de)serialisation, as .keras files use it.
     again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(again) is cls and again.get_config() == config
@@ -222,7 +224,7 @@ def test_layers_in_sequential_functional_and_subclassed_models(rng, tmp_path):
     path = tmp_path / "seq.keras"
     seq.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
-    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(seq(x)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(as_numpy(loaded(x)), as_numpy(seq(x)), rtol=1e-6, atol=1e-6)
 
 
 def test_block_functions_and_layers_share_one_definition():

@@ -5,7 +5,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from conftest import trainable_params
+from conftest import as_numpy, trainable_params
 
 import keras_resnet as kr
 from keras_resnet.models import CIFAR_DEPTHS, CIFAR_PREACT_DEPTHS, IMAGENET_DEPTHS
@@ -141,7 +141,7 @@ def test_forward_pass_shapes_and_probabilities(name, rng):
     for h, w in [(32, 32), (40, 72)]:
         model = ctor(input_shape=(h, w, 3), classes=7)
         x = rng.random((2, h, w, 3), dtype=np.float32)
-        y = np.asarray(model(x, training=False))
+        y = as_numpy(model(x, training=False))
         assert y.shape == (2, 7)
         np.testing.assert_allclose(y.sum(axis=1), 1.0, rtol=1e-5)
         feats = kr.feature_extractor(model, stages=[len(_expected(name, h, w))])
@@ -156,7 +156,7 @@ def test_keras_applications_style_arguments(rng):
     maxed = kr.ResNet18(include_top=False, pooling="max", input_shape=(64, 64, 3))
     assert tuple(maxed(x).shape) == (1, 512)
     logits = kr.ResNet18(classes=5, classifier_activation=None, input_shape=(64, 64, 3))
-    out = np.asarray(logits(x))
+    out = as_numpy(logits(x))
     assert out.shape == (1, 5) and not np.isclose(out.sum(), 1.0)
     # input_tensor: the model joins an existing graph.
     inp = keras.Input((48, 48, 3))

@@ -5,7 +5,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import run_python
+from conftest import as_numpy, run_python
 
 import keras_resnet as kr
 
@@ -41,7 +41,7 @@ def test_keras_files_load_in_a_fresh_process_with_safe_mode(tmp_path):
         _randomise(model)
         inp = x16 if model.input_shape[1] == 16 else x
         np.save(tmp_path / f"{name}_in.npy", inp)
-        np.save(tmp_path / f"{name}_out.npy", np.asarray(model(inp, training=False)))
+        np.save(tmp_path / f"{name}_out.npy", as_numpy(model(inp, training=False)))
         model.save(tmp_path / f"{name}.keras")
     proc = run_python(f"""
         import json, numpy as np, keras
@@ -51,7 +51,7 @@ def test_keras_files_load_in_a_fresh_process_with_safe_mode(tmp_path):
             m = keras.saving.load_model("{tmp_path}/" + name + ".keras", safe_mode=True)
             x = np.load("{tmp_path}/" + name + "_in.npy")
             want = np.load("{tmp_path}/" + name + "_out.npy")
-            got = np.asarray(m(x, training=False))
+            got = keras.ops.convert_to_numpy(m(x, training=False))
             result[name] = [type(m).__name__, float(np.abs(got - want).max())]
         print(json.dumps(result))
     """)
@@ -77,16 +77,16 @@ def test_weights_argument_loads_keras_and_weights_h5_files(tmp_path):
     x = rng.random((2, 16, 16, 3), dtype=np.float32)
     source = kr.ResNet20CIFAR(input_shape=(16, 16, 3), classes=7)
     _randomise(source)
-    want = np.asarray(source(x, training=False))
+    want = as_numpy(source(x, training=False))
     source.save(tmp_path / "m.keras")
     source.save_weights(tmp_path / "m.weights.h5")
     for path in (tmp_path / "m.keras", tmp_path / "m.weights.h5"):
         model = kr.ResNet20CIFAR(input_shape=(16, 16, 3), classes=7, weights=str(path))
-        np.testing.assert_array_equal(np.asarray(model(x, training=False)), want)
+        np.testing.assert_array_equal(as_numpy(model(x, training=False)), want)
         # include_top=False takes everything but the classifier.
         body = kr.ResNet20CIFAR(input_shape=(16, 16, 3), include_top=False, weights=path)
         full = keras.Model(source.input, source.get_layer("stage3_block3_out").output)
-        np.testing.assert_array_equal(np.asarray(body(x, training=False)), np.asarray(full(x, training=False)))
+        np.testing.assert_array_equal(as_numpy(body(x, training=False)), as_numpy(full(x, training=False)))
 
 
 def test_weights_file_errors(tmp_path):
@@ -113,7 +113,7 @@ def test_mismatched_load_leaves_model_untouched(tmp_path):
     with pytest.raises(ValueError):
         kr.weights.load_weights(target, tmp_path / "m.keras")
     for b, w in zip(before, target.weights):
-        np.testing.assert_array_equal(b, np.asarray(w))
+        np.testing.assert_array_equal(b, as_numpy(w))
 
 
 @pytest.mark.parametrize("ctor,kwargs,match", [
@@ -158,9 +158,9 @@ def test_same_model_code_runs_under_tf_keras(tmp_path):
     for name, src in builders.items():
         model = eval(src, ns)
         _randomise(model)
-        arrays = {f"{l.name}/{i}": np.asarray(w) for l in model.layers for i, w in enumerate(l.get_weights())}
+        arrays = {f"{l.name}/{i}": as_numpy(w) for l in model.layers for i, w in enumerate(l.get_weights())}
         np.savez(tmp_path / f"{name}.npz", **arrays)
-        np.save(tmp_path / f"{name}_out.npy", np.asarray(model(x, training=False)))
+        np.save(tmp_path / f"{name}_out.npy", as_numpy(model(x, training=False)))
     np.save(tmp_path / "x.npy", x)
     proc = run_python(f"""
         import json, numpy as np

@@ -168,3 +168,16 @@ def test_a_second_run_on_the_same_run_directory_is_refused_and_stale_temporaries
     assert again.returncode == 0, again.stderr[-2000:]
     assert "removed .checkpoint.npz.k1ll3d.tmp, left by an interrupted write" in again.stdout
     assert not [n for n in os.listdir(run_dir) if n.startswith(".")]
+
+
+def test_a_corrupt_checkpoint_is_named_with_the_way_out(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["--epochs", "1", "--run-dir", str(run_dir), "--no-plot"]
+    assert run_train(args, tmp_path).returncode == 0
+    ckpt = run_dir / "checkpoint.npz"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # a truncated file
+    r = run_train(args, tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    err = r.stderr.strip().splitlines()[-1]
+    assert f"the checkpoint {ckpt} is unreadable" in err and "--overwrite" in err, err
+    assert run_train(args + ["--overwrite"], tmp_path).returncode == 0
