@@ -12,7 +12,6 @@ Installed as ``keras-resnet-train`` and ``python -m keras_resnet.train``; the re
 """
 
 import argparse
-import os
 import sys
 
 from .cli_util import HelpFormatter, check_distribution, flatten, list_of, quiet_tensorflow_logs

@@ -50,12 +50,12 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 
 import numpy as np
 
 from . import data as kdata
+from . import files
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("sgd", "adamw")
@@ -403,23 +403,9 @@ def make_optimizer(cfg, schedule, model):
 
 
 def _atomic_write(path, write, suffix=""):
-    """Calls ``write(tmp_path)`` then renames the temporary file onto ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=suffix or ".tmp",
-                               dir=directory)
-    os.close(fd)
-    try:
+    """Calls ``write(tmp_path)``; the temporary file then replaces ``path`` in one rename."""
+    with files.atomic_path(path, suffix=suffix) as tmp:
         write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _write_text(path, text):
@@ -582,16 +568,6 @@ class _RunLock:
             self.fd = None
 
 
-# Files the run directory's atomic writes create under a temporary name
-# (_atomic_write: ".<name>.<random><suffix>"); a killed write can leave one behind.
-_ATOMIC_NAMES = ("checkpoint.npz", "best.keras", "last.keras", "run.json", "metrics.csv", "curves.png")
-
-
-def _remove_stale_temporaries(run_dir, log):
-    for name in os.listdir(run_dir):
-        if any(name.startswith(f".{target}.") for target in _ATOMIC_NAMES):
-            os.remove(os.path.join(run_dir, name))
-            log(f"removed {name}, left by an interrupted write")
 
 
 def train(config=None, **overrides):
@@ -696,7 +672,7 @@ def _train(cfg, lock):
     if chief:  # only now: bad settings above leave nothing behind
         os.makedirs(run_dir, exist_ok=True)
         lock.acquire(run_dir)
-        _remove_stale_temporaries(run_dir, log)
+        files.remove_stale_temporaries(run_dir, log)
         if cfg.overwrite:
             for f in ("checkpoint.npz", "metrics.csv", "best.keras", "last.keras", "run.json",
                       "curves.png"):

@@ -48,10 +48,10 @@ import json
 import os
 import re
 import sys
-import tempfile
 
 import numpy as np
 
+from . import files
 from ._compat import keras
 from .preprocessing import PREPROCESSING  # noqa: F401  (weights.PREPROCESSING, as documented)
 
@@ -1081,9 +1081,7 @@ def convert_file(source, output, log=print, **options):
             f"{sum(len(v) for v in checkpoint.values())} arrays)")
     model = _convert(checkpoint, description, **options)
     log(f"built {model.name}: {model.count_params():,} parameters")
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(output)}.", suffix=".keras", dir=folder)
-    os.close(fd)
-    try:
+    with files.atomic_path(output, suffix=".keras") as tmp:
         model.save(tmp)
         reloaded = keras.saving.load_model(tmp, compile=False, safe_mode=True)
         shape = [d if d is not None else 64 for d in model.input_shape[1:]]
@@ -1093,13 +1091,6 @@ def convert_file(source, output, log=print, **options):
         if diff > 1e-5 * (float(np.max(np.abs(ref))) + 1.0):  # same kernels: float32 rounding only
             raise ValueError(f"the written file computes differently from the converted model (max abs diff {diff:.3g})")
         log(f"checked: reloaded file matches the converted model (max abs diff {diff:.3g})")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, output)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     log(f"wrote {output}")
     return model
 

@@ -162,11 +162,11 @@ def test_a_second_run_on_the_same_run_directory_is_refused_and_stale_temporaries
         first.communicate(timeout=600)
     assert first.returncode == 0
     # A write killed half-way leaves a temporary name behind; the next run removes it.
-    (run_dir / ".checkpoint.npz.k1ll3d.tmp").write_bytes(b"partial")
+    (run_dir / ".checkpoint.npz.tmp-k1ll3d").write_bytes(b"partial")
     again = subprocess.run(args, cwd=tmp_path, env=train_env(), capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "removed .checkpoint.npz.k1ll3d.tmp, left by an interrupted write" in again.stdout
+    assert "removed .checkpoint.npz.tmp-k1ll3d, left by an interrupted write" in again.stdout
     assert not [n for n in os.listdir(run_dir) if n.startswith(".")]
 
 

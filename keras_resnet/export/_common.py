@@ -2,12 +2,12 @@
 
 import contextlib
 import os
-import shutil
 import statistics
-import tempfile
 import time
 
 import numpy as np
+
+from .. import files
 
 
 class ExportError(ValueError):
@@ -83,39 +83,13 @@ def check_new_path(path, overwrite):
 
 @contextlib.contextmanager
 def atomic_path(path, overwrite=False, directory=False):
-    """Yield a temporary sibling of ``path``; on success rename it to ``path``.
-
-    Nothing is left at ``path`` (or at the temporary name) when the body raises.
-    """
+    """:func:`keras_resnet.files.atomic_path`, refusing an existing ``path`` unless ``overwrite``."""
     check_new_path(path, overwrite)
-    parent = os.path.dirname(os.path.abspath(path)) or "."
-    os.makedirs(parent, exist_ok=True)
-    base = os.path.basename(path)
-    if directory:
-        tmp = tempfile.mkdtemp(prefix=f".{base}.tmp-", dir=parent)
-        os.rmdir(tmp)  # the writer creates it
-    else:
-        fd, tmp = tempfile.mkstemp(prefix=f".{base}.tmp-", dir=parent)
-        os.close(fd)
-        os.remove(tmp)
-    try:
+    with files.atomic_path(path, directory=directory) as tmp:
         yield tmp
-        if not os.path.exists(tmp):
-            raise RuntimeError(f"the writer produced nothing for {path}")
-        if os.path.lexists(path):
-            check_new_path(path, overwrite)
-            remove(path)
-        os.rename(tmp, path)
-    except BaseException:
-        remove(tmp)
-        raise
 
 
-def remove(path):
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
+remove = files.remove
 
 
 def size_bytes(path):

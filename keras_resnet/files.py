@@ -1,0 +1,177 @@
+"""Writing files so that a kill, a full disk or an error never leaves half a file behind.
+
+Every file keras_resnet writes (checkpoints, ``.keras`` models, run.json, metrics, export
+artifacts, converted weights) goes through :func:`atomic_path`: the writer fills a
+temporary sibling named ``.<name>.tmp-<random><suffix>``, which is flushed to disk and then
+renamed onto ``<name>`` in one step. Readers therefore see the old file or the new one,
+never a mixture. A temporary left by a killed process is recognised by its name and
+removed by :func:`remove_stale_temporaries` the next time the directory is used.
+
+Operating-system failures (full disk, read-only filesystem, no permission, a file where a
+directory should be) become :class:`FileWriteError`, one line naming the path, the cause
+and what to do.
+"""
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+
+TMP_MARK = ".tmp-"
+
+_ADVICE = {
+    errno.ENOSPC: "no space left on the device; free some space and rerun",
+    errno.EDQUOT: "disk quota exceeded; free some space and rerun",
+    errno.EROFS: "the filesystem is read-only; choose a writable location",
+    errno.EACCES: "permission denied; choose a location you can write to",
+    errno.EPERM: "operation not permitted; choose a location you can write to",
+    errno.ENOTDIR: "a path component is a file, not a directory; choose another location",
+    errno.EISDIR: "the path is a directory; name a file",
+    errno.ENAMETOOLONG: "the file name is too long",
+}
+
+
+class FileWriteError(OSError):
+    """An operating-system error while writing, as one line: path, cause, what to do."""
+
+    def __str__(self):
+        return self.strerror
+
+
+def describe_os_error(exc, path, action="write"):
+    """One line naming ``path``, what failed and what to do about it."""
+    advice = _ADVICE.get(getattr(exc, "errno", None), exc.strerror or str(exc))
+    return f"cannot {action} {path}: {advice}"
+
+
+def file_write_error(exc, path, action="write"):
+    error = FileWriteError(getattr(exc, "errno", None) or errno.EIO, describe_os_error(exc, path, action))
+    error.path = path
+    return error
+
+
+def _fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path):
+    if os.path.isdir(path):
+        for root, _, names in os.walk(path):
+            for name in names:
+                with open(os.path.join(root, name), "rb") as f:
+                    os.fsync(f.fileno())
+    else:
+        with open(path, "rb") as f:
+            os.fsync(f.fileno())
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def remove(path):
+    """Remove a file or a directory tree; nothing happens when ``path`` is absent."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif os.path.lexists(path):
+        os.remove(path)
+
+
+def is_temporary(name):
+    """Whether ``name`` (a base name) is a temporary left by :func:`atomic_path`."""
+    return name.startswith(".") and TMP_MARK in name
+
+
+@contextlib.contextmanager
+def atomic_path(path, *, directory=False, suffix=""):
+    """Yield a temporary sibling of ``path`` to write; on success it replaces ``path``.
+
+    ``suffix`` keeps an extension some writers insist on (Keras wants ``.keras``). With
+    ``directory=True`` the temporary does not exist yet: the writer creates it. When the
+    body raises, or the writer produced nothing, the temporary is removed and ``path`` is
+    left as it was. OS errors come out as :class:`FileWriteError`.
+    """
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    base = os.path.basename(path)
+    try:
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except FileExistsError:  # a file stands where a directory is needed
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), parent) from None
+        if directory:
+            tmp = tempfile.mkdtemp(prefix=f".{base}{TMP_MARK}", suffix=suffix, dir=parent)
+            os.rmdir(tmp)
+        else:
+            fd, tmp = tempfile.mkstemp(prefix=f".{base}{TMP_MARK}", suffix=suffix, dir=parent)
+            os.close(fd)
+    except OSError as exc:
+        raise file_write_error(exc, path) from exc
+    try:
+        yield tmp
+        if not os.path.lexists(tmp) or (not directory and os.path.isdir(tmp)):
+            raise RuntimeError(f"the writer produced nothing for {path}")
+        _fsync_tree(tmp)
+        if not directory:
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; give a normal mode
+        if directory and os.path.lexists(path):
+            # A directory cannot be renamed over a non-empty one: move the old one aside
+            # first, so that a kill leaves either the old or the new one under a known name.
+            old = tempfile.mkdtemp(prefix=f".{base}{TMP_MARK}old-", dir=parent)
+            os.rmdir(old)
+            os.rename(path, old)
+            os.rename(tmp, path)
+            remove(old)
+        else:
+            os.replace(tmp, path)
+        _fsync_dir(parent)
+    except OSError as exc:
+        remove(tmp)
+        if isinstance(exc, FileWriteError):
+            raise
+        raise file_write_error(exc, path) from exc
+    except BaseException:
+        remove(tmp)
+        raise
+
+
+def write_text(path, text):
+    """Write ``text`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+
+
+def write_bytes(path, data):
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+
+def remove_stale_temporaries(directory, log=None):
+    """Remove temporaries that a killed process left in ``directory``; returns their names."""
+    removed = []
+    try:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        return removed
+    for name in names:
+        if is_temporary(name):
+            remove(os.path.join(directory, name))
+            removed.append(name)
+            if log:
+                log(f"removed {name}, left by an interrupted write")
+    return removed

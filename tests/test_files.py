@@ -1,0 +1,59 @@
+"""keras_resnet.files: the one atomic write every output goes through."""
+
+import errno
+import os
+
+import pytest
+
+from keras_resnet import files
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    target = tmp_path / "run.json"
+    target.write_text("old")
+
+    def fail(tmp):
+        with open(tmp, "w") as f:
+            f.write("half")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(files.FileWriteError) as info:
+        with files.atomic_path(target) as tmp:
+            fail(tmp)
+    assert str(info.value) == f"cannot write {target}: no space left on the device; free some space and rerun"
+    assert target.read_text() == "old"
+    assert sorted(os.listdir(tmp_path)) == ["run.json"]
+
+
+def test_a_directory_replaces_the_old_one_whole(tmp_path):
+    target = tmp_path / "model"
+    (target / "old").mkdir(parents=True)
+    with files.atomic_path(target, directory=True) as tmp:
+        os.makedirs(os.path.join(tmp, "new"))
+    assert os.listdir(target) == ["new"]
+    assert os.listdir(tmp_path) == ["model"]
+
+
+def test_files_get_a_normal_mode_and_the_suffix_writers_need(tmp_path):
+    with files.atomic_path(tmp_path / "m.keras", suffix=".keras") as tmp:
+        assert tmp.endswith(".keras") and files.is_temporary(os.path.basename(tmp))
+        open(tmp, "w").close()
+    mask = os.umask(0)
+    os.umask(mask)
+    assert os.stat(tmp_path / "m.keras").st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_stale_temporaries_are_recognised_by_name_and_removed(tmp_path):
+    (tmp_path / ".best.keras.tmp-abc.keras").write_text("x")
+    (tmp_path / ".saved_model.tmp-xyz").mkdir()
+    (tmp_path / "best.keras").write_text("keep")
+    (tmp_path / ".hidden").write_text("keep")
+    removed = files.remove_stale_temporaries(tmp_path)
+    assert removed == [".best.keras.tmp-abc.keras", ".saved_model.tmp-xyz"]
+    assert sorted(os.listdir(tmp_path)) == [".hidden", "best.keras"]
+
+
+def test_write_text_into_a_file_that_is_not_a_directory_is_one_line(tmp_path):
+    (tmp_path / "f").write_text("a file")
+    with pytest.raises(files.FileWriteError, match=r"^cannot write .*f/run.json: a path component is a file"):
+        files.write_text(tmp_path / "f" / "run.json", "{}")
