@@ -394,7 +394,8 @@ class FolderDataset(FileDataset):
         if os.path.isdir(os.path.join(data_dir, "train")) and test_name:
             class_names = _class_dirs(os.path.join(data_dir, "train"))
             for split, sub in (("train", "train"), ("test", test_name)):
-                splits[split] = _list_images(os.path.join(data_dir, sub), class_names)
+                splits[split] = _list_images(os.path.join(data_dir, sub), class_names,
+                                             every_class=split == "train")
         else:
             class_names = _class_dirs(data_dir)
             files = _list_images(data_dir, class_names)
@@ -437,15 +438,21 @@ def _class_dirs(root):
     return names
 
 
-def _list_images(root, class_names):
+def _list_images(root, class_names, every_class=True):
+    """``[(path, label)]`` of the images in ``root/<class>/``. With ``every_class`` (the
+    folder that defines the classes) a class folder without images is refused: it would
+    train a class the model can never learn."""
     files = []
     for label, name in enumerate(class_names):
         folder = os.path.join(root, name)
         if not os.path.isdir(folder):
             continue
-        for f in sorted(os.listdir(folder)):
-            if f.lower().endswith(IMAGE_EXTENSIONS):
-                files.append((os.path.join(folder, f), label))
+        found = [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+                 if f.lower().endswith(IMAGE_EXTENSIONS)]
+        if not found and every_class:
+            raise DataError(f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                            "add images to it or remove it (each sub-folder is a class)")
+        files.extend((path, label) for path in found)
     if not files:
         raise DataError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)}) in its class "
                         "sub-folders; the dataset is empty")

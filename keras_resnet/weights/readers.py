@@ -7,6 +7,7 @@ weights by layer name).
 
 import json
 import os
+import zipfile
 import warnings
 
 import h5py
@@ -17,9 +18,20 @@ from .checkpoint import (Checkpoint, _arrays_from_model, _checkpoint_from_model,
                          from_torch_state_dict, resnet_config)
 from .names import is_keras_applications_names
 
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def read_keras_file(path, model=None):
     """Arrays by layer name from a ``.keras`` file (keras_resnet or keras.applications)."""
-    source = keras.saving.load_model(path, compile=False, safe_mode=True)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"weights={path!r} is not a .keras model file (not a zip archive); "
+                         "expected a file written by model.save('name.keras')")
+    try:
+        source = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise ValueError(f"weights={path!r} is not a loadable .keras model ({_first_line(e)})") from None
     return _checkpoint_from_model(source, f"weights file {path!r}")
 
 
@@ -225,11 +237,15 @@ def read_torch(path, model=None):
             f"weights={path!r}: reading PyTorch .pth/.pt/.bin files needs PyTorch (pip install torch); "
             "a .safetensors file can be read without it"
         ) from None
+    with open(path, "rb") as f:
+        pickled = f.read(1) == b"\x80"  # torch.save's legacy format is a pickle
+    if not (pickled or zipfile.is_zipfile(path)):
+        raise ValueError(f"weights={path!r} is not a PyTorch file (neither torch.save's zip archive "
+                         "nor a pickle); expected a state_dict saved with torch.save")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"weights={path!r} is not a loadable PyTorch state_dict ({first})") from None
+    except Exception as e:  # torch raises many types for a bad file
+        raise ValueError(f"weights={path!r} is not a loadable PyTorch state_dict ({_first_line(e)})") from None
     return from_torch_state_dict(state, f"weights file {path!r}")
 
 
