@@ -40,6 +40,9 @@ import tempfile
 
 import numpy as np
 
+from ._compat import keras
+from .preprocessing import apply_preprocessing  # noqa: F401  (keras_resnet.data.apply_preprocessing)
+
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
 FOLDER_TEST_FRACTION = 0.2
@@ -88,13 +91,6 @@ def preprocessing_from_arrays(images):
     mean = pixels.mean(axis=0)
     std = pixels.std(axis=0) + 1e-6
     return {"scale": (1.0 / std).tolist(), "offset": (-mean / std).tolist()}
-
-
-def apply_preprocessing(images, preprocessing):
-    """``images * scale + offset`` (works on NumPy arrays and tensors)."""
-    scale = np.asarray(preprocessing["scale"], dtype="float32")
-    offset = np.asarray(preprocessing["offset"], dtype="float32")
-    return images * scale + offset
 
 
 def _mean_std_preprocessing(mean, std):
@@ -218,8 +214,6 @@ def _keras_cache_dir():
 
 
 def _cifar(name, download):
-    import keras
-
     folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
     cached = os.path.isdir(os.path.join(_keras_cache_dir(), folder))
     if not cached and not download:

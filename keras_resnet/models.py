@@ -26,6 +26,7 @@ models), ``avg_pool``/``max_pool`` and ``predictions``.
 
 import os
 import sys
+import types
 
 from ._compat import get_source_inputs, is_keras_tensor, keras, register
 from .layers import _block_parts, _bn, _conv, _Spec, _wire
@@ -93,6 +94,50 @@ def _check_input_shape(input_shape, minimum):
                 f"minimum input size {minimum}; accepted: None or at least {minimum}"
             )
     return tuple(input_shape)
+
+
+def _check_arguments(args):
+    """Check ``ResNet``'s arguments (a dict of them); returns the blocks, filters and strides
+    of each stage and the stem's filters, defaults filled in."""
+    a = types.SimpleNamespace(**args)
+    blocks = _positive_list("stackwise_num_blocks", a.stackwise_num_blocks)
+    filters = _positive_list("stackwise_num_filters", a.stackwise_num_filters, len(blocks))
+    if a.stackwise_strides is None:
+        a.stackwise_strides = [1] + [2] * (len(blocks) - 1)
+    strides = _positive_list("stackwise_strides", a.stackwise_strides, len(blocks))
+    _choice("block", a.block, BLOCKS)
+    _choice("stem", a.stem, STEMS)
+    _choice("shortcut", a.shortcut, SHORTCUTS)
+    _choice("stride_on", a.stride_on, STRIDE_ON)
+    _choice("stride_block", a.stride_block, STRIDE_BLOCK)
+    _choice("use_bias", a.use_bias, USE_BIAS)
+    _choice("pooling", a.pooling, POOLINGS)
+    if isinstance(a.classes, bool) or not isinstance(a.classes, int) or a.classes < 1:
+        raise ValueError(f"classes={a.classes!r} is not supported; expected a positive integer")
+    a.stem_filters = filters[0] if a.stem_filters is None else a.stem_filters
+    if isinstance(a.stem_filters, bool) or not isinstance(a.stem_filters, int) or a.stem_filters < 1:
+        raise ValueError(f"stem_filters={a.stem_filters!r} is not supported; expected a positive integer")
+    _positive_int("groups", a.groups)
+    _positive_int("width_per_group", a.width_per_group)
+    _choice("attention", a.attention, ATTENTIONS)
+    _choice("output_stride", a.output_stride, OUTPUT_STRIDES)
+    _choice("grouped_conv", a.grouped_conv, GROUPED_CONV)
+    if (
+        isinstance(a.drop_path_rate, bool) or not isinstance(a.drop_path_rate, (int, float))
+        or not 0 <= a.drop_path_rate < 1
+    ):
+        raise ValueError(
+            f"drop_path_rate={a.drop_path_rate!r} is not supported; expected a number in [0, 1)")
+    if a.block == "basic" and (a.groups != 1 or a.width_per_group != 64):
+        raise ValueError(
+            f"groups={a.groups}, width_per_group={a.width_per_group}: basic blocks support only "
+            "groups=1 and width_per_group=64; use block='bottleneck' for ResNeXt/Wide ResNet"
+        )
+    if a.stem == "deep" and a.stem_filters % 2:
+        raise ValueError(f"stem_filters={a.stem_filters} must be even with stem='deep'")
+    if a.output_stride is not None and a.stride_block != "first":
+        raise ValueError("output_stride needs stride_block='first'")
+    return blocks, filters, strides, a.stem_filters
 
 
 @register(package="keras_resnet")
@@ -196,43 +241,7 @@ class ResNet(keras.Model):
         unknown = sorted(set(kwargs) - {"trainable", "dtype"})
         if unknown:  # as keras.applications: a misspelt argument is an error, not ignored
             raise TypeError(f"ResNet() got an unexpected keyword argument {unknown[0]!r}")
-        blocks = _positive_list("stackwise_num_blocks", stackwise_num_blocks)
-        filters = _positive_list("stackwise_num_filters", stackwise_num_filters, len(blocks))
-        if stackwise_strides is None:
-            stackwise_strides = [1] + [2] * (len(blocks) - 1)
-        strides = _positive_list("stackwise_strides", stackwise_strides, len(blocks))
-        _choice("block", block, BLOCKS)
-        _choice("stem", stem, STEMS)
-        _choice("shortcut", shortcut, SHORTCUTS)
-        _choice("stride_on", stride_on, STRIDE_ON)
-        _choice("stride_block", stride_block, STRIDE_BLOCK)
-        _choice("use_bias", use_bias, USE_BIAS)
-        _choice("pooling", pooling, POOLINGS)
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"classes={classes!r} is not supported; expected a positive integer")
-        stem_filters = filters[0] if stem_filters is None else stem_filters
-        if isinstance(stem_filters, bool) or not isinstance(stem_filters, int) or stem_filters < 1:
-            raise ValueError(f"stem_filters={stem_filters!r} is not supported; expected a positive integer")
-        _positive_int("groups", groups)
-        _positive_int("width_per_group", width_per_group)
-        _choice("attention", attention, ATTENTIONS)
-        _choice("output_stride", output_stride, OUTPUT_STRIDES)
-        _choice("grouped_conv", grouped_conv, GROUPED_CONV)
-        if (
-            isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float))
-            or not 0 <= drop_path_rate < 1
-        ):
-            raise ValueError(
-                f"drop_path_rate={drop_path_rate!r} is not supported; expected a number in [0, 1)")
-        if block == "basic" and (groups != 1 or width_per_group != 64):
-            raise ValueError(
-                f"groups={groups}, width_per_group={width_per_group}: basic blocks support only "
-                "groups=1 and width_per_group=64; use block='bottleneck' for ResNeXt/Wide ResNet"
-            )
-        if stem == "deep" and stem_filters % 2:
-            raise ValueError(f"stem_filters={stem_filters} must be even with stem='deep'")
-        if output_stride is not None and stride_block != "first":
-            raise ValueError("output_stride needs stride_block='first'")
+        blocks, filters, strides, stem_filters = _check_arguments(args)
         layout, stage_strides = stage_layout(stem, strides, output_stride)
         minimum = stage_strides[-1]
 

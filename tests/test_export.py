@@ -553,7 +553,7 @@ def test_quantized_accuracy_drop_beyond_the_allowed_exits_1_with_the_table(expor
 
 
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
-    from keras_resnet.export._common import atomic_path
+    from keras_resnet.files import atomic_path
 
     target = tmp_path / "model.tflite"
     with pytest.raises(RuntimeError):

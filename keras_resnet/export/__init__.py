@@ -16,7 +16,7 @@ JSON/Markdown report; :mod:`.cli` is the command line behind ``export/*.py``.
 """
 
 from ._common import (FLOAT_RTOL, MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError,  # noqa: F401
-                      ParityError, float_parity, quantized_parity)
+                      ExportFormat, ParityError, float_parity, latency_ms, quantized_parity)
 from .onnx_export import export_onnx  # noqa: F401
 from .pipeline import FORMATS, REGISTRY, export_all  # noqa: F401
 from .saved_model import export_saved_model, next_version  # noqa: F401
@@ -25,6 +25,7 @@ from .tflite import LiteRTModel, export_tflite  # noqa: F401
 
 __all__ = [
     "ExportError", "FLOAT_RTOL", "REGISTRY", "MAX_ACCURACY_DROP", "MIN_AGREEMENT", "ParityError", "ExportSource", "FORMATS", "LiteRTModel", "as_float32",
-    "export_all", "export_onnx", "export_saved_model", "export_tflite", "float_parity",
+    "ExportFormat", "export_all", "export_onnx", "export_saved_model", "export_tflite", "float_parity",
+    "latency_ms",
     "load_source", "next_version", "quantized_parity",
 ]

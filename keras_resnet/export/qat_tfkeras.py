@@ -17,6 +17,7 @@ from tensorflow_model_optimization.python.core.quantization.keras import quant_o
 from .._compat import LEGACY, keras
 from ..layers import DropPath, ZeroPadShortcut
 from ..models import ResNet
+from ..preprocessing import apply_preprocessing
 from .tflite import convert_saved_model
 
 
@@ -112,6 +113,37 @@ def init_ranges(qat_model, images, batch_size=256):
 
 
 # ----------------------------------------------------------------------------------------
+# Pieces of the job
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Prints ``[qat] epoch i/n: loss ... accuracy ...`` (the Keras 3 process relays it)."""
+
+    def __init__(self, epochs):
+        super().__init__()
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        print(f"[qat] epoch {epoch + 1}/{self.epochs}: loss {logs['loss']:.4f} "
+              f"accuracy {logs['accuracy']:.4f}", flush=True)
+
+
+class Serving(tf.Module):
+    """The QAT model behind a ``serving_default`` signature: pixels -> logits, probabilities."""
+
+    def __init__(self, net, preprocessing, input_shape):
+        super().__init__()
+        self.net = net
+        self.preprocessing = dict(preprocessing)
+        spec = tf.TensorSpec((None, *input_shape), tf.float32, name="images")
+        self.serve = tf.function(self._serve, input_signature=[spec])
+
+    def _serve(self, images):
+        logits = self.net(apply_preprocessing(images, self.preprocessing), training=False)
+        return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
+
+
+# ----------------------------------------------------------------------------------------
 # The job (python -m keras_resnet.export.qat_tfkeras <job folder>)
 
 
@@ -131,9 +163,8 @@ def _run_job(folder):
         n = len(layer.weights)
         if n:
             layer.set_weights([weights[f"{layer.name}/{i}"] for i in range(n)])
-    scale = np.asarray(job["preprocessing"]["scale"], "float32")
-    offset = np.asarray(job["preprocessing"]["offset"], "float32")
-    diff = float(np.max(np.abs(model(data["check"] * scale + offset, training=False).numpy()
+    prep = job["preprocessing"]
+    diff = float(np.max(np.abs(model(apply_preprocessing(data["check"], prep), training=False).numpy()
                                - data["check_logits"])))
     print(f"[qat] tf_keras rebuild: max abs logit difference to the Keras 3 model {diff:.2g}", flush=True)
     if diff > 1e-3:
@@ -149,33 +180,15 @@ def _run_job(folder):
     qat.compile(optimizer=keras.optimizers.Adam(job["learning_rate"]),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"])
-    x = data["x"] * scale + offset
+    x = apply_preprocessing(data["x"], prep)
     y = data["y"]
-    init_ranges(qat, data["calibration"] * scale + offset)
+    init_ranges(qat, apply_preprocessing(data["calibration"], prep))
     before = qat.evaluate(x, y, verbose=0, batch_size=256)[1]
     print(f"[qat] fake-quantized accuracy on the training data before fine-tuning: {before:.4f}", flush=True)
 
-    class Progress(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            print(f"[qat] epoch {epoch + 1}/{job['epochs']}: loss {logs['loss']:.4f} "
-                  f"accuracy {logs['accuracy']:.4f}", flush=True)
-
     qat.fit(x, y, epochs=job["epochs"], batch_size=job["batch_size"], verbose=0, shuffle=True,
-            callbacks=[Progress()])
-
-    h, w, c = config["input_shape"]
-
-    class Serving(tf.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        @tf.function(input_signature=[tf.TensorSpec((None, h, w, c), tf.float32, name="images")])
-        def serve(self, images):
-            logits = self.net(images * scale + offset, training=False)
-            return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
-
-    module = Serving(qat)
+            callbacks=[EpochLog(job["epochs"])])
+    module = Serving(qat, prep, config["input_shape"])
     saved = os.path.join(folder, "qat_saved_model")
     tf.saved_model.save(module, saved, signatures={"serving_default": module.serve})
     flatbuffer = convert_saved_model(saved, "qat", data["calibration"], job["int8_io"])

@@ -29,6 +29,7 @@ import tempfile
 
 import numpy as np
 
+from .._compat import keras
 from ._common import ExportError, ExportFormat, artifact, atomic_path, float_parity, say
 
 SIGNATURES = ("serving_default", "serving_bytes")
@@ -80,8 +81,6 @@ def _serving_functions(source):
 
 def write_saved_model(source, path, signatures=SIGNATURES):
     """Write the serving SavedModel (no warmup, no version layout) to ``path``."""
-    import keras
-
     archive = keras.export.ExportArchive()
     for t in source.trackables():
         archive.track(t)
