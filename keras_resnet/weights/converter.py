@@ -178,7 +178,8 @@ def main(argv=None):
             input_shape=args.input_shape, pooling=args.pooling, classifier_activation=activation,
             name=args.name, stride_on=args.stride_on,
         )
-    except (ValueError, ImportError) as e:
+    except (ValueError, ImportError, OSError) as e:
+        # OSError: keras_resnet.files.FileWriteError (the output cannot be written) names the path.
         print(f"keras-resnet-convert: error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
         return 2
     return 0

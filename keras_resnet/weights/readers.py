@@ -50,6 +50,9 @@ def _h5_classes(path):
 
 def h5_kind(path):
     """``"keras3"`` (positional ``layers/`` groups) or ``"legacy"`` (weights by layer name)."""
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"weights={path!r} is not an HDF5 file (no HDF5 signature); expected Keras "
+                         "weights saved with save_weights or a keras.applications .h5 file")
     try:
         with h5py.File(path, "r") as f:
             if "layers" in f and "layer_names" not in f.attrs:
@@ -240,8 +243,8 @@ def read_torch(path, model=None):
     with open(path, "rb") as f:
         pickled = f.read(1) == b"\x80"  # torch.save's legacy format is a pickle
     if not (pickled or zipfile.is_zipfile(path)):
-        raise ValueError(f"weights={path!r} is not a PyTorch file (neither torch.save's zip archive "
-                         "nor a pickle); expected a state_dict saved with torch.save")
+        raise ValueError(f"weights={path!r} is not a loadable PyTorch state_dict: neither torch.save's "
+                         "zip archive nor a pickle; expected a state_dict saved with torch.save")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file
