@@ -6,7 +6,8 @@ block, shortcut and stem to use. Its ``get_config`` returns exactly those argume
 ``ResNet.from_config(model.get_config())`` rebuilds the same architecture and ``.keras``
 files load with ``safe_mode=True``.
 
-Depth to stage sizes:
+Depth to stage sizes (the tables are :data:`keras_resnet.specs.IMAGENET_DEPTHS` and
+:data:`~keras_resnet.specs.CIFAR_DEPTHS`):
 
 =========  ==========  ===============  ===================================
 family      depth       block            blocks per stage

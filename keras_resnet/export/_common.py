@@ -10,6 +10,7 @@ import time
 from typing import Callable, NamedTuple
 
 import numpy as np
+import tensorflow as tf
 
 from .. import files
 
@@ -85,12 +86,25 @@ def check_new_path(path, overwrite):
         raise ExportError(f"output path {path} already exists; pass overwrite=True (--overwrite) to replace it")
 
 
+# TensorFlow reports a failed file write as an OpError whose message carries the OS's words.
+_TF_OS_ERRORS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+                 "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
+
+
 @contextlib.contextmanager
 def atomic_path(path, overwrite=False, directory=False):
-    """:func:`keras_resnet.files.atomic_path`, refusing an existing ``path`` unless ``overwrite``."""
+    """:func:`keras_resnet.files.atomic_path`, refusing an existing ``path`` unless ``overwrite``;
+    a TensorFlow write that the OS refused is a :class:`keras_resnet.files.FileWriteError`
+    naming ``path``, as any other OS error there."""
     check_new_path(path, overwrite)
     with files.atomic_path(path, directory=directory) as tmp:
-        yield tmp
+        try:
+            yield tmp
+        except tf.errors.OpError as exc:
+            code = next((c for text, c in _TF_OS_ERRORS.items() if text in str(exc)), None)
+            if code is None:
+                raise
+            raise files.file_write_error(OSError(code, os.strerror(code)), path) from exc
 
 
 remove = files.remove
