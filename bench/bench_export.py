@@ -25,7 +25,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from keras_resnet.export._common import latency_ms  # noqa: E402
+from keras_resnet.export import latency_ms  # noqa: E402
 
 ROWS = [("keras", "fp32"), ("savedmodel", "fp32"), ("tflite", "fp32"), ("tflite", "fp16"),
         ("tflite", "int8"), ("onnx", "fp32"), ("onnx", "int8")]

@@ -28,13 +28,25 @@ from .layers import (  # noqa: F401
 )
 from .growth import deepen  # noqa: F401
 from .preprocessing import preprocess_input  # noqa: F401
-from .models import NAMED_MODELS, VARIANT_MODELS, ResNet, feature_extractor, resnet_cifar, resnet_imagenet  # noqa: F401
-
-globals().update(NAMED_MODELS)
-globals().update(VARIANT_MODELS)
+from .models import ResNet, feature_extractor, resnet_cifar, resnet_imagenet  # noqa: F401
+from .models import (  # noqa: F401
+    ResNet18, ResNet34, ResNet50, ResNet101, ResNet152, ResNet200, PreActResNet18,
+    PreActResNet34, PreActResNet50, PreActResNet101, PreActResNet152, PreActResNet200,
+    ResNet20CIFAR, ResNet32CIFAR, ResNet44CIFAR, ResNet56CIFAR, ResNet110CIFAR, ResNet1202CIFAR,
+    PreActResNet110CIFAR, PreActResNet164CIFAR, PreActResNet1001CIFAR, ResNet18D, ResNet34D,
+    ResNet50D, ResNet101D, ResNet152D, ResNet200D, ResNeXt50_32x4d, ResNeXt101_32x8d,
+    ResNeXt101_64x4d, WideResNet50_2, WideResNet101_2, SEResNet50, SEResNet101, ECAResNet50D,
+)
 
 __all__ = [
-    "BasicBlock", "BottleneckBlock", "DropPath", "GroupedConv2D", "FusedBatchNormalization", "ProjectionShortcut", "ZeroPadShortcut",
-    "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
-    "resnet_cifar", "resnet_imagenet", "deepen", "preprocess_input", *NAMED_MODELS, *VARIANT_MODELS,
+    "BasicBlock", "BottleneckBlock", "DropPath", "GroupedConv2D", "FusedBatchNormalization", "ProjectionShortcut",
+    "ZeroPadShortcut", "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
+    "resnet_cifar", "resnet_imagenet", "deepen", "preprocess_input",
+    "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNet200", "PreActResNet18",
+    "PreActResNet34", "PreActResNet50", "PreActResNet101", "PreActResNet152", "PreActResNet200",
+    "ResNet20CIFAR", "ResNet32CIFAR", "ResNet44CIFAR", "ResNet56CIFAR", "ResNet110CIFAR",
+    "ResNet1202CIFAR", "PreActResNet110CIFAR", "PreActResNet164CIFAR", "PreActResNet1001CIFAR",
+    "ResNet18D", "ResNet34D", "ResNet50D", "ResNet101D", "ResNet152D", "ResNet200D",
+    "ResNeXt50_32x4d", "ResNeXt101_32x8d", "ResNeXt101_64x4d", "WideResNet50_2",
+    "WideResNet101_2", "SEResNet50", "SEResNet101", "ECAResNet50D",
 ]

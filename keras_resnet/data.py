@@ -40,6 +40,9 @@ import tempfile
 
 import numpy as np
 
+from ._compat import keras
+from .preprocessing import apply_preprocessing  # noqa: F401  (keras_resnet.data.apply_preprocessing)
+
 DIGITS_TEST_FRACTION = 0.25
 DIGITS_SPLIT_SEED = 0
 FOLDER_TEST_FRACTION = 0.2
@@ -88,13 +91,6 @@ def preprocessing_from_arrays(images):
     mean = pixels.mean(axis=0)
     std = pixels.std(axis=0) + 1e-6
     return {"scale": (1.0 / std).tolist(), "offset": (-mean / std).tolist()}
-
-
-def apply_preprocessing(images, preprocessing):
-    """``images * scale + offset`` (works on NumPy arrays and tensors)."""
-    scale = np.asarray(preprocessing["scale"], dtype="float32")
-    offset = np.asarray(preprocessing["offset"], dtype="float32")
-    return images * scale + offset
 
 
 def _mean_std_preprocessing(mean, std):
@@ -218,8 +214,6 @@ def _keras_cache_dir():
 
 
 def _cifar(name, download):
-    import keras
-
     folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
     cached = os.path.isdir(os.path.join(_keras_cache_dir(), folder))
     if not cached and not download:
@@ -394,7 +388,8 @@ class FolderDataset(FileDataset):
         if os.path.isdir(os.path.join(data_dir, "train")) and test_name:
             class_names = _class_dirs(os.path.join(data_dir, "train"))
             for split, sub in (("train", "train"), ("test", test_name)):
-                splits[split] = _list_images(os.path.join(data_dir, sub), class_names)
+                splits[split] = _list_images(os.path.join(data_dir, sub), class_names,
+                                             every_class=split == "train")
         else:
             class_names = _class_dirs(data_dir)
             files = _list_images(data_dir, class_names)
@@ -437,15 +432,21 @@ def _class_dirs(root):
     return names
 
 
-def _list_images(root, class_names):
+def _list_images(root, class_names, every_class=True):
+    """``[(path, label)]`` of the images in ``root/<class>/``. With ``every_class`` (the
+    folder that defines the classes) a class folder without images is refused: it would
+    train a class the model can never learn."""
     files = []
     for label, name in enumerate(class_names):
         folder = os.path.join(root, name)
         if not os.path.isdir(folder):
             continue
-        for f in sorted(os.listdir(folder)):
-            if f.lower().endswith(IMAGE_EXTENSIONS):
-                files.append((os.path.join(folder, f), label))
+        found = [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+                 if f.lower().endswith(IMAGE_EXTENSIONS)]
+        if not found and every_class:
+            raise DataError(f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                            "add images to it or remove it (each sub-folder is a class)")
+        files.extend((path, label) for path in found)
     if not files:
         raise DataError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)}) in its class "
                         "sub-folders; the dataset is empty")

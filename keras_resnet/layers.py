@@ -47,15 +47,15 @@ Strided convolutions pad symmetrically (``ZeroPadding2D`` then a ``valid`` convo
 as PyTorch does, so checkpoints from torchvision or timm compute the same function here.
 """
 
-from ._compat import LEGACY, keras, pad, register
-
-layers = keras.layers
-
 import math
 
-SHORTCUTS = ("A", "B", "C")
-ATTENTIONS = (None, "se", "eca")
-GROUPED_CONV = ("auto", "native", "split", "keras")
+from ._compat import LEGACY, keras, pad, register
+from .specs import (ATTENTIONS, BASIC_OPTIONS, BOTTLENECK_OPTIONS, GROUPED_CONV, SHORTCUTS,
+                    SPEC_OPTIONS, STRIDE_ON, USE_BIAS)
+from .specs import choice as _choice
+from .specs import positive_int as _positive_int
+
+layers = keras.layers
 
 
 def _grouped_gradients_native():
@@ -71,29 +71,6 @@ def _grouped_gradients_native():
     except (ImportError, AttributeError):  # pragma: no cover - depends on the build
         pass
     return bool(tf.config.list_physical_devices("GPU"))
-STRIDE_ON = ("3x3", "1x1")
-USE_BIAS = (False, True, "unnormalized")
-
-
-def _choice(name, value, accepted):
-    if value not in accepted:
-        shown = ", ".join(repr(a) for a in accepted)
-        raise ValueError(f"{name}={value!r} is not supported; accepted values: {shown}")
-    return value
-
-
-def _positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is not supported; expected a positive integer")
-    return value
-
-
-def _check_block_args(filters, strides, shortcut, use_bias, stride_on="3x3"):
-    _positive_int("filters", filters)
-    _positive_int("strides", strides)
-    _choice("shortcut", shortcut, SHORTCUTS)
-    _choice("use_bias", use_bias, USE_BIAS)
-    _choice("stride_on", stride_on, STRIDE_ON)
 
 
 @register(package="keras_resnet")
@@ -299,62 +276,42 @@ else:
 
 
 class _Spec:
-    """The options of one residual block, checked once."""
+    """The options of one residual block (:data:`keras_resnet.specs.SPEC_OPTIONS`), checked once."""
 
-    def __init__(
-        self,
-        kind,
-        filters,
-        in_channels,
-        strides=1,
-        shortcut="B",
-        preact=False,
-        zero_init=False,
-        stride_on="3x3",
-        use_bias=False,
-        bn_epsilon=1e-5,
-        bn_momentum=0.9,
-        residual=True,
-        expansion=None,
-        kernel_initializer="he_normal",
-        groups=1,
-        width_per_group=64,
-        avg_down=False,
-        attention=None,
-        drop_path=0.0,
-        drop_path_seed=None,
-        dilation=1,
-        first_dilation=None,
-        grouped_conv="auto",
-    ):
-        _check_block_args(filters, strides, shortcut, use_bias, stride_on)
-        _choice("grouped_conv", grouped_conv, GROUPED_CONV)
-        _positive_int("groups", groups)
-        _positive_int("width_per_group", width_per_group)
-        _positive_int("dilation", dilation)
-        _choice("attention", attention, ATTENTIONS)
+    def __init__(self, kind, filters, in_channels, strides=1, **options):
+        unknown = sorted(set(options) - set(SPEC_OPTIONS))
+        if unknown:
+            raise TypeError(f"unexpected block option {unknown[0]!r}; accepted: {', '.join(SPEC_OPTIONS)}")
+        o = dict(SPEC_OPTIONS, **options)
+        _positive_int("filters", filters)
+        _positive_int("strides", strides)
+        _choice("shortcut", o["shortcut"], SHORTCUTS)
+        _choice("use_bias", o["use_bias"], USE_BIAS)
+        _choice("stride_on", o["stride_on"], STRIDE_ON)
+        _choice("grouped_conv", o["grouped_conv"], GROUPED_CONV)
+        _positive_int("groups", o["groups"])
+        _positive_int("width_per_group", o["width_per_group"])
+        _positive_int("dilation", o["dilation"])
+        _choice("attention", o["attention"], ATTENTIONS)
+        if o["expansion"] is not None:
+            _positive_int("expansion", o["expansion"])
+        groups, width_per_group = o["groups"], o["width_per_group"]
         if kind != "bottleneck" and (groups != 1 or width_per_group != 64):
             raise ValueError(
                 f"groups={groups}, width_per_group={width_per_group}: basic blocks support only "
                 "groups=1 and width_per_group=64; use bottleneck blocks for ResNeXt/Wide ResNet"
             )
+        for key in ("preact", "zero_init", "residual", "avg_down"):
+            o[key] = bool(o[key])
+        o["drop_path"] = float(o["drop_path"])
+        o["expansion"] = o["expansion"] or (4 if kind == "bottleneck" else 1)
+        o["first_dilation"] = _positive_int("first_dilation", o["first_dilation"] or o["dilation"])
+        self.__dict__.update(o)
         self.kind = kind
-        self.expansion = expansion or (4 if kind == "bottleneck" else 1)
         self.filters = filters
         self.out_channels = filters * self.expansion
         self.in_channels = in_channels
         self.strides = strides
-        self.shortcut = shortcut
-        self.preact = bool(preact)
-        self.zero_init = bool(zero_init)
-        self.stride_on = stride_on
-        self.use_bias = use_bias
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self.residual = bool(residual)
-        self.kernel_initializer = kernel_initializer
-        self.groups = groups
-        self.width_per_group = width_per_group
         # torchvision's rule: ResNeXt 32x4d has 4 channels per group at 64 filters.
         self.width = int(filters * width_per_group / 64) * groups
         if kind == "bottleneck" and self.width < 1:
@@ -362,13 +319,6 @@ class _Spec:
                 f"filters={filters}, width_per_group={width_per_group}, groups={groups} give a "
                 "bottleneck width below 1"
             )
-        self.avg_down = bool(avg_down)
-        self.attention = attention
-        self.drop_path = float(drop_path)
-        self.drop_path_seed = drop_path_seed
-        self.dilation = dilation
-        self.first_dilation = _positive_int("first_dilation", first_dilation or dilation)
-        self.grouped_conv = grouped_conv
 
     # which shortcut this block gets ---------------------------------------------------
     @property
@@ -597,64 +547,28 @@ def bottleneck_block(x, filters, strides=1, name="block", **options):
 
 
 class _Block(layers.Layer):
-    """A residual block as one Keras layer (shared code of the two block classes)."""
+    """A residual block as one Keras layer (shared code of the two block classes).
+
+    Its options and their defaults are the class's ``_options`` table
+    (:data:`keras_resnet.specs.BASIC_OPTIONS` / ``BOTTLENECK_OPTIONS``); each is also an
+    attribute of the layer and a key of ``get_config``.
+    """
 
     _kind = None
+    _options = BASIC_OPTIONS
 
-    def __init__(
-        self,
-        filters,
-        strides=1,
-        shortcut="B",
-        preact=False,
-        zero_init=False,
-        use_bias=False,
-        bn_epsilon=1e-5,
-        bn_momentum=0.9,
-        residual=True,
-        kernel_initializer="he_normal",
-        avg_down=False,
-        attention=None,
-        drop_path=0.0,
-        dilation=1,
-        **kwargs,
-    ):
-        # Sub-classes pop their own options before this runs.
+    def __init__(self, filters, strides=1, **kwargs):
+        options = {k: kwargs.pop(k, v) for k, v in self._options.items()}
         super().__init__(**kwargs)
-        _choice("attention", attention, ATTENTIONS)
-        _positive_int("dilation", dilation)
-        self._family = {"avg_down": bool(avg_down), "attention": attention,
-                        "drop_path": float(drop_path), "dilation": dilation}
-        _check_block_args(filters, strides, shortcut, use_bias)
+        spec = _Spec(self._kind, filters, filters, strides, **options)  # checks them all
         self.filters = filters
         self.strides = strides
-        self.shortcut = shortcut
-        self.preact = bool(preact)
-        self.zero_init = bool(zero_init)
-        self.use_bias = use_bias
-        self.bn_epsilon = bn_epsilon
-        self.bn_momentum = bn_momentum
-        self.residual = bool(residual)
-        self.kernel_initializer = kernel_initializer
-        self._extra = {}
+        self.options = {k: getattr(spec, k) for k in self._options}
+        for k, v in self.options.items():
+            setattr(self, k, v)
 
     def _spec(self, in_channels):
-        return _Spec(
-            self._kind,
-            self.filters,
-            in_channels,
-            self.strides,
-            shortcut=self.shortcut,
-            preact=self.preact,
-            zero_init=self.zero_init,
-            use_bias=self.use_bias,
-            bn_epsilon=self.bn_epsilon,
-            bn_momentum=self.bn_momentum,
-            residual=self.residual,
-            kernel_initializer=self.kernel_initializer,
-            **self._family,
-            **self._extra,
-        )
+        return _Spec(self._kind, self.filters, in_channels, self.strides, **self.options)
 
     def build(self, input_shape):
         self.spec = self._spec(int(input_shape[-1]))
@@ -672,25 +586,12 @@ class _Block(layers.Layer):
         def sub(n):
             return None if n is None else -(-n // self.strides)
 
-        out = self.filters * self._extra.get("expansion", 4 if self._kind == "bottleneck" else 1)
+        out = self.filters * self.options.get("expansion", 1)
         return (input_shape[0], sub(input_shape[1]), sub(input_shape[2]), out)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "filters": self.filters,
-            "strides": self.strides,
-            "shortcut": self.shortcut,
-            "preact": self.preact,
-            "zero_init": self.zero_init,
-            "use_bias": self.use_bias,
-            "bn_epsilon": self.bn_epsilon,
-            "bn_momentum": self.bn_momentum,
-            "residual": self.residual,
-            "kernel_initializer": self.kernel_initializer,
-            **self._family,
-            **self._extra,
-        }
+        return {**super().get_config(), "filters": self.filters, "strides": self.strides,
+                **self.options}
 
 
 @register(package="keras_resnet")
@@ -718,14 +619,7 @@ class BottleneckBlock(_Block):
     """
 
     _kind = "bottleneck"
-
-    def __init__(self, filters, strides=1, stride_on="3x3", expansion=4, groups=1,
-                 width_per_group=64, **kwargs):
-        super().__init__(filters, strides, **kwargs)
-        _choice("stride_on", stride_on, STRIDE_ON)
-        self._extra = {"stride_on": stride_on, "expansion": _positive_int("expansion", expansion),
-                       "groups": _positive_int("groups", groups),
-                       "width_per_group": _positive_int("width_per_group", width_per_group)}
+    _options = BOTTLENECK_OPTIONS
 
 
 @register(package="keras_resnet")

@@ -6,7 +6,8 @@ block, shortcut and stem to use. Its ``get_config`` returns exactly those argume
 ``ResNet.from_config(model.get_config())`` rebuilds the same architecture and ``.keras``
 files load with ``safe_mode=True``.
 
-Depth to stage sizes:
+Depth to stage sizes (the tables are :data:`keras_resnet.specs.IMAGENET_DEPTHS` and
+:data:`~keras_resnet.specs.CIFAR_DEPTHS`):
 
 =========  ==========  ===============  ===================================
 family      depth       block            blocks per stage
@@ -26,46 +27,21 @@ models), ``avg_pool``/``max_pool`` and ``predictions``.
 
 import os
 import sys
+import types
 
 from ._compat import get_source_inputs, is_keras_tensor, keras, register
+from .layers import _block_parts, _bn, _conv, _Spec, _wire
 from .preprocessing import preprocessing_spec
-from .layers import (
-    ATTENTIONS, GROUPED_CONV, SHORTCUTS, STRIDE_ON, USE_BIAS, _bn, _block_parts, _choice, _conv, _positive_int,
-    _Spec, _wire,
-)
+from .specs import (ATTENTIONS, BLOCKS, BOTTLENECK_ONLY, CIFAR_DEPTHS, CIFAR_FILTERS,  # noqa: F401
+                    CIFAR_PREACT_DEPTHS, GROUPED_CONV, IMAGENET_DEPTHS, IMAGENET_FILTERS,
+                    OUTPUT_STRIDES, POOLINGS, SHORTCUTS, SPEC_OPTIONS, STEMS, STRIDE_BLOCK,
+                    STRIDE_ON, USE_BIAS)
+from .specs import choice as _choice
+from .specs import positive_int as _positive_int
+from .specs import positive_list as _positive_list
+from .weights.loading import checkpoint_options, load_weights
 
 layers = keras.layers
-
-BLOCKS = ("basic", "bottleneck")
-STEMS = ("imagenet", "cifar", "deep")
-OUTPUT_STRIDES = (None, 8, 16, 32)
-POOLINGS = (None, "avg", "max")
-STRIDE_BLOCK = ("first", "last")
-
-IMAGENET_DEPTHS = {
-    18: ("basic", [2, 2, 2, 2]),
-    34: ("basic", [3, 4, 6, 3]),
-    50: ("bottleneck", [3, 4, 6, 3]),
-    101: ("bottleneck", [3, 4, 23, 3]),
-    152: ("bottleneck", [3, 8, 36, 3]),
-    200: ("bottleneck", [3, 24, 36, 3]),
-}
-CIFAR_DEPTHS = (20, 32, 44, 56, 110, 1202)
-CIFAR_PREACT_DEPTHS = (110, 164, 1001)
-
-
-def _positive_list(name, values, length=None):
-    if (
-        not isinstance(values, (list, tuple))
-        or not values
-        or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values)
-    ):
-        raise ValueError(f"{name}={values!r} is not supported; expected a list of positive integers")
-    if length is not None and len(values) != length:
-        raise ValueError(
-            f"{name}={values!r} has {len(values)} entries; expected one per stage ({length})"
-        )
-    return list(values)
 
 
 def _stem_stride(stem):
@@ -119,6 +95,50 @@ def _check_input_shape(input_shape, minimum):
                 f"minimum input size {minimum}; accepted: None or at least {minimum}"
             )
     return tuple(input_shape)
+
+
+def _check_arguments(args):
+    """Check ``ResNet``'s arguments (a dict of them); returns the blocks, filters and strides
+    of each stage and the stem's filters, defaults filled in."""
+    a = types.SimpleNamespace(**args)
+    blocks = _positive_list("stackwise_num_blocks", a.stackwise_num_blocks)
+    filters = _positive_list("stackwise_num_filters", a.stackwise_num_filters, len(blocks))
+    if a.stackwise_strides is None:
+        a.stackwise_strides = [1] + [2] * (len(blocks) - 1)
+    strides = _positive_list("stackwise_strides", a.stackwise_strides, len(blocks))
+    _choice("block", a.block, BLOCKS)
+    _choice("stem", a.stem, STEMS)
+    _choice("shortcut", a.shortcut, SHORTCUTS)
+    _choice("stride_on", a.stride_on, STRIDE_ON)
+    _choice("stride_block", a.stride_block, STRIDE_BLOCK)
+    _choice("use_bias", a.use_bias, USE_BIAS)
+    _choice("pooling", a.pooling, POOLINGS)
+    if isinstance(a.classes, bool) or not isinstance(a.classes, int) or a.classes < 1:
+        raise ValueError(f"classes={a.classes!r} is not supported; expected a positive integer")
+    a.stem_filters = filters[0] if a.stem_filters is None else a.stem_filters
+    if isinstance(a.stem_filters, bool) or not isinstance(a.stem_filters, int) or a.stem_filters < 1:
+        raise ValueError(f"stem_filters={a.stem_filters!r} is not supported; expected a positive integer")
+    _positive_int("groups", a.groups)
+    _positive_int("width_per_group", a.width_per_group)
+    _choice("attention", a.attention, ATTENTIONS)
+    _choice("output_stride", a.output_stride, OUTPUT_STRIDES)
+    _choice("grouped_conv", a.grouped_conv, GROUPED_CONV)
+    if (
+        isinstance(a.drop_path_rate, bool) or not isinstance(a.drop_path_rate, (int, float))
+        or not 0 <= a.drop_path_rate < 1
+    ):
+        raise ValueError(
+            f"drop_path_rate={a.drop_path_rate!r} is not supported; expected a number in [0, 1)")
+    if a.block == "basic" and (a.groups != 1 or a.width_per_group != 64):
+        raise ValueError(
+            f"groups={a.groups}, width_per_group={a.width_per_group}: basic blocks support only "
+            "groups=1 and width_per_group=64; use block='bottleneck' for ResNeXt/Wide ResNet"
+        )
+    if a.stem == "deep" and a.stem_filters % 2:
+        raise ValueError(f"stem_filters={a.stem_filters} must be even with stem='deep'")
+    if a.output_stride is not None and a.stride_block != "first":
+        raise ValueError("output_stride needs stride_block='first'")
+    return blocks, filters, strides, a.stem_filters
 
 
 @register(package="keras_resnet")
@@ -218,45 +238,11 @@ class ResNet(keras.Model):
         name="resnet",
         **kwargs,
     ):
+        args = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
         unknown = sorted(set(kwargs) - {"trainable", "dtype"})
         if unknown:  # as keras.applications: a misspelt argument is an error, not ignored
             raise TypeError(f"ResNet() got an unexpected keyword argument {unknown[0]!r}")
-        blocks = _positive_list("stackwise_num_blocks", stackwise_num_blocks)
-        filters = _positive_list("stackwise_num_filters", stackwise_num_filters, len(blocks))
-        if stackwise_strides is None:
-            stackwise_strides = [1] + [2] * (len(blocks) - 1)
-        strides = _positive_list("stackwise_strides", stackwise_strides, len(blocks))
-        _choice("block", block, BLOCKS)
-        _choice("stem", stem, STEMS)
-        _choice("shortcut", shortcut, SHORTCUTS)
-        _choice("stride_on", stride_on, STRIDE_ON)
-        _choice("stride_block", stride_block, STRIDE_BLOCK)
-        _choice("use_bias", use_bias, USE_BIAS)
-        _choice("pooling", pooling, POOLINGS)
-        if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
-            raise ValueError(f"classes={classes!r} is not supported; expected a positive integer")
-        stem_filters = filters[0] if stem_filters is None else stem_filters
-        if isinstance(stem_filters, bool) or not isinstance(stem_filters, int) or stem_filters < 1:
-            raise ValueError(f"stem_filters={stem_filters!r} is not supported; expected a positive integer")
-        _positive_int("groups", groups)
-        _positive_int("width_per_group", width_per_group)
-        _choice("attention", attention, ATTENTIONS)
-        _choice("output_stride", output_stride, OUTPUT_STRIDES)
-        _choice("grouped_conv", grouped_conv, GROUPED_CONV)
-        if (
-            isinstance(drop_path_rate, bool) or not isinstance(drop_path_rate, (int, float))
-            or not 0 <= drop_path_rate < 1
-        ):
-            raise ValueError(f"drop_path_rate={drop_path_rate!r} is not supported; expected a number in [0, 1)")
-        if block == "basic" and (groups != 1 or width_per_group != 64):
-            raise ValueError(
-                f"groups={groups}, width_per_group={width_per_group}: basic blocks support only "
-                "groups=1 and width_per_group=64; use block='bottleneck' for ResNeXt/Wide ResNet"
-            )
-        if stem == "deep" and stem_filters % 2:
-            raise ValueError(f"stem_filters={stem_filters} must be even with stem='deep'")
-        if output_stride is not None and stride_block != "first":
-            raise ValueError("output_stride needs stride_block='first'")
+        blocks, filters, strides, stem_filters = _check_arguments(args)
         layout, stage_strides = stage_layout(stem, strides, output_stride)
         minimum = stage_strides[-1]
 
@@ -287,16 +273,12 @@ class ResNet(keras.Model):
                                  "tf, none, or a {'scale', 'offset'} dict")
             x = layers.Rescaling(prep["scale"], prep["offset"], name="preprocessing")(x)
 
-        spec = dict(
-            shortcut=shortcut, preact=preact, zero_init=zero_init, use_bias=use_bias,
-            bn_epsilon=bn_epsilon, bn_momentum=bn_momentum, residual=residual,
-        )
+        # The block options ResNet shares with the blocks (keras_resnet.specs.SPEC_OPTIONS).
+        spec = {k: v for k, v in args.items() if k in SPEC_OPTIONS
+                and (block == "bottleneck" or k not in BOTTLENECK_ONLY)}
         # A spec for the stem convolution, so it shares the conv/BN settings.
-        stem_spec = _Spec("basic", stem_filters, input_shape[-1], **spec)
-        if block == "bottleneck":
-            spec.update(stride_on=stride_on, groups=groups, width_per_group=width_per_group,
-                        grouped_conv=grouped_conv)
-        spec.update(avg_down=avg_down, attention=attention)
+        stem_spec = _Spec("basic", stem_filters, input_shape[-1],
+                          **{k: v for k, v in spec.items() if k not in BOTTLENECK_ONLY})
 
         x = _stem(x, stem, stem_filters, stem_spec)
         total, index = sum(blocks), 0
@@ -330,42 +312,19 @@ class ResNet(keras.Model):
         _ensure_recursion_limit(20 * sum(blocks) * (4 if block == "bottleneck" else 3))
         super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
 
-        self._resnet_config = dict(
-            stackwise_num_blocks=blocks,
-            stackwise_num_filters=filters,
-            stackwise_strides=strides,
-            block=block,
-            stem=stem,
-            stem_filters=stem_filters,
-            shortcut=shortcut,
-            preact=bool(preact),
-            zero_init=bool(zero_init),
-            stride_on=stride_on,
-            stride_block=stride_block,
-            use_bias=use_bias,
-            bn_epsilon=bn_epsilon,
-            bn_momentum=bn_momentum,
-            residual=bool(residual),
-            groups=groups,
-            width_per_group=width_per_group,
-            avg_down=bool(avg_down),
-            attention=attention,
-            drop_path_rate=float(drop_path_rate),
-            output_stride=output_stride,
-            grouped_conv=grouped_conv,
-            include_preprocessing=bool(include_preprocessing),
-            preprocessing=preprocessing,
-            include_top=bool(include_top),
+        # The constructor's arguments, as given but normalised: what get_config returns.
+        config = {k: v for k, v in args.items() if k not in ("weights", "input_tensor", "name")}
+        config.update(
+            stackwise_num_blocks=blocks, stackwise_num_filters=filters, stackwise_strides=strides,
+            stem_filters=stem_filters, drop_path_rate=float(drop_path_rate),
             input_shape=list(input_shape),
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
+            **{k: bool(args[k]) for k in ("preact", "zero_init", "residual", "avg_down",
+                                          "include_preprocessing", "include_top")},
         )
+        self._resnet_config = config
         self.min_input_size = minimum
         self._stage_strides = stage_strides
         if weights is not None:
-            from .weights import load_weights
-
             load_weights(self, weights)
 
     @property
@@ -441,7 +400,8 @@ def feature_extractor(model, stages=None):
     Returns a ``keras.Model`` with the same input whose output is a dict
     ``{"stage1": ..., "stage2": ..., ...}`` (strides 4, 8, 16, 32 for the ImageNet
     layout; with ``output_stride=8`` they are 4, 8, 8, 8). The returned model's
-    ``feature_strides`` attribute maps each output to its true stride. ``stages`` picks a subset, e.g. ``[2, 3, 4]``. For pre-activation models a
+    ``feature_strides`` attribute maps each output to its true stride. ``stages`` picks a
+    subset, e.g. ``[2, 3, 4]``. For pre-activation models a
     stage's output is its last block's sum (not normalised), except the last stage, which
     passes through ``post_bn``/``post_relu`` when ``include_top=False`` is what you want:
     use ``model.get_layer("post_relu")`` for that.
@@ -462,13 +422,7 @@ def feature_extractor(model, stages=None):
 
 
 # ----------------------------------------------------------------------------------------
-# Named constructors
-
-
-_APP_ARGS = (
-    "include_top", "weights", "input_tensor", "input_shape", "pooling", "classes",
-    "classifier_activation",
-)
+# Families and named constructors
 
 
 def resnet_imagenet(depth, preact=False, plain=False, **kwargs):
@@ -481,10 +435,7 @@ def resnet_imagenet(depth, preact=False, plain=False, **kwargs):
     prefix = "plain" if plain else ("preact_resnet" if preact else "resnet")
     kwargs.setdefault("name", f"{prefix}{depth}")
     kwargs.setdefault("stem", "imagenet")
-    return ResNet(
-        blocks, [64, 128, 256, 512], block=block, preact=preact,
-        residual=not plain, **kwargs,
-    )
+    return ResNet(blocks, IMAGENET_FILTERS, block=block, preact=preact, residual=not plain, **kwargs)
 
 
 def resnet_cifar(depth, preact=False, plain=False, **kwargs):
@@ -513,108 +464,226 @@ def resnet_cifar(depth, preact=False, plain=False, **kwargs):
     prefix = "plain_cifar" if plain else ("preact_resnet_cifar" if preact else "resnet_cifar")
     kwargs.setdefault("name", f"{prefix}{depth}")
     return ResNet(
-        [n, n, n], [16, 32, 64], block=block, stem="cifar", stem_filters=16, preact=preact,
+        [n, n, n], CIFAR_FILTERS, block=block, stem="cifar", stem_filters=16, preact=preact,
         residual=not plain, **kwargs,
     )
 
 
-def _named(family, depth, preact, doc, options=None, model_name=None):
-    def constructor(
-        include_top=True, weights=None, input_tensor=None, input_shape=None, pooling=None,
-        classes=None, classifier_activation="softmax", plain=False, **kwargs
-    ):
-        kwargs.update(
-            include_top=include_top, weights=weights, input_tensor=input_tensor,
-            pooling=pooling, classifier_activation=classifier_activation,
-        )
-        if input_shape is not None:
-            kwargs["input_shape"] = input_shape
-        if classes is not None:
-            kwargs["classes"] = classes
-        if family is resnet_imagenet and isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
-            # A checkpoint fixes its layout (keras.applications v1/v2, torchvision) and its
-            # classifier size: build those unless the caller chose otherwise.
-            from .weights import checkpoint_options
+# The named constructors take the arguments of keras.applications' (include_top, weights,
+# input_tensor, input_shape, pooling, classes, classifier_activation), ``plain=True`` (the
+# plain network, no shortcuts) and any other keyword argument of ``ResNet``.
 
-            for key, value in checkpoint_options(weights).items():
-                kwargs.setdefault(key, value)
-        for key, value in (options or {}).items():
+
+def _named(kwargs, name, options):
+    for key in ("input_shape", "classes"):
+        if key in kwargs and kwargs[key] is None:
+            del kwargs[key]  # None: the family's default
+    for key, value in options.items():
+        kwargs.setdefault(key, value)
+    if name is not None and not kwargs.get("plain", False):
+        kwargs.setdefault("name", name)
+    return kwargs
+
+
+def _imagenet(depth, preact, kwargs, name=None, **options):
+    weights = kwargs.get("weights")
+    if isinstance(weights, (str, os.PathLike)) and os.path.isfile(weights):
+        # A checkpoint fixes its layout (keras.applications v1/v2, torchvision) and its
+        # classifier size: build those unless the caller chose otherwise.
+        for key, value in checkpoint_options(weights).items():
             kwargs.setdefault(key, value)
-        if model_name is not None and not plain:
-            kwargs.setdefault("name", model_name)
-        return family(depth, preact=preact, plain=plain, **kwargs)
-
-    constructor.__doc__ = doc + (
-        "\n\n    Arguments as ``keras.applications`` (include_top, weights, input_tensor,"
-        "\n    input_shape, pooling, classes, classifier_activation); ``plain=True`` gives the"
-        "\n    plain network without shortcuts; other keyword arguments go to ``ResNet``."
-    )
-    return constructor
+    return resnet_imagenet(depth, preact=preact, **_named(kwargs, name, options))
 
 
-# (constructor, depth, groups, width_per_group, description): torchvision's ResNeXt and
-# Wide ResNet models.
-FAMILY_MODELS = (
-    ("ResNeXt50_32x4d", 50, 32, 4, "ResNeXt-50 32x4d (Xie et al. 2017)", "resnext50_32x4d"),
-    ("ResNeXt101_32x8d", 101, 32, 8, "ResNeXt-101 32x8d", "resnext101_32x8d"),
-    ("ResNeXt101_64x4d", 101, 64, 4, "ResNeXt-101 64x4d", "resnext101_64x4d"),
-    ("WideResNet50_2", 50, 1, 128, "Wide ResNet-50-2 (Zagoruyko & Komodakis 2016)", "wide_resnet50_2"),
-    ("WideResNet101_2", 101, 1, 128, "Wide ResNet-101-2", "wide_resnet101_2"),
-)
+def _cifar(depth, preact, kwargs):
+    return resnet_cifar(depth, preact=preact, **_named(kwargs, None, {}))
 
 
-def _define():
-    out = {}
-    for d in IMAGENET_DEPTHS:
-        out[f"ResNet{d}"] = _named(resnet_imagenet, d, False, f"ImageNet ResNet-{d} (torchvision layout).")
-        out[f"PreActResNet{d}"] = _named(
-            resnet_imagenet, d, True, f"ImageNet pre-activation ResNet-{d}."
-        )
-    for d in CIFAR_DEPTHS:
-        out[f"ResNet{d}CIFAR"] = _named(resnet_cifar, d, False, f"CIFAR ResNet-{d} (option A).")
-    for d in CIFAR_PREACT_DEPTHS:
-        out[f"PreActResNet{d}CIFAR"] = _named(
-            resnet_cifar, d, True, f"CIFAR pre-activation ResNet-{d}."
-        )
-    return _names(out)
+def ResNet18(**kwargs):
+    """ImageNet ResNet-18 (torchvision layout)."""
+    return _imagenet(18, False, kwargs)
 
 
-def _names(out):
-    for name, fn in out.items():
-        fn.__name__ = fn.__qualname__ = name
-    return out
+def ResNet34(**kwargs):
+    """ImageNet ResNet-34 (torchvision layout)."""
+    return _imagenet(34, False, kwargs)
 
 
-def _define_variants():
-    """The family beyond the 2015/2016 papers: options of ``ResNet``, never copied blocks."""
-    out = {}
-    # ResNet-D (He et al. 2019, "Bag of Tricks"): deep stem and average-pool shortcuts (timm).
-    resnet_d = dict(stem="deep", avg_down=True)
-    for d in IMAGENET_DEPTHS:
-        out[f"ResNet{d}D"] = _named(
-            resnet_imagenet, d, False, f"ResNet-{d}-D: deep stem, average-pool downsampling (timm resnet{d}d).",
-            resnet_d, f"resnet{d}d",
-        )
-    for name, depth, groups, width, label, tv_name in FAMILY_MODELS:
-        out[name] = _named(
-            resnet_imagenet, depth, False, f"{label} (torchvision {tv_name}).",
-            dict(groups=groups, width_per_group=width), tv_name,
-        )
-    for d in (50, 101):
-        out[f"SEResNet{d}"] = _named(
-            resnet_imagenet, d, False, f"SE-ResNet-{d}: squeeze-and-excitation blocks (timm seresnet{d}).",
-            dict(attention="se"), f"seresnet{d}",
-        )
-    out["ECAResNet50D"] = _named(
-        resnet_imagenet, 50, False, "ECA-ResNet-50-D: ResNet-50-D with efficient channel attention "
-        "(timm ecaresnet50d).", dict(resnet_d, attention="eca"), "ecaresnet50d",
-    )
-    return _names(out)
+def ResNet50(**kwargs):
+    """ImageNet ResNet-50 (torchvision layout)."""
+    return _imagenet(50, False, kwargs)
 
 
-NAMED_MODELS = _define()
-globals().update(NAMED_MODELS)
-# ResNeXt50_32x4d, ResNeXt101_32x8d, ResNeXt101_64x4d, WideResNet50_2, WideResNet101_2,
-# ResNet18D ... ResNet200D, SEResNet50, SEResNet101, ECAResNet50D
-VARIANT_MODELS = _define_variants()
-globals().update(VARIANT_MODELS)
+def ResNet101(**kwargs):
+    """ImageNet ResNet-101 (torchvision layout)."""
+    return _imagenet(101, False, kwargs)
+
+
+def ResNet152(**kwargs):
+    """ImageNet ResNet-152 (torchvision layout)."""
+    return _imagenet(152, False, kwargs)
+
+
+def ResNet200(**kwargs):
+    """ImageNet ResNet-200 (torchvision layout)."""
+    return _imagenet(200, False, kwargs)
+
+
+def PreActResNet18(**kwargs):
+    """ImageNet pre-activation ResNet-18."""
+    return _imagenet(18, True, kwargs)
+
+
+def PreActResNet34(**kwargs):
+    """ImageNet pre-activation ResNet-34."""
+    return _imagenet(34, True, kwargs)
+
+
+def PreActResNet50(**kwargs):
+    """ImageNet pre-activation ResNet-50."""
+    return _imagenet(50, True, kwargs)
+
+
+def PreActResNet101(**kwargs):
+    """ImageNet pre-activation ResNet-101."""
+    return _imagenet(101, True, kwargs)
+
+
+def PreActResNet152(**kwargs):
+    """ImageNet pre-activation ResNet-152."""
+    return _imagenet(152, True, kwargs)
+
+
+def PreActResNet200(**kwargs):
+    """ImageNet pre-activation ResNet-200."""
+    return _imagenet(200, True, kwargs)
+
+
+def ResNet20CIFAR(**kwargs):
+    """CIFAR ResNet-20 (option A)."""
+    return _cifar(20, False, kwargs)
+
+
+def ResNet32CIFAR(**kwargs):
+    """CIFAR ResNet-32 (option A)."""
+    return _cifar(32, False, kwargs)
+
+
+def ResNet44CIFAR(**kwargs):
+    """CIFAR ResNet-44 (option A)."""
+    return _cifar(44, False, kwargs)
+
+
+def ResNet56CIFAR(**kwargs):
+    """CIFAR ResNet-56 (option A)."""
+    return _cifar(56, False, kwargs)
+
+
+def ResNet110CIFAR(**kwargs):
+    """CIFAR ResNet-110 (option A)."""
+    return _cifar(110, False, kwargs)
+
+
+def ResNet1202CIFAR(**kwargs):
+    """CIFAR ResNet-1202 (option A)."""
+    return _cifar(1202, False, kwargs)
+
+
+def PreActResNet110CIFAR(**kwargs):
+    """CIFAR pre-activation ResNet-110."""
+    return _cifar(110, True, kwargs)
+
+
+def PreActResNet164CIFAR(**kwargs):
+    """CIFAR pre-activation ResNet-164."""
+    return _cifar(164, True, kwargs)
+
+
+def PreActResNet1001CIFAR(**kwargs):
+    """CIFAR pre-activation ResNet-1001."""
+    return _cifar(1001, True, kwargs)
+
+
+def ResNet18D(**kwargs):
+    """ResNet-18-D: deep stem, average-pool downsampling (timm resnet18d)."""
+    return _imagenet(18, False, kwargs, name='resnet18d', stem='deep', avg_down=True)
+
+
+def ResNet34D(**kwargs):
+    """ResNet-34-D: deep stem, average-pool downsampling (timm resnet34d)."""
+    return _imagenet(34, False, kwargs, name='resnet34d', stem='deep', avg_down=True)
+
+
+def ResNet50D(**kwargs):
+    """ResNet-50-D: deep stem, average-pool downsampling (timm resnet50d)."""
+    return _imagenet(50, False, kwargs, name='resnet50d', stem='deep', avg_down=True)
+
+
+def ResNet101D(**kwargs):
+    """ResNet-101-D: deep stem, average-pool downsampling (timm resnet101d)."""
+    return _imagenet(101, False, kwargs, name='resnet101d', stem='deep', avg_down=True)
+
+
+def ResNet152D(**kwargs):
+    """ResNet-152-D: deep stem, average-pool downsampling (timm resnet152d)."""
+    return _imagenet(152, False, kwargs, name='resnet152d', stem='deep', avg_down=True)
+
+
+def ResNet200D(**kwargs):
+    """ResNet-200-D: deep stem, average-pool downsampling (timm resnet200d)."""
+    return _imagenet(200, False, kwargs, name='resnet200d', stem='deep', avg_down=True)
+
+
+def ResNeXt50_32x4d(**kwargs):
+    """ResNeXt-50 32x4d (Xie et al. 2017) (torchvision resnext50_32x4d)."""
+    return _imagenet(50, False, kwargs, name='resnext50_32x4d', groups=32, width_per_group=4)
+
+
+def ResNeXt101_32x8d(**kwargs):
+    """ResNeXt-101 32x8d (torchvision resnext101_32x8d)."""
+    return _imagenet(101, False, kwargs, name='resnext101_32x8d', groups=32, width_per_group=8)
+
+
+def ResNeXt101_64x4d(**kwargs):
+    """ResNeXt-101 64x4d (torchvision resnext101_64x4d)."""
+    return _imagenet(101, False, kwargs, name='resnext101_64x4d', groups=64, width_per_group=4)
+
+
+def WideResNet50_2(**kwargs):
+    """Wide ResNet-50-2 (Zagoruyko & Komodakis 2016) (torchvision wide_resnet50_2)."""
+    return _imagenet(50, False, kwargs, name='wide_resnet50_2', groups=1, width_per_group=128)
+
+
+def WideResNet101_2(**kwargs):
+    """Wide ResNet-101-2 (torchvision wide_resnet101_2)."""
+    return _imagenet(101, False, kwargs, name='wide_resnet101_2', groups=1, width_per_group=128)
+
+
+def SEResNet50(**kwargs):
+    """SE-ResNet-50: squeeze-and-excitation blocks (timm seresnet50)."""
+    return _imagenet(50, False, kwargs, name='seresnet50', attention='se')
+
+
+def SEResNet101(**kwargs):
+    """SE-ResNet-101: squeeze-and-excitation blocks (timm seresnet101)."""
+    return _imagenet(101, False, kwargs, name='seresnet101', attention='se')
+
+
+def ECAResNet50D(**kwargs):
+    """ECA-ResNet-50-D: ResNet-50-D with efficient channel attention
+    (timm ecaresnet50d)."""
+    return _imagenet(50, False, kwargs, name='ecaresnet50d', stem='deep', avg_down=True, attention='eca')
+
+
+NAMED_MODELS = {f.__name__: f for f in (
+    ResNet18, ResNet34, ResNet50, ResNet101, ResNet152, ResNet200,
+    PreActResNet18, PreActResNet34, PreActResNet50, PreActResNet101, PreActResNet152, PreActResNet200,
+    ResNet20CIFAR, ResNet32CIFAR, ResNet44CIFAR, ResNet56CIFAR, ResNet110CIFAR, ResNet1202CIFAR,
+    PreActResNet110CIFAR, PreActResNet164CIFAR, PreActResNet1001CIFAR,
+)}
+# The family beyond the 2015/2016 papers: options of ``ResNet``, never copied blocks.
+VARIANT_MODELS = {f.__name__: f for f in (
+    ResNet18D, ResNet34D, ResNet50D, ResNet101D, ResNet152D, ResNet200D,
+    ResNeXt50_32x4d, ResNeXt101_32x8d, ResNeXt101_64x4d, WideResNet50_2, WideResNet101_2,
+    SEResNet50, SEResNet101, ECAResNet50D,
+)}

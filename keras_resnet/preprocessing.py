@@ -55,6 +55,14 @@ def preprocessing_spec(mode, channels=3):
     return dict(PREPROCESSING[MODES[mode]]), mode == "caffe"
 
 
+def apply_preprocessing(images, preprocessing):
+    """``images * scale + offset`` for a ``{"scale", "offset"}`` dict: the one place
+    keras_resnet's input convention is computed (NumPy arrays and tensors alike)."""
+    scale = np.asarray(preprocessing["scale"], dtype="float32")
+    offset = np.asarray(preprocessing["offset"], dtype="float32")
+    return images * scale + offset
+
+
 def preprocess_input(x, mode="torch"):
     """RGB pixels in 0..255 (``[..., H, W, C]``, channels last) to a model's input.
 
@@ -64,13 +72,10 @@ def preprocess_input(x, mode="torch"):
     array for NumPy input, else a tensor of the Keras backend.
     """
     spec, reverse = preprocessing_spec(mode, int(np.shape(x)[-1]))
-    scale, offset = (np.asarray(spec[k], "float32") for k in ("scale", "offset"))
     if isinstance(x, (np.ndarray, list, tuple)) or np.isscalar(x):
         x = np.asarray(x, "float32")
-        return (x[..., ::-1] if reverse else x) * scale + offset
-    from keras import ops
+        return apply_preprocessing(x[..., ::-1] if reverse else x, spec)
+    from keras import ops  # the backend of the caller's tensor
 
     x = ops.cast(x, "float32")
-    if reverse:
-        x = ops.flip(x, axis=-1)
-    return x * scale + offset
+    return apply_preprocessing(ops.flip(x, axis=-1) if reverse else x, spec)

@@ -159,6 +159,14 @@ def test_empty_and_missing_folders_are_clear_errors(tmp_path):
         kdata.get_dataset("folder", data_dir=str(tmp_path / "nope"))
     with pytest.raises(ValueError, match="accepted"):
         kdata.get_dataset("mnist-ish")
+    # A class folder without images would be a class the model never sees: refused, by name.
+    for name in ("cat", "dog"):
+        (tmp_path / "pets" / name).mkdir(parents=True)
+    png = tf.io.encode_png(np.zeros((4, 4, 3), np.uint8)).numpy()
+    for i in range(4):
+        (tmp_path / "pets" / "cat" / f"{i}.png").write_bytes(png)
+    with pytest.raises(ValueError, match=r"class folder .*dog holds no images.*remove it"):
+        kdata.get_dataset("folder", data_dir=str(tmp_path / "pets"))
 
 
 def test_tfrecord_dataset_decodes_imagenet_style_records(tmp_path):

@@ -141,6 +141,8 @@ def _tflite_logits(path, images):
     """Run a .tflite file's signature in the LiteRT interpreter; dequantized logits."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from keras_resnet.export.tflite import op_names
+
     interpreter = Interpreter(model_path=path)
     runner = interpreter.get_signature_runner("serving_default")
     inp = runner.get_input_details()["images"]
@@ -154,7 +156,8 @@ def _tflite_logits(path, images):
     if out["dtype"] != np.float32:
         scale, zero = out["quantization"]
         logits = (logits.astype("float32") - zero) * scale
-    ops = {op["op_name"] for op in interpreter._get_ops_details()}
+    with open(path, "rb") as f:
+        ops = set(op_names(f.read()))
     tensor_types = {np.dtype(t["dtype"]).name for t in interpreter.get_tensor_details()}
     return logits, inp, out, ops, tensor_types
 
@@ -432,7 +435,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 import keras_resnet as kr
 from keras_resnet._compat import LEGACY, keras
-from keras_resnet.quantization import ZeroPadShortcutQuantizeConfig, quantize_model
+from keras_resnet.export.qat import ZeroPadShortcutQuantizeConfig, quantize_model
 assert LEGACY and keras.__name__ == "tf_keras"
 model = kr.resnet_cifar(20, input_shape=(8, 8, 1), classes=10, classifier_activation=None)
 qat = quantize_model(model)
@@ -492,6 +495,13 @@ def test_bad_inputs_get_a_one_line_error_and_nonzero_exit(exported, tmp_path, ca
     _assert_one_line_error(rc, err, "(10, 16, 16, 1)", "[N, 8, 8, 1]")
     rc, err = _cli([exported.run_dir, "--out", out, "--formats", "onnx", "--min-agreement", "95"], capsys)
     _assert_one_line_error(rc, err, "min_agreement=95.0", "between 0 and 1")
+    # Where the operating system refuses the output folder: one line naming it, exit 2.
+    (tmp_path / "afile").write_text("x")
+    for where in (tmp_path / "afile", tmp_path / "afile" / "sub"):
+        rc, err = _cli([exported.run_dir, "--out", where, "--formats", "onnx", "--onnx", "fp32"], capsys)
+        assert rc == 2
+        _assert_one_line_error(rc, err, f"cannot write {where}", "not a directory")
+    assert (tmp_path / "afile").read_text() == "x"
     assert not out.exists() or list(out.rglob("*")) == []  # nothing written by failed runs
 
     # An existing output is refused unless --overwrite.
@@ -543,7 +553,7 @@ def test_quantized_accuracy_drop_beyond_the_allowed_exits_1_with_the_table(expor
 
 
 def test_atomic_write_leaves_nothing_behind_on_failure(tmp_path):
-    from keras_resnet.export._common import atomic_path
+    from keras_resnet.files import atomic_path
 
     target = tmp_path / "model.tflite"
     with pytest.raises(RuntimeError):

@@ -111,3 +111,19 @@ def test_quantized_gate_allows_one_changed_prediction_on_a_small_evaluation_set(
     assert quantized_parity(ref, one, labels)["passed"]
     p = quantized_parity(ref, two, labels)
     assert not p["passed"] and "agreement 87.50%" in p["message"] and "(allowed: 6.25 pp)" in p["message"]
+
+
+def test_a_bare_keras_file_exports_or_says_what_to_pass(tmp_path, capsys):
+    """A .keras file with no run.json and no --dataset: float exports are checked on random
+    pixels (also with a dynamic height and width, whose latency needs a real example), and a
+    quantized one, which needs data, is refused in one line naming the options to pass."""
+    from keras_resnet.export.cli import main
+
+    model = kr.ResNet([1, 1], [8, 16], stem="cifar", input_shape=(None, None, 1), classes=5, name="bare")
+    model.save(tmp_path / "bare.keras")
+    args = [str(tmp_path / "bare.keras"), "--out", str(tmp_path / "out"), "--latency-runs", "2", "--quiet"]
+    assert main(args + ["--formats", "tflite", "onnx", "--tflite", "fp32", "--onnx", "fp32"]) == 0
+    capsys.readouterr()
+    assert main(args + ["--formats", "onnx", "--onnx", "int8"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "--dataset" in err and "--calibration-data" in err, err

@@ -88,7 +88,7 @@ def test_qat_annotates_grouped_resnet_d_with_drop_path_and_names_se_as_unsupport
     proc = run_python("""
         import numpy as np
         import keras_resnet as kr
-        from keras_resnet.quantization import quantize_model
+        from keras_resnet.export.qat import quantize_model
         m = kr.ResNet([1, 1], [16, 32], block="bottleneck", stem="deep", stem_filters=16, avg_down=True,
                       groups=4, width_per_group=16, drop_path_rate=0.2, output_stride=8,
                       input_shape=(32, 32, 3), classes=5)

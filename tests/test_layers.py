@@ -7,7 +7,6 @@ import pytest
 from conftest import as_numpy
 
 import keras_resnet as kr
-from keras_resnet.layers import _block_parts, _Spec
 
 
 def _numpy_option_a(x, filters, stride):
@@ -228,15 +227,16 @@ def test_layers_in_sequential_functional_and_subclassed_models(rng, tmp_path):
 
 
 def test_block_functions_and_layers_share_one_definition():
-    spec = _Spec("bottleneck", 8, 16, strides=2, preact=True)
-    parts = _block_parts(spec, "x_")
-    assert sorted(parts) == sorted([
+    x = keras.Input((8, 8, 16))
+    y = kr.bottleneck_block(x, 8, strides=2, preact=True, name="x")
+    roles = sorted(layer.name[len("x_"):] for layer in keras.Model(x, y).layers[1:])
+    assert roles == sorted([
         "preact_bn", "preact_relu", "conv1", "bn1", "relu1", "pad2", "conv2", "bn2", "relu2",
-        "conv3", "shortcut_conv", "add",
+        "conv3", "shortcut_conv", "out",
     ])
     layer = kr.BottleneckBlock(8, strides=2, preact=True)
     layer.build((None, 8, 8, 16))
-    assert sorted(layer.parts) == sorted(parts)
+    assert sorted(part.name for part in layer.parts.values()) == roles
 
 
 @pytest.mark.parametrize("kwargs,match", [

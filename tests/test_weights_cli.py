@@ -135,5 +135,12 @@ def test_bad_inputs_exit_non_zero_and_write_nothing(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main([str(tmp_path / "se.safetensors"), str(out), "--input-shape", "64,64"])
     assert e.value.code == 2 and "H,W,C" in capsys.readouterr().err
+    # A file that exists but holds no checkpoint: said so, not "not found".
+    for name, what in (("junk.keras", "not a .keras model file"), ("junk.pth", "neither torch.save's zip archive nor a pickle"),
+                       ("junk.h5", "not an HDF5 file")):
+        (tmp_path / name).write_bytes(b"not a checkpoint\n")
+        message = fails(tmp_path / name, out)
+        assert what in message and "not found" not in message.lower(), message
+        os.remove(tmp_path / name)
 
     assert sorted(os.listdir(tmp_path)) == ["se.safetensors"]

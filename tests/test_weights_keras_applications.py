@@ -176,7 +176,7 @@ def test_layer_name_mapping_round_trips():
     )
     mapped = {W.keras_applications_name(l.name) for l in app.layers if l.weights}
     assert mapped == {l.name for l in ours.layers if l.weights}
-    assert all(W._app_name_of(W.keras_applications_name(l.name)) == l.name for l in app.layers if l.weights)
+    assert all(W.to_keras_applications_name(W.keras_applications_name(l.name)) == l.name for l in app.layers if l.weights)
 
 
 def test_preprocessing_matches_keras_applications_preprocess_input():

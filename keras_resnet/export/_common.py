@@ -1,11 +1,16 @@
-"""Shared pieces of the exporters: errors, atomic writes, parity figures, timing."""
+"""Shared pieces of the exporters: errors, the format registry entry, the write-and-verify
+skeleton every precision goes through, atomic writes, parity figures, timing."""
 
 import contextlib
+import errno
 import os
 import statistics
+import tempfile
 import time
+from typing import Callable, NamedTuple
 
 import numpy as np
+import tensorflow as tf
 
 from .. import files
 
@@ -81,12 +86,25 @@ def check_new_path(path, overwrite):
         raise ExportError(f"output path {path} already exists; pass overwrite=True (--overwrite) to replace it")
 
 
+# TensorFlow reports a failed file write as an OpError whose message carries the OS's words.
+_TF_OS_ERRORS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+                 "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
+
+
 @contextlib.contextmanager
 def atomic_path(path, overwrite=False, directory=False):
-    """:func:`keras_resnet.files.atomic_path`, refusing an existing ``path`` unless ``overwrite``."""
+    """:func:`keras_resnet.files.atomic_path`, refusing an existing ``path`` unless ``overwrite``;
+    a TensorFlow write that the OS refused is a :class:`keras_resnet.files.FileWriteError`
+    naming ``path``, as any other OS error there."""
     check_new_path(path, overwrite)
     with files.atomic_path(path, directory=directory) as tmp:
-        yield tmp
+        try:
+            yield tmp
+        except tf.errors.OpError as exc:
+            code = next((c for text, c in _TF_OS_ERRORS.items() if text in str(exc)), None)
+            if code is None:
+                raise
+            raise files.file_write_error(OSError(code, os.strerror(code)), path) from exc
 
 
 remove = files.remove
@@ -203,3 +221,79 @@ def artifact(fmt, precision, path, parity, latency, **extra):
         **extra,
     }
 
+
+
+# ----------------------------------------------------------------------------------------
+# The format registry entry and the skeleton every format runs
+
+
+class ExportFormat(NamedTuple):
+    """One export format, as :func:`keras_resnet.export.export_all` sees it.
+
+    ``options``: the ``export_all`` keyword options the format takes, with defaults.
+    ``check(options)``: the options checked (ExportError on bad input), before any work.
+    ``outputs(out_dir, model_name, options)``: paths that must not exist yet.
+    ``needs_calibration(options)``: whether representative images are needed.
+    ``export(source, out_dir, options, run)``: write and verify; returns report entries.
+    ``run`` holds what every format shares: ``model_name``, ``overwrite``,
+    ``calibration_images``, ``eval_images``, ``eval_labels``, ``latency_runs``, ``gate``
+    (``min_agreement``, ``max_accuracy_drop``), ``seed``, ``progress``.
+    """
+
+    name: str
+    directory: str
+    title: str
+    options: dict
+    check: Callable
+    outputs: Callable
+    needs_calibration: Callable
+    export: Callable
+
+
+def split_list(values):
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]``."""
+    if isinstance(values, str):
+        return [v.strip() for v in values.split(",") if v.strip()]
+    return list(values)
+
+
+def precision_paths(out_dir, model_name, precisions, extension, overwrite):
+    """``{precision: <out_dir>/<model_name>_<precision><extension>}``, refusing existing ones."""
+    paths = {p: os.path.join(out_dir, f"{model_name}_{p}{extension}") for p in precisions}
+    for path in paths.values():
+        check_new_path(path, overwrite)
+    return paths
+
+
+def write_and_verify(fmt, runtime, source, paths, write, verify, eval_images, eval_labels=None,
+                     overwrite=False, latency_runs=50, progress=print, **gate):
+    """For each ``{precision: path}``: ``write(precision, temporary path)`` (atomically renamed
+    to ``path``; it may return extra report fields), then ``verify(...)`` in ``runtime``;
+    returns the report entries."""
+    entries = []
+    for precision, path in paths.items():
+        say(progress, f"[{fmt}] writing {precision} -> {path}")
+        with atomic_path(path, overwrite=overwrite) as tmp_path:
+            extra = write(precision, tmp_path) or {}
+        say(progress, f"[{fmt}] verifying {precision} in {runtime}")
+        parity, latency, info = verify(source, path, precision, eval_images, eval_labels,
+                                       latency_runs, **gate)
+        entries.append(artifact(fmt, precision, path, parity, latency, **info, **extra))
+    return entries
+
+
+def check_writable(directory):
+    """Raise :class:`keras_resnet.files.FileWriteError` naming ``directory`` unless it (or,
+    when it does not exist yet, the folder it would be created in) takes a new file.
+    Creates nothing, so a refused export leaves nothing behind."""
+    directory = os.path.abspath(os.fspath(directory))
+    probe = directory
+    while not os.path.lexists(probe):
+        probe = os.path.dirname(probe)
+    try:
+        if not os.path.isdir(probe):
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), probe)
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as exc:
+        raise files.file_write_error(exc, directory) from exc

@@ -5,16 +5,14 @@ import sys
 
 from ..cli_util import HelpFormatter, check_distribution, flatten, list_of, quiet_tensorflow_logs
 
-FORMAT_TITLES = {"savedmodel": "SavedModel (TF Serving)", "tflite": "TFLite/LiteRT", "onnx": "ONNX"}
-
 
 def build_parser(formats, prog=None):
     from ._common import MAX_ACCURACY_DROP, MIN_AGREEMENT
     from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
-    from .pipeline import DEFAULT_ONNX, DEFAULT_TFLITE, FORMATS
+    from .pipeline import DEFAULT_ONNX, DEFAULT_TFLITE, FORMATS, REGISTRY
 
     all_formats = list(formats) == list(FORMATS)
-    what = "every format" if all_formats else " and ".join(FORMAT_TITLES[f] for f in formats)
+    what = "every format" if all_formats else " and ".join(REGISTRY[f].title for f in formats)
     parser = argparse.ArgumentParser(
         prog=prog, formatter_class=HelpFormatter,
         description=(
@@ -129,7 +127,9 @@ def main(argv=None, formats=None, prog=None):
             print(markdown(e.report))
         print(f"error: parity check failed: {e}", file=sys.stderr)
         return 1
-    except (ExportError, ValueError) as e:
+    except (ExportError, ValueError, OSError) as e:
+        # Bad input, or the operating system refusing a write (keras_resnet.files.FileWriteError
+        # names the path): one line, exit 2.
         message = " ".join(str(e).split())
         print(f"error: {message}", file=sys.stderr)
         return 2

@@ -17,14 +17,15 @@ Each file is run in ONNX Runtime and compared with the Keras model: fp32 logits 
 """
 
 import os
+import shutil
 import tempfile
 
 import numpy as np
+import tensorflow as tf
 
 from ._common import check_precisions as _check_precisions
-from ._common import (ExportError, artifact, atomic_path, check_new_path, latency_ms,
-                      parity_vs_keras, say)
-from ._common import MAX_ACCURACY_DROP, MIN_AGREEMENT, check_gate
+from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ExportFormat, check_gate,
+                      latency_ms, parity_vs_keras, precision_paths, say, split_list, write_and_verify)
 
 PRECISIONS = ("fp32", "int8")
 DEFAULT_OPSET = 17
@@ -43,7 +44,7 @@ def check_opset(opset):
 
 def convert_fp32(source, path, opset=DEFAULT_OPSET):
     """tf2onnx conversion of the pixel serving function; writes ``path``."""
-    import tensorflow as tf
+    import onnx  # the [export] extra
     import tf2onnx
 
     check_opset(opset)
@@ -68,60 +69,21 @@ def convert_fp32(source, path, opset=DEFAULT_OPSET):
         "keras_resnet export: images float32 [batch, H, W, C] pixels 0..255 -> "
         "logits, probabilities float32 [batch, classes]"
     )
-    import onnx
-
     onnx.checker.check_model(model_proto)
     onnx.save(model_proto, path)
-
-
-class _Reader:
-    """Calibration data for ``quantize_static``: one image per call."""
-
-    def __init__(self, images):
-        self.images = np.asarray(images, "float32")
-        self.i = 0
-
-    def get_next(self):
-        if self.i >= len(self.images):
-            return None
-        x = self.images[self.i:self.i + 1]
-        self.i += 1
-        return {"images": x}
-
-    def rewind(self):
-        self.i = 0
 
 
 ACTIVATION_TYPES = ("uint8", "int8")
 
 
 def quantize_int8(fp32_path, path, calibration_images, activation_type="uint8"):
-    """QDQ quantization: per-channel int8 weights, ``activation_type`` activations, MinMax
-    calibration on ``calibration_images``.
-
-    The residual ``Add`` and the global average pool are quantized too, so ONNX Runtime's
-    CPU provider fuses the whole network into integer kernels (QLinearConv, QLinearAdd).
-    uint8 activations with int8 weights (U8S8) is what its x86 kernels run fastest; with
-    int8 activations it leaves the convolutions that feed an ``Add`` in float.
-    """
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static, registry)
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
+    """QDQ int8 quantization with ONNX Runtime (see :func:`.onnx_int8.quantize_int8`)."""
     if activation_type not in ACTIVATION_TYPES:
         raise ExportError(f"activation_type={activation_type!r} is not supported; accepted: "
                           f"{', '.join(ACTIVATION_TYPES)}")
+    from . import onnx_int8  # onnxruntime, the [export] extra
 
-    reader = type("Reader", (_Reader, CalibrationDataReader), {})(calibration_images)
-    with tempfile.TemporaryDirectory() as tmp:
-        pre = os.path.join(tmp, "pre.onnx")
-        quant_pre_process(fp32_path, pre, skip_symbolic_shape=True)
-        quantize_static(
-            pre, path, reader, quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8 if activation_type == "uint8" else QuantType.QInt8,
-            weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
-            op_types_to_quantize=sorted(set(registry.QDQRegistry) | {"Add", "GlobalAveragePool"}),
-        )
+    onnx_int8.quantize_int8(fp32_path, path, calibration_images, activation_type)
 
 
 class ORTModel:
@@ -142,9 +104,13 @@ class ORTModel:
     def logits(self, images, batch_size=64):
         return np.concatenate([self(images[i:i + batch_size]) for i in range(0, len(images), batch_size)])
 
-    def latency(self, runs=50):
-        shape = [1] + [int(d) for d in self.input_shape[1:]]
-        x = np.random.default_rng(0).uniform(0, 255, shape).astype("float32")
+    def latency(self, runs=50, example=None):
+        """Median batch-1 time on ``example`` (one image; needed when the input's height or
+        width is dynamic), else on random pixels of the input's fixed shape."""
+        if example is None:
+            shape = [1] + [int(d) for d in self.input_shape[1:]]
+            example = np.random.default_rng(0).uniform(0, 255, shape)
+        x = np.asarray(example, "float32")[:1]
         return latency_ms(lambda: self.session.run(["logits"], {"images": x}), runs=runs)
 
 
@@ -165,11 +131,28 @@ def verify(source, path, precision, eval_images, eval_labels=None, latency_runs=
         "quantized_op_types": sorted({n.op_type for n in proto.graph.node
                                       if any(i.endswith("_DequantizeLinear_Output") for i in n.input)}),
     }
-    return parity, model.latency(latency_runs), info
+    return parity, model.latency(latency_runs, eval_images[:1]), info
 
 
 def onnx_path(out_dir, model_name, precision):
     return os.path.join(out_dir, f"{model_name}_{precision}.onnx")
+
+
+def check_options(precisions, opset=DEFAULT_OPSET, calibration_images=None, activation_type="uint8",
+                  min_agreement=MIN_AGREEMENT, max_accuracy_drop=MAX_ACCURACY_DROP,
+                  calibration_given=None):
+    """The precisions, checked with the other ONNX options (ExportError on bad input)."""
+    precisions = check_precisions(split_list(precisions))
+    check_opset(opset)
+    check_gate(min_agreement, max_accuracy_drop)
+    if activation_type not in ACTIVATION_TYPES:
+        raise ExportError(f"activation_type={activation_type!r} is not supported; accepted: "
+                          f"{', '.join(ACTIVATION_TYPES)}")
+    if calibration_given is None:
+        calibration_given = calibration_images is not None
+    if "int8" in precisions and not calibration_given:
+        raise ExportError("int8 ONNX export needs calibration images (representative data)")
+    return precisions
 
 
 def export_onnx(source, out_dir, precisions=PRECISIONS, opset=DEFAULT_OPSET, calibration_images=None,
@@ -179,34 +162,48 @@ def export_onnx(source, out_dir, precisions=PRECISIONS, opset=DEFAULT_OPSET, cal
     """Write ``<out_dir>/<model_name>_<precision>.onnx`` for each precision, verify each in
     ONNX Runtime, and return the report entries (``min_agreement``, ``max_accuracy_drop``:
     the quantized gate, as fractions)."""
-    precisions = check_precisions(precisions)
-    check_gate(min_agreement, max_accuracy_drop)
-    check_opset(opset)
-    model_name = model_name or source.name
-    paths = {p: onnx_path(out_dir, model_name, p) for p in precisions}
-    for p in paths.values():
-        check_new_path(p, overwrite)
-    if "int8" in precisions and calibration_images is None:
-        raise ExportError("int8 ONNX export needs calibration images (representative data)")
+    precisions = check_options(precisions, opset, calibration_images, activation_type,
+                               min_agreement, max_accuracy_drop)
+    paths = precision_paths(out_dir, model_name or source.name, precisions, ".onnx", overwrite)
     if eval_images is None:
         eval_images = source.sample_input(8)
-    entries = []
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = os.path.join(tmp, "fp32.onnx")
         say(progress, f"[onnx] converting with tf2onnx (opset {opset})")
         convert_fp32(source, fp32, opset)
-        for precision in precisions:
-            path = paths[precision]
-            say(progress, f"[onnx] writing {precision} -> {path}")
-            with atomic_path(path, overwrite=overwrite) as tmp_path:
-                if precision == "fp32":
-                    import shutil
 
-                    shutil.copyfile(fp32, tmp_path)
-                else:
-                    quantize_int8(fp32, tmp_path, calibration_images, activation_type)
-            say(progress, f"[onnx] verifying {precision} in ONNX Runtime")
-            parity, latency, info = verify(source, path, precision, eval_images, eval_labels,
-                                           latency_runs, min_agreement, max_accuracy_drop)
-            entries.append(artifact("onnx", precision, path, parity, latency, **info))
-    return entries
+        def write(precision, path):
+            if precision == "fp32":
+                shutil.copyfile(fp32, path)
+            else:
+                quantize_int8(fp32, path, calibration_images, activation_type)
+
+        return write_and_verify("onnx", "ONNX Runtime", source, paths, write, verify, eval_images,
+                                eval_labels, overwrite, latency_runs, progress,
+                                min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop)
+
+
+# ----------------------------------------------------------------------------------------
+# Registry entry (keras_resnet.export.export_all)
+
+DEFAULT_PRECISIONS = ("fp32", "int8")
+
+
+def _export(source, out_dir, options, run):
+    return export_onnx(
+        source, out_dir, options["onnx_precisions"], opset=options["opset"],
+        calibration_images=run["calibration_images"], eval_images=run["eval_images"],
+        eval_labels=run["eval_labels"], model_name=run["model_name"], overwrite=run["overwrite"],
+        latency_runs=run["latency_runs"], progress=run["progress"], **run["gate"])
+
+
+FORMAT = ExportFormat(
+    name="onnx", directory="onnx", title="ONNX",
+    options=dict(onnx_precisions=DEFAULT_PRECISIONS, opset=DEFAULT_OPSET),
+    check=lambda options: dict(options, onnx_precisions=check_options(
+        options["onnx_precisions"], options["opset"], calibration_given=True)),
+    outputs=lambda out_dir, model_name, options: [
+        onnx_path(out_dir, model_name, p) for p in options["onnx_precisions"]],
+    needs_calibration=lambda options: "int8" in options["onnx_precisions"],
+    export=_export,
+)

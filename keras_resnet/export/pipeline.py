@@ -4,30 +4,29 @@ import os
 
 import numpy as np
 
-from . import onnx_export, report as report_lib, saved_model, tflite
+from . import onnx_export, saved_model, tflite
+from . import report as report_lib
 from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ParityError, check_gate,
-                      check_new_path, say)
+                      check_new_path, check_writable, say, split_list)
 from .source import load_source
 
-FORMATS = ("savedmodel", "tflite", "onnx")
-DEFAULT_TFLITE = ("fp32", "fp16", "dynamic", "int8", "qat")
-DEFAULT_ONNX = ("fp32", "int8")
+# The format registry: every format module plugs in with one ``FORMAT`` entry
+# (:class:`keras_resnet.export._common.ExportFormat`); the order is the report's.
+REGISTRY = {f.name: f for f in (saved_model.FORMAT, tflite.FORMAT, onnx_export.FORMAT)}
+FORMATS = tuple(REGISTRY)
+DEFAULT_TFLITE = tflite.DEFAULT_PRECISIONS
+DEFAULT_ONNX = onnx_export.DEFAULT_PRECISIONS
+# Options every format shares (data, verification, timing), with defaults.
+SHARED_OPTIONS = dict(num_samples=200, seed=0, calibration_images=None, eval_data=None,
+                      latency_runs=50, min_agreement=MIN_AGREEMENT, max_accuracy_drop=MAX_ACCURACY_DROP)
 
 
 def check_formats(formats):
-    if isinstance(formats, str):
-        formats = [f.strip() for f in formats.split(",") if f.strip()]
-    formats = list(formats)
+    formats = split_list(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
         raise ExportError(f"format {bad[0] if bad else formats!r} is not supported; accepted: {', '.join(FORMATS)}")
     return [f for f in FORMATS if f in formats]
-
-
-def _split(values):
-    if isinstance(values, str):
-        return [v.strip() for v in values.split(",") if v.strip()]
-    return list(values)
 
 
 def load_images_file(path, what):
@@ -49,12 +48,24 @@ def report_name(formats):
     return "report" if list(formats) == list(FORMATS) else "report_" + "_".join(formats)
 
 
-def export_all(source, out_dir, formats=FORMATS, tflite_precisions=DEFAULT_TFLITE,
-               onnx_precisions=DEFAULT_ONNX, int8_io="int8", dataset=None, dataset_kwargs=None,
-               num_samples=200, seed=0, calibration_images=None, eval_data=None,
-               opset=onnx_export.DEFAULT_OPSET, model_name=None, version=None, overwrite=False,
-               qat_epochs=2, qat_options=None, preprocessing=None, latency_runs=50, check=True,
-               min_agreement=MIN_AGREEMENT, max_accuracy_drop=MAX_ACCURACY_DROP, progress=print):
+def _split_options(formats, options):
+    """``(shared options, {format: its options})`` with defaults; a name no format takes is
+    a TypeError, as for any function."""
+    known = dict(SHARED_OPTIONS)
+    for f in REGISTRY.values():
+        known.update(f.options)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise TypeError(f"export_all() got an unexpected keyword argument {unknown[0]!r}")
+    shared = {k: options.get(k, v) for k, v in SHARED_OPTIONS.items()}
+    per_format = {name: REGISTRY[name].check({k: options.get(k, v) for k, v in REGISTRY[name].options.items()})
+                  for name in formats}
+    return shared, per_format
+
+
+def export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs=None,
+               preprocessing=None, model_name=None, overwrite=False, check=True, progress=print,
+               **options):
     """Export ``source`` to every requested format, verify each export, write the report.
 
     Args:
@@ -63,7 +74,11 @@ def export_all(source, out_dir, formats=FORMATS, tflite_precisions=DEFAULT_TFLIT
         out_dir: where to write: ``saved_model/<model_name>/<version>/``,
             ``tflite/<model_name>_<precision>.tflite``, ``onnx/<model_name>_<precision>.onnx``
             and ``report.json`` / ``report.md`` (``report_<formats>.*`` for a subset).
-        formats: any of ``"savedmodel"``, ``"tflite"``, ``"onnx"``.
+        formats: any of ``"savedmodel"``, ``"tflite"``, ``"onnx"`` (:data:`REGISTRY`).
+
+    Keyword options (each format checks its own; see :data:`SHARED_OPTIONS` and each
+    format's ``FORMAT.options``):
+
         tflite_precisions: any of ``fp32, fp16, dynamic, int8, qat``.
         onnx_precisions: any of ``fp32, int8``.
         int8_io: input/output type of full-integer TFLite models: ``int8``, ``uint8``,
@@ -79,7 +94,7 @@ def export_all(source, out_dir, formats=FORMATS, tflite_precisions=DEFAULT_TFLIT
         overwrite: replace existing TFLite/ONNX files and reports (a SavedModel version is
             only replaced when ``version`` names it).
         qat_epochs: epochs of quantization-aware fine-tuning for ``qat`` (0 drops it);
-            ``qat_options``: more arguments for :func:`keras_resnet.quantization.qat_tflite`.
+            ``qat_options``: more arguments for :func:`keras_resnet.export.qat.qat_tflite`.
         preprocessing: ``{"scale", "offset"}`` when the source has no ``run.json``.
         latency_runs: timed batch-1 calls per artifact (median reported).
         check: raise :class:`ParityError` (after writing the report) when an export misses
@@ -92,40 +107,32 @@ def export_all(source, out_dir, formats=FORMATS, tflite_precisions=DEFAULT_TFLIT
     Returns the report (a dict; also written as JSON and Markdown).
     """
     formats = check_formats(formats)
-    tflite_precisions = tflite.check_precisions(_split(tflite_precisions)) if "tflite" in formats else []
-    onnx_precisions = onnx_export.check_precisions(_split(onnx_precisions)) if "onnx" in formats else []
-    tflite.check_int8_io(int8_io)
-    onnx_export.check_opset(opset)
-    gate = dict(zip(("min_agreement", "max_accuracy_drop"), check_gate(min_agreement, max_accuracy_drop)))
-    if isinstance(qat_epochs, bool) or not isinstance(qat_epochs, int) or qat_epochs < 0:
-        raise ExportError(f"qat_epochs={qat_epochs!r} is not supported; expected an integer >= 0")
-    if qat_epochs == 0:
-        tflite_precisions = [p for p in tflite_precisions if p != "qat"]
+    shared, per_format = _split_options(formats, options)
+    gate = dict(zip(("min_agreement", "max_accuracy_drop"),
+                    check_gate(shared["min_agreement"], shared["max_accuracy_drop"])))
+    num_samples, seed = shared["num_samples"], shared["seed"]
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise ExportError(f"num_samples={num_samples!r} is not supported; expected a positive integer")
+    calibration_images, eval_data = shared["calibration_images"], shared["eval_data"]
     if isinstance(calibration_images, (str, os.PathLike)):
         calibration_images, _ = load_images_file(os.fspath(calibration_images), "calibration data")
     if isinstance(eval_data, (str, os.PathLike)):
         eval_data = load_images_file(os.fspath(eval_data), "evaluation data")
+    check_writable(out_dir)
 
     say(progress, f"loading {source if isinstance(source, (str, os.PathLike)) else 'model'}")
     src = load_source(source, preprocessing=preprocessing, dataset=dataset,
                       dataset_kwargs=dataset_kwargs, name=model_name)
     model_name = src.name
-    dirs = {f: os.path.join(out_dir, d) for f, d in
-            (("savedmodel", "saved_model"), ("tflite", "tflite"), ("onnx", "onnx"))}
+    dirs = {f: os.path.join(out_dir, REGISTRY[f].directory) for f in formats}
     # Refuse existing outputs before doing any work.
     name = report_name(formats)
-    for path in [os.path.join(out_dir, name + ".json"), os.path.join(out_dir, name + ".md")] + \
-            [tflite.tflite_path(dirs["tflite"], model_name, p) for p in tflite_precisions] + \
-            [onnx_export.onnx_path(dirs["onnx"], model_name, p) for p in onnx_precisions]:
+    for path in [os.path.join(out_dir, name + ".json"), os.path.join(out_dir, name + ".md")] + [
+            p for f in formats for p in REGISTRY[f].outputs(dirs[f], model_name, per_format[f])]:
         check_new_path(path, overwrite)
-    if version is not None:
-        check_new_path(os.path.join(dirs["savedmodel"], model_name, str(version)), overwrite)
 
-    needs_calibration = any(p in ("int8", "qat") for p in tflite_precisions) or "int8" in onnx_precisions
     calib = None
-    if needs_calibration:
+    if any(REGISTRY[f].needs_calibration(per_format[f]) for f in formats):
         calib = src.calibration_images(num_samples, seed, calibration_images)
         say(progress, f"calibration: {len(calib)} images from "
                       f"{'the given array' if calibration_images is not None else src.dataset}")
@@ -140,29 +147,17 @@ def export_all(source, out_dir, formats=FORMATS, tflite_precisions=DEFAULT_TFLIT
     keras_entry = {
         "format": "keras", "precision": "fp32", "path": os.path.abspath(src.path) if src.path else None,
         "size_bytes": os.path.getsize(src.path) if src.path else None, "parity": None, "passed": True,
-        "latency_ms": src.keras_latency(latency_runs),
+        "latency_ms": src.keras_latency(shared["latency_runs"]),
     }
     if eval_labels is not None:
         keras_entry["accuracy"] = float(np.mean(np.argmax(ref, -1) == eval_labels))
     report["artifacts"].append(keras_entry)
 
-    common = dict(eval_images=eval_images, latency_runs=latency_runs, progress=progress)
-    if "savedmodel" in formats:
-        report["artifacts"].append(saved_model.export_saved_model(
-            src, dirs["savedmodel"], model_name=model_name, version=version, overwrite=overwrite,
-            warmup_images=calib if calib is not None else eval_images, **common))
-    if "tflite" in formats:
-        options = dict(qat_options or {})
-        options.setdefault("epochs", qat_epochs)
-        options.setdefault("seed", seed)
-        report["artifacts"].extend(tflite.export_tflite(
-            src, dirs["tflite"], tflite_precisions, int8_io=int8_io, calibration_images=calib,
-            eval_labels=eval_labels, model_name=model_name, overwrite=overwrite,
-            qat_options=options, **gate, **common))
-    if "onnx" in formats:
-        report["artifacts"].extend(onnx_export.export_onnx(
-            src, dirs["onnx"], onnx_precisions, opset=opset, calibration_images=calib,
-            eval_labels=eval_labels, model_name=model_name, overwrite=overwrite, **gate, **common))
+    run = dict(model_name=model_name, overwrite=overwrite, calibration_images=calib,
+               eval_images=eval_images, eval_labels=eval_labels, gate=gate, seed=seed,
+               latency_runs=shared["latency_runs"], progress=progress)
+    for f in formats:
+        report["artifacts"].extend(REGISTRY[f].export(src, dirs[f], per_format[f], run))
     report_lib.finish(report)
     paths = report_lib.write(report, out_dir, name, overwrite=overwrite)
     report["report_files"] = paths

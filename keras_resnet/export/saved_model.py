@@ -29,7 +29,8 @@ import tempfile
 
 import numpy as np
 
-from ._common import ExportError, atomic_path, float_parity, say
+from .._compat import keras
+from ._common import ExportError, ExportFormat, artifact, atomic_path, float_parity, say
 
 SIGNATURES = ("serving_default", "serving_bytes")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -80,8 +81,6 @@ def _serving_functions(source):
 
 def write_saved_model(source, path, signatures=SIGNATURES):
     """Write the serving SavedModel (no warmup, no version layout) to ``path``."""
-    import keras
-
     archive = keras.export.ExportArchive()
     for t in source.trackables():
         archive.track(t)
@@ -193,6 +192,13 @@ def check_in_fresh_process(path, images, runs=50, timeout=600):
         return np.load(out), json.loads(line[len("RESULT "):])
 
 
+def check_version(version):
+    """``version``: None (the next free one) or a non-negative integer."""
+    if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 0):
+        raise ExportError(f"version={version!r} is not supported; expected a non-negative integer")
+    return version
+
+
 def export_saved_model(source, base_dir, model_name=None, version=None, overwrite=False,
                        eval_images=None, warmup_images=None, latency_runs=50, progress=print):
     """Export ``source`` (an :class:`~keras_resnet.export.source.ExportSource`) for TF Serving.
@@ -206,10 +212,7 @@ def export_saved_model(source, base_dir, model_name=None, version=None, overwrit
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", model_name):
         raise ExportError(f"model_name={model_name!r} is not supported; use letters, digits, '_', '-', '.'")
     model_dir = os.path.join(base_dir, model_name)
-    if version is None:
-        version = next_version(model_dir)
-    elif isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise ExportError(f"version={version!r} is not supported; expected a non-negative integer")
+    version = next_version(model_dir) if check_version(version) is None else version
     path = os.path.join(model_dir, str(version))
     if eval_images is None:
         eval_images = source.sample_input(8)
@@ -233,8 +236,6 @@ def export_saved_model(source, base_dir, model_name=None, version=None, overwrit
             f"serving_bytes differs from serving_default by {info['bytes_max_abs_diff']:.3g}"
         )
     parity["bytes_signature_max_abs_diff"] = info.get("bytes_max_abs_diff")
-    from ._common import artifact
-
     return artifact("savedmodel", "fp32", path, parity, info["latency_ms"], model_name=model_name,
                     version=version, signatures=info["signatures"])
 
@@ -256,3 +257,27 @@ def signature_doc(source):
         "preprocessing": source.preprocessing,
         "class_names": source.class_names,
     }
+
+
+# ----------------------------------------------------------------------------------------
+# Registry entry (keras_resnet.export.export_all)
+
+
+def _export(source, out_dir, options, run):
+    warmup = run["calibration_images"] if run["calibration_images"] is not None else run["eval_images"]
+    return [export_saved_model(
+        source, out_dir, model_name=run["model_name"], version=options["version"],
+        overwrite=run["overwrite"], eval_images=run["eval_images"], warmup_images=warmup,
+        latency_runs=run["latency_runs"], progress=run["progress"])]
+
+
+FORMAT = ExportFormat(
+    name="savedmodel", directory="saved_model", title="SavedModel (TF Serving)",
+    options=dict(version=None),
+    check=lambda options: dict(options, version=check_version(options["version"])),
+    # A new version is never an existing path; a named one may be.
+    outputs=lambda out_dir, model_name, options: [] if options["version"] is None else [
+        os.path.join(out_dir, model_name, str(options["version"]))],
+    needs_calibration=lambda options: False,
+    export=_export,
+)

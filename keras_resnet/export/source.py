@@ -19,18 +19,12 @@ import zipfile
 
 import numpy as np
 
+from .._compat import keras
+from ..preprocessing import apply_preprocessing
 from ._common import ExportError
 
 RUN_MODEL_FILES = ("best.keras", "last.keras")
 OUTPUT_KINDS = ("probabilities", "logits")
-
-
-def _keras():
-    import keras
-
-    import keras_resnet  # noqa: F401  (registers the keras_resnet classes for loading)
-
-    return keras
 
 
 def resolve_model_path(path):
@@ -60,7 +54,6 @@ def resolve_model_path(path):
 
 
 def load_keras_model(path):
-    keras = _keras()
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # noqa: BLE001 - any loader failure is bad input here
@@ -109,7 +102,6 @@ def as_float32(model):
     """
     if _is_float32(model):
         return model
-    keras = _keras()
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("float32")
     try:
@@ -159,7 +151,6 @@ class ExportSource:
 
     def __init__(self, model, preprocessing=None, outputs=None, dataset=None,
                  dataset_kwargs=None, class_names=None, path=None, run=None, name=None):
-        keras = _keras()
         if not isinstance(model, keras.Model):
             raise ExportError(f"expected a Keras model; got {type(model).__name__}")
         if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
@@ -208,9 +199,7 @@ class ExportSource:
         """Pixels (float32 tensor) -> logits tensor, preprocessing included."""
         import tensorflow as tf
 
-        scale = tf.constant(np.asarray(self.preprocessing["scale"], "float32"))
-        offset = tf.constant(np.asarray(self.preprocessing["offset"], "float32"))
-        x = images * scale + offset
+        x = apply_preprocessing(images, self.preprocessing)
         if self._dense is not None:
             features = self._features(x, training=False)
             return tf.matmul(features, self._dense.kernel) + self._dense.bias
@@ -336,7 +325,6 @@ def load_source(source, preprocessing=None, outputs=None, dataset=None, dataset_
     """
     if isinstance(source, ExportSource):
         return source
-    keras = _keras()
     run, path = {}, None
     if isinstance(source, keras.Model):
         model = source

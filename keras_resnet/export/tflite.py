@@ -12,7 +12,7 @@ Precisions:
 ``dynamic``  dynamic-range quantization: int8 weights, float activations.
 ``int8``     full-integer quantization calibrated on representative images; the input
              and output types are ``int8_io``: ``"int8"``, ``"uint8"`` or ``"float32"``.
-``qat``      int8 after quantization-aware training (see :mod:`keras_resnet.quantization`).
+``qat``      int8 after quantization-aware training (see :mod:`keras_resnet.export.qat`).
 
 Every file is run in the LiteRT interpreter (``ai_edge_litert``) and compared with the
 Keras model: float32 logits within 1e-4 of the logits' scale; the others by top-1 agreement
@@ -24,12 +24,14 @@ import tempfile
 import warnings
 
 import numpy as np
+import tensorflow as tf
 
 from ..cli_util import native_logs_quieted
+from . import qat
 from ._common import check_precisions as _check_precisions
-from ._common import (ExportError, artifact, atomic_path, check_new_path, latency_ms,
-                      parity_vs_keras, say)
-from ._common import MAX_ACCURACY_DROP, MIN_AGREEMENT, check_gate
+from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ExportFormat, check_gate,
+                      latency_ms, parity_vs_keras, precision_paths, say, split_list, write_and_verify)
+from .saved_model import write_saved_model
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "qat")
 INT8_IO = ("int8", "uint8", "float32")
@@ -47,15 +49,11 @@ def check_int8_io(int8_io):
 
 def write_pixel_saved_model(source, path):
     """A SavedModel with only the pixel ``serving_default`` signature (the TFLite input)."""
-    from .saved_model import write_saved_model
-
     write_saved_model(source, path, signatures=("serving_default",))
 
 
 def convert_saved_model(saved_model_dir, precision, representative_images=None, int8_io="int8"):
     """TFLite flatbuffer bytes from a SavedModel's ``serving_default`` signature."""
-    import tensorflow as tf
-
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if precision == "fp16":
@@ -86,6 +84,24 @@ def convert_saved_model(saved_model_dir, precision, representative_images=None, 
         return converter.convert()
 
 
+def op_names(content):
+    """The operators a ``.tflite`` flatbuffer (bytes) uses, by TFLite's names (``CONV_2D``,
+    ...; a custom op by its custom code, e.g. ``FlexConv2D``), read with LiteRT's schema."""
+    from ai_edge_litert import schema_py_generated as schema  # the [export] extra
+
+    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(content, 0)
+    used = set()
+    for g in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(g)
+        for i in range(graph.OperatorsLength()):
+            code = model.OperatorCodes(graph.Operators(i).OpcodeIndex())
+            op = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+            custom = code.CustomCode()
+            used.add(custom.decode() if op == schema.BuiltinOperator.CUSTOM and custom else builtin[op])
+    return sorted(used)
+
+
 class LiteRTModel:
     """A ``.tflite`` file in the LiteRT interpreter: pixels in, float logits out.
 
@@ -94,14 +110,16 @@ class LiteRTModel:
     """
 
     def __init__(self, path_or_bytes, num_threads=None):
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # the [export] extra
 
         kwargs = {"num_threads": num_threads or os.cpu_count() or 1}
+        if isinstance(path_or_bytes, (bytes, bytearray)):
+            self.content = bytes(path_or_bytes)
+        else:
+            with open(path_or_bytes, "rb") as f:
+                self.content = f.read()
         with native_logs_quieted():  # LiteRT's "Created ... XNNPACK delegate" notice
-            if isinstance(path_or_bytes, (bytes, bytearray)):
-                self.interpreter = Interpreter(model_content=bytes(path_or_bytes), **kwargs)
-            else:
-                self.interpreter = Interpreter(model_path=os.fspath(path_or_bytes), **kwargs)
+            self.interpreter = Interpreter(model_content=self.content, **kwargs)
             self.interpreter.allocate_tensors()
         signatures = self.interpreter.get_signature_list()
         if "serving_default" not in signatures:
@@ -111,7 +129,7 @@ class LiteRTModel:
         self.outputs = self.runner.get_output_details()
 
     def op_names(self):
-        return sorted({op["op_name"] for op in self.interpreter._get_ops_details()})
+        return op_names(self.content)
 
     def io_types(self):
         return (np.dtype(self.input["dtype"]).name,
@@ -141,9 +159,13 @@ class LiteRTModel:
         outs = [self(images[i:i + batch_size]) for i in range(0, len(images), batch_size)]
         return np.concatenate(outs, axis=0)
 
-    def latency(self, runs=50):
-        shape = [1, *[int(d) for d in self.input["shape"][1:]]]
-        x = self.quantize_input(np.random.default_rng(0).uniform(0, 255, shape))
+    def latency(self, runs=50, example=None):
+        """Median batch-1 time on ``example`` (one image; needed when the input's height or
+        width is dynamic), else on random pixels of the input's shape."""
+        if example is None:
+            shape = [1, *[int(d) for d in self.input["shape"][1:]]]
+            example = np.random.default_rng(0).uniform(0, 255, shape)
+        x = self.quantize_input(np.asarray(example)[:1])
         return latency_ms(lambda: self.runner(images=x), runs=runs)
 
 
@@ -162,11 +184,24 @@ def verify(source, path, precision, eval_images, eval_labels=None, latency_runs=
             f"non-builtin ops {bad_ops}")
     in_type, out_type = model.io_types()
     info = {"ops": ops, "input_type": in_type, "output_type": out_type}
-    return parity, model.latency(latency_runs), info
+    return parity, model.latency(latency_runs, eval_images[:1]), info
 
 
 def tflite_path(out_dir, model_name, precision):
     return os.path.join(out_dir, f"{model_name}_{precision}.tflite")
+
+
+def check_options(precisions, int8_io="int8", calibration_images=None, min_agreement=MIN_AGREEMENT,
+                  max_accuracy_drop=MAX_ACCURACY_DROP, calibration_given=None):
+    """The precisions, checked with the other TFLite options (ExportError on bad input)."""
+    precisions = check_precisions(split_list(precisions))
+    check_int8_io(int8_io)
+    check_gate(min_agreement, max_accuracy_drop)
+    if calibration_given is None:
+        calibration_given = calibration_images is not None
+    if any(p in ("int8", "qat") for p in precisions) and not calibration_given:
+        raise ExportError("int8 TFLite export needs calibration images (representative data)")
+    return precisions
 
 
 def export_tflite(source, out_dir, precisions=("fp32", "fp16", "dynamic", "int8"), int8_io="int8",
@@ -177,43 +212,65 @@ def export_tflite(source, out_dir, precisions=("fp32", "fp16", "dynamic", "int8"
     in LiteRT, and return the report entries.
 
     ``calibration_images`` (pixels) are needed for ``int8`` and ``qat``; ``qat_options`` are
-    keyword arguments for :func:`keras_resnet.quantization.qat_tflite` (``train_arrays``,
+    keyword arguments for :func:`keras_resnet.export.qat.qat_tflite` (``train_arrays``,
     ``epochs``, ...). ``min_agreement`` and ``max_accuracy_drop`` set the quantized gate
     (fractions; see :mod:`keras_resnet.export`).
     """
-    precisions = check_precisions(precisions)
-    check_int8_io(int8_io)
-    check_gate(min_agreement, max_accuracy_drop)
-    model_name = model_name or source.name
-    paths = {p: tflite_path(out_dir, model_name, p) for p in precisions}
-    for p in paths.values():
-        check_new_path(p, overwrite)
-    if any(p in ("int8", "qat") for p in precisions) and calibration_images is None:
-        raise ExportError("int8 TFLite export needs calibration images (representative data)")
+    precisions = check_options(precisions, int8_io, calibration_images, min_agreement, max_accuracy_drop)
+    paths = precision_paths(out_dir, model_name or source.name, precisions, ".tflite", overwrite)
     if eval_images is None:
         eval_images = source.sample_input(8)
-    entries = []
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "saved_model")
         if any(p != "qat" for p in precisions):
             say(progress, "[tflite] writing the conversion SavedModel")
             write_pixel_saved_model(source, saved)
-        for precision in precisions:
-            path = paths[precision]
-            say(progress, f"[tflite] converting {precision} -> {path}")
-            extra = {}
-            with atomic_path(path, overwrite=overwrite) as tmp_path:
-                if precision == "qat":
-                    from ..quantization import qat_tflite
 
-                    extra["qat"] = qat_tflite(source, tmp_path, calibration_images=calibration_images,
-                                              int8_io=int8_io, progress=progress, **(qat_options or {}))
-                else:
-                    data = convert_saved_model(saved, precision, calibration_images, int8_io)
-                    with open(tmp_path, "wb") as f:
-                        f.write(data)
-            say(progress, f"[tflite] verifying {precision} in LiteRT")
-            parity, latency, info = verify(source, path, precision, eval_images, eval_labels,
-                                           latency_runs, min_agreement, max_accuracy_drop)
-            entries.append(artifact("tflite", precision, path, parity, latency, **info, **extra))
-    return entries
+        def write(precision, path):
+            if precision == "qat":
+                return {"qat": qat.qat_tflite(source, path, calibration_images=calibration_images,
+                                              int8_io=int8_io, progress=progress, **(qat_options or {}))}
+            with open(path, "wb") as f:
+                f.write(convert_saved_model(saved, precision, calibration_images, int8_io))
+            return None
+
+        return write_and_verify("tflite", "LiteRT", source, paths, write, verify, eval_images,
+                                eval_labels, overwrite, latency_runs, progress,
+                                min_agreement=min_agreement, max_accuracy_drop=max_accuracy_drop)
+
+
+# ----------------------------------------------------------------------------------------
+# Registry entry (keras_resnet.export.export_all)
+
+DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "qat")
+
+
+def _check(options):
+    epochs = options["qat_epochs"]
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ExportError(f"qat_epochs={epochs!r} is not supported; expected an integer >= 0")
+    precisions = check_options(options["tflite_precisions"], options["int8_io"], calibration_given=True)
+    return dict(options, tflite_precisions=[p for p in precisions if p != "qat" or epochs > 0])
+
+
+def _export(source, out_dir, options, run):
+    qat_options = dict(options["qat_options"] or {})
+    qat_options.setdefault("epochs", options["qat_epochs"])
+    qat_options.setdefault("seed", run["seed"])
+    return export_tflite(
+        source, out_dir, options["tflite_precisions"], int8_io=options["int8_io"],
+        calibration_images=run["calibration_images"], eval_images=run["eval_images"],
+        eval_labels=run["eval_labels"], model_name=run["model_name"], overwrite=run["overwrite"],
+        latency_runs=run["latency_runs"], qat_options=qat_options, progress=run["progress"],
+        **run["gate"])
+
+
+FORMAT = ExportFormat(
+    name="tflite", directory="tflite", title="TFLite/LiteRT",
+    options=dict(tflite_precisions=DEFAULT_PRECISIONS, int8_io="int8", qat_epochs=2, qat_options=None),
+    check=_check,
+    outputs=lambda out_dir, model_name, options: [
+        tflite_path(out_dir, model_name, p) for p in options["tflite_precisions"]],
+    needs_calibration=lambda options: any(p in ("int8", "qat") for p in options["tflite_precisions"]),
+    export=_export,
+)

@@ -1,0 +1,190 @@
+"""Building the keras_resnet model a checkpoint fits, and ``keras-resnet-convert``.
+"""
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from .. import files
+from .._compat import keras
+from ..models import ResNet
+from ..specs import depth_of
+from .loading import _arch_summary, _source_checkpoint, assign
+from .names import _variant_name
+
+FROM_SOURCE = "from_source"
+
+
+def convert(source, include_top=None, input_shape=None, pooling=None,
+            classifier_activation=FROM_SOURCE, name=None, stride_on=None):
+    """A keras_resnet ``ResNet`` with the architecture and weights of ``source``.
+
+    Args:
+        source: a keras.applications ResNet50/101/152 or ResNet50V2/101V2/152V2 model, a
+            torchvision/timm ResNet ``state_dict``, or the path of any file
+            :func:`read` accepts.
+        include_top: keep the classifier (default: when the source has one).
+        input_shape: default: the source model's, or ``(None, None, channels)``.
+        pooling: with ``include_top=False``: None, ``"avg"`` or ``"max"``
+            (default: a keras.applications model's own).
+        classifier_activation: default ``"from_source"``: a keras.applications model's
+            (or ``.keras`` file's) own activation, else ``"softmax"`` (keras.applications'
+            default). None gives logits, which is what a PyTorch ``fc`` computes.
+        name: model name (default: ``resnet{depth}`` / ``resnet{depth}v2``).
+        stride_on: bottleneck stride placement for a torchvision-named checkpoint
+            (default ``"3x3"``, torchvision/timm; ``"1x1"`` for caffe-style ones).
+    """
+    return _convert(*_source_checkpoint(source), include_top=include_top, input_shape=input_shape,
+                    pooling=pooling, classifier_activation=classifier_activation, name=name,
+                    stride_on=stride_on)
+
+
+def _convert(checkpoint, description, include_top=None, input_shape=None, pooling=None,
+             classifier_activation=FROM_SOURCE, name=None, stride_on=None):
+    if not checkpoint.config:
+        raise ValueError(
+            f"{description} holds keras_resnet weights without an architecture; build the model "
+            "and pass weights=<path> instead"
+        )
+    config = dict(checkpoint.config)
+    channels = config.pop("input_channels")
+    classes = config.pop("classes", None)
+    own = checkpoint.model_options
+    if input_shape is None:
+        input_shape = own.get("input_shape")
+    if pooling is None:
+        pooling = own.get("pooling")
+    if classifier_activation == FROM_SOURCE:
+        classifier_activation = own.get("classifier_activation", "softmax")
+    if include_top is None:
+        include_top = classes is not None
+    if include_top and classes is None:
+        raise ValueError(f"include_top=True needs a classifier; {description} has none (pass include_top=False)")
+    if stride_on is not None:
+        if checkpoint.origin != "torchvision":
+            raise ValueError(f"stride_on is fixed by {checkpoint.describe()}; pass stride_on=None")
+        config["stride_on"] = stride_on
+    if name is None:
+        depth = depth_of(config["block"], config["stackwise_num_blocks"])
+        suffix = "v2" if config["preact"] and checkpoint.origin == "keras.applications" else ""
+        name = f"resnet{depth}{suffix}" if depth else "resnet"
+        if depth and checkpoint.origin == "torchvision":
+            name = _variant_name(config, depth)
+    model = ResNet(
+        **config,
+        include_top=include_top,
+        input_shape=input_shape if input_shape is not None else (None, None, channels),
+        pooling=pooling,
+        classes=classes or 1000,
+        classifier_activation=classifier_activation,
+        name=name,
+    )
+    assign(model, checkpoint, source=description)
+    return model
+
+
+def convert_file(source, output, log=print, **options):
+    """Convert ``source`` (see :func:`convert`) and save it as the ``.keras`` file ``output``.
+
+    Written atomically (a temporary file in the same folder, renamed when complete); the
+    written file is reloaded with ``safe_mode=True`` and its outputs compared with the
+    converted model's on a random batch before it is renamed into place. Returns the model.
+    """
+    output = os.fspath(output)
+    if not output.endswith(".keras"):
+        raise ValueError(f"output={output!r}: the output file name must end in .keras")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise ValueError(f"output={output!r}: folder {folder!r} does not exist")
+    log(f"reading {source}")
+    checkpoint, description = _source_checkpoint(source)
+    if checkpoint.config:
+        log(f"found {checkpoint.describe()} ({_arch_summary(checkpoint.config)}, "
+            f"{sum(len(v) for v in checkpoint.values())} arrays)")
+    model = _convert(checkpoint, description, **options)
+    log(f"built {model.name}: {model.count_params():,} parameters")
+    with files.atomic_path(output, suffix=".keras") as tmp:
+        model.save(tmp)
+        reloaded = keras.saving.load_model(tmp, compile=False, safe_mode=True)
+        shape = [d if d is not None else 64 for d in model.input_shape[1:]]
+        x = np.random.default_rng(0).uniform(-1, 1, size=[2] + shape).astype("float32")
+        ref = np.asarray(model(x, training=False))
+        diff = float(np.max(np.abs(ref - np.asarray(reloaded(x, training=False)))))
+        if diff > 1e-5 * (float(np.max(np.abs(ref))) + 1.0):  # same kernels: float32 rounding only
+            raise ValueError(f"the written file computes differently from the converted model (max abs diff {diff:.3g})")
+        log(f"checked: reloaded file matches the converted model (max abs diff {diff:.3g})")
+    log(f"wrote {output}")
+    return model
+
+
+# ----------------------------------------------------------------------------------------
+# Command line
+
+
+def _input_shape(text):
+    parts = text.replace("x", ",").split(",")
+    try:
+        dims = tuple(None if p.strip().lower() in ("", "none") else int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not H,W,C (e.g. 224,224,3)") from None
+    if len(dims) != 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not H,W,C (e.g. 224,224,3)")
+    return dims
+
+
+def main(argv=None):
+    """``keras-resnet-convert SOURCE OUTPUT.keras``: convert a checkpoint to a .keras file."""
+    parser = argparse.ArgumentParser(
+        prog="keras-resnet-convert",
+        description=(
+            "Convert a pretrained ResNet checkpoint into a keras_resnet .keras file: a "
+            "keras.applications ResNet50/101/152 or ResNet50V2/101V2/152V2 (.h5, .weights.h5, "
+            ".keras) or a torchvision/timm ResNet-18/34/50/101/152, ResNeXt, Wide ResNet, ResNet-D, "
+            "SE-ResNet or ECA-ResNet-D state_dict (.safetensors; "
+            ".pth/.pt/.bin with PyTorch installed). The architecture is detected from the "
+            "checkpoint; the written file is reloaded and checked before it is put in place."
+        ),
+    )
+    parser.add_argument("source", help="checkpoint file")
+    parser.add_argument("output", help="output .keras file (written atomically)")
+    parser.add_argument("--input-shape", type=_input_shape, default=None, metavar="H,W,C",
+                        help="model input shape, e.g. 224,224,3 (default: any size, the checkpoint's channels)")
+    top = parser.add_mutually_exclusive_group()
+    top.add_argument("--no-top", dest="include_top", action="store_false", default=None,
+                     help="drop the classifier")
+    top.add_argument("--include-top", dest="include_top", action="store_true",
+                     help="keep the classifier (the default when the checkpoint has one)")
+    parser.add_argument("--pooling", choices=["avg", "max"], default=None,
+                        help="global pooling after the last stage with --no-top")
+    parser.add_argument("--classifier-activation", default=None, metavar="NAME",
+                        help="classifier activation, e.g. softmax, or none for logits (default: a "
+                             ".keras source's own, else softmax)")
+    parser.add_argument("--stride-on", choices=["3x3", "1x1"], default=None,
+                        help="bottleneck stride placement of a torchvision-named checkpoint (default 3x3)")
+    parser.add_argument("--name", default=None, help="model name (default: resnet<depth>[v2])")
+    parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    args = parser.parse_args(argv)
+    activation = args.classifier_activation
+    if activation is None:
+        activation = FROM_SOURCE
+    elif activation.lower() in ("none", "linear", ""):
+        activation = None
+    log = (lambda *a, **k: None) if args.quiet else (lambda msg: print(msg, flush=True))
+    try:
+        convert_file(
+            args.source, args.output, log=log, include_top=args.include_top,
+            input_shape=args.input_shape, pooling=args.pooling, classifier_activation=activation,
+            name=args.name, stride_on=args.stride_on,
+        )
+    except (ValueError, ImportError, OSError) as e:
+        # OSError: keras_resnet.files.FileWriteError (the output cannot be written) names the path.
+        print(f"keras-resnet-convert: error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

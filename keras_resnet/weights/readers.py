@@ -1,0 +1,283 @@
+"""File readers: each turns a checkpoint file into a :class:`~.checkpoint.Checkpoint`.
+
+:func:`read` picks the reader by file name (:data:`READERS`); HDF5 files are told apart
+by their content (:func:`h5_kind`: Keras 3 positional ``layers/`` groups, or Keras 2
+weights by layer name).
+"""
+
+import json
+import os
+import zipfile
+import warnings
+
+import h5py
+import numpy as np
+
+from .._compat import keras
+from .checkpoint import (Checkpoint, _arrays_from_model, _checkpoint_from_model, from_keras_applications_arrays,
+                         from_torch_state_dict, resnet_config)
+from .names import is_keras_applications_names
+
+def _first_line(error):
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def read_keras_file(path, model=None):
+    """Arrays by layer name from a ``.keras`` file (keras_resnet or keras.applications)."""
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"weights={path!r} is not a .keras model file (not a zip archive); "
+                         "expected a file written by model.save('name.keras')")
+    try:
+        source = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise ValueError(f"weights={path!r} is not a loadable .keras model ({_first_line(e)})") from None
+    return _checkpoint_from_model(source, f"weights file {path!r}")
+
+
+def _h5_classes(path):
+    """(include_top, classes) of a keras_resnet ``.weights.h5`` file."""
+    with h5py.File(path, "r") as f:
+        group = f.get("layers")
+        if group is None:
+            raise ValueError(f"weights={path!r} is not a Keras 3 .weights.h5 file (no 'layers' group)")
+        dense = [k for k in group if k == "dense" or k.startswith("dense_")]
+        if not dense:
+            return False, None
+        kernel = group[dense[0]]["vars"]["0"]
+        return True, int(kernel.shape[-1])
+
+
+def h5_kind(path):
+    """``"keras3"`` (positional ``layers/`` groups) or ``"legacy"`` (weights by layer name)."""
+    if not h5py.is_hdf5(path):
+        raise ValueError(f"weights={path!r} is not an HDF5 file (no HDF5 signature); expected Keras "
+                         "weights saved with save_weights or a keras.applications .h5 file")
+    try:
+        with h5py.File(path, "r") as f:
+            if "layers" in f and "layer_names" not in f.attrs:
+                return "keras3"
+            group = f["model_weights"] if "model_weights" in f else f
+            if "layer_names" in group.attrs:
+                return "legacy"
+    except OSError as e:
+        raise ValueError(f"weights={path!r} is not a readable HDF5 file ({e})") from None
+    raise ValueError(f"weights={path!r} is an HDF5 file without Keras weights ('layers' group or 'layer_names')")
+
+
+def _decode(s):
+    return s.decode("utf8") if isinstance(s, bytes) else str(s)
+
+
+_H5_ORDER = {"kernel": 0, "gamma": 0, "bias": 1, "beta": 1, "moving_mean": 2, "moving_variance": 3}
+
+
+def read_legacy_h5(path, model=None):
+    """Arrays by layer name from a Keras 2 HDF5 weights file (``layer_names`` attribute).
+
+    This is the format of the files keras.applications downloads and of
+    ``model.save("x.h5")``; layers are stored by name, so keras.applications and
+    keras_resnet names are both understood.
+    """
+    named = {}
+    with h5py.File(path, "r") as f:
+        group = f["model_weights"] if "model_weights" in f else f
+        for layer in (_decode(n) for n in group.attrs["layer_names"]):
+            g = group[layer]
+            weight_names = [_decode(n) for n in g.attrs.get("weight_names", [])]
+            if not weight_names:
+                continue
+            values = [(w, np.asarray(g[w])) for w in weight_names]
+            # Order by role where the name says it (kernel, bias / gamma, beta, mean, var).
+            roles = [w.rsplit("/", 1)[-1].split(":")[0] for w, _ in values]
+            if all(r in _H5_ORDER for r in roles):
+                values = [v for _, v in sorted(zip(roles, values), key=lambda t: _H5_ORDER[t[0]])]
+            named[layer] = [v for _, v in values]
+    if is_keras_applications_names(named):
+        return from_keras_applications_arrays(named, f"weights file {path!r}")
+    return Checkpoint(named)
+
+
+def read_weights_h5(path, model=None):
+    """Arrays by layer name from a ``.weights.h5`` / ``.h5`` file.
+
+    A Keras 3 ``save_weights`` file stores weights by position, not by name, so a twin is
+    built, the file is loaded into it, and its arrays are read by name: the
+    keras.applications ResNet whose layers the file has (keras.applications models use
+    ``Activation`` layers, keras_resnet models ``ReLU``), else a keras_resnet twin of
+    ``model``. Keras 2 (by name) files go to :func:`read_legacy_h5`.
+    """
+    if h5_kind(path) == "legacy":
+        return read_legacy_h5(path, model)
+    app = _keras_applications_twin(path)
+    if app is not None:
+        try:
+            _quiet_load(app, path)
+        except ValueError as e:
+            first = str(e).strip().splitlines()[0]
+            raise ValueError(f"weights={path!r} does not fit keras.applications {app.name}: {first}") from None
+        return _checkpoint_from_model(app, f"weights file {path!r}")
+    own = resnet_config(model)
+    if own is None:
+        raise ValueError(
+            f"weights={path!r}: this .weights.h5 file is not from a keras.applications ResNet and "
+            "holds no architecture; load it into the keras_resnet model that saved it "
+            "(weights=<path> in its constructor)"
+        )
+    include_top, classes = _h5_classes(path)
+    config = dict(own, include_top=include_top, pooling=None, weights=None)
+    if classes is not None:
+        config["classes"] = classes
+    twin = type(model).from_config(config)
+    try:
+        _quiet_load(twin, path)
+    except ValueError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"weights={path!r} does not fit this architecture ({model.name}): {first}"
+        ) from None
+    return Checkpoint(_arrays_from_model(twin))
+
+
+def _quiet_load(model, path):
+    """``model.load_weights(path)``; a skipped object (which Keras only warns about) is an error."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.load_weights(path)
+    skipped = [str(w.message) for w in caught if "Skipping" in str(w.message)]
+    if skipped:
+        raise ValueError(skipped[0].strip().splitlines()[0])
+
+
+def keras_applications_spec(path):
+    """``(constructor name, kwargs)`` of the keras.applications ResNet whose layers a Keras 3
+    ``.weights.h5`` file has, or None (read from the file's layer groups, nothing built)."""
+    def kind(group_name):
+        return group_name.rstrip("0123456789").rstrip("_")
+
+    with h5py.File(path, "r") as f:
+        if "layers" not in f:
+            return None
+        names = list(f["layers"])
+        kinds = [kind(n) for n in names]
+        # keras.applications ResNets use Activation layers; keras_resnet models use ReLU.
+        if "activation" not in kinds or "re_lu" in kinds or "conv2d" not in names:
+            return None
+        convs = [n for n, k in zip(names, kinds) if k == "conv2d"]
+        bns = [n for n, k in zip(names, kinds) if k == "batch_normalization"]
+        dense = [n for n, k in zip(names, kinds) if k == "dense"]
+        stem = f["layers"]["conv2d"]["vars"]["0"].shape
+        classes = int(f["layers"][dense[0]]["vars"]["0"].shape[-1]) if dense else None
+    total = (len(convs) - 5) / 3  # stem + 3 convs per block + 4 projections
+    v2 = len(bns) == 1 + 3 * total  # pre-activation: post_bn + 3 BNs per block
+    if not (v2 or len(bns) == len(convs)):
+        return None
+    depth = {16: 50, 33: 101, 50: 152}.get(total)
+    if depth is None:
+        return None
+    kwargs = dict(weights=None, input_shape=(64, 64, int(stem[2])), include_top=bool(dense))
+    if classes:
+        kwargs["classes"] = classes
+    return f"ResNet{depth}{'V2' if v2 else ''}", kwargs
+
+
+def _keras_applications_twin(path):
+    """The keras.applications ResNet (weights=None) a Keras 3 ``.weights.h5`` file fits."""
+    spec = keras_applications_spec(path)
+    if spec is None:
+        return None
+    name, kwargs = spec
+    return getattr(keras.applications, name)(**kwargs)
+
+
+def read_safetensors(path, model=None):
+    """A torchvision/timm ``state_dict`` from a ``.safetensors`` file (PyTorch not needed)."""
+    try:
+        from safetensors import safe_open
+    except ImportError:  # pragma: no cover - depends on the install
+        raise ImportError(
+            "reading .safetensors files needs the safetensors package: pip install 'keras-residual[weights]'"
+        ) from None
+    state = {}
+    try:
+        with safe_open(path, framework="np") as f:
+            for key in f.keys():
+                try:
+                    state[key] = f.get_tensor(key)
+                except TypeError:  # bfloat16: NumPy has no such dtype
+                    state[key] = None
+    except Exception as e:  # safetensors raises its own error types for bad files
+        raise ValueError(f"weights={path!r} is not a readable .safetensors file ({e})") from None
+    if any(v is None for v in state.values()):
+        state.update(_read_bf16(path, [k for k, v in state.items() if v is None]))
+    return from_torch_state_dict(state, f"weights file {path!r}")
+
+
+def _read_bf16(path, keys):
+    """bfloat16 tensors of a .safetensors file as float32 (header + raw bytes)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+        base = 8 + n
+        out = {}
+        for key in keys:
+            info = header[key]
+            if info["dtype"] != "BF16":
+                raise ValueError(f"weights={path!r}: key '{key}' has unsupported dtype {info['dtype']}")
+            start, end = info["data_offsets"]
+            f.seek(base + start)
+            raw = np.frombuffer(f.read(end - start), dtype="<u2").astype("<u4") << 16
+            out[key] = raw.view("<f4").reshape(info["shape"])
+    return out
+
+
+def read_torch(path, model=None):
+    """A torchvision/timm ``state_dict`` saved with ``torch.save`` (needs PyTorch)."""
+    try:
+        import torch
+    except ImportError:
+        raise ImportError(
+            f"weights={path!r}: reading PyTorch .pth/.pt/.bin files needs PyTorch (pip install torch); "
+            "a .safetensors file can be read without it"
+        ) from None
+    with open(path, "rb") as f:
+        pickled = f.read(1) == b"\x80"  # torch.save's legacy format is a pickle
+    if not (pickled or zipfile.is_zipfile(path)):
+        raise ValueError(f"weights={path!r} is not a loadable PyTorch state_dict: neither torch.save's "
+                         "zip archive nor a pickle; expected a state_dict saved with torch.save")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a bad file
+        raise ValueError(f"weights={path!r} is not a loadable PyTorch state_dict ({_first_line(e)})") from None
+    return from_torch_state_dict(state, f"weights file {path!r}")
+
+
+READERS = [
+    (".keras", read_keras_file),
+    (".weights.h5", read_weights_h5),
+    (".h5", read_weights_h5),
+    (".safetensors", read_safetensors),
+    (".pth", read_torch),
+    (".pt", read_torch),
+    (".bin", read_torch),
+]
+
+
+def read(path, model=None):
+    """Arrays by layer name from ``path``, with the reader its file name selects."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        if path in ("imagenet",) or not os.path.splitext(path)[1]:
+            raise ValueError(
+                f"weights={path!r} is not a file: keras_resnet downloads nothing. Import public "
+                "weights from a local file: weights='resnet50.safetensors' (torchvision/timm "
+                "state_dict; .pth/.pt need PyTorch) or a keras.applications .h5, or convert once "
+                "with keras-resnet-convert SOURCE OUT.keras; see README 'Pretrained weights'")
+        raise ValueError(f"weights={path!r}: no such file; pass None or the path of a local weights file")
+    for suffix, reader in READERS:
+        if path.endswith(suffix):
+            return reader(path, model)
+    accepted = ", ".join(s for s, _ in READERS)
+    raise ValueError(f"weights={path!r}: unknown file type; accepted: None or a file ending in {accepted}")
+
+
