@@ -38,8 +38,9 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_finishes(tmp_path):
         p.communicate()
     assert p.returncode == -signal.SIGKILL
 
-    with np.load(run_dir / "checkpoint.npz") as z:
-        meta = json.loads(bytes(z["meta"]).decode())
+    from keras_resnet.training import read_checkpoint
+
+    meta = read_checkpoint(run_dir)
     assert meta["epoch"] >= 2  # epochs 1 and 2 were committed before the kill
     killed_at = (meta["epoch"], meta["step"])
     csv_before = (run_dir / "metrics.csv").read_text().strip().splitlines()
@@ -57,8 +58,7 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_finishes(tmp_path):
         info = json.load(f)
     assert info["status"] == "finished" and info["epochs_finished"] == 5
     assert float(csv_after[-1].split(",")[4]) == info["test_accuracy"]
-    with np.load(run_dir / "checkpoint.npz") as z:
-        meta = json.loads(bytes(z["meta"]).decode())
+    meta = read_checkpoint(run_dir)
     assert (meta["epoch"], meta["step"]) == (5, 0) and len(meta["history"]) == 5
 
     # The saved model is the one the metrics describe.
@@ -73,3 +73,6 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_finishes(tmp_path):
     assert abs(float(np.mean(probs.argmax(1) == y)) - info["test_accuracy"]) < 1e-6
     assert info["test_accuracy"] > 0.9
     assert not [n for n in os.listdir(run_dir) if n.startswith(".")]  # no temporary files
+    prefix = os.path.basename(meta["path"])
+    assert sorted(os.listdir(run_dir / "checkpoint")) == [
+        "checkpoint", f"{prefix}.data-00000-of-00001", f"{prefix}.index"]
