@@ -101,9 +101,10 @@ runpy.run_path({os.path.join(ROOT, "train.py")!r}, run_name="__main__")
 
     meta = read_checkpoint(run_dir)
     reader = tf.train.load_checkpoint(meta["path"])
-    weights = [reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-               if k.startswith("model/")]
-    assert (meta["epoch"], meta["step"]) == (2, 0) and len(weights) > 50
+    dtypes = reader.get_variable_to_dtype_map()
+    weights = [reader.get_tensor(k) for k, d in dtypes.items() if d.is_floating]
+    # every weight (97 in ResNet-20) and the SGD momentum of each trainable one (59)
+    assert (meta["epoch"], meta["step"]) == (2, 0) and len(weights) == 97 + 59
     assert all(np.isfinite(w).all() for w in weights)
     assert [int(r.split(",")[0]) for r in (run_dir / "metrics.csv").read_text().split()[1:]] == [1, 2]
     with open(run_dir / "run.json") as f:
