@@ -83,7 +83,8 @@ def read_checkpoint(run_dir):
 class TrainingState:
     """The model, its optimizer and the run's progress as one ``tf.train.Checkpoint``.
 
-    Create it in the strategy's scope after the optimizer is built. ``chief``: whether this
+    Create it after the optimizer is built, outside the strategy's scope (its progress
+    variable is a plain, per-process one). ``chief``: whether this
     process's files are the run's (the others save to a temporary directory, removed).
     """
 

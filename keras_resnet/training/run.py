@@ -193,9 +193,10 @@ def _train(cfg, lock, on_epoch_end):
                 cfg.schedule, cfg.step_boundaries)
             optimizer = make_optimizer(cfg, schedule, model)
             optimizer.build(model.trainable_variables)
-            state = checkpoints.TrainingState(run_dir, model, optimizer, chief)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+    state = checkpoints.TrainingState(run_dir, model, optimizer, chief)  # outside the scope:
+    # a string variable cannot be broadcast by MultiWorkerMirroredStrategy
     try:
         return _run(cfg, lock, on_epoch_end, strategy, chief, log, dataset, plan, settings,
                     resume, model, optimizer, schedule, state, init_info)
