@@ -1,185 +1,253 @@
 #!/usr/bin/env python3
-"""Training throughput (images/s) of keras_resnet models against their peers, same run.
+"""Training throughput of train.py's loop against peers on their own natural paths.
 
-Pairs: keras_resnet ResNet-50 vs keras.applications.ResNet50 (224x224x3, 1000 classes),
-keras_resnet ResNet-50 in keras.applications' own layout (stride on the first 1x1 and
-biases on every convolution, "resnet50-v1") vs the same peer, which separates the
-implementation from the ~5% extra multiply-adds of keras_resnet's default (stride on the
-3x3), and keras_resnet CIFAR ResNet-20 vs a hand-written Keras ResNet-20 (32x32x3, 10
-classes, option-A shortcuts). Both members of a pair train with the same loop (the
-keras_resnet training loop, SGD with momentum, one device) on the same in-memory
-synthetic batch; timing rounds alternate between the two (and which goes first), and
-the best round of each is kept, so machine noise hits both alike.
+For each model, in one run, on the same synthetic batch (CPU or the first GPU):
 
-    python3 bench/bench_train.py                           # both pairs, float32 and bf16
-    python3 bench/bench_train.py --pairs resnet20 --steps 30 --batch-size 128
+- ``train.py loop``: keras_resnet's training step as ``keras_resnet.training.train`` runs it
+  (``strategy.run`` in a ``tf.function``, 16 steps per call, SGD momentum 0.9, L2 1e-4);
+- ``Keras fit`` and ``Keras train_on_batch``: the same keras_resnet model under Keras's own
+  loop (SGD momentum 0.9, ``weight_decay=1e-4``);
+- ``keras.applications fit``: ``keras.applications.ResNet50`` under ``model.fit`` (ResNet-50 only);
+- ``PyTorch eager``: a torchvision-style network (ResNet-20 option A / ResNet-50 v1.5) in eager
+  mode with ``torch.optim.SGD(momentum=0.9, weight_decay=1e-4)``; ``torch.compile`` with
+  ``--compile``.
+
+``--ablate`` adds variants of the loop that locate its costs: one step per ``tf.function``
+call (no ``tf.range`` loop), and no weight-decay term. Each measurement runs in its own
+process (TensorFlow and PyTorch do not share thread pools); rounds alternate the peers and
+the best round of each is kept. ``--precision mixed_bfloat16`` is measured only where the CPU
+has native bf16 (avx512_bf16 or amx_bf16): emulated bf16 is many times slower than float32.
+The machine line names the CPU flags and the oneDNN settings (``ONEDNN_MAX_CPU_ISA=AVX2``
+makes an AVX-512 machine dispatch as an AVX2-only one; ``TF_ENABLE_ONEDNN_OPTS=0`` selects
+TensorFlow's Eigen kernels).
+
+    python3 bench/bench_train.py --models resnet20 --steps 20 --rounds 3
+    ONEDNN_MAX_CPU_ISA=AVX2 python3 bench/bench_train.py --ablate
 """
 
 import argparse
+import json
 import os
 import platform
+import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETUPS = {"resnet20": (32, 10, 128), "resnet50": (224, 1000, 16)}
 
 
-def hand_written_resnet20(input_shape=(32, 32, 3), classes=10):
-    """A plain-Keras CIFAR ResNet-20 (He et al. 2015, option A), written out directly."""
-    import keras
-    from keras import layers, ops
+def _data(size, classes, batch):
+    import numpy as np
 
-    def block(x, filters, stride):
-        shortcut = x
-        y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
-        y = layers.BatchNormalization(epsilon=1e-5, momentum=0.9)(y)
-        y = layers.ReLU()(y)
-        y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
-        y = layers.BatchNormalization(epsilon=1e-5, momentum=0.9)(y)
-        if stride != 1 or shortcut.shape[-1] != filters:
-            shortcut = shortcut[:, ::stride, ::stride, :]
-            extra = filters - shortcut.shape[-1]
-            shortcut = ops.pad(shortcut, [[0, 0], [0, 0], [0, 0], [extra // 2, extra - extra // 2]])
-        return layers.ReLU()(layers.Add()([y, shortcut]))
-
-    inputs = keras.Input(input_shape)
-    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    x = layers.ReLU()(layers.BatchNormalization(epsilon=1e-5, momentum=0.9)(x))
-    for stage, filters in enumerate((16, 32, 64)):
-        for b in range(3):
-            x = block(x, filters, 2 if stage > 0 and b == 0 else 1)
-    x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(classes, dtype="float32")(x)
-    return keras.Model(inputs, outputs)
+    rng = np.random.default_rng(0)
+    return (rng.standard_normal((batch, size, size, 3)).astype("float32"),
+            rng.integers(0, classes, batch).astype("int64"))
 
 
-def _models(pair):
-    import keras
-
+def _keras_resnet(model, classes, size):
     import keras_resnet as kr
 
-    peer = {"keras.applications ResNet50": lambda: keras.applications.ResNet50(
-        weights=None, classes=1000, classifier_activation=None)}
-    if pair == "resnet50":
-        return (224, 1000, {
-            "keras_resnet ResNet50": lambda: kr.ResNet50(classes=1000, classifier_activation=None,
-                                                         input_shape=(224, 224, 3)),
-            **peer,
-        })
-    if pair == "resnet50-v1":
-        return (224, 1000, {
-            "keras_resnet ResNet50 (v1 layout)": lambda: kr.ResNet50(
-                classes=1000, classifier_activation=None, input_shape=(224, 224, 3),
-                stride_on="1x1", use_bias=True),
-            **peer,
-        })
-    return (32, 10, {
-        "keras_resnet ResNet20CIFAR": lambda: kr.ResNet20CIFAR(classes=10, classifier_activation=None),
-        "hand-written Keras ResNet-20": hand_written_resnet20,
-    })
+    if model == "resnet20":
+        return kr.ResNet20CIFAR(input_shape=(size, size, 3), classes=classes, classifier_activation=None)
+    return kr.ResNet50(input_shape=(size, size, 3), classes=classes, classifier_activation=None)
 
 
-def _trainer(build, size, classes, batch, precision, jit):
-    """A one-device training step loop over one synthetic batch; returns run(n_steps)."""
-    import numpy as np
-    import tensorflow as tf
-
-    import keras
-    from keras_resnet import training as kt
-
-    keras.mixed_precision.set_dtype_policy(precision)
-    try:
-        strategy = tf.distribute.OneDeviceStrategy(
-            "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0")
-        with strategy.scope():
-            model = build()
-            cfg = kt.TrainConfig(optimizer="sgd", momentum=0.9, nesterov=False, weight_decay=1e-4,
-                                 label_smoothing=0.0, precision=precision, jit=jit)
-            optimizer = kt.make_optimizer(cfg, 0.1, model)
-            optimizer.build(model.trainable_variables)
-    finally:
-        keras.mixed_precision.set_dtype_policy("float32")
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, size, size, 3)).astype("float32")
-    y = rng.integers(0, classes, batch).astype("int32")
-    ds = tf.data.Dataset.from_tensors((x, y)).repeat()
-    it = iter(strategy.experimental_distribute_dataset(ds))
-    chunk = kt._make_train_chunk(strategy, model, optimizer, it, cfg, batch,
-                                 kt.decayed_variables(model), classes)
-
-    def run(steps):
-        t0 = time.perf_counter()
-        out = chunk(tf.constant(steps))
-        float(out[0])  # wait for the device
-        return time.perf_counter() - t0
-
-    return run
+LOOP = "train.py loop"
+ABLATIONS = ("train.py loop, 1 step/call", "train.py loop, no weight decay")
 
 
-def machine():
-    import tensorflow as tf
+def worker(peer, model, steps, precision="float32"):
+    """Images/s of ``steps`` training steps of ``peer`` (after a warm-up)."""
+    size, classes, batch = SETUPS[model]
+    x, y = _data(size, classes, batch)
+    if peer in ("PyTorch eager", "torch.compile"):
+        import torch
 
-    import keras
+        torch.set_num_threads(os.cpu_count())
+        net = _torch_model(model, classes)
+        opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+        xt, yt = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        forward = torch.compile(net) if peer == "torch.compile" else net
+        bf16 = precision == "mixed_bfloat16"
 
-    cpu = platform.processor() or platform.machine()
+        def run(n):
+            for _ in range(n):
+                opt.zero_grad()
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    loss = loss_fn(forward(xt), yt)
+                loss.backward()
+                opt.step()
+            return float(loss)
+    else:
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        sys.path.insert(0, ROOT)
+        import keras
+        import tensorflow as tf
+
+        keras.mixed_precision.set_dtype_policy(precision)
+        if peer.startswith(LOOP):
+            from keras_resnet import training as kt
+
+            strategy = tf.distribute.OneDeviceStrategy(
+                "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0")
+            with strategy.scope():
+                net = _keras_resnet(model, classes, size)
+                cfg = kt.TrainConfig(optimizer="sgd", momentum=0.9, nesterov=False, weight_decay=1e-4,
+                                     label_smoothing=0.0, precision=precision)
+                opt = kt.make_optimizer(cfg, 0.1, net)
+                opt.build(net.trainable_variables)
+            ds = tf.data.Dataset.from_tensors((x, y.astype("int32"))).repeat()
+            it = iter(strategy.experimental_distribute_dataset(ds))
+            decayed = [] if peer.endswith("no weight decay") else kt.decayed_variables(net)
+            chunk = kt.make_train_chunk(strategy, net, opt, it, cfg, batch, decayed, classes)
+            per_call = 1 if peer.endswith("1 step/call") else 16
+
+            def run(n):
+                for _ in range(n // per_call):
+                    loss = chunk(tf.constant(per_call))[0]
+                if n % per_call:
+                    loss = chunk(tf.constant(n % per_call))[0]
+                return float(loss)
+        else:
+            net = (keras.applications.ResNet50(weights=None, classes=classes, classifier_activation=None)
+                   if peer == "keras.applications fit" else _keras_resnet(model, classes, size))
+            net.compile(keras.optimizers.SGD(0.1, momentum=0.9, weight_decay=1e-4),
+                        keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+            if peer == "Keras train_on_batch":
+                def run(n):
+                    for _ in range(n):
+                        loss = net.train_on_batch(x, y)
+                    return float(loss)
+            else:
+                ds = tf.data.Dataset.from_tensors((x, y)).repeat()
+
+                def run(n):
+                    return net.fit(ds, steps_per_epoch=n, epochs=1, verbose=0).history["loss"][-1]
+    run(2)
+    t0 = time.perf_counter()
+    run(steps)
+    return batch * steps / (time.perf_counter() - t0)
+
+
+def cpu_flags():
+    """The CPU's vector-unit flags that matter for training throughput."""
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+            flags = set(f.read().split())
     except OSError:
-        pass
-    gpus = tf.config.list_physical_devices("GPU")
-    dev = ", ".join(tf.config.experimental.get_device_details(g).get("device_name", g.name)
-                    for g in gpus) or "no GPU"
-    return (f"{cpu}, {os.cpu_count()} logical CPUs, {dev}; TensorFlow {tf.__version__}, "
-            f"Keras {keras.__version__}, Python {platform.python_version()}")
+        return []
+    return sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+
+
+def native_bf16():
+    return any(f in cpu_flags() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def _torch_model(model, classes):
+    """torchvision's ResNet-50 (v1.5) or the CIFAR ResNet-20 (option A), written out."""
+    import torch
+    from torch import nn
+
+    class Basic(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+            self.b1 = nn.BatchNorm2d(cout)
+            self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+            self.b2 = nn.BatchNorm2d(cout)
+            self.stride, self.pad = stride, cout - cin
+
+        def forward(self, x):
+            out = self.b2(self.c2(torch.relu(self.b1(self.c1(x)))))
+            short = x[:, :, ::self.stride, ::self.stride] if self.stride > 1 else x
+            if self.pad:
+                short = nn.functional.pad(short, (0, 0, 0, 0, self.pad // 2, self.pad - self.pad // 2))
+            return torch.relu(out + short)
+
+    class Bottleneck(nn.Module):
+        def __init__(self, cin, width, stride):
+            super().__init__()
+            cout = width * 4
+            self.body = nn.Sequential(
+                nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+                nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
+            self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                         if stride != 1 or cin != cout else nn.Identity())
+
+        def forward(self, x):
+            return torch.relu(self.body(x) + self.down(x))
+
+    if model == "resnet20":
+        layers, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()], 16
+        for stage, cout in enumerate((16, 32, 64)):
+            for b in range(3):
+                layers.append(Basic(cin, cout, 2 if stage and not b else 1))
+                cin = cout
+    else:
+        layers = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)]
+        cin = 64
+        for stage, (width, n) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3))):
+            for b in range(n):
+                layers.append(Bottleneck(cin, width, 2 if stage and not b else 1))
+                cin = width * 4
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, classes)]
+    return nn.Sequential(*layers).train()
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--pairs", nargs="+", choices=("resnet20", "resnet50", "resnet50-v1"),
-                   default=["resnet20", "resnet50", "resnet50-v1"])
-    p.add_argument("--precisions", nargs="+", choices=("float32", "mixed_bfloat16", "mixed_float16"),
-                   default=["float32", "mixed_bfloat16"])
-    p.add_argument("--batch-size", type=int, help="default: 128 (ResNet-20), 16 (ResNet-50)")
-    p.add_argument("--steps", type=int, default=10, help="timed steps per round")
-    p.add_argument("--rounds", type=int, default=3, help="alternating timing rounds (best kept)")
-    p.add_argument("--jit", action="store_true", help="XLA-compile forward/backward")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", choices=sorted(SETUPS), default=["resnet20", "resnet50"],
+                   help="models to measure (default: both)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per round (default: 10)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds, best kept (default: 3)")
+    p.add_argument("--precision", choices=("float32", "mixed_bfloat16"), default="float32")
+    p.add_argument("--ablate", action="store_true",
+                   help="also the loop with one step per call, and without weight decay")
+    p.add_argument("--compile", action="store_true", help="also torch.compile")
+    p.add_argument("--no-torch", dest="torch", action="store_false", help="leave PyTorch out")
+    p.add_argument("--worker", nargs=4, metavar=("PEER", "MODEL", "STEPS", "PRECISION"),
+                   help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-
-    print(f"machine: {machine()}", flush=True)
+    if args.worker:
+        peer, model, steps, precision = args.worker
+        print(json.dumps({"images_per_second": worker(peer, model, int(steps), precision)}))
+        return 0
+    onednn = {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
+              if k in os.environ}
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+          f"flags {' '.join(cpu_flags())}; {onednn or 'oneDNN defaults'}; {args.precision}",
+          flush=True)
+    if args.precision == "mixed_bfloat16" and not native_bf16():
+        print("this CPU has no native bf16 (avx512_bf16/amx_bf16): bf16 would be emulated, many "
+              "times slower than float32; not measured")
+        return 0
     rows = []
-    for pair in args.pairs:
-        size, classes, builders = _models(pair)
-        batch = args.batch_size or (128 if pair == "resnet20" else 16)
-        label = {"resnet50-v1": "resnet50 (v1 layout)"}.get(pair, pair)
-        for precision in args.precisions:
-            runs = {name: _trainer(b, size, classes, batch, precision, args.jit)
-                    for name, b in builders.items()}
-            for run in runs.values():  # compile and warm up
-                run(2)
-            best = {name: float("inf") for name in runs}
-            for r in range(args.rounds):
-                order = list(runs.items())
-                for name, run in (order if r % 2 == 0 else order[::-1]):  # alternate who goes first
-                    best[name] = min(best[name], run(args.steps))
-            ips = {name: batch * args.steps / t for name, t in best.items()}
-            (ours, peer) = list(ips)
-            rows.append((f"{label} {size}x{size}", precision, batch, ours, ips[ours], peer,
-                         ips[peer], ips[ours] / ips[peer]))
-            print(f"  {rows[-1][0]} {precision}: {ips[ours]:.1f} vs {ips[peer]:.1f} images/s",
-                  flush=True)
-
-    print()
-    print("| model | precision | batch | keras_resnet images/s | peer | peer images/s | ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for model, precision, batch, ours, ours_ips, peer, peer_ips, ratio in rows:
-        print(f"| {model} | {precision} | {batch} | {ours_ips:.1f} | {peer} | {peer_ips:.1f} | "
-              f"{ratio:.2f} |")
+    for model in args.models:
+        peers = [LOOP, *(ABLATIONS if args.ablate else ()), "Keras fit", "Keras train_on_batch"]
+        if model == "resnet50":
+            peers.append("keras.applications fit")
+        peers += (["PyTorch eager"] if args.torch else []) + (["torch.compile"] if args.compile else [])
+        best = {}
+        for r in range(args.rounds):
+            for peer in (peers if r % 2 == 0 else peers[::-1]):
+                out = subprocess.run([sys.executable, __file__, "--worker", peer, model,
+                                      str(args.steps), args.precision],
+                                     capture_output=True, text=True, timeout=3600)
+                if out.returncode != 0:
+                    raise SystemExit(f"{peer} failed:\n{out.stderr[-3000:]}")
+                ips = json.loads(out.stdout.strip().splitlines()[-1])["images_per_second"]
+                best[peer] = max(best.get(peer, 0.0), ips)
+                print(f"  {model} round {r + 1} {peer}: {ips:.1f} images/s", flush=True)
+        for peer in peers[1:]:
+            rows.append((model, SETUPS[model][2], best[LOOP], peer, best[peer],
+                         best[LOOP] / best[peer]))
+    print(f"\n| model | batch | {LOOP} images/s | peer | peer images/s | ratio |")
+    print("|---|---|---:|---|---:|---:|")
+    for model, batch, ours, peer, theirs, ratio in rows:
+        print(f"| {model} | {batch} | {ours:.1f} | {peer} | {theirs:.1f} | {ratio:.2f} |")
     return 0
 
 

@@ -35,6 +35,7 @@ import sys
 
 from .cli_util import HelpFormatter, quiet_tensorflow_logs
 from . import data as kdata
+from . import files
 from . import training as kt
 
 # One colour per depth, as in the paper's figures (thin = shallow, bold = deep).
@@ -129,7 +130,7 @@ def degradation(out_dir="runs/degradation", dataset="digits", data_dir=None, ima
     _write_csv(csv_path, rows)
     plot_degradation(rows, runs, png_path, title=f"{dataset}, {iterations} iterations per model")
     table = format_table(final, dataset, iterations, batch_size)
-    kt._write_text(md_path, table + "\n")
+    files.write_text(md_path, table + "\n")
     if verbose:
         print(table, flush=True)
         print(f"wrote {png_path}, {csv_path}, {md_path}", flush=True)
@@ -145,7 +146,7 @@ def _write_csv(path, rows):
     writer = csv.DictWriter(buf, fieldnames=CSV_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    kt._write_text(path, buf.getvalue())
+    files.write_text(path, buf.getvalue())
 
 
 def format_table(final, dataset, iterations, batch_size):
@@ -188,7 +189,8 @@ def plot_degradation(rows, runs, path, title=""):
     if title:
         fig.suptitle(f"degradation (He et al. 2015, Fig. 6): {title}", fontsize=11)
     fig.tight_layout()
-    kt._atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=72), suffix=".png")
+    with files.atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=72)
     plt.close(fig)
 
 

@@ -142,6 +142,7 @@ def main(argv=None, prog="keras-resnet-train"):
         args.step_boundaries = tuple(flatten(args.step_boundaries))
     quiet_tensorflow_logs(args.verbose)
     from . import data as kdata
+    from . import files
     from . import training as kt
 
     try:
@@ -156,7 +157,7 @@ def main(argv=None, prog="keras-resnet-train"):
         values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
         values["verbose"] = 0 if args.quiet else 1
         result = kt.train(kt.TrainConfig(**values))
-    except (ValueError, kdata.DataError, kt.TrainingError) as e:
+    except (ValueError, kdata.DataError, kt.TrainingError, files.FileWriteError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     if args.export:

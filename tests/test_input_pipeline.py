@@ -190,8 +190,7 @@ try:
     sys.exit(0)
 except kdata.DataError as e:
     error = str(e)
-with np.load(os.path.join(run_dir, "checkpoint.npz")) as z:
-    meta = json.loads(bytes(z["meta"]).decode())
+meta = kt.read_checkpoint(run_dir)
 result = kt.train(kt.TrainConfig(**cfg, on_corrupt="skip"))
 with open(os.path.join(run_dir, "run.json")) as f:
     info = json.load(f)

@@ -56,7 +56,7 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     assert "the loss became nan" in r.stderr or "the loss became inf" in r.stderr
     assert "No checkpoint had been written yet; try a lower --lr" in r.stderr
     assert not any(os.path.exists(run_dir / f) for f in
-                   ("checkpoint.npz", "last.keras", "best.keras", "metrics.csv", "run.json"))
+                   ("checkpoint", "last.keras", "best.keras", "metrics.csv", "run.json"))
 
 
 @pytest.mark.parametrize("poison,message", [
@@ -76,19 +76,19 @@ def test_non_finite_mid_run_keeps_the_last_good_checkpoint(tmp_path, poison, mes
     run_dir = tmp_path / "run"
     args = ["--epochs", "3", "--batch-size", "64", "--run-dir", str(run_dir), "--no-plot"]
     poisoned = subprocess.run([sys.executable, "-c", f"""
-import sys
+import functools, sys
 from keras_resnet import training
-save = training._save_checkpoint
-def save_then_poison(path, model, optimizer, meta):
-    save(path, model, optimizer, meta)
-    if meta["epoch"] == 2 and meta["step"] == 0:
+
+def poison(epoch, model):  # after epoch 2 is committed and its files written
+    if epoch == 2:
         layer = model.get_layer({"stem_bn" if poison == "stem" else "predictions"!r})
         if {poison!r} == "saturate":
             layer.bias.assign(layer.bias + ([1e6] + [0.0] * (layer.bias.shape[0] - 1)))
         else:
             w = layer.moving_mean if {poison!r} == "stem" else layer.kernel
             w.assign(w * float("nan"))
-training._save_checkpoint = save_then_poison
+
+training.train = functools.partial(training.train, on_epoch_end=poison)
 sys.argv = ["train.py"] + {args!r}
 sys.path.insert(0, {ROOT!r})
 import runpy
@@ -97,10 +97,14 @@ runpy.run_path({os.path.join(ROOT, "train.py")!r}, run_name="__main__")
     assert poisoned.returncode == 2, poisoned.stderr[-3000:]
     err = poisoned.stderr.strip().splitlines()[-1]
     assert message in err and "(2 finished epochs)" in err and "rerun with a lower --lr" in err, err
-    with np.load(run_dir / "checkpoint.npz") as z:
-        meta = json.loads(bytes(z["meta"]).decode())
-        weights = [z[f"w{i}"] for i in range(meta["num_weights"])]
-    assert (meta["epoch"], meta["step"]) == (2, 0)
+    from keras_resnet.training import read_checkpoint
+
+    meta = read_checkpoint(run_dir)
+    reader = tf.train.load_checkpoint(meta["path"])
+    dtypes = reader.get_variable_to_dtype_map()
+    weights = [reader.get_tensor(k) for k, d in dtypes.items() if d.is_floating]
+    # every weight (97 in ResNet-20) and the SGD momentum of each trainable one (59)
+    assert (meta["epoch"], meta["step"]) == (2, 0) and len(weights) == 97 + 59
     assert all(np.isfinite(w).all() for w in weights)
     assert [int(r.split(",")[0]) for r in (run_dir / "metrics.csv").read_text().split()[1:]] == [1, 2]
     with open(run_dir / "run.json") as f:
@@ -133,7 +137,7 @@ def test_image_folder_with_a_corrupt_file_fails_or_skips(tmp_path):
     r = run_train(args, tmp_path)
     assert r.returncode == 2 and "bad.jpg" in r.stderr.strip().splitlines()[-1]
     # Met in the first epoch (listing does not decode): nothing was committed.
-    assert not os.path.exists(tmp_path / "run" / "checkpoint.npz")
+    assert not os.path.exists(tmp_path / "run" / "checkpoint")
     r = run_train(args + ["--on-corrupt", "skip"], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"skipping unreadable image {data / 'b' / 'bad.jpg'}" in r.stdout
@@ -174,9 +178,19 @@ def test_a_corrupt_checkpoint_is_named_with_the_way_out(tmp_path):
     run_dir = tmp_path / "run"
     args = ["--epochs", "1", "--run-dir", str(run_dir), "--no-plot"]
     assert run_train(args, tmp_path).returncode == 0
-    ckpt = run_dir / "checkpoint.npz"
-    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])  # a truncated file
+    from keras_resnet.training import read_checkpoint
+
+    prefix = read_checkpoint(run_dir)["path"]
+    data = f"{prefix}.data-00000-of-00001"
+    with open(data, "r+b") as f:  # a truncated file
+        f.truncate(os.path.getsize(data) // 2)
     r = run_train(args, tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     err = r.stderr.strip().splitlines()[-1]
-    assert f"the checkpoint {ckpt} is unreadable" in err and "--overwrite" in err, err
+    assert f"the checkpoint {prefix} is unreadable" in err and "--overwrite" in err, err
+    # A damaged index of checkpoints: named too.
+    (run_dir / "checkpoint" / "checkpoint").write_text("model_checkpoint_path: \"ckpt-")
+    r = run_train(args, tmp_path)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    err = r.stderr.strip().splitlines()[-1]
+    assert f"the checkpoint {run_dir / 'checkpoint' / 'checkpoint'} is unreadable" in err, err

@@ -20,11 +20,18 @@ def test_paper_step_schedule_cosine_and_warmup():
                     (63999, 0.001)):
         assert abs(float(step(s)) - want) < 1e-9 * max(1, want) + 1e-9, (s, float(step(s)))
     cos = kt.learning_rate_schedule(0.2, 1000, 100, "cosine")
-    assert abs(float(cos(0)) - 0.2 / 100) < 1e-7  # linear warmup from lr/warmup_steps
-    assert abs(float(cos(49)) - 0.2 * 50 / 100) < 1e-7
+    # linear warmup from lr/warmup_steps to lr over the warmup steps
+    assert abs(float(cos(0)) - 0.2 / 100) < 1e-7
+    assert abs(float(cos(49)) - (0.002 + (0.2 - 0.002) * 49 / 100)) < 1e-7
     assert abs(float(cos(100)) - 0.2) < 1e-6
     assert abs(float(cos(550)) - 0.1) < 1e-6  # half way through the cosine part
     assert float(cos(1000)) < 1e-9
+    # the step schedule after the same warmup; constant: lr after it
+    step = kt.learning_rate_schedule(0.2, 1000, 100, "step", (0.5, 0.75))
+    for s, want in ((0, 0.002), (50, 0.101), (100, 0.2), (499, 0.2), (500, 0.02), (750, 0.002)):
+        assert abs(float(step(s)) - want) < 1e-7, (s, float(step(s)))
+    const = kt.learning_rate_schedule(0.2, 1000, 100, "constant")
+    assert abs(float(const(50)) - 0.101) < 1e-7 and abs(float(const(900)) - 0.2) < 1e-7
 
 
 def test_cifar_preset_is_the_papers_recipe():

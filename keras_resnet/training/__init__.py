@@ -1,0 +1,73 @@
+"""Training with ``tf.distribute``: one custom loop for every strategy.
+
+    from keras_resnet.training import TrainConfig, train
+    result = train(TrainConfig(dataset="digits", run_dir="runs/digits"))
+    print(result.test_accuracy, result.run_dir)
+
+Why one custom loop: Keras 3 ``Model.fit`` fails under MultiWorkerMirroredStrategy
+(keras-team/keras#20585) while ``strategy.run`` inside a ``tf.function`` works for
+one device, MirroredStrategy, MultiWorkerMirroredStrategy and TPUStrategy alike. The
+loop runs ``steps_per_execution`` steps per ``tf.function`` call (a ``tf.range`` loop),
+so the host is not a bottleneck on accelerators.
+
+Batch size and learning rate follow the linear scaling rule: ``batch_size`` is per
+replica (global batch = ``batch_size x replicas``) and ``lr`` is the rate for one
+replica's batch (effective rate = ``lr x replicas``). Epoch counts are unchanged.
+
+BatchNormalization statistics: the moving mean/variance are updated by each replica from
+its own batch; unless ``sync_bn=True`` they differ between replicas (trainable weights
+never do: gradients are all-reduced). What is saved (``best.keras``, ``last.keras``,
+checkpoints) is the chief's first replica's statistics, or, with ``sync_bn=True``,
+statistics of the global batch, identical on every replica.
+
+Run directory layout (written by the chief only, every file atomically):
+
+=====================  ==============================================================
+``run.json``           dataset facts (``input_shape``, ``num_classes``, ``class_names``,
+                       ``preprocessing``), ``outputs`` ("probabilities"), the settings,
+                       ``test_accuracy`` of ``last.keras``, ``best`` (epoch, accuracy)
+``best.keras``         the model with the best validation accuracy so far (``val_split``;
+                       without it, test accuracy), float32, softmax outputs, no
+                       preprocessing
+``last.keras``         the model after the last finished epoch
+``metrics.csv``        one row per finished epoch
+``checkpoint/``        ``tf.train.Checkpoint`` (CheckpointManager) of the model, optimizer,
+                       epoch/step, metrics history and best epoch: the resume point
+``curves.png``         training curves
+``tensorboard/``       TensorBoard event files
+=====================  ==============================================================
+
+Rerunning the same command resumes from ``checkpoint/``: the data order and every
+augmentation draw are functions of ``(seed, epoch, example index)``, so a resumed run
+sees the same batches as an uninterrupted one, and no finished epoch is lost or repeated.
+The checkpoint is the commit point; every other file derives from it (see
+:mod:`.checkpoints`).
+
+Parts: :mod:`.config` (settings, presets), :mod:`.strategy`, :mod:`.recipe` (model,
+schedule, optimizer), :mod:`.loop` (input, training step, evaluation), :mod:`.checkpoints`,
+:mod:`.artifacts` (run.json, metrics.csv, models, curves, TensorBoard), :mod:`.run`
+(``train``) and :mod:`.evaluate`.
+"""
+
+from .artifacts import curves_figure, plot_history, read_metrics
+from .checkpoints import RESUME_KEYS, read_checkpoint
+from .config import (OPTIMIZERS, PRECISIONS, PRESET_FOR_AUGMENT, PRESETS, SCHEDULES, STRATEGIES,
+                     TrainConfig, TrainingError, resolve_model)
+from .evaluate import evaluate
+from .loop import make_train_chunk, train_input_fn
+from .recipe import (LinearWarmup, build_model, decayed_variables, learning_rate_schedule,
+                     make_optimizer)
+from .run import TrainResult, default_run_dir, train
+from .strategy import is_chief, make_strategy, strategy_name
+
+# Names other keras_resnet modules and benchmarks used before the package was split.
+_curves_figure, _make_train_chunk, _train_input_fn = curves_figure, make_train_chunk, train_input_fn
+
+__all__ = [
+    "TrainConfig", "TrainResult", "TrainingError", "train", "evaluate", "read_metrics",
+    "read_checkpoint", "plot_history", "curves_figure", "make_strategy", "strategy_name",
+    "is_chief", "build_model", "resolve_model", "learning_rate_schedule", "LinearWarmup",
+    "make_optimizer", "decayed_variables", "make_train_chunk", "train_input_fn",
+    "default_run_dir", "PRESETS", "PRESET_FOR_AUGMENT", "STRATEGIES", "OPTIMIZERS",
+    "SCHEDULES", "PRECISIONS", "RESUME_KEYS",
+]

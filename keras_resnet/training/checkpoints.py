@@ -1,0 +1,154 @@
+"""Training state in TensorFlow's own checkpoints, the single commit point of a run.
+
+``<run_dir>/checkpoint/`` is a :class:`tf.train.CheckpointManager` directory holding one
+``tf.train.Checkpoint`` of the model, the optimizer (its step counter included) and the
+run's progress: epoch and step, the partial sums of the current epoch, every finished
+epoch's metrics, the best epoch and the settings. TensorFlow writes a checkpoint's files
+first and then names it in the ``checkpoint`` state file with one atomic rename; that
+rename commits it. A kill before it leaves the previous checkpoint in force (and files
+that :meth:`TrainingState.sweep` removes); a kill after it, the new one.
+
+Every other file of the run directory derives from the committed checkpoint and is written
+after it (see :mod:`.artifacts`); a resumed run rewrites them from the checkpoint before it
+trains on. Multi-worker: every worker saves (saving may take part in collectives), but only
+the chief's files are kept; the others write to a temporary directory of their own.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+from .. import files
+from .config import TrainingError
+
+DIRECTORY = "checkpoint"  # inside the run directory
+STATE_FILE = "checkpoint"  # CheckpointManager's index of checkpoints, inside DIRECTORY
+PROGRESS_KEY = "progress/.ATTRIBUTES/VARIABLE_VALUE"
+
+# Settings a resumed run must share with the run it resumes (lr may change: the usual fix
+# for divergence).
+RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum",
+               "nesterov", "weight_decay", "schedule", "step_boundaries", "warmup_epochs",
+               "label_smoothing", "augment", "seed", "precision", "sync_bn", "val_split",
+               "init_from", "include_preprocessing")
+
+
+def _unreadable(path, error):
+    first = str(getattr(error, "message", None) or error).strip().splitlines()
+    return TrainingError(
+        f"the checkpoint {path} is unreadable ({type(error).__name__}: "
+        f"{first[0] if first else ''}); remove {os.path.dirname(path) or path} to start the "
+        "run again from its first epoch, or pass --overwrite")
+
+
+def latest(run_dir):
+    """The path prefix of ``run_dir``'s committed checkpoint, or None when there is none.
+    Raises :class:`TrainingError` when the checkpoint directory exists but cannot be read."""
+    directory = os.path.join(run_dir, DIRECTORY)
+    if not os.path.isdir(directory):
+        if os.path.exists(directory):
+            raise TrainingError(f"{directory} is not a directory; remove it, or pass --overwrite")
+        return None
+    state = os.path.join(directory, STATE_FILE)
+    try:
+        path = tf.train.latest_checkpoint(directory)
+    except Exception as e:  # noqa: BLE001 - a damaged state file: text-format parse errors
+        raise _unreadable(state, e) from None
+    if path is None and os.path.exists(state):
+        raise _unreadable(state, ValueError("it names no checkpoint whose files exist"))
+    return path
+
+
+def read_progress(path):
+    """The progress record (a dict) stored in the checkpoint ``path``."""
+    try:
+        return json.loads(tf.train.load_checkpoint(path).get_tensor(PROGRESS_KEY).decode())
+    except Exception as e:  # noqa: BLE001 - truncated index, missing key, bad JSON, ...
+        raise _unreadable(path, e) from None
+
+
+def read_checkpoint(run_dir):
+    """The committed progress of the run in ``run_dir`` (``epoch``: finished epochs,
+    ``step``: steps into the next one, ``history``, ``best``, ``settings``, ``path``), or
+    None when nothing was committed yet."""
+    path = latest(run_dir)
+    if path is None:
+        return None
+    return dict(read_progress(path), path=path)
+
+
+class TrainingState:
+    """The model, its optimizer and the run's progress as one ``tf.train.Checkpoint``.
+
+    Create it after the optimizer is built, outside the strategy's scope (its progress
+    variable is a plain, per-process one). ``chief``: whether this
+    process's files are the run's (the others save to a temporary directory, removed).
+    """
+
+    def __init__(self, run_dir, model, optimizer, chief=True):
+        self.directory = os.path.join(run_dir, DIRECTORY)
+        self.chief = chief
+        self.progress = tf.Variable("", dtype=tf.string, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
+                                              progress=self.progress)
+        self.optimizer = optimizer
+        self._scratch = None if chief else tempfile.mkdtemp(prefix="keras_resnet_worker_")
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, self._scratch or self.directory, max_to_keep=1)
+
+    def committed(self):
+        """The path prefix of the committed checkpoint, or None."""
+        return tf.train.latest_checkpoint(self.directory)
+
+    def restore(self, path):
+        """Load the checkpoint ``path`` into the model and optimizer; returns its progress."""
+        try:
+            status = self.checkpoint.restore(path)
+            status.assert_existing_objects_matched()
+            progress = json.loads(self.progress.numpy().decode())
+        except Exception as e:  # noqa: BLE001 - truncated data, checksum mismatch, ...
+            raise _unreadable(path, e) from None
+        return progress
+
+    def save(self, progress):
+        """Commit ``progress`` with the current model and optimizer; returns the path."""
+        self.progress.assign(json.dumps(progress))
+        step = int(self.optimizer.iterations.numpy())
+        target = self.directory if self.chief else self._scratch
+        try:
+            path = self.manager.save(checkpoint_number=step)
+        except (tf.errors.OpError, OSError) as e:
+            message = (getattr(e, "message", None) or str(e)).strip().splitlines()
+            raise TrainingError(
+                f"cannot write a checkpoint in {target}: {message[0] if message else e}; "
+                "free some space (or fix the location) and rerun: the last committed "
+                "checkpoint is kept") from None
+        finally:
+            if not self.chief:
+                for name in os.listdir(self._scratch):
+                    files.remove(os.path.join(self._scratch, name))
+        return path
+
+    def sweep(self, log=None):
+        """Remove what an interrupted save left in the checkpoint directory: files of
+        checkpoints that were never committed, TensorFlow's temporaries."""
+        if not os.path.isdir(self.directory):
+            return []
+        keep = self.committed()
+        keep = os.path.basename(keep) if keep else None
+        removed = []
+        for name in sorted(os.listdir(self.directory)):
+            if name == STATE_FILE or (keep and name.split(".")[0] == keep and "_temp" not in name):
+                continue
+            files.remove(os.path.join(self.directory, name))
+            removed.append(name)
+            if log:
+                log(f"removed {DIRECTORY}/{name}, left by an interrupted checkpoint")
+        return removed
+
+    def close(self):
+        if self._scratch:
+            shutil.rmtree(self._scratch, ignore_errors=True)

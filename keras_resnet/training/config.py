@@ -1,0 +1,199 @@
+"""A run's settings: :class:`TrainConfig`, the recipes (``PRESETS``) and their validation."""
+
+import dataclasses
+import functools
+import math
+import re
+
+from .. import data as kdata
+
+STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "constant")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+# Recipes. batch_size is per replica; lr is for that batch (linear scaling rule).
+PRESETS = {
+    # The default job: CIFAR ResNet-20 on the 8x8 digits, about a minute on a laptop CPU.
+    "digits": dict(
+        model="resnet20", epochs=30, batch_size=64, lr=0.1, optimizer="sgd", momentum=0.9,
+        nesterov=True, weight_decay=5e-4, schedule="cosine", warmup_epochs=1,
+        label_smoothing=0.0, augment="shift",
+    ),
+    # He et al. 2015, section 4.2: batch 128, lr 0.1, momentum 0.9, weight decay 1e-4,
+    # 64k iterations, lr / 10 at 32k and 48k; pad-4 random crops and flips.
+    "cifar": dict(
+        model="resnet20", iterations=64000, batch_size=128, lr=0.1, optimizer="sgd",
+        momentum=0.9, nesterov=False, weight_decay=1e-4, schedule="step",
+        step_boundaries=(0.5, 0.75), warmup_epochs=0, label_smoothing=0.0, augment="cifar",
+    ),
+    # He et al. 2015, section 3.4 with the usual 90-epoch schedule (lr / 10 every 30).
+    "imagenet": dict(
+        model="resnet50", epochs=90, batch_size=256, lr=0.1, optimizer="sgd", momentum=0.9,
+        nesterov=False, weight_decay=1e-4, schedule="step", step_boundaries=(1 / 3, 2 / 3),
+        warmup_epochs=0, label_smoothing=0.0, augment="imagenet",
+    ),
+}
+PRESET_FOR_AUGMENT = {"shift": "digits", "cifar": "cifar", "imagenet": "imagenet", "none": "imagenet"}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (non-finite loss, incompatible run directory, ...)."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Settings of a run. ``None`` fields take the preset's value (see ``PRESETS``)."""
+
+    dataset: str = "digits"
+    data_dir: str = None
+    image_size: int = None
+    num_classes: int = None
+    label_offset: int = 0
+    on_corrupt: str = "fail"
+    download: bool = False
+    preset: str = None
+    model: str = None
+    epochs: int = None
+    iterations: int = None
+    steps_per_epoch: int = None
+    batch_size: int = None
+    lr: float = None
+    optimizer: str = None
+    momentum: float = None
+    nesterov: bool = None
+    weight_decay: float = None
+    schedule: str = None
+    step_boundaries: tuple = None
+    warmup_epochs: float = None
+    label_smoothing: float = None
+    augment: str = None
+    val_split: float = 0.0
+    init_from: str = None
+    include_preprocessing: bool = True
+    strategy: str = "auto"
+    cpu_replicas: int = None
+    sync_bn: bool = False
+    precision: str = "float32"
+    jit: bool = False
+    steps_per_execution: int = 16
+    checkpoint_steps: int = None
+    seed: int = 0
+    deterministic: bool = False
+    run_dir: str = None
+    overwrite: bool = False
+    tensorboard: bool = True
+    plot: bool = True
+    verbose: int = 1
+
+    def resolved(self, dataset):
+        """A copy with every ``None`` filled from the preset for ``dataset``."""
+        preset = self.preset or PRESET_FOR_AUGMENT[dataset.augment]
+        if preset not in PRESETS:
+            raise ValueError(f"preset={preset!r} is not supported; accepted: {', '.join(PRESETS)}")
+        values = dict(PRESETS[preset])
+        cfg = dataclasses.replace(self, preset=preset)
+        for key, value in values.items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, value)
+        if self.epochs is not None:  # explicit epochs win over the preset's iterations
+            cfg.iterations = self.iterations
+        if cfg.step_boundaries is None:
+            cfg.step_boundaries = (0.5, 0.75)
+        cfg.step_boundaries = tuple(float(b) for b in cfg.step_boundaries)
+        return cfg
+
+
+def check_config(cfg):
+    def positive(name, integer=True, allow_none=False, zero=False):
+        v = getattr(cfg, name)
+        if v is None and allow_none:
+            return
+        ok = (isinstance(v, int) and not isinstance(v, bool)) if integer else isinstance(v, (int, float))
+        if not ok or isinstance(v, bool) or v < 0 or (v == 0 and not zero) or (
+                not integer and not math.isfinite(v)):
+            kind = "integer" if integer else "number"
+            raise ValueError(f"{name}={v!r} is not supported; expected a {'non-negative' if zero else 'positive'} {kind}")
+
+    for name, choices in (("strategy", STRATEGIES), ("optimizer", OPTIMIZERS),
+                          ("schedule", SCHEDULES), ("precision", PRECISIONS),
+                          ("augment", kdata.AUGMENTATIONS), ("on_corrupt", ("fail", "skip"))):
+        if getattr(cfg, name) not in choices:
+            raise ValueError(f"{name}={getattr(cfg, name)!r} is not supported; accepted: {', '.join(choices)}")
+    positive("batch_size")
+    positive("epochs", allow_none=cfg.iterations is not None)
+    positive("iterations", allow_none=True)
+    positive("steps_per_epoch", allow_none=True)
+    positive("steps_per_execution")
+    positive("checkpoint_steps", allow_none=True)
+    positive("cpu_replicas", allow_none=True)
+    positive("lr", integer=False)
+    positive("momentum", integer=False, zero=True)
+    positive("weight_decay", integer=False, zero=True)
+    positive("warmup_epochs", integer=False, zero=True)
+    if cfg.val_split:
+        kdata._check_fraction(cfg.val_split)
+    if not 0 <= cfg.label_smoothing < 1:
+        raise ValueError(f"label_smoothing={cfg.label_smoothing!r} is not supported; expected 0 <= value < 1")
+    if cfg.momentum >= 1:
+        raise ValueError(f"momentum={cfg.momentum!r} is not supported; expected 0 <= value < 1")
+    if any(not 0 < b < 1 for b in cfg.step_boundaries):
+        raise ValueError(f"step_boundaries={cfg.step_boundaries!r}: expected fractions between 0 and 1")
+    resolve_model(cfg.model)
+
+
+
+
+# The imagenet recipe's batch (256) needs ~50 batches an epoch to train well; smaller
+# training sets get a smaller batch with the learning rate scaled by the linear scaling rule
+# (Goyal et al. 2017: lr 0.1 per 256 images), unless --batch-size or --lr is given.
+SMALL_DATA_STEPS = 50
+SMALL_DATA_MIN_BATCH = 8
+
+
+def small_data_recipe(cfg, train_size, given):
+    """Adapt the imagenet preset's batch size and lr to a small training set (in place);
+    returns the message saying what was chosen, or None."""
+    if cfg.preset != "imagenet" or not train_size or given:
+        return None
+    if train_size >= SMALL_DATA_STEPS * cfg.batch_size:
+        return None
+    batch = SMALL_DATA_MIN_BATCH
+    while batch * 2 * SMALL_DATA_STEPS <= train_size and batch * 2 <= cfg.batch_size:
+        batch *= 2
+    batch = min(batch, max(1, train_size // 2))
+    old_batch, old_lr = cfg.batch_size, cfg.lr
+    cfg.batch_size, cfg.lr = batch, old_lr * batch / old_batch
+    return (f"small training set ({train_size} images): batch size {batch} and lr {cfg.lr:g} "
+            f"instead of the imagenet recipe's {old_batch} and {old_lr:g} (linear scaling rule); "
+            "pass --batch-size and --lr to choose yourself")
+
+
+def resolve_model(name):
+    """A keras_resnet constructor from ``resnet20``, ``resnet50``, ``ResNet56CIFAR``,
+    ``preactresnet110cifar``, ... (case-insensitive; CIFAR and ImageNet depths never
+    clash, so ``resnet20`` is CIFAR ResNet-20 and ``resnet50`` ImageNet ResNet-50)."""
+    from .. import models  # not at the top: the CLI parses flags before TensorFlow loads
+
+    names = {k.lower(): v for k, v in models.NAMED_MODELS.items()}
+    if isinstance(name, str):
+        key = name.lower().replace("-", "").replace("_", "")
+        if key in names:
+            return names[key]
+        if key + "cifar" in names and key not in names:
+            return names[key + "cifar"]
+        # plain20, plain56, resnet8, preactresnet56cifar, ...: any depth of a family.
+        m = re.fullmatch(r"(plain|resnet|preactresnet)(\d+)(cifar)?", key)
+        if m:
+            depth, kind = int(m.group(2)), m.group(1)
+            options = dict(plain=kind == "plain", preact=kind == "preactresnet")
+            if depth in models.IMAGENET_DEPTHS and not m.group(3):
+                return functools.partial(models.resnet_imagenet, depth, **options)
+            if depth >= 8 and (depth - 2) % 6 == 0:
+                return functools.partial(models.resnet_cifar, depth, **options)
+    raise ValueError(
+        f"model={name!r} is not supported; accepted: resnet20/32/44/56/110/1202 (CIFAR, any "
+        "6n+2), resnet18/34/50/101/152/200 (ImageNet), plain<depth> for the plain network "
+        "(e.g. plain20, plain56), or a constructor name such as "
+        f"{', '.join(sorted(models.NAMED_MODELS)[:4])}, ..."
+    )
