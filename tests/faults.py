@@ -1,0 +1,474 @@
+#!/usr/bin/env python3
+"""Fault injection for keras_resnet's training command: kills at every file operation,
+full disks, read-only and unwritable directories, corrupt inputs.
+
+Kills are injected at the system-call level with ``strace`` (TensorFlow writes some files
+from C++, out of reach of Python hooks):
+
+1. a recording run lists, in order, every file operation the command performs under its
+   run directory (creating a temporary, writing it, flushing it, renaming it into place,
+   creating a directory, removing a file);
+2. for each operation in turn, a run of the same command is killed with SIGKILL just as
+   the operation starts (strace's ``inject=SYSCALL:signal=KILL:when=N``; the kill run's own
+   log confirms that the operation killed is the intended one), so every state between
+   two operations is reached once;
+3. the same command is run again, without faults, and the run directory is checked:
+   the run finished, each epoch is in ``metrics.csv`` exactly once, ``run.json`` agrees
+   with ``metrics.csv``, ``last.keras`` and ``best.keras`` score on the test split what
+   ``run.json`` says they score, ``last.keras`` holds the same weights as an uninterrupted
+   run's, and no temporary is left.
+
+The test suite (tests/test_faults.py) runs a few chosen points; ``python3 tests/faults.py
+--full`` sweeps every point and every filesystem fault and prints the counts and the time.
+"""
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, "train.py")
+PYTHON = os.path.realpath(sys.executable)  # not a shim script: strace follows the real one
+
+# Small and quick: digits, the smallest CIFAR-style ResNet, two short epochs, deterministic
+# ops so that a killed-and-resumed run can be compared with an uninterrupted one.
+TRAIN_ARGS = ("--model", "resnet8", "--epochs", "2", "--steps-per-epoch", "3",
+              "--batch-size", "32", "--deterministic")
+EPOCHS = 2
+
+TRACED = ("openat", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "unlink",
+          "unlinkat", "rmdir")
+TMP_RE = re.compile(r"\.tmp-[A-Za-z0-9_]+")
+EVENTS_RE = re.compile(r"tfevents\.[^\"]*")
+
+
+def have_strace():
+    return shutil.which("strace") is not None
+
+
+def env(workdir, **extra):
+    """The environment of every run: the repository importable, CPU only, no byte-code or
+    font-cache writes of Python's own (they would be file operations too)."""
+    e = dict(os.environ, PYTHONPATH=ROOT, PYTHONDONTWRITEBYTECODE="1",
+             MPLCONFIGDIR=os.path.join(workdir, ".mplconfig"), TF_CPP_MIN_LOG_LEVEL="2",
+             CUDA_VISIBLE_DEVICES="")
+    e.pop("TF_CONFIG", None)
+    e.update(extra)
+    return e
+
+
+def train_command(run_dir, *extra):
+    return [PYTHON, TRAIN, *TRAIN_ARGS, "--run-dir", str(run_dir), *extra]
+
+
+def run(cmd, workdir, timeout=900, prefix=(), **env_extra):
+    return subprocess.run([*prefix, *cmd], cwd=workdir, env=env(workdir, **env_extra),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def warm_up(workdir):
+    """Build matplotlib's font cache once, so that later runs do the same file operations."""
+    os.makedirs(workdir, exist_ok=True)
+    subprocess.run([PYTHON, "-c", "import matplotlib; matplotlib.use('Agg'); "
+                    "import matplotlib.pyplot as plt; plt.figure().savefig('/dev/null', format='png')"],
+                   cwd=workdir, env=env(workdir), check=True, capture_output=True)
+
+
+# ----------------------------------------------------------------------------------------
+# strace logs
+
+
+_ENTRY = re.compile(r"^(\d+)\s+(\w+)\((.*?)(?:\)\s+=\s+(.*)|\s*<unfinished \.\.\.>)$")
+_RESUMED = re.compile(r"^(\d+)\s+<\.\.\. (\w+) resumed>.*\)\s+=\s+(.*)$")
+
+
+def parse_log(path):
+    """The system calls of a ``strace -f -o`` log in the order they started: dicts with
+    ``tid``, ``call``, ``nth`` (its count among this thread's calls of that system call,
+    which is what ``when=`` counts), ``args`` and ``result`` (None when it never returned)."""
+    calls, counts, pending = [], {}, {}
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            m = _ENTRY.match(line)
+            if m:
+                tid, call, args, result = m.groups()
+                key = (tid, call)
+                counts[key] = counts.get(key, 0) + 1
+                entry = dict(tid=tid, call=call, nth=counts[key], args=args,
+                             result=None if result == "?" else result)
+                calls.append(entry)
+                if result is None:
+                    pending[key] = entry
+                continue
+            m = _RESUMED.match(line)
+            if m and (m.group(1), m.group(2)) in pending:
+                result = m.group(3)
+                pending.pop((m.group(1), m.group(2)))["result"] = None if result == "?" else result
+    return calls
+
+
+def describe(entry, run_dir):
+    """A call as text that is the same in every run: the run directory as RUN, random
+    temporary names as ``.tmp-*``."""
+    text = f"{entry['call']}({entry['args']})".replace(str(run_dir), "RUN")
+    return EVENTS_RE.sub("tfevents.*", TMP_RE.sub(".tmp-*", text))
+
+
+def file_operations(calls, run_dir):
+    """The calls that create, write, flush, rename or remove something under ``run_dir``
+    and succeeded (failed probes such as ``mkdir`` of an existing directory change
+    nothing)."""
+    prefix = str(run_dir)
+    ops = []
+    for c in calls:
+        paths = re.findall(r'"([^"]*)"', c["args"])
+        if not any(p == prefix or p.startswith(prefix + "/") for p in paths):
+            continue
+        if c["result"] is None or c["result"].startswith("-1"):
+            continue
+        ops.append(dict(c, what=describe(c, run_dir)))
+    return ops
+
+
+def record(workdir, name="record"):
+    """Run the command once, uninterrupted, under strace; returns (run_dir, operations)."""
+    run_dir = os.path.join(workdir, name)
+    log = os.path.join(workdir, f"{name}.strace")
+    r = run(train_command(run_dir), workdir,
+            prefix=("strace", "-f", "-qq", "--seccomp-bpf", "-o", log, "-e",
+                    "trace=" + ",".join(TRACED)))
+    if r.returncode != 0:
+        raise RuntimeError(f"the recording run failed:\n{r.stderr[-3000:]}")
+    return run_dir, file_operations(parse_log(log), run_dir)
+
+
+def kill_at(op, run_dir, workdir, cmd=None):
+    """Run the command and SIGKILL it as ``op`` (from :func:`record`) starts. Returns what
+    was killed: the description of the call the kill landed on (None when the run ended
+    without reaching it)."""
+    log = os.path.join(workdir, os.path.basename(run_dir) + ".kill.strace")
+    r = run(cmd or train_command(run_dir), workdir,
+            prefix=("strace", "-f", "-qq", "-o", log, "-e", f"trace={op['call']}",
+                    "-e", f"inject={op['call']}:signal=KILL:when={op['nth']}"))
+    if r.returncode != -9 and r.returncode != 137:
+        return None, r
+    killed = [c for c in parse_log(log) if c["nth"] == op["nth"] and c["result"] is None]
+    return (describe(killed[0], run_dir) if killed else None), r
+
+
+# ----------------------------------------------------------------------------------------
+# What must hold after a rerun
+
+
+def temporaries(directory):
+    """Temporaries (``.<name>.tmp-*``) anywhere under ``directory``."""
+    found = []
+    for root, dirs, names in os.walk(directory):
+        found += [os.path.join(root, n) for n in dirs + names if n.startswith(".") and ".tmp-" in n]
+    return found
+
+
+def _metrics(run_dir):
+    with open(os.path.join(run_dir, "metrics.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def check_run(run_dir, reference=None, epochs=EPOCHS, models=None):
+    """What a finished run directory must satisfy; returns the list of violations (empty
+    when all hold). ``reference``: an uninterrupted run's directory whose ``last.keras``
+    weights this one's must equal. ``models``: a cache of loaded reference weights."""
+    import numpy as np
+
+    from keras_resnet import training
+    from keras_resnet._compat import keras
+
+    problems = []
+    left = temporaries(run_dir)
+    if left:
+        problems.append(f"temporaries left: {[os.path.relpath(p, run_dir) for p in left]}")
+    try:
+        rows = _metrics(run_dir)
+        with open(os.path.join(run_dir, "run.json")) as f:
+            info = json.load(f)
+    except (OSError, ValueError) as e:
+        return problems + [f"unreadable metrics.csv or run.json: {e}"]
+    got = [int(r["epoch"]) for r in rows]
+    if got != list(range(1, epochs + 1)):
+        problems.append(f"metrics.csv epochs {got}, expected 1..{epochs} once each")
+    if info.get("status") != "finished" or info.get("epochs_finished") != epochs:
+        problems.append(f"run.json status {info.get('status')!r}, epochs_finished "
+                        f"{info.get('epochs_finished')}")
+    if not rows:
+        return problems
+    accs = [float(r["test_accuracy"]) for r in rows]
+    best_epoch = accs.index(max(accs)) + 1
+    if info["best"]["epoch"] != best_epoch or info["best"]["test_accuracy"] != accs[best_epoch - 1]:
+        problems.append(f"run.json best {info['best']} disagrees with metrics.csv (epoch "
+                        f"{best_epoch}, {accs[best_epoch - 1]})")
+    for name, claimed in (("last.keras", info.get("test_accuracy")),
+                          ("best.keras", info["best"]["test_accuracy"])):
+        path = os.path.join(run_dir, name)
+        try:
+            result = training.evaluate(path, verbose=0)
+        except Exception as e:  # noqa: BLE001 - any failure to load is a violation
+            problems.append(f"{name} does not evaluate: {type(e).__name__}: {e}")
+            continue
+        # The same weights on the same images: the same predictions; one image's margin
+        # covers a near-tie decided differently by another thread count.
+        if claimed is None or abs(result["accuracy"] - claimed) > 1.0 / result["num_examples"] + 1e-12:
+            problems.append(f"{name} scores {result['accuracy']:.4f} on the test split; "
+                            f"run.json says {claimed}")
+    if reference is not None:
+        ref_path = os.path.join(reference, "last.keras")
+        models = {} if models is None else models
+        if ref_path not in models:
+            models[ref_path] = keras.saving.load_model(ref_path).get_weights()
+        try:
+            mine = keras.saving.load_model(os.path.join(run_dir, "last.keras")).get_weights()
+            diff = max(float(np.max(np.abs(a - b))) for a, b in zip(mine, models[ref_path]))
+        except Exception as e:  # noqa: BLE001
+            diff, problems = None, problems + [f"last.keras does not load: {e}"]
+        # Deterministic ops, seeded data order, epoch-boundary checkpoints: a resumed run
+        # repeats the uninterrupted one's arithmetic exactly.
+        if diff is not None and diff > 0:
+            problems.append(f"last.keras differs from an uninterrupted run's by up to {diff:.3g}")
+    return problems
+
+
+def kill_point(op, index, workdir, reference, models=None):
+    """Kill the command at ``op``, rerun it, check the run; returns a result dict."""
+    run_dir = os.path.join(workdir, f"kill{index:03d}")
+    shutil.rmtree(run_dir, ignore_errors=True)
+    killed, r = kill_at(op, run_dir, workdir)
+    result = dict(index=index, op=op["what"], killed=killed, problems=[])
+    if killed != op["what"]:
+        result["problems"].append(f"the kill landed on {killed!r}, not on {op['what']!r} "
+                                  f"(exit {r.returncode}: {r.stderr.strip()[-300:]})")
+        return result
+    rerun = run(train_command(run_dir), workdir)
+    if rerun.returncode != 0:
+        result["problems"].append(f"the rerun exited {rerun.returncode}: "
+                                  f"{rerun.stderr.strip()[-500:]}")
+        return result
+    result["problems"] += check_run(run_dir, reference, models=models)
+    if not result["problems"]:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return result
+
+
+def first_commit(ops, epoch):
+    """The operation that commits ``epoch``: the rename onto the checkpoint (a run killed
+    there has finished ``epoch - 1`` epochs)."""
+    commits = [op for op in ops if op["call"].startswith("rename") and "checkpoint" in op["what"]]
+    return commits[epoch - 1]
+
+
+# ----------------------------------------------------------------------------------------
+# Filesystem faults
+
+
+def one_line_error(r, *needles):
+    """Violations of "one line naming the path, exit status 2, no traceback"."""
+    problems = []
+    err = r.stderr.strip().splitlines()
+    last = err[-1] if err else ""
+    if r.returncode != 2:
+        problems.append(f"exit status {r.returncode}, expected 2")
+    if "Traceback" in r.stderr:
+        problems.append("a traceback")
+    for needle in needles:
+        if needle not in last:
+            problems.append(f"last line {last!r} does not name {needle!r}")
+    return problems
+
+
+@contextlib.contextmanager
+def tmpfs(size):
+    """A tmpfs of ``size`` mounted on a fresh directory (root only)."""
+    where = tempfile.mkdtemp(prefix="keras_resnet_tmpfs_")
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", where], check=True,
+                   capture_output=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", where], capture_output=True)
+        os.rmdir(where)
+
+
+def can_mount():
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        return False
+    try:
+        with tmpfs("64k"):
+            return True
+    except (subprocess.CalledProcessError, OSError):
+        return False
+
+
+def remount(where, options):
+    subprocess.run(["mount", "-o", f"remount,{options}", where], check=True, capture_output=True)
+
+
+# Root ignores permission bits; without these capabilities it obeys them like any user.
+NO_DAC = ("setpriv", "--inh-caps=-dac_override,-dac_read_search",
+          "--bounding-set=-dac_override,-dac_read_search")
+
+
+def disk_full(size, workdir, reference, models=None):
+    """Train on a tmpfs of ``size`` bytes: the run must stop with one line naming the file
+    and exit 2, leave no temporary, and, once space is freed, the same command must finish
+    a run that satisfies :func:`check_run`."""
+    with tmpfs(size) as where:
+        run_dir = os.path.join(where, "run")
+        r = run(train_command(run_dir), workdir)
+        problems = []
+        if r.returncode == 0:
+            return dict(fault=f"disk full at {size}", problems=[], note="the run fit")
+        problems += one_line_error(r, "no space left on the device")
+        problems += [f"temporary left: {p}" for p in temporaries(where)]
+        remount(where, "size=200m")
+        again = run(train_command(run_dir), workdir)
+        if again.returncode != 0:
+            problems.append(f"after freeing space the rerun exited {again.returncode}: "
+                            f"{again.stderr.strip()[-400:]}")
+        else:
+            problems += check_run(run_dir, reference, models=models)
+    return dict(fault=f"disk full at {size}", problems=problems)
+
+
+def read_only(workdir, reference, stop=None, models=None):
+    """A run directory on a filesystem that is read-only from the start (``stop`` None), or
+    that turns read-only after a run killed at the operation ``stop`` (from :func:`record`)."""
+    with tmpfs("200m") as where:
+        run_dir = os.path.join(where, "run")
+        problems = []
+        if stop is not None:
+            killed, _ = kill_at(stop, run_dir, workdir)
+            if killed != stop["what"]:
+                problems.append(f"the kill before the fault landed on {killed!r}")
+        remount(where, "ro")
+        r = run(train_command(run_dir), workdir)
+        problems += one_line_error(r, where, "read-only")
+        remount(where, "rw")
+        problems += [f"temporary left: {p}" for p in temporaries(where)]
+        again = run(train_command(run_dir), workdir)
+        if again.returncode != 0:
+            problems.append(f"once writable, the rerun exited {again.returncode}: "
+                            f"{again.stderr.strip()[-400:]}")
+        else:
+            problems += check_run(run_dir, reference, models=models)
+    when = "from the start" if stop is None else "after a kill at " + stop["what"][:60]
+    return dict(fault=f"read-only filesystem {when}", problems=problems)
+
+
+def no_permission(workdir, reference, models=None):
+    """A run directory inside a directory the user may not write to."""
+    parent = os.path.join(workdir, "locked")
+    os.makedirs(parent, exist_ok=True)
+    os.chmod(parent, 0o555)
+    run_dir = os.path.join(parent, "run")
+    try:
+        r = run(train_command(run_dir), workdir, prefix=NO_DAC)
+        problems = one_line_error(r, run_dir, "permission denied")
+    finally:
+        os.chmod(parent, 0o755)
+    return dict(fault="no write permission", problems=problems)
+
+
+def run_dir_is_a_file(workdir):
+    path = os.path.join(workdir, "a_file")
+    with open(path, "w") as f:
+        f.write("not a directory\n")
+    r = run(train_command(path), workdir)
+    return dict(fault="run directory is a file", problems=one_line_error(r, path))
+
+
+# ----------------------------------------------------------------------------------------
+# The sweep
+
+
+def sweep(workdir, every=1, jobs=2, log=print):
+    """Record, then kill at every ``every``-th operation; returns the results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    warm_up(workdir)
+    reference, ops = record(workdir)
+    chosen = list(enumerate(ops))[::every]
+    log(f"{len(ops)} file operations under the run directory; killing at {len(chosen)}")
+    results, models = [], {}
+
+    def kill_and_rerun(item):
+        index, op = item
+        run_dir = os.path.join(workdir, f"kill{index:03d}")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        killed, r = kill_at(op, run_dir, workdir)
+        if killed != op["what"]:
+            return index, op, killed, r, None
+        return index, op, killed, r, run(train_command(run_dir), workdir)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        for index, op, killed, r, rerun in pool.map(kill_and_rerun, chosen):
+            run_dir = os.path.join(workdir, f"kill{index:03d}")
+            res = dict(index=index, op=op["what"], killed=killed, problems=[])
+            if rerun is None:
+                res["problems"].append(f"the kill landed on {killed!r} (exit {r.returncode})")
+            elif rerun.returncode != 0:
+                res["problems"].append(f"the rerun exited {rerun.returncode}: "
+                                       f"{rerun.stderr.strip()[-300:]}")
+            else:
+                res["problems"] += check_run(run_dir, reference, models=models)
+            results.append(res)
+            log(f"[{index:3d}] {'ok  ' if not res['problems'] else 'FAIL'} {op['what'][:110]}"
+                + "".join(f"\n        {p}" for p in res["problems"]))
+    return reference, ops, results
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--full", action="store_true", help="every kill point and every fault")
+    p.add_argument("--every", type=int, default=4, help="without --full: every N-th kill point")
+    p.add_argument("--jobs", type=int, default=2, help="kill points run in parallel")
+    p.add_argument("--workdir", help="default: a temporary directory")
+    args = p.parse_args(argv)
+    if not have_strace():
+        raise SystemExit("faults.py needs strace")
+    workdir = args.workdir or tempfile.mkdtemp(prefix="keras_resnet_faults_")
+    t0 = time.time()
+    reference, ops, kills = sweep(workdir, 1 if args.full else args.every, args.jobs)
+    t_kills = time.time() - t0
+    faults = []
+    t1 = time.time()
+    if can_mount():
+        for size in (["256k", "700k", "1200k", "2m", "3m"] if args.full else ["700k"]):
+            faults.append(disk_full(size, workdir, reference))
+        faults.append(read_only(workdir, reference))
+        faults.append(read_only(workdir, reference, stop=first_commit(ops, 2)))
+    else:
+        print("skipped disk-full and read-only faults: mounting a tmpfs needs root")
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        faults.append(no_permission(workdir, reference))
+    faults.append(run_dir_is_a_file(workdir))
+    for f in faults:
+        print(f"{'ok  ' if not f['problems'] else 'FAIL'} {f['fault']}"
+              + "".join(f"\n        {p}" for p in f["problems"]))
+    t_faults = time.time() - t1
+    survived = sum(not r["problems"] for r in kills)
+    print(f"\nkill points: {len(kills)} tried, {survived} survived ({t_kills / 60:.1f} min)")
+    print(f"filesystem faults: {len(faults)} tried, {sum(not f['problems'] for f in faults)} "
+          f"handled ({t_faults / 60:.1f} min)")
+    print(f"total {(time.time() - t0) / 60:.1f} min, {args.jobs} jobs, workdir {workdir}")
+    return 0 if survived == len(kills) and all(not f["problems"] for f in faults) else 1
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, ROOT)
+    sys.exit(main())
