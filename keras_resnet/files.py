@@ -28,6 +28,7 @@ _ADVICE = {
     errno.EPERM: "operation not permitted; choose a location you can write to",
     errno.ENOTDIR: "a path component is a file, not a directory; choose another location",
     errno.EISDIR: "the path is a directory; name a file",
+    errno.EEXIST: "a file stands where a directory is needed; remove it or choose another location",
     errno.ENAMETOOLONG: "the file name is too long",
 }
 

@@ -123,17 +123,27 @@ def describe(entry, run_dir):
     return EVENTS_RE.sub("tfevents.*", TMP_RE.sub(".tmp-*", text))
 
 
+def _changes_something(c):
+    """Whether a successful call under the run directory changes what a later run sees:
+    creating a directory, creating a file (a temporary, TensorBoard's event file),
+    renaming, removing. Re-opening a file to write or flush it adds no new state: the
+    temporary already exists from its creation until its rename."""
+    if c["call"] == "openat":
+        return "O_CREAT" in c["args"] and "O_TRUNC" not in c["args"] or (
+            "O_CREAT" in c["args"] and TMP_RE.search(c["args"]) is None)
+    return True
+
+
 def file_operations(calls, run_dir):
-    """The calls that create, write, flush, rename or remove something under ``run_dir``
-    and succeeded (failed probes such as ``mkdir`` of an existing directory change
-    nothing)."""
+    """The calls that create, rename or remove something under ``run_dir`` and succeeded
+    (failed probes such as ``mkdir`` of an existing directory change nothing), in order."""
     prefix = str(run_dir)
     ops = []
     for c in calls:
         paths = re.findall(r'"([^"]*)"', c["args"])
         if not any(p == prefix or p.startswith(prefix + "/") for p in paths):
             continue
-        if c["result"] is None or c["result"].startswith("-1"):
+        if c["result"] is None or c["result"].startswith("-1") or not _changes_something(c):
             continue
         ops.append(dict(c, what=describe(c, run_dir)))
     return ops
@@ -151,18 +161,36 @@ def record(workdir, name="record"):
     return run_dir, file_operations(parse_log(log), run_dir)
 
 
-def kill_at(op, run_dir, workdir, cmd=None):
-    """Run the command and SIGKILL it as ``op`` (from :func:`record`) starts. Returns what
-    was killed: the description of the call the kill landed on (None when the run ended
-    without reaching it)."""
+def kill_at(op, run_dir, workdir, ops=None, cmd=None, tries=4):
+    """Run the command and SIGKILL it as ``op`` (from :func:`record`) starts. Returns
+    (what the kill landed on, as :func:`describe` writes it, or None when the run ended
+    without being killed; the CompletedProcess).
+
+    ``when=N`` counts a thread's calls of one system call, and a run may make a call or two
+    more or fewer than the recording (Python's tempfile probes, lazy imports): when the kill
+    lands elsewhere, the count is realigned on the last operation of ``ops`` that the killed
+    run did perform, and the run repeated."""
     log = os.path.join(workdir, os.path.basename(run_dir) + ".kill.strace")
-    r = run(cmd or train_command(run_dir), workdir,
-            prefix=("strace", "-f", "-qq", "-o", log, "-e", f"trace={op['call']}",
-                    "-e", f"inject={op['call']}:signal=KILL:when={op['nth']}"))
-    if r.returncode != -9 and r.returncode != 137:
-        return None, r
-    killed = [c for c in parse_log(log) if c["nth"] == op["nth"] and c["result"] is None]
-    return (describe(killed[0], run_dir) if killed else None), r
+    when, killed, r = op["nth"], None, None
+    same = [o for o in (ops or []) if o["call"] == op["call"]]
+    for _ in range(tries):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        r = run(cmd or train_command(run_dir), workdir,
+                prefix=("strace", "-f", "-qq", "-o", log, "-e", f"trace={op['call']}",
+                        "-e", f"inject={op['call']}:signal=KILL:when={when}"))
+        if r.returncode not in (-9, 137):
+            return None, r
+        calls = parse_log(log)
+        hit = [c for c in calls if c["nth"] == when and c["result"] is None]
+        killed = describe(hit[0], run_dir) if hit else None
+        if killed == op["what"] or not same or not hit:
+            return killed, r
+        done = [c for c in file_operations(calls, run_dir) if c["tid"] == hit[0]["tid"]]
+        k = len(done)
+        if k == 0 or k > len(same) or any(a["what"] != b["what"] for a, b in zip(done, same)):
+            return killed, r
+        when = done[-1]["nth"] + (op["nth"] - same[k - 1]["nth"])
+    return killed, r
 
 
 # ----------------------------------------------------------------------------------------
@@ -244,11 +272,23 @@ def check_run(run_dir, reference=None, epochs=EPOCHS, models=None):
     return problems
 
 
-def kill_point(op, index, workdir, reference, models=None):
+def uncommitted_models(run_dir):
+    """Models (``best.keras``, ``last.keras``) present although no epoch is committed (no
+    ``run.json`` records a finished epoch): they come from an epoch the run does not hold."""
+    try:
+        with open(os.path.join(run_dir, "run.json")) as f:
+            committed = json.load(f).get("epochs_finished", 0)
+    except (OSError, ValueError):
+        committed = 0
+    return [] if committed else [n for n in ("best.keras", "last.keras")
+                                 if os.path.exists(os.path.join(run_dir, n))]
+
+
+def kill_point(op, index, workdir, reference, ops=None, models=None):
     """Kill the command at ``op``, rerun it, check the run; returns a result dict."""
     run_dir = os.path.join(workdir, f"kill{index:03d}")
     shutil.rmtree(run_dir, ignore_errors=True)
-    killed, r = kill_at(op, run_dir, workdir)
+    killed, r = kill_at(op, run_dir, workdir, ops)
     result = dict(index=index, op=op["what"], killed=killed, problems=[])
     if killed != op["what"]:
         result["problems"].append(f"the kill landed on {killed!r}, not on {op['what']!r} "
@@ -335,6 +375,7 @@ def disk_full(size, workdir, reference, models=None):
             return dict(fault=f"disk full at {size}", problems=[], note="the run fit")
         problems += one_line_error(r, "no space left on the device")
         problems += [f"temporary left: {p}" for p in temporaries(where)]
+        uncommitted = uncommitted_models(run_dir)
         remount(where, "size=200m")
         again = run(train_command(run_dir), workdir)
         if again.returncode != 0:
@@ -342,17 +383,17 @@ def disk_full(size, workdir, reference, models=None):
                             f"{again.stderr.strip()[-400:]}")
         else:
             problems += check_run(run_dir, reference, models=models)
-    return dict(fault=f"disk full at {size}", problems=problems)
+    return dict(fault=f"disk full at {size}", problems=problems, uncommitted=uncommitted)
 
 
-def read_only(workdir, reference, stop=None, models=None):
+def read_only(workdir, reference, stop=None, ops=None, models=None):
     """A run directory on a filesystem that is read-only from the start (``stop`` None), or
     that turns read-only after a run killed at the operation ``stop`` (from :func:`record`)."""
     with tmpfs("200m") as where:
         run_dir = os.path.join(where, "run")
         problems = []
         if stop is not None:
-            killed, _ = kill_at(stop, run_dir, workdir)
+            killed, _ = kill_at(stop, run_dir, workdir, ops)
             if killed != stop["what"]:
                 problems.append(f"the kill before the fault landed on {killed!r}")
         remount(where, "ro")
@@ -393,6 +434,103 @@ def run_dir_is_a_file(workdir):
 
 
 # ----------------------------------------------------------------------------------------
+# Corrupt inputs
+
+
+def truncate(path):
+    """Cut a file to half its length (a copy interrupted half-way, a full disk)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    with open(path, "wb") as f:
+        f.write(data[: len(data) // 2])
+
+
+def _run_all(cases, workdir):
+    """Run ``(name, cmd, check)`` cases in parallel; returns ``[(name, problems)]``."""
+    procs = [(name, subprocess.Popen(cmd, cwd=workdir, env=env(workdir), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True), check)
+             for name, cmd, check in cases]
+    results = []
+    for name, p, check in procs:
+        out, err = p.communicate(timeout=900)
+        results.append((name, check(subprocess.CompletedProcess(p.args, p.returncode, out, err))))
+    return results
+
+
+def _error_or_intact(path, run_dir, reference, models):
+    """A corrupt file must either be named in a one-line error (exit 2), or not matter:
+    the command succeeds and the run directory still satisfies :func:`check_run`."""
+    def check(r):
+        if r.returncode == 0:
+            return check_run(run_dir, reference, models=models) if run_dir else []
+        return one_line_error(r, path)
+    return check
+
+
+def corrupt_inputs(workdir, reference, models=None, full=True):
+    """Truncate each file a finished run directory holds and rerun the training command (and
+    ``--evaluate``) on it; feed a truncated ``.keras`` to ``--init-from`` and ``--evaluate``,
+    a truncated TFRecord shard and a truncated JPEG to training. Returns ``[(name,
+    problems)]``."""
+    cases = []
+    names = sorted(os.path.relpath(os.path.join(root, n), reference)
+                   for root, _, ns in os.walk(reference) for n in ns)
+    if not full:
+        names = ["run.json"]
+    for i, name in enumerate(names):
+        for mode in ("train", "evaluate"):
+            run_dir = os.path.join(workdir, f"corrupt{i:02d}{mode[0]}")
+            shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.copytree(reference, run_dir)
+            bad = os.path.join(run_dir, name)
+            truncate(bad)
+            cmd = (train_command(run_dir) if mode == "train" else
+                   [PYTHON, TRAIN, "--evaluate", run_dir])
+            cases.append((f"truncated {name}, {'rerun' if mode == 'train' else '--evaluate'}", cmd,
+                          _error_or_intact(bad, run_dir if mode == "train" else None, reference,
+                                           models)))
+    bad_model = os.path.join(workdir, "truncated.keras")
+    shutil.copy(os.path.join(reference, "last.keras"), bad_model)
+    truncate(bad_model)
+    cases.append(("truncated .keras for --evaluate", [PYTHON, TRAIN, "--evaluate", bad_model],
+                  lambda r: one_line_error(r, bad_model, "not a valid .keras file")))
+    cases.append(("truncated .keras for --init-from",
+                  train_command(os.path.join(workdir, "init_from"), "--init-from", bad_model),
+                  lambda r: one_line_error(r, bad_model, "not a valid .keras file")))
+    if full:
+        cases += _corrupt_data_cases(workdir)
+    return _run_all(cases, workdir)
+
+
+def _corrupt_data_cases(workdir):
+    """A truncated JPEG in an image folder and a truncated TFRecord shard."""
+    sys.path.insert(0, ROOT)
+    from keras_resnet import data as kdata
+
+    folder = os.path.join(workdir, "photos")
+    shutil.rmtree(folder, ignore_errors=True)
+    kdata.sample_photo_folder(folder, per_class=12, size=16)
+    records = os.path.join(workdir, "records")
+    shutil.rmtree(records, ignore_errors=True)
+    kdata.make_tfrecords_main([folder, records, "--images-per-shard", "8", "--quiet"])
+    shard = sorted(os.path.join(records, n) for n in os.listdir(records) if n.startswith("train-"))[0]
+    truncate(shard)
+    jpeg = sorted(os.path.join(root, n) for root, _, ns in os.walk(folder) for n in ns
+                  if n.lower().endswith((".jpg", ".jpeg", ".png")))[0]
+    truncate(jpeg)
+    small = ("--model", "resnet8", "--epochs", "1", "--batch-size", "4", "--image-size", "16",
+             "--no-plot")
+    return [
+        ("truncated image in a folder dataset",
+         [PYTHON, TRAIN, "--dataset", "folder", "--data-dir", folder, *small, "--run-dir",
+          os.path.join(workdir, "folder_run")], lambda r: one_line_error(r, jpeg)),
+        ("truncated TFRecord shard",
+         [PYTHON, TRAIN, "--dataset", "tfrecord", "--data-dir", records, *small, "--run-dir",
+          os.path.join(workdir, "tfrecord_run")], lambda r: one_line_error(r, shard)),
+    ]
+
+
+# ----------------------------------------------------------------------------------------
 # The sweep
 
 
@@ -410,7 +548,7 @@ def sweep(workdir, every=1, jobs=2, log=print):
         index, op = item
         run_dir = os.path.join(workdir, f"kill{index:03d}")
         shutil.rmtree(run_dir, ignore_errors=True)
-        killed, r = kill_at(op, run_dir, workdir)
+        killed, r = kill_at(op, run_dir, workdir, ops)
         if killed != op["what"]:
             return index, op, killed, r, None
         return index, op, killed, r, run(train_command(run_dir), workdir)
@@ -451,22 +589,32 @@ def main(argv=None):
         for size in (["256k", "700k", "1200k", "2m", "3m"] if args.full else ["700k"]):
             faults.append(disk_full(size, workdir, reference))
         faults.append(read_only(workdir, reference))
-        faults.append(read_only(workdir, reference, stop=first_commit(ops, 2)))
+        faults.append(read_only(workdir, reference, stop=first_commit(ops, 2), ops=ops))
     else:
         print("skipped disk-full and read-only faults: mounting a tmpfs needs root")
     if os.geteuid() == 0 and shutil.which("setpriv"):
         faults.append(no_permission(workdir, reference))
     faults.append(run_dir_is_a_file(workdir))
     for f in faults:
+        if f.get("uncommitted"):
+            f["problems"].append(f"left {f['uncommitted']} of an epoch no checkpoint committed")
         print(f"{'ok  ' if not f['problems'] else 'FAIL'} {f['fault']}"
               + "".join(f"\n        {p}" for p in f["problems"]))
     t_faults = time.time() - t1
+    t2 = time.time()
+    bad = corrupt_inputs(workdir, reference, full=args.full)
+    for name, problems in bad:
+        print(f"{'ok  ' if not problems else 'FAIL'} {name}" + "".join(f"\n        {p}" for p in problems))
+    t_bad = time.time() - t2
     survived = sum(not r["problems"] for r in kills)
     print(f"\nkill points: {len(kills)} tried, {survived} survived ({t_kills / 60:.1f} min)")
     print(f"filesystem faults: {len(faults)} tried, {sum(not f['problems'] for f in faults)} "
           f"handled ({t_faults / 60:.1f} min)")
+    print(f"bad inputs: {len(bad)} tried, {sum(not p for _, p in bad)} handled "
+          f"({t_bad / 60:.1f} min)")
     print(f"total {(time.time() - t0) / 60:.1f} min, {args.jobs} jobs, workdir {workdir}")
-    return 0 if survived == len(kills) and all(not f["problems"] for f in faults) else 1
+    ok = survived == len(kills) and all(not f["problems"] for f in faults) and all(not p for _, p in bad)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
