@@ -386,9 +386,11 @@ def disk_full(size, workdir, reference, models=None):
     return dict(fault=f"disk full at {size}", problems=problems, uncommitted=uncommitted)
 
 
-def read_only(workdir, reference, stop=None, ops=None, models=None):
+def read_only(workdir, reference, stop=None, ops=None, models=None, resume=True):
     """A run directory on a filesystem that is read-only from the start (``stop`` None), or
-    that turns read-only after a run killed at the operation ``stop`` (from :func:`record`)."""
+    that turns read-only after a run killed at the operation ``stop`` (from :func:`record`).
+    With ``resume``, the same command must then finish the run once the filesystem is
+    writable again."""
     with tmpfs("200m") as where:
         run_dir = os.path.join(where, "run")
         problems = []
@@ -401,11 +403,11 @@ def read_only(workdir, reference, stop=None, ops=None, models=None):
         problems += one_line_error(r, where, "read-only")
         remount(where, "rw")
         problems += [f"temporary left: {p}" for p in temporaries(where)]
-        again = run(train_command(run_dir), workdir)
-        if again.returncode != 0:
+        again = run(train_command(run_dir), workdir) if resume else None
+        if again is not None and again.returncode != 0:
             problems.append(f"once writable, the rerun exited {again.returncode}: "
                             f"{again.stderr.strip()[-400:]}")
-        else:
+        elif again is not None:
             problems += check_run(run_dir, reference, models=models)
     when = "from the start" if stop is None else "after a kill at " + stop["what"][:60]
     return dict(fault=f"read-only filesystem {when}", problems=problems)
