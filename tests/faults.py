@@ -47,6 +47,7 @@ EPOCHS = 2
 TRACED = ("openat", "rename", "renameat", "renameat2", "mkdir", "mkdirat", "unlink",
           "unlinkat", "rmdir")
 TMP_RE = re.compile(r"\.tmp-[A-Za-z0-9_]+")
+TF_TMP_RE = re.compile(r"\.(tempstate\d+|tmp[0-9a-f]{32})")  # TensorFlow's own temporaries
 EVENTS_RE = re.compile(r"tfevents\.[^\"]*")
 
 
@@ -120,7 +121,7 @@ def describe(entry, run_dir):
     """A call as text that is the same in every run: the run directory as RUN, random
     temporary names as ``.tmp-*``."""
     text = f"{entry['call']}({entry['args']})".replace(str(run_dir), "RUN")
-    return EVENTS_RE.sub("tfevents.*", TMP_RE.sub(".tmp-*", text))
+    return TF_TMP_RE.sub(".tmp*", EVENTS_RE.sub("tfevents.*", TMP_RE.sub(".tmp-*", text)))
 
 
 def _changes_something(c):
@@ -198,10 +199,12 @@ def kill_at(op, run_dir, workdir, ops=None, cmd=None, tries=4):
 
 
 def temporaries(directory):
-    """Temporaries (``.<name>.tmp-*``) anywhere under ``directory``."""
+    """Temporaries (keras_resnet's ``.<name>.tmp-*``, TensorFlow's ``*.tempstate<N>`` and
+    ``*.tmp<hex>``) anywhere under ``directory``."""
     found = []
     for root, dirs, names in os.walk(directory):
-        found += [os.path.join(root, n) for n in dirs + names if n.startswith(".") and ".tmp-" in n]
+        found += [os.path.join(root, n) for n in dirs + names
+                  if (n.startswith(".") and ".tmp-" in n) or TF_TMP_RE.search(n)]
     return found
 
 
@@ -436,6 +439,113 @@ def run_dir_is_a_file(workdir):
 
 
 # ----------------------------------------------------------------------------------------
+# Export
+
+
+EXPORT_ARGS = ("--tflite", "fp32", "--onnx", "fp32", "--latency-runs", "1", "--quiet")
+
+
+def export_command(source, out):
+    return [PYTHON, os.path.join(ROOT, "export", "export_all.py"), str(source), "--out", str(out),
+            *EXPORT_ARGS]
+
+
+def check_export(out, source):
+    """What an export directory must hold after a rerun: no temporary, a report, and every
+    artifact it lists loads in its own runtime (TensorFlow, LiteRT, ONNX Runtime) and gives
+    the Keras model's probabilities (float32 conversions: within 1e-4) on test images."""
+    import numpy as np
+
+    from keras_resnet._compat import keras
+
+    problems = [f"temporary left: {os.path.relpath(p, out)}" for p in temporaries(out)]
+    try:
+        with open(os.path.join(out, "report.json")) as f:
+            report = json.load(f)
+    except (OSError, ValueError) as e:
+        return problems + [f"no readable report.json: {e}"]
+    model = keras.saving.load_model(os.path.join(source, "best.keras"))
+    from sklearn.datasets import load_digits
+
+    x = load_digits().images[:8, :, :, None].astype("float32") * (255.0 / 16.0)
+    want = np.asarray(model(x))
+    listed = set()
+    for a in report["artifacts"]:
+        if a["format"] == "keras":
+            continue
+        path = a["path"]
+        listed.add(os.path.relpath(path, out).split(os.sep)[0])
+        try:
+            if a["format"] == "savedmodel":
+                import tensorflow as tf
+
+                fn = tf.saved_model.load(path).signatures["serving_default"]
+                outs = {k: np.asarray(v) for k, v in fn(tf.constant(x)).items()}
+            elif a["format"] == "tflite":
+                from ai_edge_litert.interpreter import Interpreter
+
+                it = Interpreter(model_path=path)
+                it.resize_tensor_input(it.get_input_details()[0]["index"], x.shape)
+                it.allocate_tensors()
+                it.set_tensor(it.get_input_details()[0]["index"], x)
+                it.invoke()
+                outs = {d["name"]: it.get_tensor(d["index"]) for d in it.get_output_details()}
+            else:
+                import onnxruntime as ort
+
+                sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+                outs = dict(zip([o.name for o in sess.get_outputs()],
+                                sess.run(None, {sess.get_inputs()[0].name: x})))
+            # the probabilities: named so, else the output whose rows sum to 1
+            named = [v for k, v in outs.items() if "prob" in k.lower()]
+            got = named[0] if named else min(outs.values(), key=lambda v: float(
+                np.max(np.abs(np.sum(v, axis=-1) - 1))))
+            diff = float(np.max(np.abs(got - want)))
+            if diff > 1e-4:
+                problems.append(f"{a['format']} {path} differs from best.keras by {diff:.3g}")
+        except Exception as e:  # noqa: BLE001 - an artifact that does not load or run
+            problems.append(f"{a['format']} {path} does not run: {type(e).__name__}: {e}")
+    extra = sorted(set(os.listdir(out)) - listed - {"report.json", "report.md"})
+    if extra:
+        problems.append(f"unlisted files in the export directory: {extra}")
+    return problems
+
+
+def export_sweep(workdir, source, every=1, log=print):
+    """Record an export of ``source`` (a finished run), kill it at every ``every``-th file
+    operation, rerun it, check the export directory."""
+    out = os.path.join(workdir, "export_record")
+    log_path = os.path.join(workdir, "export_record.strace")
+    shutil.rmtree(out, ignore_errors=True)
+    r = run(export_command(source, out), workdir,
+            prefix=("strace", "-f", "-qq", "--seccomp-bpf", "-o", log_path, "-e",
+                    "trace=" + ",".join(TRACED)))
+    if r.returncode != 0:
+        raise RuntimeError(f"the recording export failed:\n{r.stderr[-3000:]}")
+    ops = file_operations(parse_log(log_path), out)
+    chosen = list(enumerate(ops))[::every]
+    log(f"export: {len(ops)} file operations under the export directory; killing at {len(chosen)}")
+    results = []
+    for index, op in chosen:
+        target = os.path.join(workdir, f"export{index:03d}")
+        killed, k = kill_at(op, target, workdir, ops, cmd=export_command(source, target))
+        res = dict(index=index, op=op["what"], killed=killed, problems=[])
+        if killed != op["what"]:
+            res["problems"].append(f"the kill landed on {killed!r} (exit {k.returncode})")
+        else:
+            again = run(export_command(source, target), workdir)
+            if again.returncode != 0:
+                res["problems"].append(f"the rerun exited {again.returncode}: "
+                                       f"{again.stderr.strip()[-300:]}")
+            else:
+                res["problems"] += check_export(target, source)
+        results.append(res)
+        log(f"[e{index:2d}] {'ok  ' if not res['problems'] else 'FAIL'} {op['what'][:110]}"
+            + "".join(f"\n        {p}" for p in res["problems"]))
+    return results
+
+
+# ----------------------------------------------------------------------------------------
 # Corrupt inputs
 
 
@@ -578,10 +688,22 @@ def main(argv=None):
     p.add_argument("--every", type=int, default=4, help="without --full: every N-th kill point")
     p.add_argument("--jobs", type=int, default=2, help="kill points run in parallel")
     p.add_argument("--workdir", help="default: a temporary directory")
+    p.add_argument("--no-export", dest="export", action="store_false",
+                   help="leave out the export sweep")
+    p.add_argument("--export-only", metavar="RUN_DIR",
+                   help="only the export sweep, exporting this finished run")
     args = p.parse_args(argv)
     if not have_strace():
         raise SystemExit("faults.py needs strace")
     workdir = args.workdir or tempfile.mkdtemp(prefix="keras_resnet_faults_")
+    if args.export_only:
+        t0 = time.time()
+        warm_up(workdir)
+        exports = export_sweep(workdir, args.export_only, 1 if args.full else args.every)
+        survived = sum(not r["problems"] for r in exports)
+        print(f"\nexport kill points: {len(exports)} tried, {survived} survived "
+              f"({(time.time() - t0) / 60:.1f} min)")
+        return 0 if survived == len(exports) else 1
     t0 = time.time()
     reference, ops, kills = sweep(workdir, 1 if args.full else args.every, args.jobs)
     t_kills = time.time() - t0
@@ -608,14 +730,22 @@ def main(argv=None):
     for name, problems in bad:
         print(f"{'ok  ' if not problems else 'FAIL'} {name}" + "".join(f"\n        {p}" for p in problems))
     t_bad = time.time() - t2
+    t3, exports = time.time(), []
+    if args.export:
+        exports = export_sweep(workdir, reference, 1 if args.full else args.every)
+    t_export = time.time() - t3
     survived = sum(not r["problems"] for r in kills)
     print(f"\nkill points: {len(kills)} tried, {survived} survived ({t_kills / 60:.1f} min)")
     print(f"filesystem faults: {len(faults)} tried, {sum(not f['problems'] for f in faults)} "
           f"handled ({t_faults / 60:.1f} min)")
     print(f"bad inputs: {len(bad)} tried, {sum(not p for _, p in bad)} handled "
           f"({t_bad / 60:.1f} min)")
+    if args.export:
+        print(f"export kill points: {len(exports)} tried, "
+              f"{sum(not r['problems'] for r in exports)} survived ({t_export / 60:.1f} min)")
     print(f"total {(time.time() - t0) / 60:.1f} min, {args.jobs} jobs, workdir {workdir}")
-    ok = survived == len(kills) and all(not f["problems"] for f in faults) and all(not p for _, p in bad)
+    ok = (survived == len(kills) and all(not f["problems"] for f in faults)
+          and all(not p for _, p in bad) and all(not r["problems"] for r in exports))
     return 0 if ok else 1
 
 
