@@ -642,6 +642,77 @@ def _corrupt_data_cases(workdir):
     ]
 
 
+def impossible_inputs(workdir, reference):
+    """Inputs that cannot work, each of which must be refused with one line (exit 2) or
+    handled as documented. Returns ``[(name, problems)]``."""
+    sys.path.insert(0, ROOT)
+    from keras_resnet import data as kdata
+
+    cases = []
+    # more steps than the data holds: repeat the data (Keras's steps_per_epoch) or refuse
+    over = os.path.join(workdir, "steps_over")
+    shutil.rmtree(over, ignore_errors=True)
+    cases.append(("--steps-per-epoch larger than the data",
+                  [PYTHON, TRAIN, "--model", "resnet8", "--epochs", "2", "--batch-size", "32",
+                   "--steps-per-epoch", "60", "--run-dir", over, "--no-plot"],
+                  lambda r: [] if r.returncode == 0 else one_line_error(r, "--steps-per-epoch")))
+    # a class folder without images: refused naming it, or left out with a warning naming it
+    photos = os.path.join(workdir, "photos_empty_class")
+    shutil.rmtree(photos, ignore_errors=True)
+    kdata.sample_photo_folder(photos, per_class=8, size=16)
+    empty = os.path.join(photos, "zz_empty")
+    os.makedirs(empty)
+    cases.append(("an empty class folder",
+                  [PYTHON, TRAIN, "--dataset", "folder", "--data-dir", photos, "--model", "resnet8",
+                   "--image-size", "16", "--epochs", "1", "--batch-size", "4", "--no-plot",
+                   "--run-dir", os.path.join(workdir, "empty_class_run")],
+                  lambda r: (one_line_error(r, "zz_empty") if r.returncode != 0 else
+                             [] if "zz_empty" in r.stdout + r.stderr else
+                             ["exit 0 without a word about the empty class folder zz_empty"])))
+    # a .keras file alone (no run.json) exported without --dataset: exported, or refused
+    bare = os.path.join(workdir, "bare")
+    shutil.rmtree(bare, ignore_errors=True)
+    os.makedirs(bare)
+    shutil.copy(os.path.join(reference, "best.keras"), os.path.join(bare, "model.keras"))
+    cases.append(("a .keras file exported without run.json or --dataset",
+                  export_command(os.path.join(bare, "model.keras"), os.path.join(bare, "out")),
+                  lambda r: [] if r.returncode == 0 else one_line_error(r, "--dataset")))
+    # an export directory that cannot be written
+    blocker = os.path.join(workdir, "export_blocker")
+    with open(blocker, "w") as f:
+        f.write("a file\n")
+    cases.append(("export into a path below a file",
+                  export_command(reference, os.path.join(blocker, "out")),
+                  lambda r: one_line_error(r, blocker)))
+    # keras-resnet-convert given a .keras file that is not one
+    bad_model = os.path.join(workdir, "not_a_model.keras")
+    with open(bad_model, "wb") as f:
+        f.write(b"PK\x03\x04 truncated")
+    cases.append(("keras-resnet-convert on a truncated .keras",
+                  [PYTHON, "-c", "import sys; from keras_resnet.weights import main; "
+                   "sys.exit(main(sys.argv[1:]))", bad_model, os.path.join(workdir, "conv.keras")],
+                  lambda r: one_line_error(r, bad_model) + (
+                      ["says 'not found' for a file that exists"]
+                      if "not found" in r.stderr.lower() else [])))
+    results = _run_all(cases, workdir)
+    # an absurd --epochs must start training (or be refused) at once, not hang building
+    # the input pipeline: give it what a normal start takes
+    absurd = subprocess.Popen([PYTHON, TRAIN, "--model", "resnet8", "--epochs", str(10 ** 12),
+                               "--run-dir", os.path.join(workdir, "absurd"), "--no-plot"],
+                              cwd=workdir, env=env(workdir), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = absurd.communicate(timeout=300)
+        problems = [] if absurd.returncode == 2 and "Traceback" not in err else [
+            f"exit {absurd.returncode}: {err.strip()[-200:]}"]
+    except subprocess.TimeoutExpired:
+        absurd.kill()
+        out, _ = absurd.communicate()
+        problems = [] if "Epoch 1/" in out else ["--epochs 10**12: no epoch started in 300 s"]
+    results.append(("--epochs 10**12", problems))
+    return results
+
+
 # ----------------------------------------------------------------------------------------
 # The sweep
 
@@ -727,6 +798,8 @@ def main(argv=None):
     t_faults = time.time() - t1
     t2 = time.time()
     bad = corrupt_inputs(workdir, reference, full=args.full)
+    if args.full:
+        bad += impossible_inputs(workdir, reference)
     for name, problems in bad:
         print(f"{'ok  ' if not problems else 'FAIL'} {name}" + "".join(f"\n        {p}" for p in problems))
     t_bad = time.time() - t2
