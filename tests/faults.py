@@ -159,10 +159,37 @@ def record(workdir, name="record"):
                     "trace=" + ",".join(TRACED)))
     if r.returncode != 0:
         raise RuntimeError(f"the recording run failed:\n{r.stderr[-3000:]}")
-    return run_dir, file_operations(parse_log(log), run_dir)
+    return run_dir, steady_kill_points(parse_log(log), run_dir)
 
 
-def kill_at(op, run_dir, workdir, ops=None, cmd=None, tries=4):
+def steady_kill_points(calls, run_dir):
+    """:func:`file_operations`, each with where to kill it (``kill``): a thread's count of
+    ``openat`` calls can differ by one between runs (threads' timing), so an ``openat`` is
+    killed, where possible, at the call just before it instead: a ``mkdir`` of the existing
+    parent (keras_resnet's atomic write makes sure of it), which changes nothing, and whose
+    count is the same in every run."""
+    ops = file_operations(calls, run_dir)
+    position = {id(c): i for i, c in enumerate(calls)}
+    by_key = {(c["tid"], c["call"], c["nth"]): c for c in calls}
+    changing = {(o["tid"], o["call"], o["nth"]) for o in ops}
+    for op in ops:
+        op["kill"] = dict(call=op["call"], nth=op["nth"], what=op["what"])
+        if op["call"] != "openat":
+            continue
+        i = position[id(by_key[(op["tid"], op["call"], op["nth"])])]
+        for c in reversed(calls[:i]):
+            if c["tid"] != op["tid"]:
+                continue
+            if (c["tid"], c["call"], c["nth"]) in changing:
+                break
+            if c["call"] == "mkdir" and (c["result"] or "").startswith("-1 EEXIST") and \
+                    str(run_dir) in c["args"]:
+                op["kill"] = dict(call="mkdir", nth=c["nth"], what=describe(c, run_dir))
+                break
+    return ops
+
+
+def kill_at(op, run_dir, workdir, ops=None, cmd=None, tries=6):
     """Run the command and SIGKILL it as ``op`` (from :func:`record`) starts. Returns
     (what the kill landed on, as :func:`describe` writes it, or None when the run ended
     without being killed; the CompletedProcess).
@@ -172,19 +199,24 @@ def kill_at(op, run_dir, workdir, ops=None, cmd=None, tries=4):
     lands elsewhere, the count is realigned on the last operation of ``ops`` that the killed
     run did perform, and the run repeated."""
     log = os.path.join(workdir, os.path.basename(run_dir) + ".kill.strace")
-    when, killed, r = op["nth"], None, None
+    target = op.get("kill", op)
+    if target["call"] != op["call"]:  # a steady stand-in: no realignment needed
+        ops = None
+    when, killed, r = target["nth"], None, None
     same = [o for o in (ops or []) if o["call"] == op["call"]]
     for _ in range(tries):
         shutil.rmtree(run_dir, ignore_errors=True)
         r = run(cmd or train_command(run_dir), workdir,
-                prefix=("strace", "-f", "-qq", "-o", log, "-e", f"trace={op['call']}",
-                        "-e", f"inject={op['call']}:signal=KILL:when={when}"))
+                prefix=("strace", "-f", "-qq", "-o", log, "-e", f"trace={target['call']}",
+                        "-e", f"inject={target['call']}:signal=KILL:when={when}"))
         if r.returncode not in (-9, 137):
             return None, r
         calls = parse_log(log)
         hit = [c for c in calls if c["nth"] == when and c["result"] is None]
         killed = describe(hit[0], run_dir) if hit else None
-        if killed == op["what"] or not same or not hit:
+        if killed == target["what"]:
+            return op["what"], r  # the operation itself, or the steady call just before it
+        if not same or not hit:
             return killed, r
         done = [c for c in file_operations(calls, run_dir) if c["tid"] == hit[0]["tid"]]
         k = len(done)
@@ -522,7 +554,7 @@ def export_sweep(workdir, source, every=1, log=print):
                     "trace=" + ",".join(TRACED)))
     if r.returncode != 0:
         raise RuntimeError(f"the recording export failed:\n{r.stderr[-3000:]}")
-    ops = file_operations(parse_log(log_path), out)
+    ops = steady_kill_points(parse_log(log_path), out)
     chosen = list(enumerate(ops))[::every]
     log(f"export: {len(ops)} file operations under the export directory; killing at {len(chosen)}")
     results = []
