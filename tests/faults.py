@@ -589,16 +589,18 @@ def truncate(path):
         f.write(data[: len(data) // 2])
 
 
-def _run_all(cases, workdir):
-    """Run ``(name, cmd, check)`` cases in parallel; returns ``[(name, problems)]``."""
-    procs = [(name, subprocess.Popen(cmd, cwd=workdir, env=env(workdir), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True), check)
-             for name, cmd, check in cases]
-    results = []
-    for name, p, check in procs:
-        out, err = p.communicate(timeout=900)
-        results.append((name, check(subprocess.CompletedProcess(p.args, p.returncode, out, err))))
-    return results
+def _run_all(cases, workdir, jobs=4):
+    """Run ``(name, cmd, check)`` cases, ``jobs`` at a time; returns ``[(name, problems)]``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(case):
+        name, cmd, check = case
+        r = subprocess.run(cmd, cwd=workdir, env=env(workdir), capture_output=True, text=True,
+                           timeout=900)
+        return name, check(r)
+
+    with ThreadPoolExecutor(jobs) as pool:
+        return list(pool.map(one, cases))
 
 
 def _error_or_intact(path, run_dir, reference, models):
@@ -733,14 +735,25 @@ def impossible_inputs(workdir, reference):
                                "--run-dir", os.path.join(workdir, "absurd"), "--no-plot"],
                               cwd=workdir, env=env(workdir), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = absurd.communicate(timeout=300)
-        problems = [] if absurd.returncode == 2 and "Traceback" not in err else [
-            f"exit {absurd.returncode}: {err.strip()[-200:]}"]
-    except subprocess.TimeoutExpired:
-        absurd.kill()
-        out, _ = absurd.communicate()
-        problems = [] if "Epoch 1/" in out else ["--epochs 10**12: no epoch started in 300 s"]
+    import threading
+
+    timer = threading.Timer(300, absurd.kill)
+    timer.start()
+    started = False
+    for line in absurd.stdout:  # stopped as soon as the first epoch starts
+        if line.startswith("Epoch 1/"):
+            started = True
+            absurd.kill()
+            break
+    timer.cancel()
+    _, err = absurd.communicate()
+    if started:
+        problems = []
+    elif absurd.returncode == 2 and "Traceback" not in err:
+        problems = []  # refused in one line
+    else:
+        problems = [f"--epochs 10**12: no epoch started within 300 s and no one-line refusal "
+                    f"(exit {absurd.returncode}: {err.strip()[-200:]})"]
     results.append(("--epochs 10**12", problems))
     return results
 
