@@ -32,14 +32,19 @@ def recording(tmp_path_factory):
     return str(shared), data["reference"], data["ops"]
 
 
-def _last(ops, call, target):
-    """The last operation of ``call`` (rename, openat, ...) on a path naming ``target``."""
-    return [op for op in ops if op["call"].startswith(call) and target in op["what"]][-1]
+def _last(ops, call, *targets):
+    """The last operation of ``call`` (rename, openat, ...) on a path naming the first of
+    ``targets`` that any operation names (the checkpoint's files are named by its format)."""
+    for target in targets:
+        found = [op for op in ops if op["call"].startswith(call) and target in op["what"]]
+        if found:
+            return found[-1]
+    raise AssertionError(f"no {call} of {targets} among the recorded operations")
 
 
 POINTS = {
     # a checkpoint's temporary half-written in the last epoch: resumed from the epoch before
-    "checkpoint temporary, last epoch": ("openat", ".checkpoint"),
+    "checkpoint temporary, last epoch": ("openat", ".checkpoint", "ckpt", "checkpoint"),
     # the final run.json about to replace the "running" one
     "rename onto run.json, at the finish": ("rename", "run.json\")"),
     # the last epoch committed, last.keras not yet replaced
