@@ -1,7 +1,9 @@
-"""What every keras_resnet command line shares: help text, list flags, quiet TensorFlow."""
+"""What every keras_resnet command line shares: help text, list and number flags, quiet
+TensorFlow, one-line errors."""
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 
@@ -36,6 +38,77 @@ def list_of(kind=str):
 
     parse.__name__ = f"list of {kind.__name__}"
     return parse
+
+
+def number(kind=int, low=None, high=None, *, low_open=False, high_open=False):
+    """An argparse ``type`` for a finite ``kind`` (int or float) in a range: ``low``/``high``
+    are inclusive unless ``low_open``/``high_open``. A value out of range is refused at
+    parse time with the range in the message, never clamped or replaced by a default."""
+    noun = "an integer" if kind is int else "a number"
+    if low is not None and high is not None:
+        wanted = (f"{noun} in {'(' if low_open else '['}{low}, {high}"
+                  f"{')' if high_open else ']'}")
+    elif low is not None:
+        wanted = f"{noun} {'>' if low_open else '>='} {low}"
+    else:
+        wanted = noun
+
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid value {text!r}; expected {wanted}") from None
+        if (not math.isfinite(value) or (low is not None and (value < low or (low_open and value == low)))
+                or (high is not None and (value > high or (high_open and value == high)))):
+            raise argparse.ArgumentTypeError(f"{text} is not accepted; expected {wanted}")
+        return value
+
+    parse.__name__ = wanted
+    return parse
+
+
+def given_flags(parser, argv):
+    """The ``dest`` of every option that ``argv`` names explicitly (``--flag``,
+    ``--flag=value``, ``--no-flag``), whatever its value; positional values are skipped."""
+    by_option = {o: a.dest for a in parser._actions for o in a.option_strings}
+    given = set()
+    for token in argv:
+        if token == "--":
+            break
+        if token.startswith("--"):
+            dest = by_option.get(token.split("=", 1)[0])
+            if dest is not None:
+                given.add(dest)
+    return given
+
+
+def flag_error(prog, message):
+    """Print ``prog: error: message`` (one line) to stderr; returns exit status 2."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
+
+
+@contextlib.contextmanager
+def exit_on_os_error(prog):
+    """Around a command's work: an operating-system error that reaches it (a full disk, a
+    read-only filesystem, no permission, a file where a directory should be, ...) ends the
+    command with one line naming the path and what to do, and exit status 2, instead of a
+    traceback. Used by every keras_resnet command line::
+
+        with exit_on_os_error(prog):
+            ...
+    """
+    from .files import FileWriteError, describe_os_error
+
+    try:
+        yield
+    except FileWriteError as e:
+        raise SystemExit(flag_error(prog, e)) from None
+    except OSError as e:
+        path = e.filename if e.filename is not None else "a file"
+        if e.filename2 is not None:
+            path = f"{path} -> {e.filename2}"
+        raise SystemExit(flag_error(prog, describe_os_error(e, path, "use"))) from None
 
 
 def flatten(lists):

@@ -28,6 +28,7 @@ _ADVICE = {
     errno.EPERM: "operation not permitted; choose a location you can write to",
     errno.ENOTDIR: "a path component is a file, not a directory; choose another location",
     errno.EISDIR: "the path is a directory; name a file",
+    errno.EEXIST: "a file stands where a directory is needed; remove it or choose another location",
     errno.ENAMETOOLONG: "the file name is too long",
 }
 
@@ -94,6 +95,16 @@ def is_temporary(name):
     return name.startswith(".") and TMP_MARK in name
 
 
+def _remove_own_temporaries(parent, base):
+    """Temporaries of ``base`` that an earlier, killed write left in ``parent`` (in
+    directories that no caller sweeps with :func:`remove_stale_temporaries`, such as an
+    export's per-format subdirectories)."""
+    prefix = f".{base}{TMP_MARK}"
+    for name in os.listdir(parent):
+        if name.startswith(prefix):
+            remove(os.path.join(parent, name))
+
+
 @contextlib.contextmanager
 def atomic_path(path, *, directory=False, suffix=""):
     """Yield a temporary sibling of ``path`` to write; on success it replaces ``path``.
@@ -101,7 +112,8 @@ def atomic_path(path, *, directory=False, suffix=""):
     ``suffix`` keeps an extension some writers insist on (Keras wants ``.keras``). With
     ``directory=True`` the temporary does not exist yet: the writer creates it. When the
     body raises, or the writer produced nothing, the temporary is removed and ``path`` is
-    left as it was. OS errors come out as :class:`FileWriteError`.
+    left as it was. OS errors come out as :class:`FileWriteError`. Temporaries of ``path``
+    left by an earlier write that was killed are removed first.
     """
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
@@ -111,6 +123,7 @@ def atomic_path(path, *, directory=False, suffix=""):
             os.makedirs(parent, exist_ok=True)
         except FileExistsError:  # a file stands where a directory is needed
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), parent) from None
+        _remove_own_temporaries(parent, base)
         if directory:
             tmp = tempfile.mkdtemp(prefix=f".{base}{TMP_MARK}", suffix=suffix, dir=parent)
             os.rmdir(tmp)

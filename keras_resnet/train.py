@@ -14,7 +14,20 @@ Installed as ``keras-resnet-train`` and ``python -m keras_resnet.train``; the re
 import argparse
 import sys
 
-from .cli_util import HelpFormatter, check_distribution, flatten, list_of, quiet_tensorflow_logs
+from .cli_util import (HelpFormatter, check_distribution, exit_on_os_error, flag_error, flatten,
+                       given_flags, list_of, number, quiet_tensorflow_logs)
+
+# Which datasets each dataset flag means something for (others would silently ignore it).
+DATASET_FLAGS = {
+    "data_dir": ("folder", "tfrecord", "tfds"),
+    "image_size": ("folder", "tfrecord", "tfds", "synthetic"),
+    "num_classes": ("tfrecord", "synthetic"),
+    "label_offset": ("tfrecord",),
+    "on_corrupt": ("folder", "tfrecord"),
+}
+# The flags --evaluate reads; any other is refused with it rather than ignored.
+EVALUATE_FLAGS = {"evaluate", "dataset", "data_dir", "image_size", "num_classes", "label_offset",
+                  "on_corrupt", "download", "quiet", "verbose"}
 
 
 def _parser(prog="train.py"):
@@ -42,8 +55,8 @@ def _parser(prog="train.py"):
                    "(default: digits; with --evaluate: the run's)")
     d.add_argument("--data-dir", help="folder: <dir>/<class>/<image> (or <dir>/{train,test}/...); "
                    "tfrecord: directory with train-* and validation-* files; tfds: data_dir")
-    d.add_argument("--image-size", type=int, help="model input size for folder/tfrecord/tfds/synthetic")
-    d.add_argument("--num-classes", type=int, help="classes (tfrecord, synthetic)")
+    d.add_argument("--image-size", type=number(int, 8, 4096), help="model input size for folder/tfrecord/tfds/synthetic")
+    d.add_argument("--num-classes", type=number(int, 2), help="classes (tfrecord, synthetic)")
     d.add_argument("--label-offset", type=int,
                    help="added to TFRecord labels (-1 for 1-based ImageNet TFRecords; default: 0)")
     d.add_argument("--on-corrupt", choices=("fail", "skip"),
@@ -55,7 +68,7 @@ def _parser(prog="train.py"):
     d.add_argument("--augment", choices=kdata.AUGMENTATIONS,
                    help="augmentation preset (cifar: pad 4 + random crop + flip; imagenet: "
                    "random resized crop + flip, center crop for eval; shift: pad 1 + random crop)")
-    d.add_argument("--val-split", type=float, default=0.0, metavar="FRACTION",
+    d.add_argument("--val-split", type=number(float, 0, 1, high_open=True), default=0.0, metavar="FRACTION",
                    help="hold out this fraction of the training split (stratified; every k-th "
                    "record for files) as a validation split that chooses best.keras; 0: best.keras "
                    "is chosen on the test split")
@@ -69,27 +82,29 @@ def _parser(prog="train.py"):
                    help="start from a saved model (a run directory's last.keras, or a .keras "
                    "file) and fine-tune it; when --model is deeper, the model is deepened first "
                    "(keras_resnet.deepen: inserted blocks start as the identity)")
-    r.add_argument("--epochs", type=int, help="training epochs (default: the preset's)")
-    r.add_argument("--iterations", type=int, help="total steps (instead of --epochs)")
-    r.add_argument("--steps-per-epoch", type=int, help="default: one pass over the training split")
-    r.add_argument("--batch-size", type=int, help="per replica (global = this x replicas)")
-    r.add_argument("--lr", type=float, help="learning rate for one replica's batch (scaled x replicas)")
+    r.add_argument("--epochs", type=number(int, 1), help="training epochs (default: the preset's)")
+    r.add_argument("--iterations", type=number(int, 1), help="total steps (instead of --epochs)")
+    r.add_argument("--steps-per-epoch", type=number(int, 1), help="default: one pass over the training split")
+    r.add_argument("--batch-size", type=number(int, 1), help="per replica (global = this x replicas)")
+    r.add_argument("--lr", type=number(float, 0, low_open=True), help="learning rate for one replica's batch (scaled x replicas)")
     r.add_argument("--optimizer", choices=kt.OPTIMIZERS,
                    help="sgd (momentum, L2 weight decay) or adamw (decoupled weight decay); "
                    "default: the preset's")
-    r.add_argument("--momentum", type=float, help="SGD momentum (default: the preset's)")
+    r.add_argument("--momentum", type=number(float, 0, 1, high_open=True), help="SGD momentum (default: the preset's)")
     r.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
                    help="Nesterov momentum for SGD (default: the preset's)")
-    r.add_argument("--weight-decay", type=float,
+    r.add_argument("--weight-decay", type=number(float, 0),
                    help="on conv/dense kernels only (not BN parameters or biases); SGD: L2 "
                    "term in the loss, AdamW: decoupled")
     r.add_argument("--schedule", choices=kt.SCHEDULES,
                    help="learning-rate schedule after warmup (default: the preset's)")
-    r.add_argument("--step-boundaries", type=list_of(float), nargs="+", metavar="FRACTION",
+    r.add_argument("--step-boundaries", type=list_of(number(float, 0, 1, low_open=True, high_open=True)),
+                   nargs="+",
+                   metavar="FRACTION",
                    help="step schedule: fractions of training where lr /= 10, e.g. 0.5,0.75 or 0.5 0.75")
-    r.add_argument("--warmup-epochs", type=float, help="linear learning-rate warmup")
-    r.add_argument("--label-smoothing", type=float, help="label smoothing factor in [0, 1)")
-    r.add_argument("--seed", type=int, default=0, help="seed of weights, data order and augmentation")
+    r.add_argument("--warmup-epochs", type=number(float, 0), help="linear learning-rate warmup")
+    r.add_argument("--label-smoothing", type=number(float, 0, 1, high_open=True), help="label smoothing factor in [0, 1)")
+    r.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0, help="seed of weights, data order and augmentation")
     r.add_argument("--deterministic", action="store_true",
                    help="deterministic TensorFlow ops and input order (the data order is always "
                    "seeded; without this flag parallel decoding of files may deliver "
@@ -98,7 +113,7 @@ def _parser(prog="train.py"):
     s.add_argument("--strategy", choices=kt.STRATEGIES, default="auto",
                    help="auto: multi_worker when TF_CONFIG names several tasks, mirrored when "
                    "more than one GPU is visible, else one_device")
-    s.add_argument("--cpu-replicas", type=int,
+    s.add_argument("--cpu-replicas", type=number(int, 1),
                    help="split the CPU into N logical devices (MirroredStrategy without GPUs)")
     s.add_argument("--sync-bn", action="store_true",
                    help="synchronized BatchNormalization (global-batch statistics); without it "
@@ -106,11 +121,11 @@ def _parser(prog="train.py"):
     s.add_argument("--precision", choices=kt.PRECISIONS, default="float32",
                    help="mixed_float16 uses dynamic loss scaling")
     s.add_argument("--jit", action="store_true", help="XLA-compile the forward/backward pass")
-    s.add_argument("--steps-per-execution", type=int, default=16,
+    s.add_argument("--steps-per-execution", type=number(int, 1), default=16,
                    help="training steps per tf.function call")
     o = p.add_argument_group("output")
     o.add_argument("--run-dir", help="default: runs/<dataset>_<model>")
-    o.add_argument("--checkpoint-steps", type=int,
+    o.add_argument("--checkpoint-steps", type=number(int, 1),
                    help="also checkpoint every N steps inside an epoch (default: every epoch)")
     o.add_argument("--overwrite", action="store_true", help="start the run directory afresh")
     o.add_argument("--include-preprocessing", action=argparse.BooleanOptionalAction, default=None,
@@ -134,32 +149,93 @@ def _parser(prog="train.py"):
     return p
 
 
+def _check_flags(args, given):
+    """Flags that parse but cannot mean anything together: one line naming the flag and
+    what is accepted, or None."""
+    if args.evaluate:
+        extra = sorted(given - EVALUATE_FLAGS)
+        if extra:
+            return (f"{_flag(extra[0])} does not apply to --evaluate, which only evaluates a "
+                    f"saved model; accepted with it: "
+                    + " ".join(_flag(d) for d in sorted(EVALUATE_FLAGS - {'evaluate'})))
+    if args.dataset is not None or not args.evaluate:
+        name = args.dataset or "digits"
+        kind = "tfds" if name.startswith("tfds:") else name
+        for dest, kinds in DATASET_FLAGS.items():
+            if dest in given and kind not in kinds:
+                return (f"{_flag(dest)} does not apply to --dataset {name}; it is used by "
+                        f"--dataset {' / '.join(kinds)}")
+    if args.epochs is not None and args.iterations is not None:
+        return "--epochs and --iterations both set the length of training; give one of them"
+    if args.warmup_epochs and args.epochs is not None and args.warmup_epochs > args.epochs:
+        return (f"--warmup-epochs {args.warmup_epochs:g} is longer than --epochs {args.epochs}; "
+                "expected at most the number of epochs")
+    if args.step_boundaries is not None:
+        b = list(args.step_boundaries)
+        if b != sorted(set(b)):
+            return (f"--step-boundaries {','.join(f'{x:g}' for x in b)}: expected increasing "
+                    "fractions of training, each once")
+        if args.schedule is not None and args.schedule != "step":
+            return f"--step-boundaries applies to --schedule step, not --schedule {args.schedule}"
+    if args.optimizer == "adamw":
+        for dest in ("momentum", "nesterov"):
+            if dest in given:
+                return f"{_flag(dest)} applies to --optimizer sgd, not adamw"
+    return None
+
+
+def _flag(dest):
+    return "--" + dest.replace("_", "-")
+
+
+def _check_keras_file(path):
+    """An --evaluate or --init-from model that exists but is not a .keras archive: one line
+    saying so (rather than Keras's "file not found")."""
+    import os
+    import zipfile
+
+    if os.path.isdir(path):
+        for name in ("best.keras", "last.keras"):
+            if os.path.isfile(os.path.join(path, name)):
+                path = os.path.join(path, name)
+                break
+    if os.path.isfile(path) and not zipfile.is_zipfile(path):
+        return (f"{path} is not a valid .keras file (not a zip archive: truncated, corrupt or "
+                "another format); pass a model saved by Keras 3 or a training run directory")
+    return None
+
+
 def main(argv=None, prog="keras-resnet-train"):
     check_distribution()
     parser = _parser(prog)
     args = parser.parse_args(argv)
     if args.step_boundaries is not None:
         args.step_boundaries = tuple(flatten(args.step_boundaries))
+    problem = _check_flags(args, given_flags(parser, sys.argv[1:] if argv is None else argv))
+    for source in (args.evaluate, args.init_from):
+        if source and problem is None:
+            problem = _check_keras_file(source)
+    if problem:
+        return flag_error(prog, problem)
     quiet_tensorflow_logs(args.verbose)
     from . import data as kdata
-    from . import files
     from . import training as kt
 
-    try:
-        if args.evaluate:
-            kt.evaluate(args.evaluate, args.dataset, data_dir=args.data_dir,
-                        image_size=args.image_size, num_classes=args.num_classes,
-                        on_corrupt=args.on_corrupt, download=args.download or None,
-                        label_offset=args.label_offset)
-            return 0
-        fields = {f for f in kt.TrainConfig.__dataclass_fields__}
-        # Flags left unset take TrainConfig's defaults (the preset's, where it has one).
-        values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-        values["verbose"] = 0 if args.quiet else 1
-        result = kt.train(kt.TrainConfig(**values))
-    except (ValueError, kdata.DataError, kt.TrainingError, files.FileWriteError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+    with exit_on_os_error(prog):
+        try:
+            if args.evaluate:
+                kt.evaluate(args.evaluate, args.dataset, data_dir=args.data_dir,
+                            image_size=args.image_size, num_classes=args.num_classes,
+                            on_corrupt=args.on_corrupt, download=args.download or None,
+                            label_offset=args.label_offset)
+                return 0
+            fields = {f for f in kt.TrainConfig.__dataclass_fields__}
+            # Flags left unset take TrainConfig's defaults (the preset's, where it has one).
+            values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+            values["verbose"] = 0 if args.quiet else 1
+            result = kt.train(kt.TrainConfig(**values))
+        except (ValueError, kdata.DataError, kt.TrainingError) as e:
+            return flag_error(prog, e)
     if args.export:
         from .export import cli as export_cli
 

@@ -99,3 +99,78 @@ def test_training_curves_have_whole_epoch_ticks():
             assert ticks and all(float(t).is_integer() for t in ticks), ticks
     finally:
         plt.close(fig)
+
+
+@pytest.mark.parametrize("args, message", [
+    # ranges, checked when the flags are parsed: never clamped or replaced by a default
+    (["--epochs", "0"], "argument --epochs: 0 is not accepted; expected an integer >= 1"),
+    (["--iterations", "-5"], "argument --iterations: -5 is not accepted; expected an integer >= 1"),
+    (["--steps-per-epoch", "0"], "argument --steps-per-epoch: 0 is not accepted"),
+    (["--batch-size", "2.5"], "argument --batch-size: invalid value '2.5'; expected an integer >= 1"),
+    (["--dataset", "synthetic", "--image-size", "0"], "argument --image-size: 0 is not accepted; expected an integer in [8, 4096]"),
+    (["--dataset", "synthetic", "--num-classes", "1"], "argument --num-classes: 1 is not accepted; expected an integer >= 2"),
+    (["--lr", "0"], "argument --lr: 0 is not accepted; expected a number > 0"),
+    (["--lr", "inf"], "argument --lr: inf is not accepted"),
+    (["--momentum", "1"], "argument --momentum: 1 is not accepted; expected a number in [0, 1)"),
+    (["--weight-decay", "nan"], "argument --weight-decay: nan is not accepted; expected a number >= 0"),
+    (["--warmup-epochs", "-1"], "argument --warmup-epochs: -1 is not accepted"),
+    (["--label-smoothing", "1"], "argument --label-smoothing: 1 is not accepted; expected a number in [0, 1)"),
+    (["--val-split", "1"], "argument --val-split: 1 is not accepted; expected a number in [0, 1)"),
+    (["--step-boundaries", "0.5,1.5"], "argument --step-boundaries: 1.5 is not accepted; expected a number in (0, 1)"),
+    (["--seed", "-1"], "argument --seed: -1 is not accepted; expected an integer in [0, 4294967295]"),
+    (["--cpu-replicas", "0"], "argument --cpu-replicas: 0 is not accepted"),
+    (["--steps-per-execution", "0"], "argument --steps-per-execution: 0 is not accepted"),
+    (["--checkpoint-steps", "0"], "argument --checkpoint-steps: 0 is not accepted"),
+    # consistency: a flag the rest of the command would silently ignore or override
+    (["--num-classes", "3"], "--num-classes does not apply to --dataset digits; it is used by --dataset tfrecord / synthetic"),
+    (["--dataset", "cifar10", "--data-dir", "x"], "--data-dir does not apply to --dataset cifar10"),
+    (["--image-size", "32"], "--image-size does not apply to --dataset digits"),
+    (["--dataset", "folder", "--data-dir", "x", "--label-offset", "1"], "--label-offset does not apply to --dataset folder"),
+    (["--on-corrupt", "skip"], "--on-corrupt does not apply to --dataset digits"),
+    (["--epochs", "2", "--iterations", "100"], "--epochs and --iterations both set the length of training; give one of them"),
+    (["--epochs", "2", "--warmup-epochs", "3"], "--warmup-epochs 3 is longer than --epochs 2"),
+    (["--step-boundaries", "0.75", "0.5"], "--step-boundaries 0.75,0.5: expected increasing fractions"),
+    (["--schedule", "cosine", "--step-boundaries", "0.5"], "--step-boundaries applies to --schedule step, not --schedule cosine"),
+    (["--optimizer", "adamw", "--nesterov"], "--nesterov applies to --optimizer sgd, not adamw"),
+    (["--evaluate", "runs/x", "--epochs", "3"], "--epochs does not apply to --evaluate"),
+])
+def test_every_training_flag_is_checked_against_what_it_can_mean(args, message, capsys, tmp_path,
+                                                                   monkeypatch):
+    from keras_resnet.train import main
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        rc = main(args)
+    except SystemExit as e:  # argparse's own refusals
+        rc = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and message in err[-1], err
+    assert os.listdir(tmp_path) == []  # refused before anything is written
+
+
+def test_a_file_that_is_not_a_keras_archive_is_named_as_such(tmp_path, capsys):
+    from keras_resnet.train import main
+
+    bad = tmp_path / "model.keras"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    for flag in ("--evaluate", "--init-from"):
+        assert main([flag, str(bad)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert f"{bad} is not a valid .keras file" in err and "not found" not in err, err
+
+
+@pytest.mark.parametrize("make, advice", [
+    (lambda p: PermissionError(13, "Permission denied", str(p)), "permission denied"),
+    (lambda p: OSError(30, "Read-only file system", str(p)), "the filesystem is read-only"),
+    (lambda p: OSError(28, "No space left on device", str(p)), "no space left on the device"),
+])
+def test_os_errors_reaching_a_command_are_one_line_and_exit_2(make, advice, tmp_path, capsys):
+    """The wrapper every command runs its work in (keras_resnet.cli_util.exit_on_os_error)."""
+    from keras_resnet.cli_util import exit_on_os_error
+
+    with pytest.raises(SystemExit) as exit_:
+        with exit_on_os_error("prog"):
+            raise make(tmp_path / "out")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"prog: error: cannot use {tmp_path / 'out'}: {advice}")

@@ -57,3 +57,17 @@ def test_write_text_into_a_file_that_is_not_a_directory_is_one_line(tmp_path):
     (tmp_path / "f").write_text("a file")
     with pytest.raises(files.FileWriteError, match=r"^cannot write .*f/run.json: a path component is a file"):
         files.write_text(tmp_path / "f" / "run.json", "{}")
+
+
+def test_a_killed_writes_temporaries_go_with_the_next_write_of_the_same_path(tmp_path):
+    """A kill leaves ``.<name>.tmp-*`` (a file, or a directory a writer was filling) where
+    no caller sweeps (an export's per-format folders): the next write of that path removes
+    it, and leaves other names' temporaries alone."""
+    (tmp_path / ".1.tmp-k1ll3d").mkdir()
+    (tmp_path / ".1.tmp-k1ll3d" / "variables").mkdir()
+    (tmp_path / ".m.onnx.tmp-abc").write_bytes(b"half")
+    with files.atomic_path(tmp_path / "1", directory=True) as tmp:
+        os.makedirs(os.path.join(tmp, "variables"))
+    assert sorted(os.listdir(tmp_path)) == [".m.onnx.tmp-abc", "1"]
+    files.write_bytes(tmp_path / "m.onnx", b"whole")
+    assert sorted(os.listdir(tmp_path)) == ["1", "m.onnx"]

@@ -19,14 +19,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
     cases = [
         (["--strategy", "bogus"], "invalid choice: 'bogus'"),
-        (["--batch-size", "0"], "batch_size=0 is not supported"),
+        (["--batch-size", "0"], "argument --batch-size: 0 is not accepted; expected an integer >= 1"),
         (["--model", "resnet19"], "model='resnet19' is not supported"),
         (["--dataset", "cifar10"], "--download"),
         (["--dataset", "folder", "--data-dir", str(tmp_path / "nowhere")], "not a directory"),
-        (["--lr", "-1"], "lr=-1.0 is not supported"),
+        (["--lr", "-1"], "argument --lr: -1 is not accepted; expected a number > 0"),
         (["--evaluate", str(tmp_path / "missing.keras")], "does not exist"),
         (["--batch-size", "5000"], "larger than the training set"),
-        (["--val-split", "1.5"], "val_split=1.5 is not supported; expected a fraction"),
+        (["--val-split", "1.5"], "argument --val-split: 1.5 is not accepted; expected a number in [0, 1)"),
     ]
     procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args],
                               cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE,

@@ -1,0 +1,170 @@
+"""Fault injection at the size of the test suite (``tests/faults.py --full`` sweeps every
+point): a training run killed at chosen file operations and rerun, a full disk, a read-only
+or unwritable run directory, and truncated inputs. After each, the run directory must be
+resumable and what it holds must agree with itself and with an uninterrupted run."""
+
+import fcntl
+import json
+import os
+import shutil
+
+import pytest
+
+import faults
+
+pytestmark = pytest.mark.skipif(not faults.have_strace(), reason="needs strace (ptrace) to inject kills")
+
+
+@pytest.fixture(scope="session")
+def recording(tmp_path_factory):
+    """One uninterrupted run under strace: its run directory (the reference) and its file
+    operations. Shared by the pytest-xdist workers through a lock file, so it runs once."""
+    shared = tmp_path_factory.getbasetemp().parent / "faults_recording"
+    shared.mkdir(exist_ok=True)
+    with open(shared / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = shared / "ops.json"
+        if not done.exists():
+            faults.warm_up(str(shared))
+            reference, ops = faults.record(str(shared))
+            done.write_text(json.dumps(dict(reference=reference, ops=ops)))
+    data = json.loads(done.read_text())
+    return str(shared), data["reference"], data["ops"]
+
+
+def _last(ops, call, *targets):
+    """The last operation of ``call`` (rename, openat, ...) on a path naming the first of
+    ``targets`` that any operation names (the checkpoint's files are named by its format)."""
+    for target in targets:
+        found = [op for op in ops if op["call"].startswith(call) and target in op["what"]]
+        if found:
+            return found[-1]
+    raise AssertionError(f"no {call} of {targets} among the recorded operations")
+
+
+POINTS = {
+    # a checkpoint's temporary half-written in the last epoch: resumed from the epoch before
+    "checkpoint temporary, last epoch": ("openat", ".checkpoint", "ckpt", "checkpoint"),
+    # the final run.json about to replace the "running" one
+    "rename onto run.json, at the finish": ("rename", "run.json\")"),
+    # the last epoch committed, last.keras not yet replaced
+    "rename onto last.keras, last epoch": ("rename", "last.keras\")"),
+}
+
+
+@pytest.mark.parametrize("point", [
+    "checkpoint temporary, last epoch",
+    pytest.param("rename onto last.keras, last epoch", marks=pytest.mark.xfail(
+        strict=True, reason="keras_resnet.training: a rerun of a finished run keeps the "
+        "last.keras of the epoch before (train() writes last.keras at the end only when missing)")),
+])
+def test_a_kill_at_a_file_operation_leaves_a_run_that_resumes_to_the_same_model(recording, point):
+    workdir, reference, ops = recording
+    op = _last(ops, *POINTS[point])
+    result = faults.kill_point(op, ops.index(op), workdir, reference, ops=ops)
+    assert result["killed"] == op["what"]
+    assert result["problems"] == []
+
+
+def test_the_recording_sees_every_kind_of_file_operation(recording):
+    """What the sweep kills at: directory creation, temporaries of every output, renames."""
+    _, _, ops = recording
+    text = "\n".join(op["what"] for op in ops)
+    assert 'mkdir("RUN"' in text
+    for name in ("best.keras", "last.keras", "metrics.csv", "run.json", "curves.png"):
+        assert f'"RUN/.{name}.tmp-*' in text and f'"RUN/{name}")' in text, name
+    assert "checkpoint" in text
+
+
+needs_mount = pytest.mark.skipif(not faults.can_mount(), reason="mounting a tmpfs needs root")
+
+
+@needs_mount
+def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(recording):
+    workdir, reference, _ = recording
+    result = faults.disk_full("700k", workdir, reference)
+    assert result.get("note") is None, "the run fitted in 700k; the disk never filled"
+    assert result["problems"] == []
+
+
+@needs_mount
+@pytest.mark.xfail(strict=True, reason="keras_resnet.training writes best.keras before the "
+                   "epoch's checkpoint commits it: a full disk at the checkpoint leaves a "
+                   "best.keras of an epoch the run directory does not hold")
+def test_a_full_disk_leaves_no_model_of_an_uncommitted_epoch(recording):
+    workdir, _, _ = recording
+    with faults.tmpfs("700k") as where:
+        run_dir = os.path.join(where, "run")
+        r = faults.run(faults.train_command(run_dir), workdir)
+        assert r.returncode == 2
+        assert faults.uncommitted_models(run_dir) == []
+
+
+def test_unwritable_run_directories_are_one_line(recording, tmp_path):
+    """A run directory that is a file, inside a directory without write permission, or on a
+    read-only filesystem: one line naming it, exit status 2."""
+    workdir, reference, _ = recording
+    results = [faults.run_dir_is_a_file(str(tmp_path))]
+    if os.geteuid() == 0 and shutil.which("setpriv"):
+        results.append(faults.no_permission(str(tmp_path), reference))
+    if faults.can_mount():
+        results.append(faults.read_only(workdir, reference, resume=False))
+    assert [r for r in results if r["problems"]] == []
+
+
+def test_truncated_inputs_are_one_line_naming_the_file(recording):
+    workdir, reference, _ = recording
+    results = faults.corrupt_inputs(workdir, reference, full=False)
+    assert len(results) == 4
+    assert [(name, p) for name, p in results if p] == []
+
+
+def _exit_and_last_line(main, argv, capsys):
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    return rc, err[-1] if err else ""
+
+
+@pytest.mark.xfail(strict=True, reason="keras_resnet.weights: keras-resnet-convert reports "
+                   "Keras's 'File not found' for a .keras file that exists but is not a zip")
+def test_convert_names_a_file_that_is_not_a_keras_archive(tmp_path, capsys):
+    from keras_resnet.weights import main
+
+    bad = tmp_path / "model.keras"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    rc, err = _exit_and_last_line(main, [str(bad), str(tmp_path / "out.keras")], capsys)
+    assert rc == 2 and str(bad) in err and "not found" not in err.lower(), err
+
+
+@pytest.mark.xfail(strict=True, reason="keras_resnet.export.cli: an OS error while writing "
+                   "(here: --out below a file) ends in a traceback, not one line with exit 2 "
+                   "(keras_resnet.cli_util.exit_on_os_error)")
+def test_export_into_an_unwritable_place_is_one_line(recording, tmp_path, capsys):
+    from keras_resnet.export.cli import main
+
+    _, reference, _ = recording
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a directory\n")
+    rc, err = _exit_and_last_line(main, [reference, "--out", str(blocker / "out"), "--formats",
+                                         "savedmodel", "--quiet"], capsys)
+    assert rc == 2 and str(blocker) in err, err
+
+
+@pytest.mark.xfail(strict=True, reason="keras_resnet.data: an image folder's empty class "
+                   "folder becomes a class with no images, silently")
+def test_an_empty_class_folder_is_refused_or_left_out_with_a_warning(tmp_path):
+    from keras_resnet import data as kdata
+
+    kdata.sample_photo_folder(str(tmp_path / "photos"), per_class=4, size=16)
+    (tmp_path / "photos" / "zz_empty").mkdir()
+    said = []
+    try:
+        ds = kdata.get_dataset("folder", data_dir=str(tmp_path / "photos"), image_size=16,
+                               progress=said.append)
+    except kdata.DataError as e:
+        assert "zz_empty" in str(e)
+        return
+    assert "zz_empty" not in ds.class_names and any("zz_empty" in m for m in said), said
