@@ -3,7 +3,6 @@ point): a training run killed at chosen file operations and rerun, a full disk, 
 or unwritable run directory, and truncated inputs. After each, the run directory must be
 resumable and what it holds must agree with itself and with an uninterrupted run."""
 
-import fcntl
 import json
 import os
 import shutil
@@ -11,24 +10,25 @@ import shutil
 import pytest
 
 import faults
+from shared_fixture import shared_once
 
 pytestmark = pytest.mark.skipif(not faults.have_strace(), reason="needs strace (ptrace) to inject kills")
+
+
+def _record(directory):
+    faults.warm_up(str(directory))
+    reference, ops = faults.record(str(directory))
+    with open(os.path.join(directory, "ops.json"), "w") as f:
+        json.dump(dict(reference=reference, ops=ops), f)
 
 
 @pytest.fixture(scope="session")
 def recording(tmp_path_factory):
     """One uninterrupted run under strace: its run directory (the reference) and its file
-    operations. Shared by the pytest-xdist workers through a lock file, so it runs once."""
-    shared = tmp_path_factory.getbasetemp().parent / "faults_recording"
-    shared.mkdir(exist_ok=True)
-    with open(shared / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        done = shared / "ops.json"
-        if not done.exists():
-            faults.warm_up(str(shared))
-            reference, ops = faults.record(str(shared))
-            done.write_text(json.dumps(dict(reference=reference, ops=ops)))
-    data = json.loads(done.read_text())
+    operations. Built once per session across the pytest-xdist workers."""
+    shared = shared_once(tmp_path_factory, "faults_recording", _record)
+    with open(shared / "ops.json") as f:
+        data = json.load(f)
     return str(shared), data["reference"], data["ops"]
 
 
@@ -54,9 +54,7 @@ POINTS = {
 
 @pytest.mark.parametrize("point", [
     "checkpoint temporary, last epoch",
-    pytest.param("rename onto last.keras, last epoch", marks=pytest.mark.xfail(
-        strict=True, reason="keras_resnet.training: a rerun of a finished run keeps the "
-        "last.keras of the epoch before (train() writes last.keras at the end only when missing)")),
+    "rename onto last.keras, last epoch",
 ])
 def test_a_kill_at_a_file_operation_leaves_a_run_that_resumes_to_the_same_model(recording, point):
     workdir, reference, ops = recording
@@ -88,9 +86,6 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(recordi
 
 
 @needs_mount
-@pytest.mark.xfail(strict=True, reason="keras_resnet.training writes best.keras before the "
-                   "epoch's checkpoint commits it: a full disk at the checkpoint leaves a "
-                   "best.keras of an epoch the run directory does not hold")
 def test_a_full_disk_leaves_no_model_of_an_uncommitted_epoch(recording):
     workdir, _, _ = recording
     with faults.tmpfs("700k") as where:
@@ -128,8 +123,6 @@ def _exit_and_last_line(main, argv, capsys):
     return rc, err[-1] if err else ""
 
 
-@pytest.mark.xfail(strict=True, reason="keras_resnet.weights: keras-resnet-convert reports "
-                   "Keras's 'File not found' for a .keras file that exists but is not a zip")
 def test_convert_names_a_file_that_is_not_a_keras_archive(tmp_path, capsys):
     from keras_resnet.weights import main
 
@@ -139,9 +132,6 @@ def test_convert_names_a_file_that_is_not_a_keras_archive(tmp_path, capsys):
     assert rc == 2 and str(bad) in err and "not found" not in err.lower(), err
 
 
-@pytest.mark.xfail(strict=True, reason="keras_resnet.export.cli: an OS error while writing "
-                   "(here: --out below a file) ends in a traceback, not one line with exit 2 "
-                   "(keras_resnet.cli_util.exit_on_os_error)")
 def test_export_into_an_unwritable_place_is_one_line(recording, tmp_path, capsys):
     from keras_resnet.export.cli import main
 
@@ -153,8 +143,6 @@ def test_export_into_an_unwritable_place_is_one_line(recording, tmp_path, capsys
     assert rc == 2 and str(blocker) in err, err
 
 
-@pytest.mark.xfail(strict=True, reason="keras_resnet.data: an image folder's empty class "
-                   "folder becomes a class with no images, silently")
 def test_an_empty_class_folder_is_refused_or_left_out_with_a_warning(tmp_path):
     from keras_resnet import data as kdata
 
