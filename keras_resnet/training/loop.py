@@ -84,8 +84,8 @@ def make_eval_fn(model, jit=False, outputs="probabilities"):
 
 def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, decayed,
                      num_classes):
-    """``chunk(n)``: ``n`` training steps on batches from ``iterator`` in one ``tf.function``
-    call; returns the sums of the loss, correct predictions and examples over them.
+    """``chunk(n)``: ``n`` training steps on batches from ``iterator``; returns the sums of
+    the loss, correct predictions and examples over them (tensors).
 
     Weight decay on ``decayed`` is the paper's L2 term ``0.5 * wd * ||w||^2`` in the loss,
     applied as its gradient ``wd * w`` (the same update, without the squares and their
@@ -127,13 +127,19 @@ def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, de
         return loss_sum, correct, count
 
     @tf.function
+    def one_step():
+        out = strategy.run(step, args=(next(iterator),))
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, o, axis=None) for o in out]
+
     def chunk(n):
-        sums = (tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
-        for _ in tf.range(n):
-            out = strategy.run(step, args=(next(iterator),))
-            out = [strategy.reduce(tf.distribute.ReduceOp.SUM, o, axis=None) for o in out]
-            sums = tuple(a + b for a, b in zip(sums, out))
-        return sums
+        # One tf.function call per step, as Keras fit and train_on_batch run by default; the
+        # sums stay tensors, so the host waits only when the caller reads them. Measured on
+        # CPU: 16 steps in one call, in a tf.range loop or unrolled, were 20-30% slower per
+        # step (TensorFlow's graph optimisations reach less inside the bigger graph).
+        sums = one_step()
+        for _ in range(int(n) - 1):
+            sums = [a + b for a, b in zip(sums, one_step())]
+        return tuple(sums)
 
     return chunk
 

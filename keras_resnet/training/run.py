@@ -302,7 +302,7 @@ def _run(cfg, lock, on_epoch_end, strategy, chief, log, dataset, plan, settings,
             with named_data_errors(dataset, "train", state, seed=cfg.seed, epoch=epoch,
                                    shard=input_fn.shard, shuffle=True,
                                    start=max(0, step - cfg.steps_per_execution) * per_pipeline):
-                loss_sum, correct, count = (float(t) for t in train_chunk(tf.constant(n)))
+                loss_sum, correct, count = (float(t) for t in train_chunk(n))
             if not math.isfinite(loss_sum):
                 raise diverged(f"the loss became {loss_sum} in epoch {epoch + 1} (steps "
                                f"{step + 1}-{step + n})")
