@@ -12,6 +12,28 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def randomize_weights(model, rng, kernel_noise=0.0, bias_noise=0.0):
+    """Non-trivial weights for comparing two implementations: BatchNormalization's gamma,
+    beta *and* moving statistics drawn at random (their defaults 1/0/0/1 would hide a wrong
+    order), and N(0, kernel_noise) added to every other layer's kernel, N(0, bias_noise) to
+    its other arrays. Returns ``model``."""
+    import keras
+
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, var = weights
+            new = [rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
+                   rng.normal(0, 0.3, mean.shape), rng.uniform(0.5, 2.0, var.shape)]
+        else:
+            new = [weights[0] + rng.normal(0, kernel_noise, weights[0].shape)]
+            new += [w + rng.normal(0, bias_noise, w.shape) for w in weights[1:]]
+        layer.set_weights([np.asarray(w, "float32") for w in new])
+    return model
+
+
 def run_python(code, env=None, timeout=600, check=True, cwd=None):
     """Run ``code`` in a fresh Python process with the repository importable.
 

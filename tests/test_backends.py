@@ -9,7 +9,7 @@ import sys
 import textwrap
 
 import numpy as np
-from conftest import ROOT
+from conftest import ROOT, randomize_weights
 
 import keras
 import keras_resnet as kr
@@ -50,14 +50,6 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def _randomize_bn(model, rng):
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            g, b, m, v = layer.get_weights()
-            layer.set_weights([rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.2, b.shape),
-                               rng.normal(0, 0.3, m.shape), rng.uniform(0.5, 2, v.shape)])
-
-
 def test_tensorflow_files_compute_the_same_function_under_torch(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 1, (2, 32, 32, 3)).astype("float32")
@@ -66,7 +58,7 @@ def test_tensorflow_files_compute_the_same_function_under_torch(tmp_path):
     keras.utils.set_random_seed(0)
     for name, build in MODELS.items():
         model = build()
-        _randomize_bn(model, rng)
+        randomize_weights(model, rng)
         want[name] = np.asarray(model(x[:, :model.input_shape[1], :model.input_shape[2]], training=False))
         model.save(tmp_path / f"{name}.keras")
     env = dict(os.environ, KERAS_BACKEND="torch", PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")

@@ -5,23 +5,11 @@ import pytest
 
 import keras
 import keras_resnet as kr
-from conftest import trainable_params
+from conftest import randomize_weights, trainable_params
 
 
 def randomize(model, rng):
-    """Non-trivial weights: random kernels, and random BN gamma/beta *and* moving statistics."""
-    for layer in model.layers:
-        weights = layer.get_weights()
-        if not weights:
-            continue
-        if isinstance(layer, keras.layers.BatchNormalization):
-            gamma, beta, mean, var = weights
-            new = [rng.uniform(0.5, 1.5, gamma.shape), rng.normal(0, 0.2, beta.shape),
-                   rng.normal(0, 0.5, mean.shape), rng.uniform(0.5, 2.0, var.shape)]
-        else:
-            new = [w + rng.normal(0, 0.02, w.shape) for w in weights]
-        layer.set_weights([np.asarray(w, "float32") for w in new])
-    return model
+    return randomize_weights(model, rng, kernel_noise=0.02, bias_noise=0.02)
 
 
 def assert_same_function(source, deep, x):

@@ -13,27 +13,15 @@ import pytest
 import keras_resnet as kr
 from keras_resnet import weights as W
 
-from conftest import run_python
+from conftest import randomize_weights, run_python
 
 SIZE = 64  # keras.applications' minimum is 32; small inputs keep the tests fast
 ARCHS = ["ResNet50", "ResNet101", "ResNet152", "ResNet50V2", "ResNet101V2", "ResNet152V2"]
 
 
 def randomize(model, seed=0):
-    """Random weights everywhere: biases and BN statistics too (their defaults are 0/1)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        ws = layer.get_weights()
-        if not ws:
-            continue
-        if isinstance(layer, keras.layers.BatchNormalization):
-            g, b, m, v = ws
-            ws = [rng.uniform(0.5, 1.5, g.shape), rng.normal(0, 0.2, b.shape),
-                  rng.normal(0, 0.2, m.shape), rng.uniform(0.5, 1.5, v.shape)]
-        else:
-            ws = [ws[0]] + [rng.normal(0, 0.1, w.shape) for w in ws[1:]]
-        layer.set_weights([w.astype("float32") for w in ws])
-    return model
+    """Random biases and BN statistics too (their defaults are 0/1); kernels as initialized."""
+    return randomize_weights(model, np.random.default_rng(seed), bias_noise=0.1)
 
 
 def app_model(arch, **kwargs):

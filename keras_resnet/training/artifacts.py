@@ -78,28 +78,20 @@ def curves_figure(history):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r["epoch"] for r in history]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(epochs, [r["loss"] for r in history], label="train")
-    if "val_loss" in history[0]:
-        ax1.plot(epochs, [r["val_loss"] for r in history], label="validation")
-    ax1.plot(epochs, [r["test_loss"] for r in history], label="test")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("loss")
-    ax1.set_yscale("log")
-    ax1.legend()
-    ax2.plot(epochs, [r["accuracy"] for r in history], label="train")
-    if "val_accuracy" in history[0]:
-        ax2.plot(epochs, [r["val_accuracy"] for r in history], label="validation")
-    ax2.plot(epochs, [r["test_accuracy"] for r in history], label="test")
-    ax2.set_xlabel("epoch")
-    ax2.set_ylabel("accuracy")
-    ax2.legend()
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in (ax1, ax2):
+    for ax, metric in ((ax1, "loss"), (ax2, "accuracy")):
+        ax.plot(epochs, [r[metric] for r in history], label="train")
+        if f"val_{metric}" in history[0]:
+            ax.plot(epochs, [r[f"val_{metric}"] for r in history], label="validation")
+        ax.plot(epochs, [r[f"test_{metric}"] for r in history], label="test")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.legend()
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    ax1.set_yscale("log")
     fig.tight_layout()
     return fig
 
