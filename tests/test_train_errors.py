@@ -194,3 +194,17 @@ def test_a_corrupt_checkpoint_is_named_with_the_way_out(tmp_path):
     assert r.returncode == 2 and "Traceback" not in r.stderr
     err = r.stderr.strip().splitlines()[-1]
     assert f"the checkpoint {run_dir / 'checkpoint' / 'checkpoint'} is unreadable" in err, err
+
+
+def test_a_run_directory_of_the_earlier_checkpoint_format_is_refused_not_restarted(tmp_path):
+    """An earlier keras_resnet kept training state in checkpoint.npz; this one cannot resume
+    it, so a rerun says so instead of silently training that run again from epoch 1."""
+    run_dir = tmp_path / "old"
+    run_dir.mkdir()
+    (run_dir / "checkpoint.npz").write_bytes(b"PK\x05\x06" + bytes(18))
+    (run_dir / "last.keras").write_bytes(b"an earlier run's model")
+    r = run_train(["--epochs", "1", "--run-dir", str(run_dir)], tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines()[-1].endswith(
+        "cannot resume; pass --overwrite to start the run again, or use another --run-dir"), r.stderr
+    assert (run_dir / "last.keras").read_bytes() == b"an earlier run's model"

@@ -136,6 +136,7 @@ def write_run_json(run_dir, dataset, cfg, facts, history, best, status, test_acc
 
 
 def remove_derived(run_dir):
-    """Remove the checkpoint's derived files (``--overwrite``)."""
-    for name in DERIVED:
+    """Remove the checkpoint's derived files (``--overwrite``), and the training state of
+    keras_resnet before 2026.11 (``checkpoint.npz``), which this version cannot resume."""
+    for name in DERIVED + ("checkpoint.npz",):
         files.remove(os.path.join(run_dir, name))

@@ -174,6 +174,11 @@ def _train(cfg, lock, on_epoch_end):
     if chief and os.path.isdir(run_dir):
         lock.acquire(run_dir)
     resume = None if cfg.overwrite else checkpoints.latest(run_dir)
+    if resume is None and not cfg.overwrite and os.path.exists(os.path.join(run_dir, "checkpoint.npz")):
+        raise TrainingError(
+            f"{run_dir} holds checkpoint.npz, the training state of keras_resnet before "
+            "2026.11 (now kept in checkpoint/), which this version cannot resume; pass "
+            "--overwrite to start the run again, or use another --run-dir")
     if resume is not None:
         _check_resumable(run_dir, checkpoints.read_progress(resume)["settings"], settings, log)
     source = None
