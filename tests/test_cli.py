@@ -88,11 +88,11 @@ def test_other_commands_help_has_no_default_none(main, capsys):
 def test_training_curves_have_whole_epoch_ticks():
     import matplotlib.pyplot as plt
 
-    from keras_resnet.training import _curves_figure
+    from keras_resnet.training import curves_figure
 
     history = [dict(epoch=e, loss=1.0 / e, accuracy=0.5 + e / 10, test_loss=1.2 / e,
                     test_accuracy=0.4 + e / 10) for e in (1, 2, 3)]
-    fig = _curves_figure(history)
+    fig = curves_figure(history)
     try:
         for ax in fig.axes:
             ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]

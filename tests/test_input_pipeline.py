@@ -122,7 +122,7 @@ def test_the_trainers_batches_are_make_datasets(tmp_path):
     ds = kdata.get_dataset("folder", data_dir=str(root), image_size=16)
     cfg = kt.TrainConfig(augment="imagenet", seed=3, deterministic=True)
     # One replica: epochs 1..2 of 6 steps of 4, resumed at step 2 of epoch 1.
-    fn = kt._train_input_fn(ds, cfg, 4, 6, start_epoch=1, start_step=2, epochs=3)
+    fn = kt.train_input_fn(ds, cfg, 4, 6, start_epoch=1, start_step=2, epochs=3)
     got = _batches(tf.distribute.get_strategy().distribute_datasets_from_function(fn))
     want = []
     for epoch in (1, 2):
@@ -133,7 +133,7 @@ def test_the_trainers_batches_are_make_datasets(tmp_path):
         np.testing.assert_array_equal(xg, xw)
         np.testing.assert_array_equal(yg, yw)
     # Two input pipelines (one per worker): disjoint halves whose union is the epoch.
-    fn = kt._train_input_fn(ds, cfg, 8, 3, start_epoch=0, start_step=0, epochs=1)
+    fn = kt.train_input_fn(ds, cfg, 8, 3, start_epoch=0, start_step=0, epochs=1)
     shards = [np.concatenate([x.numpy() for x, _ in fn(tf.distribute.InputContext(2, i, 2))])
               for i in (0, 1)]
     whole = np.concatenate([x for x, _ in _batches(

@@ -60,9 +60,6 @@ from .recipe import (LinearWarmup, build_model, decayed_variables, learning_rate
 from .run import TrainResult, default_run_dir, train
 from .strategy import is_chief, make_strategy, strategy_name
 
-# Names other keras_resnet modules and benchmarks used before the package was split.
-_curves_figure, _make_train_chunk, _train_input_fn = curves_figure, make_train_chunk, train_input_fn
-
 __all__ = [
     "TrainConfig", "TrainResult", "TrainingError", "train", "evaluate", "read_metrics",
     "read_checkpoint", "plot_history", "curves_figure", "make_strategy", "strategy_name",
