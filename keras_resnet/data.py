@@ -36,6 +36,7 @@ model without looking at the test split.
 
 import glob
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -1148,12 +1149,34 @@ def unreadable_image_error(error, dataset, split="train", **where):
         return None
     if not isinstance(dataset, Dataset) or not dataset._source(split).encoded:
         return None
+    if isinstance(error, tf.errors.DataLossError):
+        damaged = damaged_file(dataset, split)
+        if damaged is not None:
+            found = re.search(r"(truncated|corrupted) record at \d+", str(error))
+            reason = found.group(0) if found else "its records cannot be read"
+            return DataError(f"{damaged} is truncated or corrupt ({reason}); "
+                             "write it again (keras-resnet-make-tfrecords) or remove it")
     name = locate_unreadable(dataset, split, **where)
     if name is None and where.get("start"):
         name = locate_unreadable(dataset, split, **dict(where, start=0))
     if name is None:
         return None
     return DataError(f"unreadable image {name} (use --on-corrupt skip to leave such images out)")
+
+
+def damaged_file(dataset, split="train"):
+    """The first file of ``dataset``'s ``split`` whose records cannot be read to the end
+    (a truncated or corrupt TFRecord shard), or None."""
+    import tensorflow as tf
+
+    source = dataset._source(split)
+    for path in getattr(source, "files", ()):
+        try:
+            for _ in source.read(path):
+                pass
+        except tf.errors.DataLossError:
+            return path
+    return None
 
 
 def _eval_pixels(dataset, split, limit=None, seed=None):

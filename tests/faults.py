@@ -544,9 +544,10 @@ def check_export(out, source):
     return problems
 
 
-def export_sweep(workdir, source, every=1, log=print):
+def export_sweep(workdir, source, every=1, log=print, select=None):
     """Record an export of ``source`` (a finished run), kill it at every ``every``-th file
-    operation, rerun it, check the export directory."""
+    operation (or, with ``select``, at the last operation whose description ``select``
+    accepts), rerun it, check the export directory."""
     out = os.path.join(workdir, "export_record")
     log_path = os.path.join(workdir, "export_record.strace")
     shutil.rmtree(out, ignore_errors=True)
@@ -557,6 +558,8 @@ def export_sweep(workdir, source, every=1, log=print):
         raise RuntimeError(f"the recording export failed:\n{r.stderr[-3000:]}")
     ops = steady_kill_points(parse_log(log_path), out)
     chosen = list(enumerate(ops))[::every]
+    if select is not None:
+        chosen = [(i, op) for i, op in enumerate(ops) if select(op["what"])][-1:]
     log(f"export: {len(ops)} file operations under the export directory; killing at {len(chosen)}")
     results = []
     for index, op in chosen:

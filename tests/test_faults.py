@@ -156,3 +156,22 @@ def test_an_empty_class_folder_is_refused_or_left_out_with_a_warning(tmp_path):
         assert "zz_empty" in str(e)
         return
     assert "zz_empty" not in ds.class_names and any("zz_empty" in m for m in said), said
+
+
+def test_an_export_killed_after_its_first_artifacts_reruns_to_a_complete_export(recording):
+    """Killed as its ONNX file is renamed into place (SavedModel and TFLite already written),
+    the same export command, rerun, replaces what the interrupted export wrote and completes:
+    every artifact loads in its own runtime and gives best.keras's probabilities."""
+    workdir, reference, _ = recording
+    results = faults.export_sweep(workdir, reference, log=lambda _: None,
+                                  select=lambda what: what.startswith("rename") and ".onnx" in what)
+    assert len(results) == 1 and ".onnx" in results[0]["op"], results
+    assert results[0]["problems"] == [], results
+
+
+def test_a_truncated_tfrecord_shard_is_one_line_naming_it(recording):
+    workdir, _, _ = recording
+    cases = [case for case in faults._corrupt_data_cases(workdir) if "TFRecord" in case[0]]
+    results = faults._run_all(cases, workdir)
+    assert [name for name, _ in results] == ["truncated TFRecord shard"]
+    assert [(name, p) for name, p in results if p] == []

@@ -4,6 +4,7 @@ import os
 
 import numpy as np
 
+from .. import files
 from . import onnx_export, saved_model, tflite
 from . import report as report_lib
 from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ParityError, check_gate,
@@ -125,11 +126,20 @@ def export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs
                       dataset_kwargs=dataset_kwargs, name=model_name)
     model_name = src.name
     dirs = {f: os.path.join(out_dir, REGISTRY[f].directory) for f in formats}
-    # Refuse existing outputs before doing any work.
+    # Refuse existing outputs before doing any work, unless they are what an interrupted
+    # export of the same formats left: it marked the directory before writing anything and
+    # unmarks it once its report is written, so its rerun replaces them and completes.
     name = report_name(formats)
+    marker = os.path.join(out_dir, f".{name}.incomplete")
+    if os.path.exists(marker) and not overwrite:
+        say(progress, f"{out_dir} holds an interrupted export ({os.path.basename(marker)}); "
+                      "replacing what it wrote")
+        overwrite = True
     for path in [os.path.join(out_dir, name + ".json"), os.path.join(out_dir, name + ".md")] + [
             p for f in formats for p in REGISTRY[f].outputs(dirs[f], model_name, per_format[f])]:
         check_new_path(path, overwrite)
+
+    files.write_text(marker, "an export to this directory started and has not finished\n")
 
     calib = None
     if any(REGISTRY[f].needs_calibration(per_format[f]) for f in formats):
@@ -161,6 +171,7 @@ def export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs
     report_lib.finish(report)
     paths = report_lib.write(report, out_dir, name, overwrite=overwrite)
     report["report_files"] = paths
+    files.remove(marker)
     say(progress, "\n" + report_lib.markdown(report))
     say(progress, f"report: {paths['json']}, {paths['markdown']}")
     if check and not report["passed"]:

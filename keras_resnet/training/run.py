@@ -119,7 +119,8 @@ def _plan(cfg, strategy, log):
     else:
         if train_size is None:
             log("counting training records (pass --steps-per-epoch to skip this)...")
-            train_size = int(dataset.examples("train").reduce(np.int64(0), lambda n, _: n + 1))
+            with named_data_errors(dataset, "train"):
+                train_size = int(dataset.examples("train").reduce(np.int64(0), lambda n, _: n + 1))
         workers = num_workers(strategy)
         steps_per_epoch = (train_size // workers) // (global_batch // workers)
         if steps_per_epoch < 1:
