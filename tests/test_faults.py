@@ -53,7 +53,8 @@ POINTS = {
 
 
 @pytest.mark.parametrize("point", [
-    "checkpoint temporary, last epoch",
+    # A kill at a checkpoint's own commit is tests/test_train_resume.py's; the full sweep
+    # (tests/faults.py --full) kills at every operation, the checkpoint's temporaries too.
     "rename onto last.keras, last epoch",
 ])
 def test_a_kill_at_a_file_operation_leaves_a_run_that_resumes_to_the_same_model(recording, point):
