@@ -127,19 +127,19 @@ def export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs
     model_name = src.name
     dirs = {f: os.path.join(out_dir, REGISTRY[f].directory) for f in formats}
     # Refuse existing outputs before doing any work, unless they are what an interrupted
-    # export of the same formats left: it marked the directory before writing anything and
-    # unmarks it once its report is written, so its rerun replaces them and completes.
+    # export of the same formats left: it marks the directory before its first artifact and
+    # unmarks it once its report is written (or when it fails before writing anything), so
+    # its rerun replaces them and completes.
     name = report_name(formats)
     marker = os.path.join(out_dir, f".{name}.incomplete")
     if os.path.exists(marker) and not overwrite:
         say(progress, f"{out_dir} holds an interrupted export ({os.path.basename(marker)}); "
                       "replacing what it wrote")
         overwrite = True
-    for path in [os.path.join(out_dir, name + ".json"), os.path.join(out_dir, name + ".md")] + [
-            p for f in formats for p in REGISTRY[f].outputs(dirs[f], model_name, per_format[f])]:
+    outputs = [os.path.join(out_dir, name + ".json"), os.path.join(out_dir, name + ".md")] + [
+        p for f in formats for p in REGISTRY[f].outputs(dirs[f], model_name, per_format[f])]
+    for path in outputs:
         check_new_path(path, overwrite)
-
-    files.write_text(marker, "an export to this directory started and has not finished\n")
 
     calib = None
     if any(REGISTRY[f].needs_calibration(per_format[f]) for f in formats):
@@ -166,10 +166,16 @@ def export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs
     run = dict(model_name=model_name, overwrite=overwrite, calibration_images=calib,
                eval_images=eval_images, eval_labels=eval_labels, gate=gate, seed=seed,
                latency_runs=shared["latency_runs"], progress=progress)
-    for f in formats:
-        report["artifacts"].extend(REGISTRY[f].export(src, dirs[f], per_format[f], run))
-    report_lib.finish(report)
-    paths = report_lib.write(report, out_dir, name, overwrite=overwrite)
+    files.write_text(marker, "an export to this directory started and has not finished\n")
+    try:
+        for f in formats:
+            report["artifacts"].extend(REGISTRY[f].export(src, dirs[f], per_format[f], run))
+        report_lib.finish(report)
+        paths = report_lib.write(report, out_dir, name, overwrite=overwrite)
+    except BaseException:
+        if not any(os.path.lexists(p) for p in outputs):  # it failed before writing anything
+            files.remove(marker)
+        raise
     report["report_files"] = paths
     files.remove(marker)
     say(progress, "\n" + report_lib.markdown(report))
