@@ -196,6 +196,7 @@ def plot_degradation(rows, runs, path, title=""):
 
 def _parser():
     p = argparse.ArgumentParser(
+        allow_abbrev=False,  # a prefix of a flag is a typo, not that flag
         prog="keras-resnet-experiment",
         description="Experiments from the ResNet papers, at laptop scale by default.")
     sub = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")

@@ -77,9 +77,16 @@ def _fsync_tree(path):
 
 
 def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    """The process's umask, read without changing it (``os.umask`` sets it, and a file
+    another thread creates meanwhile would get the wrong mode)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022  # the usual default, where /proc is unavailable
 
 
 def remove(path):
@@ -90,15 +97,41 @@ def remove(path):
         os.remove(path)
 
 
+def discard(path):
+    """Remove ``path`` as one step: renamed to a temporary name first, so that a kill leaves
+    either ``path`` whole or a temporary that the next sweep removes, never part of it."""
+    if not os.path.lexists(path):
+        return
+    parent, base = os.path.split(os.path.abspath(path))
+    aside = tempfile.mkdtemp(prefix=f".{base}{TMP_MARK}discard-", dir=parent)
+    os.rename(path, os.path.join(aside, base))
+    remove(aside)
+
+
 def is_temporary(name):
     """Whether ``name`` (a base name) is a temporary left by :func:`atomic_path`."""
     return name.startswith(".") and TMP_MARK in name
+
+
+def _restore_set_aside(parent, name):
+    """A directory replaced by :func:`atomic_path` is set aside as ``.NAME.tmp-old-*``
+    before the new one is renamed in; a kill between the two renames leaves ``NAME``
+    missing. Put the old copy back, so that it is not swept with the temporaries."""
+    prefix = f".{name}{TMP_MARK}old-"
+    target = os.path.join(parent, name)
+    if os.path.lexists(target):
+        return
+    for entry in sorted(os.listdir(parent)):
+        if entry.startswith(prefix):
+            os.rename(os.path.join(parent, entry), target)
+            return
 
 
 def _remove_own_temporaries(parent, base):
     """Temporaries of ``base`` that an earlier, killed write left in ``parent`` (in
     directories that no caller sweeps with :func:`remove_stale_temporaries`, such as an
     export's per-format subdirectories)."""
+    _restore_set_aside(parent, base)
     prefix = f".{base}{TMP_MARK}"
     for name in os.listdir(parent):
         if name.startswith(prefix):
@@ -111,8 +144,8 @@ def atomic_path(path, *, directory=False, suffix=""):
 
     ``suffix`` keeps an extension some writers insist on (Keras wants ``.keras``). With
     ``directory=True`` the temporary does not exist yet: the writer creates it. When the
-    body raises, or the writer produced nothing, the temporary is removed and ``path`` is
-    left as it was. OS errors come out as :class:`FileWriteError`. Temporaries of ``path``
+    body raises, or (``directory=True``) the writer created nothing, the temporary is
+    removed and ``path`` is left as it was. OS errors come out as :class:`FileWriteError`. Temporaries of ``path``
     left by an earlier write that was killed are removed first.
     """
     path = os.fspath(path)
@@ -182,6 +215,12 @@ def remove_stale_temporaries(directory, log=None):
     except FileNotFoundError:
         return removed
     for name in names:
+        set_aside = name.split(TMP_MARK)[0][1:] if TMP_MARK + "old-" in name else None
+        if set_aside and not os.path.lexists(os.path.join(directory, set_aside)):
+            _restore_set_aside(directory, set_aside)
+            if log:
+                log(f"restored {set_aside}, set aside by an interrupted write")
+            continue
         if is_temporary(name):
             remove(os.path.join(directory, name))
             removed.append(name)

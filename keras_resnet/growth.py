@@ -35,6 +35,7 @@ import re
 
 import numpy as np
 
+from ._compat import keras
 from .models import CIFAR_DEPTHS, IMAGENET_DEPTHS, ResNet, _positive_list
 
 # Settings that define a family: two models with equal values (and per-stage block counts
@@ -287,8 +288,6 @@ def source_path(run_or_keras):
 
 def load_source(run_or_keras):
     """``(model, path)``: the keras_resnet model ``--init-from`` starts from, as saved."""
-    from ._compat import keras
-
     path = source_path(run_or_keras)
     try:
         model = keras.saving.load_model(path, safe_mode=True)

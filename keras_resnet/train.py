@@ -12,7 +12,9 @@ Installed as ``keras-resnet-train`` and ``python -m keras_resnet.train``; the re
 """
 
 import argparse
+import os
 import sys
+import zipfile
 
 from .cli_util import (HelpFormatter, check_distribution, exit_on_os_error, flag_error, flatten,
                        given_flags, list_of, number, quiet_tensorflow_logs)
@@ -35,6 +37,7 @@ def _parser(prog="train.py"):
     from . import training as kt
 
     p = argparse.ArgumentParser(
+        allow_abbrev=False,  # a prefix of a flag is a typo, not that flag
         prog=prog,
         description=__doc__.split("\n\n")[0],
         formatter_class=HelpFormatter,
@@ -188,14 +191,13 @@ def _flag(dest):
     return "--" + dest.replace("_", "-")
 
 
-def _check_keras_file(path):
+def _check_keras_file(path, prefer):
     """An --evaluate or --init-from model that exists but is not a .keras archive: one line
-    saying so (rather than Keras's "file not found")."""
-    import os
-    import zipfile
-
+    saying so (rather than Keras's "file not found"). In a run directory, the file the
+    command will load: ``prefer`` (--evaluate: best.keras; --init-from: last.keras), else
+    the other."""
     if os.path.isdir(path):
-        for name in ("best.keras", "last.keras"):
+        for name in (prefer, ({"best.keras", "last.keras"} - {prefer}).pop()):
             if os.path.isfile(os.path.join(path, name)):
                 path = os.path.join(path, name)
                 break
@@ -212,9 +214,9 @@ def main(argv=None, prog="keras-resnet-train"):
     if args.step_boundaries is not None:
         args.step_boundaries = tuple(flatten(args.step_boundaries))
     problem = _check_flags(args, given_flags(parser, sys.argv[1:] if argv is None else argv))
-    for source in (args.evaluate, args.init_from):
+    for source, prefer in ((args.evaluate, "best.keras"), (args.init_from, "last.keras")):
         if source and problem is None:
-            problem = _check_keras_file(source)
+            problem = _check_keras_file(source, prefer)
     if problem:
         return flag_error(prog, problem)
     quiet_tensorflow_logs(args.verbose)
@@ -236,7 +238,7 @@ def main(argv=None, prog="keras-resnet-train"):
             result = kt.train(kt.TrainConfig(**values))
         except (ValueError, kdata.DataError, kt.TrainingError) as e:
             return flag_error(prog, e)
-    if args.export:
+    if args.export and kt.is_chief(result.strategy):  # one export, by the chief
         from .export import cli as export_cli
 
         extra = (["--overwrite"] if args.overwrite else []) + (["--quiet"] if args.quiet else [])

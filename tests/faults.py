@@ -539,6 +539,13 @@ def check_export(out, source):
         except Exception as e:  # noqa: BLE001 - an artifact that does not load or run
             problems.append(f"{a['format']} {path} does not run: {type(e).__name__}: {e}")
     extra = sorted(set(os.listdir(out)) - listed - {"report.json", "report.md"})
+    versions = {}  # SavedModel: every version folder the export left is one the report lists
+    for a in report["artifacts"]:
+        if a["format"] == "savedmodel":
+            versions.setdefault(os.path.dirname(a["path"]), set()).add(os.path.basename(a["path"]))
+    for model_dir, named in versions.items():
+        extra += [os.path.relpath(os.path.join(model_dir, v), out)
+                  for v in sorted(set(os.listdir(model_dir)) - named)]
     if extra:
         problems.append(f"unlisted files in the export directory: {extra}")
     return problems

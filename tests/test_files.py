@@ -71,3 +71,47 @@ def test_a_killed_writes_temporaries_go_with_the_next_write_of_the_same_path(tmp
     assert sorted(os.listdir(tmp_path)) == [".m.onnx.tmp-abc", "1"]
     files.write_bytes(tmp_path / "m.onnx", b"whole")
     assert sorted(os.listdir(tmp_path)) == ["1", "m.onnx"]
+
+
+def _killed_between_the_renames(parent):
+    """What a kill between atomic_path's two renames leaves when it replaces the folder
+    ``1``: the old copy set aside, the complete new one under its temporary name, no ``1``."""
+    (parent / ".1.tmp-old-a1b2").mkdir()
+    (parent / ".1.tmp-old-a1b2" / "saved_model.pb").write_text("old")
+    (parent / ".1.tmp-n3w").mkdir()
+    (parent / ".1.tmp-n3w" / "saved_model.pb").write_text("new")
+
+
+@pytest.mark.parametrize("recover", ["sweep", "next write fails"])
+def test_a_kill_between_the_renames_of_a_folder_replacement_keeps_the_old_copy(tmp_path, recover):
+    _killed_between_the_renames(tmp_path)
+    if recover == "sweep":
+        files.remove_stale_temporaries(tmp_path)
+    else:
+        with pytest.raises(KeyError):
+            with files.atomic_path(tmp_path / "1", directory=True):
+                raise KeyError("the writer failed")
+    assert os.listdir(tmp_path) == ["1"]
+    assert (tmp_path / "1" / "saved_model.pb").read_text() == "old"
+
+
+def test_the_umask_is_read_without_being_changed(tmp_path):
+    old = os.umask(0o027)
+    try:
+        assert files._umask() == 0o027
+        assert os.umask(0o027) == 0o027  # still set: reading it did not change it
+    finally:
+        os.umask(old)
+
+
+def test_discard_removes_a_tree_in_one_step_and_a_kill_leaves_only_a_temporary(tmp_path):
+    tree = tmp_path / "checkpoint"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "data").write_text("x")
+    files.discard(tree)
+    assert os.listdir(tmp_path) == []
+    files.discard(tree)  # absent: nothing happens
+    # what a kill during the removal leaves: the tree under a temporary name, swept later
+    (tmp_path / ".checkpoint.tmp-discard-k1" / "checkpoint").mkdir(parents=True)
+    assert files.remove_stale_temporaries(tmp_path) == [".checkpoint.tmp-discard-k1"]
+    assert os.listdir(tmp_path) == []

@@ -27,6 +27,7 @@ def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
         (["--evaluate", str(tmp_path / "missing.keras")], "does not exist"),
         (["--batch-size", "5000"], "larger than the training set"),
         (["--val-split", "1.5"], "argument --val-split: 1.5 is not accepted; expected a number in [0, 1)"),
+        (["--epo", "3"], "unrecognized arguments: --epo 3"),  # a prefix is not taken for --epochs
     ]
     procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args],
                               cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE,
@@ -68,6 +69,10 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     # one class's bias at 1e6: finite losses, but the softmax saturates on that class (the
     # test loss sits at its clip): stopped as divergence too
     ("saturate", "the softmax saturated after epoch 3"),
+    # the stem's NaN statistics again, now with mid-epoch checkpoints: the first one in epoch 3
+    # would commit them (the training loss stays finite), so the state is checked first
+    ("stem, --checkpoint-steps 4", "the weights or BatchNormalization statistics became "
+                                   "non-finite in epoch 3 (by step 4)"),
 ])
 def test_non_finite_mid_run_keeps_the_last_good_checkpoint(tmp_path, poison, message):
     """A run that goes bad after epoch 2 (a weight poisoned with NaN just after epoch 2 is
@@ -75,6 +80,8 @@ def test_non_finite_mid_run_keeps_the_last_good_checkpoint(tmp_path, poison, mes
     without the poison resumes from epoch 2."""
     run_dir = tmp_path / "run"
     args = ["--epochs", "3", "--batch-size", "64", "--run-dir", str(run_dir), "--no-plot"]
+    if "--checkpoint-steps" in poison:
+        poison, args = "stem", args + ["--checkpoint-steps", "4"]
     poisoned = subprocess.run([sys.executable, "-c", f"""
 import functools, sys
 from keras_resnet import training

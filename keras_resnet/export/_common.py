@@ -235,6 +235,11 @@ class ExportFormat(NamedTuple):
     ``outputs(out_dir, model_name, options)``: paths that must not exist yet.
     ``needs_calibration(options)``: whether representative images are needed.
     ``export(source, out_dir, options, run)``: write and verify; returns report entries.
+    ``pin(out_dir, model_name, options, interrupted)`` (optional): the options with every
+    choice the export would make as it writes fixed beforehand (the SavedModel's next free
+    version), so that ``outputs`` names every path it will write; ``interrupted`` is what
+    an interrupted export of the same directory pinned (its rerun replaces those paths),
+    or None. Pinned options are JSON values.
     ``run`` holds what every format shares: ``model_name``, ``overwrite``,
     ``calibration_images``, ``eval_images``, ``eval_labels``, ``latency_runs``, ``gate``
     (``min_agreement``, ``max_accuracy_drop``), ``seed``, ``progress``.
@@ -248,6 +253,7 @@ class ExportFormat(NamedTuple):
     outputs: Callable
     needs_calibration: Callable
     export: Callable
+    pin: Callable = None
 
 
 def split_list(values):

@@ -14,6 +14,7 @@ def build_parser(formats, prog=None):
     all_formats = list(formats) == list(FORMATS)
     what = "every format" if all_formats else " and ".join(REGISTRY[f].title for f in formats)
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # a prefix of a flag is a typo, not that flag
         prog=prog, formatter_class=HelpFormatter,
         description=(
             f"Export a trained Keras model to {what}, verify each export in its runtime against "
@@ -97,6 +98,7 @@ def main(argv=None, formats=None, prog=None):
 
     from ._common import ExportError, ParityError
     from .pipeline import export_all
+    from .report import markdown
 
     kwargs = dict(
         formats=flatten(getattr(args, "formats", None)) or formats,
@@ -122,8 +124,6 @@ def main(argv=None, formats=None, prog=None):
         report = export_all(args.source, args.out, **kwargs)
     except ParityError as e:
         if args.quiet and e.report:  # the table shows what failed and by how much
-            from .report import markdown
-
             print(markdown(e.report))
         print(f"error: parity check failed: {e}", file=sys.stderr)
         return 1
@@ -134,8 +134,6 @@ def main(argv=None, formats=None, prog=None):
         print(f"error: {message}", file=sys.stderr)
         return 2
     if args.quiet:
-        from .report import markdown
-
         print(markdown(report))
     return 0
 

@@ -1,5 +1,6 @@
 """Export a trained model to every format at once, verify each, write the report."""
 
+import json
 import os
 
 import numpy as np
@@ -62,6 +63,19 @@ def _split_options(formats, options):
     per_format = {name: REGISTRY[name].check({k: options.get(k, v) for k, v in REGISTRY[name].options.items()})
                   for name in formats}
     return shared, per_format
+
+
+def _read_marker(marker):
+    """The options an interrupted export pinned (``{format: options}``), from its marker;
+    ``{}`` for a marker without them; None when there is no marker."""
+    if not os.path.exists(marker):
+        return None
+    try:
+        with open(marker, encoding="utf-8") as f:
+            pinned = json.load(f).get("pinned")
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return pinned if isinstance(pinned, dict) else {}
 
 
 def export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs=None,
@@ -132,10 +146,16 @@ def export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs
     # its rerun replaces them and completes.
     name = report_name(formats)
     marker = os.path.join(out_dir, f".{name}.incomplete")
-    if os.path.exists(marker) and not overwrite:
+    interrupted = _read_marker(marker)
+    if interrupted is not None and not overwrite:
         say(progress, f"{out_dir} holds an interrupted export ({os.path.basename(marker)}); "
                       "replacing what it wrote")
         overwrite = True
+    pinned = {}
+    for f in formats:
+        if REGISTRY[f].pin is not None:
+            per_format[f] = pinned[f] = REGISTRY[f].pin(dirs[f], model_name, per_format[f],
+                                                        (interrupted or {}).get(f))
     outputs = [os.path.join(out_dir, name + ".json"), os.path.join(out_dir, name + ".md")] + [
         p for f in formats for p in REGISTRY[f].outputs(dirs[f], model_name, per_format[f])]
     for path in outputs:
@@ -166,7 +186,8 @@ def export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs
     run = dict(model_name=model_name, overwrite=overwrite, calibration_images=calib,
                eval_images=eval_images, eval_labels=eval_labels, gate=gate, seed=seed,
                latency_runs=shared["latency_runs"], progress=progress)
-    files.write_text(marker, "an export to this directory started and has not finished\n")
+    files.write_text(marker, json.dumps({
+        "note": "an export to this directory started and has not finished", "pinned": pinned}))
     try:
         for f in formats:
             report["artifacts"].extend(REGISTRY[f].export(src, dirs[f], per_format[f], run))

@@ -28,6 +28,7 @@ import sys
 import tempfile
 
 import numpy as np
+import tensorflow as tf
 
 from .._compat import keras
 from ._common import ExportError, ExportFormat, artifact, atomic_path, float_parity, say
@@ -50,8 +51,6 @@ def next_version(model_dir):
 
 
 def _serving_functions(source):
-    import tensorflow as tf
-
     h, w, c = source.input_shape
 
     def serving_default(images):
@@ -92,16 +91,12 @@ def write_saved_model(source, path, signatures=SIGNATURES):
 
 def encode_png(image):
     """One ``[H, W, C]`` pixel array -> PNG bytes (pixels rounded to uint8)."""
-    import tensorflow as tf
-
     pixels = np.clip(np.round(np.asarray(image)), 0, 255).astype("uint8")
     return tf.io.encode_png(pixels).numpy()
 
 
 def write_warmup(path, model_name, images):
     """TF Serving warmup file: a ``PredictionLog`` per signature, batch of one image."""
-    import tensorflow as tf
-
     try:
         from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
     except ImportError as e:  # pragma: no cover - depends on the install
@@ -128,7 +123,6 @@ def write_warmup(path, model_name, images):
 
 def read_warmup(path):
     """``[(signature_name, {input: ndarray})]`` from a warmup file."""
-    import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
     out = []
@@ -271,13 +265,23 @@ def _export(source, out_dir, options, run):
         latency_runs=run["latency_runs"], progress=run["progress"])]
 
 
+def _pin(out_dir, model_name, options, interrupted):
+    """The version is chosen before the export starts: the one given, the one an interrupted
+    export of this directory chose (its rerun replaces that version), or the next free one."""
+    if options["version"] is not None:
+        return options
+    if interrupted and interrupted.get("version") is not None:
+        return dict(options, version=int(interrupted["version"]))
+    return dict(options, version=next_version(os.path.join(out_dir, model_name)))
+
+
 FORMAT = ExportFormat(
     name="savedmodel", directory="saved_model", title="SavedModel (TF Serving)",
     options=dict(version=None),
     check=lambda options: dict(options, version=check_version(options["version"])),
-    # A new version is never an existing path; a named one may be.
-    outputs=lambda out_dir, model_name, options: [] if options["version"] is None else [
-        os.path.join(out_dir, model_name, str(options["version"]))],
+    outputs=lambda out_dir, model_name, options: [
+        os.path.join(out_dir, model_name, str(options["version"]))],  # pinned by _pin
     needs_calibration=lambda options: False,
     export=_export,
+    pin=_pin,
 )

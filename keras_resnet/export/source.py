@@ -18,10 +18,12 @@ import re
 import zipfile
 
 import numpy as np
+import tensorflow as tf
 
+from .. import data
 from .._compat import keras
 from ..preprocessing import apply_preprocessing
-from ._common import ExportError
+from ._common import ExportError, latency_ms
 
 RUN_MODEL_FILES = ("best.keras", "last.keras")
 OUTPUT_KINDS = ("probabilities", "logits")
@@ -197,8 +199,6 @@ class ExportSource:
     # -- graph functions (used inside tf.function by every exporter) ---------------------
     def logits_tensor(self, images):
         """Pixels (float32 tensor) -> logits tensor, preprocessing included."""
-        import tensorflow as tf
-
         x = apply_preprocessing(images, self.preprocessing)
         if self._dense is not None:
             features = self._features(x, training=False)
@@ -209,8 +209,6 @@ class ExportSource:
         return tf.math.log(tf.maximum(y, 1e-30))
 
     def serving_outputs(self, images):
-        import tensorflow as tf
-
         logits = self.logits_tensor(images)
         return {"logits": logits, "probabilities": tf.nn.softmax(logits)}
 
@@ -220,8 +218,6 @@ class ExportSource:
     # -- reference outputs -------------------------------------------------------------
     def keras_logits(self, images, batch_size=64):
         """The Keras model's logits for ``images`` (pixels), float32 NumPy."""
-        from .. import data
-
         outs = []
         for i in range(0, len(images), batch_size):
             x = np.asarray(data.apply_preprocessing(np.asarray(images[i:i + batch_size], "float32"),
@@ -237,10 +233,6 @@ class ExportSource:
         return np.concatenate(outs, axis=0)
 
     def keras_latency(self, runs=50):
-        import tensorflow as tf
-
-        from ._common import latency_ms
-
         fn = tf.function(self.serving_outputs, jit_compile=False)
         x = tf.constant(self.sample_input(1))
         return latency_ms(lambda: fn(x)["logits"].numpy(), runs=runs)
@@ -274,8 +266,6 @@ class ExportSource:
                     "no calibration data: the source names no dataset; pass a dataset name "
                     "(--dataset) or calibration images (--calibration-data images.npy)"
                 )
-            from .. import data
-
             images = data.representative_images(self.dataset, num_samples=num_samples, seed=seed,
                                                 **self.dataset_kwargs)
         return self.check_images(images, "calibration data")
@@ -286,8 +276,6 @@ class ExportSource:
         if arrays is None:
             if self.dataset is None:
                 return None, None
-            from .. import data
-
             arrays = data.test_arrays(self.dataset, **self.dataset_kwargs)
         images, labels = arrays
         images = self.check_images(images, "evaluation data")
@@ -311,9 +299,7 @@ class ExportSource:
 def _dataset_kwargs(run, dataset, given):
     """The run's dataset arguments (data directory, image size, ...) when the export uses the
     run's dataset, overridden by ``given``."""
-    from ..data import run_dataset_kwargs
-
-    base = run_dataset_kwargs(run) if run and dataset in (None, run.get("dataset")) else {}
+    base = data.run_dataset_kwargs(run) if run and dataset in (None, run.get("dataset")) else {}
     return {**base, **{k: v for k, v in (given or {}).items() if v is not None}}
 
 

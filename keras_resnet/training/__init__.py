@@ -6,9 +6,9 @@
 
 Why one custom loop: Keras 3 ``Model.fit`` fails under MultiWorkerMirroredStrategy
 (keras-team/keras#20585) while ``strategy.run`` inside a ``tf.function`` works for
-one device, MirroredStrategy, MultiWorkerMirroredStrategy and TPUStrategy alike. The
-loop runs ``steps_per_execution`` steps per ``tf.function`` call (a ``tf.range`` loop),
-so the host is not a bottleneck on accelerators.
+one device, MirroredStrategy, MultiWorkerMirroredStrategy and TPUStrategy alike. Each
+step is one ``tf.function`` call; the loss and accuracy sums stay on the device and are
+read back every ``steps_per_execution`` steps, so the host does not wait on every step.
 
 Batch size and learning rate follow the linear scaling rule: ``batch_size`` is per
 replica (global batch = ``batch_size x replicas``) and ``lr`` is the rate for one
@@ -27,8 +27,9 @@ Run directory layout (written by the chief only, every file atomically):
                        ``preprocessing``), ``outputs`` ("probabilities"), the settings,
                        ``test_accuracy`` of ``last.keras``, ``best`` (epoch, accuracy)
 ``best.keras``         the model with the best validation accuracy so far (``val_split``;
-                       without it, test accuracy), float32, softmax outputs, no
-                       preprocessing
+                       without it, test accuracy), float32, softmax outputs, with the
+                       preprocessing inside (``include_preprocessing``, the default:
+                       it takes pixels 0..255)
 ``last.keras``         the model after the last finished epoch
 ``metrics.csv``        one row per finished epoch
 ``checkpoint/``        ``tf.train.Checkpoint`` (CheckpointManager) of the model, optimizer,

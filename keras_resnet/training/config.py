@@ -132,7 +132,7 @@ def check_config(cfg):
     positive("weight_decay", integer=False, zero=True)
     positive("warmup_epochs", integer=False, zero=True)
     if cfg.val_split:
-        kdata._check_fraction(cfg.val_split)
+        kdata.check_val_split(cfg.val_split)
     if not 0 <= cfg.label_smoothing < 1:
         raise ValueError(f"label_smoothing={cfg.label_smoothing!r} is not supported; expected 0 <= value < 1")
     if cfg.momentum >= 1:

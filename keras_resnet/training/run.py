@@ -204,181 +204,251 @@ def _train(cfg, lock, on_epoch_end):
     state = checkpoints.TrainingState(run_dir, model, optimizer, chief)  # outside the scope:
     # a string variable cannot be broadcast by MultiWorkerMirroredStrategy
     try:
-        return _run(cfg, lock, on_epoch_end, strategy, chief, log, dataset, plan, settings,
-                    resume, model, optimizer, schedule, state, init_info)
+        run = _Run(cfg, strategy, chief, log, dataset, plan, settings, model, optimizer,
+                   schedule, state, init_info)
+        run.open(lock, resume)
+        run.build()
+        return run.train(on_epoch_end)
     finally:
         state.close()
 
 
-def _run(cfg, lock, on_epoch_end, strategy, chief, log, dataset, plan, settings, resume,
-         model, optimizer, schedule, state, init_info):
-    run_dir, epochs, steps_per_epoch = cfg.run_dir, plan.epochs, plan.steps_per_epoch
-    # The saved models (best.keras, last.keras): float32, softmax outputs, and by default
-    # the preprocessing inside, so they take pixels in 0..255.
-    host = build_model(cfg.model, dataset.input_shape, dataset.num_classes, "softmax",
-                       preprocessing=dataset.preprocessing if cfg.include_preprocessing else None)
-    progress = dict(epoch=0, step=0, accumulators=[0.0, 0.0, 0.0], history=[],
-                    best={"epoch": 0, "test_accuracy": -1.0})
-    if resume is not None:
-        progress = state.restore(resume)
-        init_info = progress.get("init_from")
-    if chief:  # only now: bad settings above leave nothing behind
-        os.makedirs(run_dir, exist_ok=True)
-        lock.acquire(run_dir)
-        files.remove_stale_temporaries(run_dir, log)
-        if cfg.overwrite:
-            files.remove(state.directory)
-            artifacts.remove_derived(run_dir)
-        state.sweep(log)
-    start_epoch, start_step = progress["epoch"], progress["step"]
-    history, best = progress["history"], progress["best"]
-    facts = dict(strategy=strategy_name(strategy), replicas=plan.replicas,
-                 global_batch_size=plan.global_batch, effective_lr=plan.lr,
-                 steps_per_epoch=steps_per_epoch, init_from=init_info)
+class _Run:
+    """A built run: resumes from its checkpoint, trains the remaining epochs, commits each
+    one and (chief only) writes the files derived from each commit."""
 
-    def write_files(models):
+    def __init__(self, cfg, strategy, chief, log, dataset, plan, settings, model, optimizer,
+                 schedule, state, init_info):
+        self.cfg, self.strategy, self.chief, self.log = cfg, strategy, chief, log
+        self.dataset, self.plan, self.settings = dataset, plan, settings
+        self.model, self.optimizer, self.schedule, self.state = model, optimizer, schedule, state
+        self.init_info = init_info
+        self.run_dir = cfg.run_dir
+        # The saved models (best.keras, last.keras): float32, softmax outputs, and by default
+        # the preprocessing inside, so they take pixels in 0..255.
+        self.host = build_model(
+            cfg.model, dataset.input_shape, dataset.num_classes, "softmax",
+            preprocessing=dataset.preprocessing if cfg.include_preprocessing else None)
+        self.progress = dict(epoch=0, step=0, accumulators=[0.0, 0.0, 0.0], history=[],
+                             best={"epoch": 0, "test_accuracy": -1.0})
+        self.reported = []  # unreadable images already logged
+
+    def open(self, lock, resume):
+        """Restores the checkpoint ``resume`` (if any); the chief takes the run directory:
+        creates it, locks it and clears what an interrupted run may have left."""
+        cfg, run_dir = self.cfg, self.run_dir
+        if resume is not None:
+            self.progress = self.state.restore(resume)
+            self.init_info = self.progress.get("init_from")
+        if self.chief:  # only now: bad settings above leave nothing behind
+            os.makedirs(run_dir, exist_ok=True)
+            lock.acquire(run_dir)
+            files.remove_stale_temporaries(run_dir, self.log)
+            if cfg.overwrite:
+                files.discard(self.state.directory)  # first: the old run can no longer resume
+                artifacts.remove_derived(run_dir)
+            self.state.sweep(self.log)
+        self.history, self.best = self.progress["history"], self.progress["best"]
+        plan = self.plan
+        self.facts = dict(strategy=strategy_name(self.strategy), replicas=plan.replicas,
+                          global_batch_size=plan.global_batch, effective_lr=plan.lr,
+                          steps_per_epoch=plan.steps_per_epoch, init_from=self.init_info)
+        start_epoch, start_step = self.progress["epoch"], self.progress["step"]
+        if resume is not None:
+            self.log(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step} "
+                     f"({len(self.history)} epochs finished)")
+            if self.chief:  # a kill may have come between the commit and these files
+                self.write_files(models=start_step == 0 and start_epoch > 0)
+
+    def build(self):
+        """The training step (when epochs remain), the evaluation data and function, and
+        the TensorBoard writer."""
+        cfg, dataset, plan = self.cfg, self.dataset, self.plan
+        start_epoch, start_step = self.progress["epoch"], self.progress["step"]
+        self.train_chunk = self.input_fn = None
+        if start_epoch < plan.epochs:
+            self.input_fn = train_input_fn(dataset, cfg, plan.global_batch, plan.steps_per_epoch,
+                                           start_epoch, start_step, plan.epochs)
+            train_iter = iter(self.strategy.distribute_datasets_from_function(self.input_fn))
+            decayed = (decayed_variables(self.model)
+                       if cfg.optimizer == "sgd" and cfg.weight_decay else [])
+            self.train_chunk = make_train_chunk(self.strategy, self.model, self.optimizer,
+                                                train_iter, cfg, plan.global_batch, decayed,
+                                                dataset.num_classes)
+        host_input = artifacts.identity_preprocessing(dataset) if cfg.include_preprocessing else None
+        self.test_ds = eval_dataset(dataset, cfg.augment, preprocessing=host_input)
+        self.val_ds = (eval_dataset(dataset, cfg.augment, preprocessing=host_input,
+                                    split="validation") if cfg.val_split else None)
+        self.evaluate_fn = make_eval_fn(self.host, cfg.jit)
+        self.writer = (tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
+                       if self.chief and cfg.tensorboard else None)
+        if self.writer is not None and self.history and self.progress["step"] == 0:
+            # A kill may have come between the last epoch's commit and its summary: write it
+            # again (a repeated point at the same step draws as one).
+            artifacts.write_summaries(self.writer, self.history[-1])
+        self.log(f"training {cfg.model} on {dataset.name} {list(dataset.input_shape)} "
+                 f"({dataset.sizes.get('train')} train / "
+                 + (f"{dataset.sizes.get('validation')} validation / " if cfg.val_split else "")
+                 + f"{dataset.sizes.get('test')} test images), "
+                 f"{strategy_name(self.strategy)} with {plan.replicas} replica(s), global batch "
+                 f"{plan.global_batch}, lr {plan.lr:g}, {plan.epochs} epochs x "
+                 f"{plan.steps_per_epoch} steps, {cfg.precision}")
+
+    def write_files(self, models):
         """The files derived from the committed checkpoint (chief only); ``models``: the
         checkpoint is at the end of an epoch, whose weights last.keras (and best.keras when
         it was the best) hold."""
         if models:
-            host.set_weights(model.get_weights())
-            artifacts.save_keras(host, os.path.join(run_dir, "last.keras"))
-            if best["epoch"] == len(history):
-                artifacts.save_keras(host, os.path.join(run_dir, "best.keras"))
-        artifacts.write_metrics(os.path.join(run_dir, "metrics.csv"), history)
-        artifacts.write_run_json(run_dir, dataset, cfg, facts, history, best, "running")
+            self.host.set_weights(self.model.get_weights())
+            artifacts.save_keras(self.host, os.path.join(self.run_dir, "last.keras"))
+            if self.best["epoch"] == len(self.history):
+                artifacts.save_keras(self.host, os.path.join(self.run_dir, "best.keras"))
+        artifacts.write_metrics(os.path.join(self.run_dir, "metrics.csv"), self.history)
+        artifacts.write_run_json(self.run_dir, self.dataset, self.cfg, self.facts, self.history,
+                                 self.best, "running")
 
-    if resume is not None:
-        log(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step} "
-            f"({len(history)} epochs finished)")
-        if chief:  # a kill may have come between the commit and these files
-            write_files(models=start_step == 0 and start_epoch > 0)
+    def commit(self, epoch, step, sums):
+        self.state.save(dict(epoch=epoch, step=step, accumulators=sums, history=self.history,
+                             best=self.best, settings=self.settings, init_from=self.init_info))
 
-    train_chunk = input_fn = None
-    if start_epoch < epochs:
-        input_fn = train_input_fn(dataset, cfg, plan.global_batch, steps_per_epoch, start_epoch,
-                                  start_step, epochs)
-        train_iter = iter(strategy.distribute_datasets_from_function(input_fn))
-        decayed = decayed_variables(model) if cfg.optimizer == "sgd" and cfg.weight_decay else []
-        train_chunk = make_train_chunk(strategy, model, optimizer, train_iter, cfg,
-                                       plan.global_batch, decayed, dataset.num_classes)
-    host_input = artifacts.identity_preprocessing(dataset) if cfg.include_preprocessing else None
-    test_ds = eval_dataset(dataset, cfg.augment, preprocessing=host_input)
-    val_ds = (eval_dataset(dataset, cfg.augment, preprocessing=host_input, split="validation")
-              if cfg.val_split else None)
-    evaluate_fn = make_eval_fn(host, cfg.jit)
-    writer = (tf.summary.create_file_writer(os.path.join(run_dir, "tensorboard"))
-              if chief and cfg.tensorboard else None)
-
-    log(f"training {cfg.model} on {dataset.name} {list(dataset.input_shape)} "
-        f"({dataset.sizes.get('train')} train / "
-        + (f"{dataset.sizes.get('validation')} validation / " if cfg.val_split else "")
-        + f"{dataset.sizes.get('test')} test images), "
-        f"{strategy_name(strategy)} with {plan.replicas} replica(s), global batch "
-        f"{plan.global_batch}, lr {plan.lr:g}, {epochs} epochs x {steps_per_epoch} steps, "
-        f"{cfg.precision}")
-
-    def commit(epoch, step, sums):
-        state.save(dict(epoch=epoch, step=step, accumulators=sums, history=history, best=best,
-                        settings=settings, init_from=init_info))
-
-    def diverged(what):
-        committed = state.committed()
+    def diverged(self, what):
+        committed = self.state.committed()
         if committed:
-            keep = (f"The last good checkpoint ({len(history)} finished epochs) is kept in "
+            keep = (f"The last good checkpoint ({len(self.history)} finished epochs) is kept in "
                     f"{committed}; rerun with a lower --lr to resume from it")
         else:
             keep = "No checkpoint had been written yet; try a lower --lr"
         return TrainingError(f"{what}; training stopped. {keep}")
 
-    reported = []
-    for epoch in range(start_epoch, epochs):
-        step = start_step if epoch == start_epoch else 0
-        sums = list(progress["accumulators"]) if epoch == start_epoch else [0.0, 0.0, 0.0]
-        progbar = keras.utils.Progbar(steps_per_epoch, verbose=cfg.verbose if chief else 0,
+    def train(self, on_epoch_end):
+        """Every remaining epoch, then the final evaluation and files."""
+        start_epoch, start_step = self.progress["epoch"], self.progress["step"]
+        for epoch in range(start_epoch, self.plan.epochs):
+            resumed = epoch == start_epoch
+            sums, images, seconds = self.train_epoch(
+                epoch, start_step if resumed else 0,
+                list(self.progress["accumulators"]) if resumed else [0.0, 0.0, 0.0])
+            row = self.evaluate_epoch(epoch, sums, images, seconds)
+            self.end_epoch(epoch, row, on_epoch_end)
+        if start_epoch >= self.plan.epochs:
+            self.log(f"{self.run_dir} already finished its {self.plan.epochs} epochs")
+        return self.finish()
+
+    def train_epoch(self, epoch, step, sums):
+        """Trains epoch ``epoch`` (0-based) from ``step`` on, committing every
+        ``checkpoint_steps``; returns the loss/correct/count sums, images and seconds."""
+        cfg, plan = self.cfg, self.plan
+        steps_per_epoch = plan.steps_per_epoch
+        progbar = keras.utils.Progbar(steps_per_epoch, verbose=cfg.verbose if self.chief else 0,
                                       stateful_metrics=["loss", "accuracy"])
-        if chief and cfg.verbose:
-            print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+        if self.chief and cfg.verbose:
+            print(f"Epoch {epoch + 1}/{plan.epochs}", flush=True)
         t0, images = time.time(), 0
+        per_pipeline = plan.global_batch // self.input_fn.shard[0]
         while step < steps_per_epoch:
             n = min(cfg.steps_per_execution, steps_per_epoch - step)
             if cfg.checkpoint_steps:
                 n = min(n, cfg.checkpoint_steps - step % cfg.checkpoint_steps)
-            per_pipeline = plan.global_batch // input_fn.shard[0]
-            with named_data_errors(dataset, "train", state, seed=cfg.seed, epoch=epoch,
-                                   shard=input_fn.shard, shuffle=True,
+            with named_data_errors(self.dataset, "train", self.state, seed=cfg.seed, epoch=epoch,
+                                   shard=self.input_fn.shard, shuffle=True,
                                    start=max(0, step - cfg.steps_per_execution) * per_pipeline):
-                loss_sum, correct, count = (float(t) for t in train_chunk(n))
+                loss_sum, correct, count = (float(t) for t in self.train_chunk(n))
             if not math.isfinite(loss_sum):
-                raise diverged(f"the loss became {loss_sum} in epoch {epoch + 1} (steps "
-                               f"{step + 1}-{step + n})")
+                raise self.diverged(f"the loss became {loss_sum} in epoch {epoch + 1} (steps "
+                                    f"{step + 1}-{step + n})")
             sums = [sums[0] + loss_sum, sums[1] + correct, sums[2] + count]
             step += n
             images += count
             progbar.update(step, [("loss", sums[0] / sums[2]), ("accuracy", sums[1] / sums[2])])
             if cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < steps_per_epoch:
-                commit(epoch, step, sums)
-        seconds = time.time() - t0
-        host.set_weights(model.get_weights())
-        with named_data_errors(dataset, "test", state):
-            test_loss, test_acc, _ = evaluate_fn(test_ds)
-        _log_unreadable(dataset, log, reported)
+                # The loss is computed before each update, and BN statistics only show at
+                # evaluation: check the state itself, so that no NaN is ever committed.
+                if not _all_finite(self.model):
+                    raise self.diverged(f"the weights or BatchNormalization statistics became "
+                                        f"non-finite in epoch {epoch + 1} (by step {step})")
+                self.commit(epoch, step, sums)
+        return sums, images, time.time() - t0
+
+    def evaluate(self, split="test"):
+        """``(loss, accuracy)`` of the current weights (in the float32 host model)."""
+        ds = self.test_ds if split == "test" else self.val_ds
+        with named_data_errors(self.dataset, split, self.state):
+            loss, accuracy, _ = self.evaluate_fn(ds)
+        _log_unreadable(self.dataset, self.log, self.reported)
+        return loss, accuracy
+
+    def evaluate_epoch(self, epoch, sums, images, seconds):
+        """Evaluates the epoch's weights, stops a diverged run, and returns the epoch's row
+        of metrics.csv."""
+        self.host.set_weights(self.model.get_weights())
+        test_loss, test_acc = self.evaluate()
         if not math.isfinite(test_loss):
             # e.g. a NaN weight whose effect ReLU hides from the training loss, or
             # overflowed BN statistics (used only at evaluation); this epoch is not committed.
-            raise diverged(f"the test loss became {test_loss} after epoch {epoch + 1} (the "
-                           "model's weights or BatchNormalization statistics are no longer "
-                           "finite)")
-        if evaluate_fn.saturated > 0.5 and sums[0] / sums[2] > SATURATED_LOSS:
+            raise self.diverged(f"the test loss became {test_loss} after epoch {epoch + 1} (the "
+                                "model's weights or BatchNormalization statistics are no longer "
+                                "finite)")
+        saturated = self.evaluate_fn.saturated
+        if saturated > 0.5 and sums[0] / sums[2] > SATURATED_LOSS:
             # Exploded logits: finite losses, the test loss stuck at its clip. (Saturated test
             # predictions alone are not enough: early epochs' BN moving statistics can lag.)
-            raise diverged(f"the softmax saturated after epoch {epoch + 1}: "
-                           f"{evaluate_fn.saturated:.0%} of the test images get probability "
-                           f"<= 1e-7 for their true class and the mean training loss is "
-                           f"{sums[0] / sums[2]:.3g} (the logits have exploded; test loss "
-                           f"{test_loss:.4f} is at its clip)")
+            raise self.diverged(f"the softmax saturated after epoch {epoch + 1}: "
+                                f"{saturated:.0%} of the test images get probability "
+                                f"<= 1e-7 for their true class and the mean training loss is "
+                                f"{sums[0] / sums[2]:.3g} (the logits have exploded; test loss "
+                                f"{test_loss:.4f} is at its clip)")
+        step = float(int(self.optimizer.iterations.numpy()) - 1)
         row = dict(epoch=epoch + 1, loss=sums[0] / sums[2], accuracy=sums[1] / sums[2],
-                   test_loss=test_loss, test_accuracy=test_acc,
-                   lr=float(schedule(float(int(optimizer.iterations.numpy()) - 1))),
+                   test_loss=test_loss, test_accuracy=test_acc, lr=float(self.schedule(step)),
                    seconds=seconds, images_per_second=images / max(seconds, 1e-9))
         val = ""
-        if val_ds is not None:
-            with named_data_errors(dataset, "validation", state):
-                row["val_loss"], row["val_accuracy"], _ = evaluate_fn(val_ds)
+        if self.val_ds is not None:
+            row["val_loss"], row["val_accuracy"] = self.evaluate("validation")
             val = f"val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} "
-        history.append(row)
-        log(f"epoch {epoch + 1}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} {val}"
-            f"test_loss {test_loss:.4f} test_accuracy {test_acc:.4f} "
-            f"({row['images_per_second']:.0f} images/s)")
-        selected_on, score = (("validation", row["val_accuracy"]) if val_ds is not None
-                              else ("test", test_acc))
-        if score > best.get("score", best["test_accuracy"]):
-            best = {"epoch": epoch + 1, "test_accuracy": test_acc, "selected_on": selected_on,
-                    "score": score}
-        commit(epoch + 1, 0, [0.0, 0.0, 0.0])  # the commit point of the epoch
-        if chief:
-            write_files(models=True)
-            if writer is not None:
-                artifacts.write_summaries(writer, row)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, model)
+        self.log(f"epoch {epoch + 1}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
+                 f"{val}test_loss {test_loss:.4f} test_accuracy {test_acc:.4f} "
+                 f"({row['images_per_second']:.0f} images/s)")
+        return row
 
-    if start_epoch >= epochs:
-        log(f"{run_dir} already finished its {epochs} epochs")
-    host.set_weights(model.get_weights())
-    with named_data_errors(dataset, "test", state):
-        test_loss, test_acc, _ = evaluate_fn(test_ds)
-    _log_unreadable(dataset, log, reported)
-    if chief:
-        artifacts.write_run_json(run_dir, dataset, cfg, facts, history, best, "finished", test_acc)
-        if cfg.plot and history:
-            artifacts.plot_history(history, os.path.join(run_dir, "curves.png"))
-    log(f"test accuracy {test_acc:.4f} (last model, {dataset.sizes.get('test')} test images); "
-        f"best.keras: epoch {best['epoch']}, {best.get('selected_on', 'test')} accuracy "
-        f"{best.get('score', best['test_accuracy']):.4f}")
-    log(f"run directory: {os.path.abspath(run_dir)}")
-    return TrainResult(run_dir=run_dir, test_accuracy=test_acc, history=history, best=best,
-                       model=model, strategy=strategy)
+    def end_epoch(self, epoch, row, on_epoch_end):
+        """Records the epoch, commits it (the commit point) and writes its files."""
+        self.history.append(row)
+        selected_on, score = (("validation", row["val_accuracy"]) if self.val_ds is not None
+                              else ("test", row["test_accuracy"]))
+        if score > self.best.get("score", self.best["test_accuracy"]):
+            self.best = {"epoch": epoch + 1, "test_accuracy": row["test_accuracy"],
+                         "selected_on": selected_on, "score": score}
+        self.commit(epoch + 1, 0, [0.0, 0.0, 0.0])  # the commit point of the epoch
+        if self.chief:
+            self.write_files(models=True)
+            if self.writer is not None:
+                artifacts.write_summaries(self.writer, row)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, self.model)
+
+    def finish(self):
+        """Evaluates the last weights and writes the finished run.json and curves."""
+        cfg, best = self.cfg, self.best
+        self.host.set_weights(self.model.get_weights())
+        _, test_acc = self.evaluate()
+        if self.chief:
+            artifacts.write_run_json(self.run_dir, self.dataset, cfg, self.facts, self.history,
+                                     best, "finished", test_acc)
+            if cfg.plot and self.history:
+                artifacts.plot_history(self.history, os.path.join(self.run_dir, "curves.png"))
+        self.log(f"test accuracy {test_acc:.4f} (last model, {self.dataset.sizes.get('test')} "
+                 f"test images); best.keras: epoch {best['epoch']}, "
+                 f"{best.get('selected_on', 'test')} accuracy "
+                 f"{best.get('score', best['test_accuracy']):.4f}")
+        self.log(f"run directory: {os.path.abspath(self.run_dir)}")
+        return TrainResult(run_dir=self.run_dir, test_accuracy=test_acc, history=self.history,
+                           best=best, model=self.model, strategy=self.strategy)
+
+
+def _all_finite(model):
+    """Whether every floating-point variable of ``model`` (weights, BN statistics) is finite."""
+    return all(bool(tf.reduce_all(tf.math.is_finite(tf.convert_to_tensor(v))))
+               for v in model.variables if "float" in str(v.dtype))
 
 
 def _log_unreadable(dataset, log, reported):

@@ -137,6 +137,7 @@ def _input_shape(text):
 def main(argv=None):
     """``keras-resnet-convert SOURCE OUTPUT.keras``: convert a checkpoint to a .keras file."""
     parser = argparse.ArgumentParser(
+        allow_abbrev=False,  # a prefix of a flag is a typo, not that flag
         prog="keras-resnet-convert",
         description=(
             "Convert a pretrained ResNet checkpoint into a keras_resnet .keras file: a "

@@ -1,0 +1,73 @@
+"""Naming the file behind a decoding error: the unreadable image, the damaged TFRecord shard."""
+
+import re
+
+import tensorflow as tf
+
+from .base import DataError, Dataset, _Indexed
+from .pipeline import _epoch_records, _guarded
+
+
+def locate_unreadable(dataset, split="train", seed=0, epoch=0, shard=None, shuffle=None,
+                      start=0):
+    """The name (path) of the first record of ``split`` that cannot be decoded, in the
+    order :func:`make_dataset` reads it for ``(seed, epoch, shard, shuffle)``, from position
+    ``start`` of the epoch on; None when every one decodes. Decodes in parallel."""
+    src = dataset._source(split)
+    if not src.encoded:
+        return None
+    shuffle = split == "train" if shuffle is None else shuffle
+    channels = dataset.input_shape[-1]
+
+    def check(key, item):
+        raw, _, name = src.load(item) if isinstance(src, _Indexed) else item
+        _, ok = _guarded(lambda r: tf.shape(tf.io.decode_image(
+            r, channels=channels, expand_animations=False))[0], raw, tf.constant(0, tf.int32))
+        return ok, name
+
+    ds = _epoch_records(src, tf.constant(int(epoch), tf.int64), shuffle,
+                        tf.constant(int(seed), tf.int64), shard or (1, 0), True)
+    ds = ds.skip(max(0, int(start))).map(check, num_parallel_calls=tf.data.AUTOTUNE)
+    for ok, name in ds.as_numpy_iterator():
+        if not ok:
+            return name.decode(errors="replace")
+    return None
+
+
+def unreadable_image_error(error, dataset, split="train", **where):
+    """The :class:`DataError` naming the unreadable image behind ``error`` (a TensorFlow
+    error raised while iterating :func:`make_dataset` of ``dataset``'s ``split``), or None
+    when ``error`` is something else. ``where``: ``seed``, ``epoch``, ``shard``,
+    ``shuffle``, ``start`` of that iteration, as for :func:`locate_unreadable`, which
+    this calls (it decodes the split from ``start`` until it meets the file)."""
+    if not isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
+                              tf.errors.UnknownError)):
+        return None
+    if not isinstance(dataset, Dataset) or not dataset._source(split).encoded:
+        return None
+    if isinstance(error, tf.errors.DataLossError):
+        damaged = damaged_file(dataset, split)
+        if damaged is not None:
+            found = re.search(r"(truncated|corrupted) record at \d+", str(error))
+            reason = found.group(0) if found else "its records cannot be read"
+            return DataError(f"{damaged} is truncated or corrupt ({reason}); "
+                             "write it again (keras-resnet-make-tfrecords) or remove it")
+    name = locate_unreadable(dataset, split, **where)
+    if name is None and where.get("start"):
+        name = locate_unreadable(dataset, split, **dict(where, start=0))
+    if name is None:
+        return None
+    return DataError(f"unreadable image {name} (use --on-corrupt skip to leave such images out)")
+
+
+def damaged_file(dataset, split="train"):
+    """The first file of ``dataset``'s ``split`` whose records cannot be read to the end
+    (a truncated or corrupt TFRecord shard), or None."""
+    source = dataset._source(split)
+    for path in getattr(source, "files", ()):
+        try:
+            for _ in source.read(path):
+                pass
+        except tf.errors.DataLossError:
+            return path
+    return None

@@ -1,0 +1,243 @@
+"""Datasets of encoded images on disk: an image folder, TFRecord files, TensorFlow Datasets."""
+
+import glob
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from .base import FOLDER_TEST_FRACTION, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, DataError, \
+    Dataset, _check_split, _Files, _Indexed, _mean_std_preprocessing, _Stream
+
+
+class FileDataset(Dataset):
+    """Encoded images on disk (image folder, TFRecord, TFDS); decoded in the pipeline."""
+
+    def __init__(self, name, image_size, channels, num_classes, class_names, sizes,
+                 augment="imagenet", on_corrupt="fail"):
+        if on_corrupt not in ("fail", "skip"):
+            raise ValueError(f"on_corrupt={on_corrupt!r} is not supported; accepted: 'fail', 'skip'")
+        self.on_corrupt = on_corrupt
+        self.unreadable = []  # paths of unreadable images met so far (on_corrupt="skip")
+        if channels == 3:
+            pre = _mean_std_preprocessing(IMAGENET_MEAN, IMAGENET_STD)
+        else:
+            pre = {"scale": [1 / 127.5] * channels, "offset": [-1.0] * channels}
+        super().__init__(name, (image_size, image_size, channels), num_classes, class_names,
+                         pre, augment, sizes)
+        self.channels = channels
+
+    def decode(self, item):
+        image = tf.io.decode_image(item, channels=self.channels, expand_animations=False)
+        image = tf.cast(image, tf.float32)
+        image.set_shape([None, None, self.channels])
+        return image
+
+
+class FolderDataset(FileDataset):
+    """``data_dir/<class>/<image>`` (or ``data_dir/{train,test}/<class>/<image>``)."""
+
+    def __init__(self, data_dir, image_size=None, channels=3, on_corrupt="fail",
+                 progress=None):
+        if not data_dir or not os.path.isdir(data_dir):
+            raise DataError(f"--data-dir {data_dir!r} is not a directory; the folder dataset "
+                            "needs data_dir/<class_name>/<image files>")
+        if on_corrupt not in ("fail", "skip"):
+            raise ValueError(f"on_corrupt={on_corrupt!r} is not supported; accepted: 'fail', 'skip'")
+        splits = {}
+        test_name = next((d for d in ("test", "val", "validation")
+                          if os.path.isdir(os.path.join(data_dir, d))), None)
+        if os.path.isdir(os.path.join(data_dir, "train")) and test_name:
+            class_names = _class_dirs(os.path.join(data_dir, "train"))
+            for split, sub in (("train", "train"), ("test", test_name)):
+                splits[split] = _list_images(os.path.join(data_dir, sub), class_names,
+                                             every_class=split == "train")
+        else:
+            class_names = _class_dirs(data_dir)
+            files = _list_images(data_dir, class_names)
+            splits = _stratified_split(files)
+        for split in ("train", "test"):
+            if not splits[split]:
+                raise DataError(f"the folder dataset {data_dir} has no {split} images")
+        if progress:
+            progress(f"found {sum(len(v) for v in splits.values())} images in "
+                     f"{len(class_names)} classes in {data_dir} (read as training goes)")
+        self._files = splits
+        super().__init__("folder", image_size or 224, channels, len(class_names), class_names,
+                         {s: len(v) for s, v in splits.items()}, on_corrupt=on_corrupt)
+        self.data_dir = data_dir
+
+    def files(self, split):
+        """``[(path, label), ...]`` of a split, class by class (the listing order)."""
+        _check_split(split)
+        return list(self._files[split])
+
+    def _source(self, split):
+        _check_split(split)
+        paths = tf.constant([p for p, _ in self._files[split]])
+        labels = tf.constant([y for _, y in self._files[split]], tf.int64)
+
+        def load(i):
+            path = tf.gather(paths, i)
+            return tf.io.read_file(path), tf.gather(labels, i), path
+
+        return _Indexed(len(self._files[split]), load, encoded=True)
+
+
+def _class_dirs(root):
+    names = sorted(d for d in os.listdir(root)
+                   if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    if not names:
+        raise DataError(f"{root} has no class sub-folders; expected {root}/<class_name>/<images>")
+    return names
+
+
+def _list_images(root, class_names, every_class=True):
+    """``[(path, label)]`` of the images in ``root/<class>/``. With ``every_class`` (the
+    folder that defines the classes) a class folder without images is refused: it would
+    train a class the model can never learn."""
+    files = []
+    for label, name in enumerate(class_names):
+        folder = os.path.join(root, name)
+        if not os.path.isdir(folder):
+            continue
+        found = [os.path.join(folder, f) for f in sorted(os.listdir(folder))
+                 if f.lower().endswith(IMAGE_EXTENSIONS)]
+        if not found and every_class:
+            raise DataError(f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
+                            "add images to it or remove it (each sub-folder is a class)")
+        files.extend((path, label) for path in found)
+    if not files:
+        raise DataError(f"{root} holds no images ({', '.join(IMAGE_EXTENSIONS)}) in its class "
+                        "sub-folders; the dataset is empty")
+    return files
+
+
+def _stratified_split(files):
+    rng = np.random.default_rng(0)
+    by_class = {}
+    for p, y in files:
+        by_class.setdefault(y, []).append((p, y))
+    train, test = [], []
+    for y in sorted(by_class):
+        items = by_class[y]
+        order = rng.permutation(len(items))
+        n_test = int(round(len(items) * FOLDER_TEST_FRACTION)) if len(items) > 1 else 0
+        test += [items[i] for i in order[:n_test]]
+        train += [items[i] for i in order[n_test:]]
+    return {"train": train, "test": test}
+
+
+TFRECORD_CLASSES_FILE = "classes.txt"
+
+
+class TFRecordDataset(FileDataset):
+    """ImageNet-style TFRecords: ``image/encoded`` and ``image/class/label`` features."""
+
+    def __init__(self, data_dir, num_classes, image_size=None, channels=3, label_offset=0,
+                 on_corrupt="fail"):
+        class_names = None
+        listed = os.path.join(data_dir or "", TFRECORD_CLASSES_FILE)
+        if os.path.isfile(listed):  # written by write_tfrecords
+            with open(listed, encoding="utf-8") as f:
+                class_names = [line.rstrip("\n") for line in f if line.strip()]
+            if num_classes and num_classes != len(class_names):
+                raise DataError(f"--num-classes {num_classes} disagrees with {listed} "
+                                f"({len(class_names)} classes)")
+            num_classes = len(class_names)
+        if not num_classes:
+            raise DataError("the tfrecord dataset needs --num-classes (labels are not scanned; "
+                            f"no {TFRECORD_CLASSES_FILE} in {data_dir!r})")
+        self._files = {}
+        for split, patterns in (("train", ("train-*", "train*.tfrecord*")),
+                                ("test", ("validation-*", "val-*", "test-*",
+                                          "validation*.tfrecord*", "test*.tfrecord*"))):
+            files = sorted({f for pat in patterns
+                            for f in glob.glob(os.path.join(data_dir or "", pat))})
+            if not files:
+                raise DataError(
+                    f"no {split} TFRecord files in {data_dir!r}; expected files named "
+                    f"{' or '.join(patterns)}"
+                )
+            self._files[split] = files
+        self.label_offset = int(label_offset)
+        super().__init__("tfrecord", image_size or 224, channels, num_classes,
+                         class_names or [str(i) for i in range(num_classes)],
+                         {"train": None, "test": None},
+                         on_corrupt=on_corrupt)
+
+    def _source(self, split):
+        _check_split(split)
+        features = {
+            "image/encoded": tf.io.FixedLenFeature([], tf.string),
+            "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+        }
+        offset = self.label_offset
+
+        def read(path):
+            def parse(i, record):
+                ex = tf.io.parse_single_example(record, features)
+                name = tf.strings.join([path, " record ", tf.strings.as_string(i)])
+                return ex["image/encoded"], ex["image/class/label"] + offset, name
+
+            return tf.data.TFRecordDataset(path, buffer_size=1 << 20).enumerate().map(parse)
+
+        return _Files(list(self._files[split]), read, encoded=True)
+
+    def file_count(self, split):
+        return len(self._files[split])
+
+
+class TFDSDataset(FileDataset):
+    """A TensorFlow Datasets dataset that is already prepared (or ``download=True``)."""
+
+    def __init__(self, tfds_name, data_dir=None, image_size=None, download=False):
+        try:
+            import tensorflow_datasets as tfds
+        except ImportError as e:
+            raise DataError(f"tfds:{tfds_name} needs TensorFlow Datasets: "
+                            "python3 -m pip install tensorflow-datasets") from e
+        try:
+            builder = tfds.builder(tfds_name, data_dir=data_dir)
+        except Exception as e:
+            raise DataError(f"unknown TFDS dataset {tfds_name!r}: {e}") from e
+        prepared = os.path.exists(os.path.join(str(builder.data_dir), "dataset_info.json"))
+        if not prepared:
+            if not download:
+                raise DataError(
+                    f"TFDS dataset {tfds_name!r} is not prepared in {builder.data_dir}; "
+                    f"prepare it with `tfds build {tfds_name}` or pass --download"
+                )
+            builder.download_and_prepare()
+        info = builder.info
+        splits = list(info.splits.keys())
+        test_split = next((s for s in ("test", "validation") if s in splits), None)
+        if "train" not in splits or test_split is None:
+            raise DataError(f"TFDS dataset {tfds_name!r} has splits {splits}; need 'train' "
+                            "and 'test' or 'validation'")
+        self._builder, self._split_names = builder, {"train": "train", "test": test_split}
+        image_key = next((k for k in ("image",) if k in info.features), None)
+        if image_key is None or "label" not in info.features:
+            raise DataError(f"TFDS dataset {tfds_name!r} has no 'image' and 'label' features")
+        shape = info.features["image"].shape
+        channels = shape[-1] or 3
+        size = image_size or (shape[0] if shape[0] else 224)
+        label = info.features["label"]
+        super().__init__(f"tfds:{tfds_name}", size, channels, label.num_classes, label.names,
+                         {s: info.splits[n].num_examples for s, n in self._split_names.items()},
+                         augment="cifar" if size <= 64 else "imagenet")
+
+    def _source(self, split):
+        _check_split(split)
+        def make():
+            ds = self._builder.as_dataset(split=self._split_names[split], shuffle_files=False,
+                                          decoders=None)
+            name = tf.constant(f"{self.name}:{self._split_names[split]}")
+            return ds.map(lambda ex: (tf.cast(ex["image"], tf.float32),
+                                      tf.cast(ex["label"], tf.int64), name),
+                          num_parallel_calls=tf.data.AUTOTUNE)
+
+        return _Stream(make, encoded=False, size=self.sizes.get(split))
+
+    def decode(self, item):
+        return item

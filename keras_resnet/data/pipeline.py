@@ -1,0 +1,218 @@
+"""The input pipeline: training, evaluation, calibration, benchmarks and tests all use
+:func:`make_dataset`."""
+
+import numpy as np
+import tensorflow as tf
+
+from ..preprocessing import apply_preprocessing
+from .augment import _decode_random_crop, transform
+from .base import AUGMENTATIONS, DataError, Dataset, _Files, _Indexed, _Stream
+from .catalog import get_dataset
+
+
+SHUFFLE_WINDOW = 10_000  # records; TFRecord/TFDS streams, after their file order is shuffled
+CACHE_BYTES = 512 * 2**20  # evaluation batches are kept in memory only when they fit this
+
+
+def _epoch_records(src, epoch, shuffle, seed, shard, deterministic):
+    """One epoch's ``(key, item)`` records, shuffled for ``(seed, epoch)`` when ``shuffle``,
+    this input pipeline's shard only. ``key`` (an int64 fixed per record whatever the
+    order) keys the record's random augmentation; ``item`` goes to :func:`_load`."""
+    num, index = shard
+    seeds = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    if isinstance(src, _Indexed):
+        order = tf.range(src.n, dtype=tf.int64)
+        if shuffle:  # the whole list of (cheap) indices: a true shuffle
+            order = tf.random.experimental.stateless_shuffle(order, seed=seeds)
+        ds = tf.data.Dataset.from_tensor_slices(order)
+        if num > 1:  # each record is a file here, so this shards by file
+            ds = ds.shard(num, index)
+        return ds.map(lambda i: (i, i))
+    if isinstance(src, _Files):
+        files = tf.constant(src.files)
+        if shuffle:
+            files = tf.random.experimental.stateless_shuffle(files, seed=seeds)
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        by_file = num > 1 and len(src.files) >= num  # AutoShardPolicy.FILE, done by hand
+        if by_file:
+            ds = ds.shard(num, index)
+        n_files = -(-len(src.files) // num) if by_file else len(src.files)
+        ds = ds.interleave(src.read, cycle_length=max(1, min(n_files, 16)), block_length=1,
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if num > 1 and not by_file:  # fewer files than pipelines: AutoShardPolicy.DATA
+            ds = ds.shard(num, index)
+    else:
+        ds = src.make()
+        if num > 1:
+            ds = ds.shard(num, index)
+    ds = ds.enumerate()
+    if shuffle:
+        ds = ds.shuffle(SHUFFLE_WINDOW, seed=seeds[0] * 100003 + seeds[1],
+                        reshuffle_each_iteration=False)
+    return ds.map(lambda i, item: (i, item))
+
+
+def make_dataset(dataset, split="train", batch_size=128, training=None, augment=None, seed=0,
+                 epoch=0, preprocess=True, prefetch=True, *, epochs=1, steps_per_epoch=None,
+                 skip_batches=0, shard=None, deterministic=None, shuffle=None, limit=None,
+                 preprocessing=None, cache_bytes=CACHE_BYTES):
+    """A batched ``tf.data.Dataset`` of ``(images, int32 labels)`` for one split: the one
+    input pipeline of keras_resnet (the trainer, evaluation, export calibration and the
+    benchmarks are built on it).
+
+    ``training`` (default: ``split == "train"``) shuffles, augments with ``augment``
+    (default: the dataset's preset) and drops each epoch's last partial batch. Images are
+    preprocessed (``pixels * scale + offset``, ``preprocessing`` or the dataset's) unless
+    ``preprocess=False``.
+
+    Order: every epoch shuffles the whole list of records (images in memory, files of a
+    folder) before anything is read; TFRecords shuffle their file order, interleave the
+    files and shuffle records within a window of ``SHUFFLE_WINDOW``. Every random draw
+    (order, crops, flips) is stateless and keyed on ``(seed, epoch, record)``.
+
+    ``epochs`` consecutive epochs from ``epoch``, each ``steps_per_epoch`` batches (default:
+    one pass); ``skip_batches`` skips the first batches of the first epoch without reading
+    them (a resumed run's position). ``shard=(num, index)`` keeps this input pipeline's part
+    of each epoch: by file (folders; TFRecords with at least ``num`` files), else by record.
+
+    ``deterministic`` (default: True except when training on encoded files) fixes the
+    order in which parallel work is delivered; with it, a ``(seed, epoch)`` pair gives the
+    same batches in any run, and a resumed run the batches it would have seen. Without it,
+    neighbouring images may trade places between batches (each keeps its augmentation).
+
+    Memory: no decoded image is kept beyond the shuffle window and the prefetch buffers;
+    files are read again each epoch (the OS page cache holds recently read files).
+    Evaluation batches are cached only when they fit ``cache_bytes``.
+
+    Encoded images that cannot be decoded take the dataset's ``on_corrupt`` path:
+    ``"fail"`` stops iteration with TensorFlow's decoding error, which
+    :func:`unreadable_image_error` turns into one naming the file; ``"skip"`` leaves them
+    out and appends them to ``dataset.unreadable``.
+    """
+    if not isinstance(dataset, Dataset):
+        dataset = get_dataset(dataset)
+    training = split == "train" if training is None else bool(training)
+    shuffle = training if shuffle is None else bool(shuffle)
+    augment = dataset.augment if augment is None else augment
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment={augment!r} is not supported; accepted: {', '.join(AUGMENTATIONS)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r} is not supported; expected a positive integer")
+    src = dataset._source(split)
+    encoded = src.encoded
+    if deterministic is None:
+        deterministic = not (training and encoded)
+    num, index = shard or (1, 0)
+    shape = dataset.input_shape
+    if steps_per_epoch is None and training and isinstance(src, _Indexed):
+        local = len(range(index, src.n, num))
+        steps_per_epoch = local // batch_size
+        if steps_per_epoch < 1:
+            raise DataError(f"batch_size={batch_size} is larger than the {split} split of "
+                            f"{dataset.name!r} ({local} images)")
+    on_corrupt = dataset.on_corrupt
+    seed_ = tf.constant(int(seed), tf.int64)
+    first_epoch = int(epoch)
+    plain = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors
+    example = _example_fn(dataset, src, augment, training,
+                          (preprocessing or dataset.preprocessing) if preprocess else None, seed_)
+
+    def one_epoch(e):
+        ds = _epoch_records(src, e, shuffle, seed_, (num, index), deterministic)
+        if training and steps_per_epoch:
+            if isinstance(src, _Indexed) and not (encoded and on_corrupt == "skip"):
+                ds = ds.repeat().take(steps_per_epoch * batch_size)  # exact, before reading
+            else:
+                ds = ds.repeat(2)  # room for skipped files, or a short TFRecord shard
+        if skip_batches:
+            ds = ds.skip(tf.where(e == first_epoch, tf.cast(skip_batches * batch_size, tf.int64),
+                                  tf.constant(0, tf.int64)))
+        if limit is not None:
+            ds = ds.take(limit)
+        ds = ds.map(plain(lambda key, item: example(e, key, item)),
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if encoded and on_corrupt == "skip":
+            ds = ds.filter(plain(lambda x, y, ok, name: ok))
+        ds = ds.map(plain(lambda x, y, ok, name: (x, y)))
+        ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE,
+                      deterministic=deterministic)
+        if training and steps_per_epoch:
+            ds = ds.take(tf.where(e == first_epoch, tf.cast(steps_per_epoch - skip_batches, tf.int64),
+                                  tf.cast(steps_per_epoch, tf.int64)))
+        return ds
+
+    if epochs == 1:
+        ds = one_epoch(tf.constant(first_epoch, tf.int64))
+    else:
+        ds = tf.data.Dataset.range(first_epoch, first_epoch + int(epochs)).flat_map(plain(one_epoch))
+    if not training and _fits(src, shape, limit, cache_bytes):
+        ds = ds.cache()
+    options = tf.data.Options()
+    options.deterministic = bool(deterministic)
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    ds = ds.with_options(options)
+    return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
+
+
+def _example_fn(dataset, src, augment, training, preprocessing, seed):
+    """``example(epoch, key, item) -> (pixels, int32 label, ok, name)``: one record read,
+    decoded, augmented (keyed on ``(seed, epoch, key)``) and preprocessed (unless
+    ``preprocessing`` is None). ``ok`` is False only for an unreadable image under
+    ``on_corrupt="skip"``, which is also added to ``dataset.unreadable``."""
+    shape, channels = dataset.input_shape, dataset.input_shape[-1]
+    encoded = src.encoded
+    fused = encoded and training and augment == "imagenet"
+    unreadable = dataset.unreadable
+
+    def pixels(e, key, raw):
+        s = tf.stack([seed * 1000003 + e, key])
+        if fused:
+            x = _decode_random_crop(raw, shape[0], channels, s)
+        else:
+            x = dataset.decode(raw) if encoded else raw
+            x = transform(x, shape, augment, training, seed=s)
+        x = tf.ensure_shape(x, shape)
+        if preprocessing is not None:
+            x = apply_preprocessing(x, preprocessing)
+        return x
+
+    def note_unreadable(name):
+        path = name.numpy().decode(errors="replace")
+        if path not in unreadable:
+            unreadable.append(path)
+        return False
+
+    @tf.autograph.experimental.do_not_convert
+    def example(e, key, item):
+        raw, label, name = src.load(item) if isinstance(src, _Indexed) else item
+        label = tf.cast(label, tf.int32)
+        if not encoded or dataset.on_corrupt == "fail":
+            # The fast path: a decoding error ends iteration; unreadable_image_error()
+            # then finds and names the file.
+            return pixels(e, key, raw), label, True, name
+        # on_corrupt="skip": an unreadable file must not end the pipeline. Decode in a
+        # nested dataset that ignores the error and falls back to a placeholder marked not
+        # ok (about 15% more CPU per image than the fast path).
+        x, ok = _guarded(lambda r: pixels(e, key, r), raw, tf.zeros(shape, tf.float32))
+        ok = tf.cond(ok, lambda: ok, lambda: tf.ensure_shape(
+            tf.py_function(note_unreadable, [name], tf.bool), []))
+        return x, label, ok, name
+
+    return example
+
+
+def _fits(src, shape, limit, cache_bytes):
+    """Whether a split's decoded images (at most ``limit``) fit ``cache_bytes``."""
+    n = src.n if isinstance(src, _Indexed) else (src.size if isinstance(src, _Stream) else None)
+    if n is None or not cache_bytes:
+        return False
+    if limit is not None:
+        n = min(n, limit)
+    return n * int(np.prod(shape)) * 4 <= cache_bytes
+
+
+def _guarded(fn, raw, fallback):
+    """``(fn(raw), True)``, or ``(fallback, False)`` where ``fn`` raises."""
+    good = tf.data.Dataset.from_tensors(raw).map(lambda r: (fn(r), True)).ignore_errors()
+    bad = tf.data.Dataset.from_tensors((fallback, False))
+    return good.concatenate(bad).take(1).get_single_element()

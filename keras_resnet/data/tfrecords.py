@@ -1,0 +1,172 @@
+"""An image folder written as shuffled, sharded TFRecords (``keras-resnet-make-tfrecords``)."""
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from .base import DataError
+from .on_disk import TFRECORD_CLASSES_FILE, FolderDataset
+
+
+def _tf_example(data, label, class_name, filename):
+    def b(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        "image/encoded": b(data),
+        "image/class/label": tf.train.Feature(int64_list=tf.train.Int64List(value=[label])),
+        "image/class/text": b(class_name.encode()),
+        "image/filename": b(filename.encode()),
+    })).SerializeToString()
+
+
+def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt="fail",
+                    overwrite=False, progress=None):
+    """Writes the image folder ``data_dir`` (the ``folder`` dataset's layout and splits) as
+    shuffled, sharded TFRecords in ``out_dir``: ``train-NNNNN-of-MMMMM`` and
+    ``validation-NNNNN-of-MMMMM`` files of ``image/encoded`` (the file's bytes, not
+    re-encoded), ``image/class/label`` (0-based), ``image/class/text`` and
+    ``image/filename``, plus ``classes.txt`` (one class name a line), which is what the
+    ``tfrecord`` dataset reads (no ``--num-classes`` or ``--label-offset`` needed).
+
+    Every image is decoded once, in parallel, to check it; an unreadable one fails with
+    its name (``on_corrupt="fail"``) or is left out (``"skip"``). Each split's files are
+    shuffled with ``seed`` before sharding, so every shard holds every class. The output is
+    written to a temporary folder that is renamed to ``out_dir`` at the end: a failure
+    leaves nothing at ``out_dir``. ``progress(done, total)`` is called as records are
+    written. Returns ``{"train": n, "validation": n, "skipped": [paths], "files": [...]}``.
+    """
+    if isinstance(images_per_shard, bool) or not isinstance(images_per_shard, int) or images_per_shard < 1:
+        raise ValueError(f"images_per_shard={images_per_shard!r} is not supported; expected a "
+                         "positive integer")
+    if on_corrupt not in ("fail", "skip"):
+        raise ValueError(f"on_corrupt={on_corrupt!r} is not supported; accepted: 'fail', 'skip'")
+    if not out_dir:
+        raise ValueError("out_dir is empty; expected the folder to write the TFRecords to")
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not overwrite:
+        raise DataError(f"{out_dir} already exists; choose a new folder or pass --overwrite")
+    folder = FolderDataset(data_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.partial-", dir=parent)
+    total = folder.sizes["train"] + folder.sizes["test"]
+    done, skipped, counts = 0, [], {}
+    try:
+        for split, prefix in (("train", "train"), ("test", "validation")):
+            files = folder.files(split)
+            order = np.random.default_rng([seed, 1 if split == "train" else 2]).permutation(len(files))
+            files = [files[i] for i in order]
+
+            def check(path):
+                data = tf.io.read_file(path)
+                ok = tf.data.Dataset.from_tensors(data).map(
+                    lambda d: tf.shape(tf.io.decode_image(d, channels=3, expand_animations=False))[0] > 0
+                ).ignore_errors().concatenate(tf.data.Dataset.from_tensors(False)).take(1)
+                return data, ok.get_single_element()
+
+            checked = tf.data.Dataset.from_tensor_slices([p for p, _ in files]).map(
+                check, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(64)
+            planned = max(1, -(-len(files) // images_per_shard))
+            names, writer, in_shard, n = [], None, 0, 0
+            try:
+                for (path, label), (data, ok) in zip(files, checked.as_numpy_iterator()):
+                    done += 1
+                    if progress:
+                        progress(done, total)
+                    if not ok:
+                        if on_corrupt == "fail":
+                            raise DataError(f"unreadable image {path} (use --on-corrupt skip to "
+                                            "leave such images out)")
+                        skipped.append(path)
+                        continue
+                    if writer is None:  # one shard open at a time: memory stays flat
+                        names.append(f"{prefix}-{len(names):05d}-of-{planned:05d}")
+                        writer = tf.io.TFRecordWriter(os.path.join(tmp, names[-1]))
+                    writer.write(_tf_example(data, label, folder.class_names[label],
+                                             os.path.relpath(path, data_dir)))
+                    in_shard, n = in_shard + 1, n + 1
+                    if in_shard == images_per_shard:
+                        writer.close()
+                        writer, in_shard = None, 0
+            finally:
+                if writer is not None:
+                    writer.close()
+            if not names:
+                raise DataError(f"{data_dir} has no readable {split} images")
+            if len(names) < planned:  # skipped images left fewer shards than planned
+                for i, name in enumerate(names):
+                    os.rename(os.path.join(tmp, name),
+                              os.path.join(tmp, f"{prefix}-{i:05d}-of-{len(names):05d}"))
+            counts[split] = n
+        with open(os.path.join(tmp, TFRECORD_CLASSES_FILE), "w", encoding="utf-8") as f:
+            f.write("".join(f"{c}\n" for c in folder.class_names))
+        if os.path.exists(out_dir):  # overwrite: set the old folder aside, then swap
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
+            os.rename(out_dir, os.path.join(old, "x"))
+            os.rename(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"train": counts["train"], "validation": counts["test"], "skipped": skipped,
+            "files": sorted(os.listdir(out_dir))}
+
+
+def make_tfrecords_main(argv=None):
+    """``keras-resnet-make-tfrecords``: an image folder -> shuffled, sharded TFRecords."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    p = argparse.ArgumentParser(
+        allow_abbrev=False,  # a prefix of a flag is a typo, not that flag
+        prog="keras-resnet-make-tfrecords",
+        description="Write an image folder (DATA_DIR/<class>/<image>, or DATA_DIR/train/... + "
+        "DATA_DIR/test/...) as shuffled, sharded TFRecords that `train.py --dataset tfrecord "
+        "--data-dir OUT_DIR` reads (train-*, validation-*, classes.txt).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("data_dir", help="the image folder")
+    p.add_argument("out_dir", help="the folder to create (written under a temporary name, "
+                   "then renamed)")
+    p.add_argument("--images-per-shard", type=int, default=1024,
+                   help="records per file (ImageNet's 1.28M training images -> ~1,250 files)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle before sharding")
+    p.add_argument("--on-corrupt", choices=("fail", "skip"), default="fail",
+                   help="an unreadable image: fail naming it, or leave it out and count it")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = p.parse_args(argv)
+    start, last = time.time(), [0.0]
+
+    def bar(done, total):
+        now = time.time()
+        if now - last[0] < 0.2 and done < total:
+            return
+        last[0] = now
+        width = 30
+        filled = int(width * done / max(total, 1))
+        rate = done / max(now - start, 1e-9)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} images "
+                         f"{rate:.0f}/s")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+    try:
+        out = write_tfrecords(args.data_dir, args.out_dir, args.images_per_shard, args.seed,
+                              args.on_corrupt, args.overwrite, None if args.quiet else bar)
+    except (ValueError, OSError) as e:
+        sys.stderr.write("\n" if not args.quiet else "")
+        print(f"keras-resnet-make-tfrecords: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {out['train']} training and {out['validation']} validation images to "
+          f"{os.path.abspath(args.out_dir)} ({len(out['files']) - 1} TFRecord files"
+          + (f"; skipped {len(out['skipped'])} unreadable image(s)" if out["skipped"] else "")
+          + ")")
+    return 0
