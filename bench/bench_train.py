@@ -4,25 +4,32 @@
 For each model, in one run, on the same synthetic batch (CPU or the first GPU):
 
 - ``train.py loop``: keras_resnet's training step as ``keras_resnet.training.train`` runs it
-  (``strategy.run`` in a ``tf.function``, 16 steps per call, SGD momentum 0.9, L2 1e-4);
+  (``strategy.run`` in a one-step ``tf.function``, the sums read back every 16 steps, SGD
+  momentum 0.9, weight decay 1e-4 as its gradient), with the kernels keras_resnet's commands
+  choose: TensorFlow's oneDNN kernels on every x86-64 CPU (``TF_ENABLE_ONEDNN_OPTS=1`` unless
+  set);
 - ``Keras fit`` and ``Keras train_on_batch``: the same keras_resnet model under Keras's own
-  loop (SGD momentum 0.9, ``weight_decay=1e-4``);
+  loop (SGD momentum 0.9, ``weight_decay=1e-4``), with TensorFlow's default kernels (oneDNN
+  only on CPUs with AVX512_VNNI, AVX512_BF16 or AMX; Eigen elsewhere); where that default
+  is Eigen, also ``Keras fit, oneDNN on`` (the same with ``TF_ENABLE_ONEDNN_OPTS=1``);
 - ``keras.applications fit``: ``keras.applications.ResNet50`` under ``model.fit`` (ResNet-50 only);
 - ``PyTorch eager``: a torchvision-style network (ResNet-20 option A / ResNet-50 v1.5) in eager
   mode with ``torch.optim.SGD(momentum=0.9, weight_decay=1e-4)``; ``torch.compile`` with
   ``--compile``.
 
-``--ablate`` adds variants of the loop that locate its costs: one step per ``tf.function``
-call (no ``tf.range`` loop), and no weight-decay term. Each measurement runs in its own
+``--ablate`` adds variants of the loop that locate its costs: the sums read back after every
+step, and no weight-decay term. Each measurement runs in its own
 process (TensorFlow and PyTorch do not share thread pools); rounds alternate the peers and
 the best round of each is kept. ``--precision mixed_bfloat16`` is measured only where the CPU
 has native bf16 (avx512_bf16 or amx_bf16): emulated bf16 is many times slower than float32.
-The machine line names the CPU flags and the oneDNN settings (``ONEDNN_MAX_CPU_ISA=AVX2``
-makes an AVX-512 machine dispatch as an AVX2-only one; ``TF_ENABLE_ONEDNN_OPTS=0`` selects
-TensorFlow's Eigen kernels).
+The machine line names the CPU flags and the oneDNN settings. ``--as-avx2-only`` runs every
+peer as it would run on an AVX2-only CPU (many AMD EPYC): TensorFlow's peers on Eigen (its
+default there), keras_resnet's loop and ``Keras fit, oneDNN on`` on oneDNN restricted to AVX2
+(``ONEDNN_MAX_CPU_ISA=AVX2``), PyTorch restricted to AVX2 (``ATEN_CPU_CAPABILITY=avx2``,
+``ONEDNN_MAX_CPU_ISA=AVX2``).
 
     python3 bench/bench_train.py --models resnet20 --steps 20 --rounds 3
-    ONEDNN_MAX_CPU_ISA=AVX2 python3 bench/bench_train.py --ablate
+    python3 bench/bench_train.py --as-avx2-only --models resnet20
 """
 
 import argparse
@@ -55,6 +62,33 @@ def _keras_resnet(model, classes, size):
 
 LOOP = "train.py loop"
 ABLATIONS = ("train.py loop, 1 step/call", "train.py loop, no weight decay")
+FIT_ONEDNN = "Keras fit, oneDNN on"
+NN_FEATURES = ("avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def onednn_by_default():
+    """Whether TensorFlow turns its oneDNN kernels on by itself on this CPU."""
+    return any(f in cpu_flags(every=True) for f in NN_FEATURES)
+
+
+def peer_env(peer, as_avx2_only):
+    """The environment a peer's process runs in: its own natural path on this CPU, or with
+    ``as_avx2_only`` the path it would take on an AVX2-only CPU."""
+    env = dict(os.environ)
+    ours = peer.startswith(LOOP) or peer == FIT_ONEDNN
+    torch_peer = peer in ("PyTorch eager", "torch.compile")
+    if as_avx2_only:
+        if torch_peer:
+            env.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
+        elif ours:
+            env.update(TF_ENABLE_ONEDNN_OPTS="1", ONEDNN_MAX_CPU_ISA="AVX2")
+        else:
+            env["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    elif peer == FIT_ONEDNN:
+        env["TF_ENABLE_ONEDNN_OPTS"] = "1"
+    elif ours and platform.machine().lower() in ("x86_64", "amd64"):
+        env.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")  # what keras_resnet's commands do
+    return env
 
 
 def worker(peer, model, steps, precision="float32"):
@@ -132,13 +166,15 @@ def worker(peer, model, steps, precision="float32"):
     return batch * steps / (time.perf_counter() - t0)
 
 
-def cpu_flags():
+def cpu_flags(every=False):
     """The CPU's vector-unit flags that matter for training throughput."""
     try:
         with open("/proc/cpuinfo") as f:
             flags = set(f.read().split())
     except OSError:
         return []
+    if every:
+        return sorted(flags)
     return sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
 
 
@@ -209,6 +245,8 @@ def main(argv=None):
                    help="also the loop with one step per call, and without weight decay")
     p.add_argument("--compile", action="store_true", help="also torch.compile")
     p.add_argument("--no-torch", dest="torch", action="store_false", help="leave PyTorch out")
+    p.add_argument("--as-avx2-only", action="store_true",
+                   help="run every peer as on an AVX2-only CPU (see the module docstring)")
     p.add_argument("--worker", nargs=4, metavar=("PEER", "MODEL", "STEPS", "PRECISION"),
                    help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -219,15 +257,18 @@ def main(argv=None):
     onednn = {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
               if k in os.environ}
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs, "
-          f"flags {' '.join(cpu_flags())}; {onednn or 'oneDNN defaults'}; {args.precision}",
+          f"flags {' '.join(cpu_flags())}; {onednn or 'oneDNN defaults'}"
+          f"{'; peers run as on an AVX2-only CPU' if args.as_avx2_only else ''}; {args.precision}",
           flush=True)
-    if args.precision == "mixed_bfloat16" and not native_bf16():
+    if args.precision == "mixed_bfloat16" and (args.as_avx2_only or not native_bf16()):
         print("this CPU has no native bf16 (avx512_bf16/amx_bf16): bf16 would be emulated, many "
               "times slower than float32; not measured")
         return 0
     rows = []
     for model in args.models:
         peers = [LOOP, *(ABLATIONS if args.ablate else ()), "Keras fit", "Keras train_on_batch"]
+        if args.as_avx2_only or not (onednn_by_default() or "TF_ENABLE_ONEDNN_OPTS" in os.environ):
+            peers.append(FIT_ONEDNN)
         if model == "resnet50":
             peers.append("keras.applications fit")
         peers += (["PyTorch eager"] if args.torch else []) + (["torch.compile"] if args.compile else [])
@@ -236,6 +277,7 @@ def main(argv=None):
             for peer in (peers if r % 2 == 0 else peers[::-1]):
                 out = subprocess.run([sys.executable, __file__, "--worker", peer, model,
                                       str(args.steps), args.precision],
+                                     env=peer_env(peer, args.as_avx2_only),
                                      capture_output=True, text=True, timeout=3600)
                 if out.returncode != 0:
                     raise SystemExit(f"{peer} failed:\n{out.stderr[-3000:]}")

@@ -220,6 +220,11 @@ def kill_at(op, run_dir, workdir, ops=None, cmd=None, tries=6):
             return killed, r
         done = [c for c in file_operations(calls, run_dir) if c["tid"] == hit[0]["tid"]]
         k = len(done)
+        if k == 0 and '"RUN' not in killed:
+            # Killed before the run directory's first such call, on an extra call elsewhere
+            # (a lazy import a thread made earlier than in the recording): one call later.
+            when += 1
+            continue
         if k == 0 or k > len(same) or any(a["what"] != b["what"] for a, b in zip(done, same)):
             return killed, r
         when = done[-1]["nth"] + (op["nth"] - same[k - 1]["nth"])
@@ -309,12 +314,20 @@ def check_run(run_dir, reference=None, epochs=EPOCHS, models=None):
 
 def uncommitted_models(run_dir):
     """Models (``best.keras``, ``last.keras``) present although no epoch is committed (no
-    ``run.json`` records a finished epoch): they come from an epoch the run does not hold."""
+    checkpoint holds a finished epoch, and no ``run.json`` records one): they come from an
+    epoch the run does not hold."""
     try:
         with open(os.path.join(run_dir, "run.json")) as f:
             committed = json.load(f).get("epochs_finished", 0)
     except (OSError, ValueError):
         committed = 0
+    if not committed:  # the checkpoint is the commit point; run.json is written after it
+        from keras_resnet.training import read_checkpoint
+
+        try:
+            committed = (read_checkpoint(run_dir) or {}).get("epoch", 0)
+        except Exception:  # noqa: BLE001 - no readable checkpoint: nothing committed
+            committed = 0
     return [] if committed else [n for n in ("best.keras", "last.keras")
                                  if os.path.exists(os.path.join(run_dir, n))]
 

@@ -174,3 +174,31 @@ def test_os_errors_reaching_a_command_are_one_line_and_exit_2(make, advice, tmp_
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"prog: error: cannot use {tmp_path / 'out'}: {advice}")
+
+
+_ONEDNN_PROBE = """
+import os, sys
+sys.argv = [sys.argv[1]]
+import keras_resnet  # noqa: F401  (its import configures its own commands)
+from tensorflow.python.util import _pywrap_util_port
+print(os.environ.get("TF_ENABLE_ONEDNN_OPTS"), _pywrap_util_port.IsMklEnabled())
+"""
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="oneDNN is turned on on x86-64 only")
+@pytest.mark.parametrize("prog,given,expected", [
+    ("keras-resnet-train", None, "1 True"),  # on any x86-64 CPU, AVX-512 or AVX2 only
+    ("keras-resnet-train", "0", "0 False"),  # the user's choice stands
+    ("my_app.py", None, "None"),  # another program keeps TensorFlow's own default
+])
+def test_commands_run_tensorflow_on_onednn_kernels_unless_told_otherwise(prog, given, expected):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+    if given is not None:
+        env["TF_ENABLE_ONEDNN_OPTS"] = given
+    r = subprocess.run([sys.executable, "-c", _ONEDNN_PROBE, prog], env=env, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    got = r.stdout.strip().splitlines()[-1].split()
+    # another program: oneDNN is whatever TensorFlow chooses for this CPU
+    assert got[:len(expected.split())] == expected.split(), r.stdout

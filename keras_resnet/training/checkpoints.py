@@ -14,8 +14,11 @@ trains on. Multi-worker: every worker saves (saving may take part in collectives
 the chief's files are kept; the others write to a temporary directory of their own.
 """
 
+import errno
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 
@@ -36,12 +39,50 @@ RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "m
                "init_from", "include_preprocessing")
 
 
+def _first_line(error):
+    """TensorFlow's message without its ``{{function_node ...}}`` and ``[Op:...]`` noise."""
+    text = str(getattr(error, "message", None) or error)
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"\s*\[Op:[^\]]*\]", "", text)
+    lines = text.strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _damaged_file(prefix):
+    """Which file of the checkpoint ``prefix`` is damaged: its index when the index cannot be
+    opened, else its data file(s)."""
+    if not prefix.endswith((".index", STATE_FILE)) and os.path.exists(prefix + ".index"):
+        try:
+            tf.train.load_checkpoint(prefix)
+        except Exception:  # noqa: BLE001 - truncated or corrupt index
+            return prefix + ".index"
+        data = sorted(glob.glob(glob.escape(prefix) + ".data-*"))
+        if data:
+            return ", ".join(data)
+    return prefix
+
+
 def _unreadable(path, error):
-    first = str(getattr(error, "message", None) or error).strip().splitlines()
     return TrainingError(
-        f"the checkpoint {path} is unreadable ({type(error).__name__}: "
-        f"{first[0] if first else ''}); remove {os.path.dirname(path) or path} to start the "
-        "run again from its first epoch, or pass --overwrite")
+        f"the checkpoint file {_damaged_file(path)} is unreadable ({type(error).__name__}: "
+        f"{_first_line(error)}); remove {os.path.dirname(path) or path} to start the run "
+        "again from its first epoch, or pass --overwrite")
+
+
+# The operating system's words in TensorFlow's file errors, for one-line advice.
+_OS_ERRORS = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+              "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
+
+
+def write_error(error, target, what="a checkpoint", kept="the last committed checkpoint is kept"):
+    """One line for a file TensorFlow (or the OS) could not write to ``target``."""
+    if isinstance(error, OSError):
+        cause = files.describe_os_error(error, target)
+    else:
+        found = [code for words, code in _OS_ERRORS.items() if words in str(error)]
+        cause = (files.describe_os_error(OSError(found[0], os.strerror(found[0])), target)
+                 if found else f"cannot write {target}: {_first_line(error)}")
+    return TrainingError(f"{cause} ({what}); {kept}")
 
 
 def latest(run_dir):
@@ -121,11 +162,7 @@ class TrainingState:
         try:
             path = self.manager.save(checkpoint_number=step)
         except (tf.errors.OpError, OSError) as e:
-            message = (getattr(e, "message", None) or str(e)).strip().splitlines()
-            raise TrainingError(
-                f"cannot write a checkpoint in {target}: {message[0] if message else e}; "
-                "free some space (or fix the location) and rerun: the last committed "
-                "checkpoint is kept") from None
+            raise write_error(e, target) from None
         finally:
             if not self.chief:
                 for name in os.listdir(self._scratch):

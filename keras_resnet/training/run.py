@@ -1,6 +1,7 @@
 """One training run: plan it, resume it from its checkpoint, train epoch by epoch, commit
 each epoch and write the files that derive from it."""
 
+import contextlib
 import dataclasses
 import fcntl
 import math
@@ -280,12 +281,14 @@ class _Run:
         self.val_ds = (eval_dataset(dataset, cfg.augment, preprocessing=host_input,
                                     split="validation") if cfg.val_split else None)
         self.evaluate_fn = make_eval_fn(self.host, cfg.jit)
-        self.writer = (tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
-                       if self.chief and cfg.tensorboard else None)
-        if self.writer is not None and self.history and self.progress["step"] == 0:
-            # A kill may have come between the last epoch's commit and its summary: write it
-            # again (a repeated point at the same step draws as one).
-            artifacts.write_summaries(self.writer, self.history[-1])
+        self.writer = None
+        if self.chief and cfg.tensorboard:
+            with _tensorboard_errors(self.run_dir):
+                self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
+                if self.history and self.progress["step"] == 0:
+                    # A kill may have come between the last epoch's commit and its summary:
+                    # write it again (a repeated point at the same step draws as one).
+                    artifacts.write_summaries(self.writer, self.history[-1])
         self.log(f"training {cfg.model} on {dataset.name} {list(dataset.input_shape)} "
                  f"({dataset.sizes.get('train')} train / "
                  + (f"{dataset.sizes.get('validation')} validation / " if cfg.val_split else "")
@@ -422,7 +425,8 @@ class _Run:
         if self.chief:
             self.write_files(models=True)
             if self.writer is not None:
-                artifacts.write_summaries(self.writer, row)
+                with _tensorboard_errors(self.run_dir):
+                    artifacts.write_summaries(self.writer, row)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, self.model)
 
@@ -443,6 +447,18 @@ class _Run:
         self.log(f"run directory: {os.path.abspath(self.run_dir)}")
         return TrainResult(run_dir=self.run_dir, test_accuracy=test_acc, history=self.history,
                            best=best, model=self.model, strategy=self.strategy)
+
+
+@contextlib.contextmanager
+def _tensorboard_errors(run_dir):
+    """TensorFlow's error writing TensorBoard events (a full disk, a read-only run
+    directory) as one line naming the folder."""
+    try:
+        yield
+    except tf.errors.OpError as e:
+        raise checkpoints.write_error(e, os.path.join(run_dir, "tensorboard"), "TensorBoard events",
+                                      "the last committed checkpoint is kept; rerun once fixed"
+                                      ) from None
 
 
 def _all_finite(model):
