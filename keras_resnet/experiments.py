@@ -33,7 +33,7 @@ import json
 import os
 import sys
 
-from .cli_util import HelpFormatter, quiet_tensorflow_logs
+from .cli_util import HelpFormatter, number, quiet_tensorflow_logs
 from . import data as kdata
 from . import files
 from . import training as kt
@@ -214,17 +214,17 @@ def _parser():
     g.add_argument("--dataset", default="digits",
                    help="digits (bundled, default) | cifar10 | cifar100 | folder | ...")
     g.add_argument("--data-dir", help="for folder/tfrecord datasets")
-    g.add_argument("--image-size", type=int, help="model input size for folder datasets")
+    g.add_argument("--image-size", type=number(int, 8, 4096), help="model input size for folder datasets")
     g.add_argument("--download", action="store_true", help="allow keras.datasets to download")
-    g.add_argument("--iterations", type=int,
+    g.add_argument("--iterations", type=number(int, 1),
                    help=f"per model (default: {DIGITS_ITERATIONS} on digits, 64000 elsewhere)")
-    g.add_argument("--batch-size", type=int, default=128, help="batch size of every model")
-    g.add_argument("--lr", type=float, default=0.1, help="learning rate of the four models trained from scratch")
-    g.add_argument("--grow-lr", type=float, help="fine-tuning rate of the grown model (default: lr/10)")
+    g.add_argument("--batch-size", type=number(int, 1), default=128, help="batch size of every model")
+    g.add_argument("--lr", type=number(float, 0, low_open=True), default=0.1, help="learning rate of the four models trained from scratch")
+    g.add_argument("--grow-lr", type=number(float, 0, low_open=True), help="fine-tuning rate of the grown model (default: lr/10)")
     g.add_argument("--depths", default="20,56", help="shallow,deep CIFAR depths (6n+2)")
     g.add_argument("--augment", choices=kdata.AUGMENTATIONS,
                    help="default: shift on digits, cifar elsewhere")
-    g.add_argument("--seed", type=int, default=0, help="seed of weights and data order")
+    g.add_argument("--seed", type=number(int, 0), default=0, help="seed of weights and data order")
     g.add_argument("--out", default="runs/degradation", help="output directory")
     g.add_argument("--overwrite", action="store_true", help="start every run afresh")
     g.add_argument("--quiet", action="store_true", help="no progress output")

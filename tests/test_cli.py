@@ -202,3 +202,26 @@ def test_commands_run_tensorflow_on_onednn_kernels_unless_told_otherwise(prog, g
     got = r.stdout.strip().splitlines()[-1].split()
     # another program: oneDNN is whatever TensorFlow chooses for this CPU
     assert got[:len(expected.split())] == expected.split(), r.stdout
+
+
+@pytest.mark.parametrize("command,args,message", [
+    ("export", ["--latency-runs", "0"], "argument --latency-runs: 0 is not accepted; expected an integer >= 1"),
+    ("export", ["--min-agreement", "1.5"], "argument --min-agreement: 1.5 is not accepted; expected a number in [0, 1]"),
+    ("export", ["--qat-epochs", "-1"], "argument --qat-epochs: -1 is not accepted; expected an integer >= 0"),
+    ("export", ["--num-samples", "nan"], "argument --num-samples: invalid value 'nan'; expected an integer >= 1"),
+    ("tfrecords", ["--images-per-shard", "0"], "argument --images-per-shard: 0 is not accepted; expected an integer >= 1"),
+    ("experiment", ["--lr", "-1"], "argument --lr: -1 is not accepted; expected a number > 0"),
+    ("experiment", ["--iterations", "0"], "argument --iterations: 0 is not accepted; expected an integer >= 1"),
+])
+def test_other_commands_check_their_numeric_flags_at_parse_time(command, args, message, capsys):
+    from keras_resnet.data import make_tfrecords_main
+    from keras_resnet.experiments import main as experiment_main
+    from keras_resnet.export.cli import main as export_main
+
+    run = {"export": lambda: export_main(["run_dir", "--out", "out", *args]),
+           "tfrecords": lambda: make_tfrecords_main(["photos", "out", *args]),
+           "experiment": lambda: experiment_main(["degradation", *args])}[command]
+    with pytest.raises(SystemExit) as exit_:
+        run()
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(message)

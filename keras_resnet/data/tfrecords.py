@@ -10,6 +10,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from ..cli_util import number
 from .base import DataError
 from .on_disk import TFRECORD_CLASSES_FILE, FolderDataset
 
@@ -134,9 +135,9 @@ def make_tfrecords_main(argv=None):
     p.add_argument("data_dir", help="the image folder")
     p.add_argument("out_dir", help="the folder to create (written under a temporary name, "
                    "then renamed)")
-    p.add_argument("--images-per-shard", type=int, default=1024,
+    p.add_argument("--images-per-shard", type=number(int, 1), default=1024,
                    help="records per file (ImageNet's 1.28M training images -> ~1,250 files)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the shuffle before sharding")
+    p.add_argument("--seed", type=number(int, 0), default=0, help="seed of the shuffle before sharding")
     p.add_argument("--on-corrupt", choices=("fail", "skip"), default="fail",
                    help="an unreadable image: fail naming it, or leave it out and count it")
     p.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")

@@ -3,7 +3,7 @@
 import argparse
 import sys
 
-from ..cli_util import HelpFormatter, check_distribution, flatten, list_of, quiet_tensorflow_logs
+from ..cli_util import HelpFormatter, check_distribution, flatten, list_of, number, quiet_tensorflow_logs
 
 
 def build_parser(formats, prog=None):
@@ -38,9 +38,9 @@ def build_parser(formats, prog=None):
                                  "quantization-aware training")
         parser.add_argument("--int8-io", default="int8", choices=("int8", "uint8", "float32"),
                             help="input/output type of full-integer models (default: %(default)s)")
-        parser.add_argument("--qat-epochs", type=int, default=2,
+        parser.add_argument("--qat-epochs", type=number(int, 0), default=2,
                             help="quantization-aware fine-tuning epochs (default: %(default)s; 0 skips qat)")
-        parser.add_argument("--qat-learning-rate", type=float, default=1e-5,
+        parser.add_argument("--qat-learning-rate", type=number(float, 0, low_open=True), default=1e-5,
                             help="Adam learning rate of the QAT fine-tuning (default: %(default)s)")
     if "onnx" in formats:
         parser.add_argument("--onnx", type=list_of(str), nargs="+", metavar="PRECISION",
@@ -49,7 +49,7 @@ def build_parser(formats, prog=None):
         parser.add_argument("--opset", type=int, default=DEFAULT_OPSET,
                             help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default: %(default)s)")
     if "savedmodel" in formats:
-        parser.add_argument("--version", type=int, default=None,
+        parser.add_argument("--version", type=number(int, 0), default=None,
                             help="SavedModel version (default: the next free number)")
     parser.add_argument("--model-name", default=None,
                         help="model name for files and the TF Serving path (default: the model's name)")
@@ -59,24 +59,24 @@ def build_parser(formats, prog=None):
                                  "keras_resnet.data")
         parser.add_argument("--data-dir", default=None,
                             help="data directory for folder/tfrecord/tfds datasets (default: run.json's)")
-        parser.add_argument("--image-size", type=int, default=None,
+        parser.add_argument("--image-size", type=number(int, 8, 4096), default=None,
                             help="image size the dataset is read at (default: run.json's, i.e. the "
                                  "model's input size)")
-        parser.add_argument("--num-samples", type=int, default=200,
+        parser.add_argument("--num-samples", type=number(int, 1), default=200,
                             help="representative (calibration) images drawn from the training data "
                                  "(default: %(default)s)")
         parser.add_argument("--calibration-data", default=None, metavar="FILE",
                             help=".npy images (or .npz with 'images') to calibrate on instead")
-        parser.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT, metavar="FRACTION",
+        parser.add_argument("--min-agreement", type=number(float, 0, 1), default=MIN_AGREEMENT, metavar="FRACTION",
                             help="quantized exports: least top-1 agreement with the Keras model "
                                  "(default: %(default)s)")
-        parser.add_argument("--max-accuracy-drop", type=float, default=MAX_ACCURACY_DROP, metavar="FRACTION",
+        parser.add_argument("--max-accuracy-drop", type=number(float, 0, 1), default=MAX_ACCURACY_DROP, metavar="FRACTION",
                             help="quantized exports: largest accuracy drop on labelled data, as a "
                                  "fraction (default: %(default)s = 1 percentage point)")
     parser.add_argument("--eval-data", default=None, metavar="FILE",
                         help=".npz with 'images' and 'labels' to verify on instead of the test split")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the calibration draw")
-    parser.add_argument("--latency-runs", type=int, default=50,
+    parser.add_argument("--seed", type=number(int, 0), default=0, help="seed of the calibration draw")
+    parser.add_argument("--latency-runs", type=number(int, 1), default=50,
                         help="timed batch-1 calls per artifact (default: %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace existing output files (a SavedModel version only when --version names it)")
