@@ -206,7 +206,6 @@ def test_commands_run_tensorflow_on_onednn_kernels_unless_told_otherwise(prog, g
 
 @pytest.mark.parametrize("command,args,message", [
     ("export", ["--latency-runs", "0"], "argument --latency-runs: 0 is not accepted; expected an integer >= 1"),
-    ("export", ["--min-agreement", "1.5"], "argument --min-agreement: 1.5 is not accepted; expected a number in [0, 1]"),
     ("export", ["--qat-epochs", "-1"], "argument --qat-epochs: -1 is not accepted; expected an integer >= 0"),
     ("export", ["--num-samples", "nan"], "argument --num-samples: invalid value 'nan'; expected an integer >= 1"),
     ("tfrecords", ["--images-per-shard", "0"], "argument --images-per-shard: 0 is not accepted; expected an integer >= 1"),

@@ -67,10 +67,10 @@ def build_parser(formats, prog=None):
                                  "(default: %(default)s)")
         parser.add_argument("--calibration-data", default=None, metavar="FILE",
                             help=".npy images (or .npz with 'images') to calibrate on instead")
-        parser.add_argument("--min-agreement", type=number(float, 0, 1), default=MIN_AGREEMENT, metavar="FRACTION",
+        parser.add_argument("--min-agreement", type=float, default=MIN_AGREEMENT, metavar="FRACTION",
                             help="quantized exports: least top-1 agreement with the Keras model "
                                  "(default: %(default)s)")
-        parser.add_argument("--max-accuracy-drop", type=number(float, 0, 1), default=MAX_ACCURACY_DROP, metavar="FRACTION",
+        parser.add_argument("--max-accuracy-drop", type=float, default=MAX_ACCURACY_DROP, metavar="FRACTION",
                             help="quantized exports: largest accuracy drop on labelled data, as a "
                                  "fraction (default: %(default)s = 1 percentage point)")
     parser.add_argument("--eval-data", default=None, metavar="FILE",
