@@ -266,8 +266,16 @@ def test_tfrecord_round_trip_folder_to_converter_to_training(tmp_path):
     assert info["epochs_finished"] == 1 and 0 <= info["test_accuracy"] <= 1
 
 
+def _make_tfrecords(argv):
+    """The command's exit status: returned, or argparse's exit for a bad flag."""
+    try:
+        return kdata.make_tfrecords_main(argv)
+    except SystemExit as e:
+        return e.code
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--images-per-shard", "0"], "images_per_shard"),
+    (["--images-per-shard", "0"], "argument --images-per-shard: 0 is not accepted; expected an integer >= 1"),
     (["--on-corrupt", "skip", "--seed", "1"], None),
 ])
 def test_make_tfrecords_bad_input_and_corrupt_files(tmp_path, capsys, args, message):
@@ -275,12 +283,12 @@ def test_make_tfrecords_bad_input_and_corrupt_files(tmp_path, capsys, args, mess
     bad = root / "train" / "c01" / "zz.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 broken")
     out = tmp_path / "records"
-    rc = kdata.make_tfrecords_main([str(root), str(out), "--quiet", *args])
+    rc = _make_tfrecords([str(root), str(out), "--quiet", *args])
     captured = capsys.readouterr()
     err = captured.err.strip().splitlines()
     if message:
         assert rc == 2 and message in err[-1] and not out.exists()
-        rc = kdata.make_tfrecords_main([str(root), str(out), "--quiet"])
+        rc = _make_tfrecords([str(root), str(out), "--quiet"])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and str(bad) in err[-1] and not out.exists()
         assert not [n for n in os.listdir(tmp_path) if "partial" in n]
