@@ -207,6 +207,12 @@ def write_bytes(path, data):
             f.write(data)
 
 
+def copy_file(source, path):
+    """Copy the file ``source`` to ``path`` atomically."""
+    with atomic_path(path, suffix=os.path.splitext(path)[1]) as tmp:
+        shutil.copyfile(source, tmp)
+
+
 def remove_stale_temporaries(directory, log=None):
     """Remove temporaries that a killed process left in ``directory``; returns their names."""
     removed = []

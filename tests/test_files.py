@@ -25,6 +25,19 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["run.json"]
 
 
+def test_a_copy_is_atomic_too(tmp_path):
+    source, target = tmp_path / "last.keras", tmp_path / "best.keras"
+    source.write_bytes(bytes(range(256)) * 64)
+    target.write_bytes(b"old")
+    files.copy_file(source, target)
+    assert target.read_bytes() == source.read_bytes()
+    with pytest.raises(files.FileWriteError) as info:  # a source that vanished
+        files.copy_file(tmp_path / "gone.keras", target)
+    assert str(tmp_path / "best.keras") in str(info.value)
+    assert target.read_bytes() == source.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["best.keras", "last.keras"]
+
+
 def test_a_directory_replaces_the_old_one_whole(tmp_path):
     target = tmp_path / "model"
     (target / "old").mkdir(parents=True)

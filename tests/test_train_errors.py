@@ -16,7 +16,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 
-def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
+def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path, monkeypatch, capsys):
+    """Each case through the command's own ``main`` (the console script's entry point), in
+    this process; the last one also as a real process, for its exit status."""
+    from keras_resnet.train import main
+
     cases = [
         (["--strategy", "bogus"], "invalid choice: 'bogus'"),
         (["--batch-size", "0"], "argument --batch-size: 0 is not accepted; expected an integer >= 1"),
@@ -29,24 +33,19 @@ def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path):
         (["--val-split", "1.5"], "argument --val-split: 1.5 is not accepted; expected a number in [0, 1)"),
         (["--epo", "3"], "unrecognized arguments: --epo 3"),  # a prefix is not taken for --epochs
     ]
-    procs = [subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args],
-                              cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for args, _ in cases]
-    results = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=300)
-            results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.communicate()
-    for (args, message), r in zip(cases, results):
-        assert r.returncode == 2, (args, r.stdout[-1000:], r.stderr[-2000:])
-        err = r.stderr.strip().splitlines()[-1]
-        assert message in err, (args, err)
-        assert "Traceback" not in r.stderr
+    monkeypatch.chdir(tmp_path)
+    for args, message in cases:
+        try:
+            rc = main(args, prog="train.py")
+        except SystemExit as e:  # argparse's own errors
+            rc = e.code
+        err = capsys.readouterr().err
+        assert rc == 2, (args, err[-2000:])
+        assert err.startswith("usage: train.py") or err.startswith("train.py: error:"), (args, err)
+        assert message in err.strip().splitlines()[-1], (args, err)
+    r = run_train(cases[-1][0], tmp_path)
+    assert r.returncode == 2 and cases[-1][1] in r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr
     assert not os.path.exists(tmp_path / "runs")
 
 

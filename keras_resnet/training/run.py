@@ -303,9 +303,11 @@ class _Run:
         it was the best) hold."""
         if models:
             self.host.set_weights(self.model.get_weights())
-            artifacts.save_keras(self.host, os.path.join(self.run_dir, "last.keras"))
+            last = os.path.join(self.run_dir, "last.keras")
+            artifacts.save_keras(self.host, last)
             if self.best["epoch"] == len(self.history):
-                artifacts.save_keras(self.host, os.path.join(self.run_dir, "best.keras"))
+                # The same weights: copied, not saved again (a save walks every layer).
+                files.copy_file(last, os.path.join(self.run_dir, "best.keras"))
         artifacts.write_metrics(os.path.join(self.run_dir, "metrics.csv"), self.history)
         artifacts.write_run_json(self.run_dir, self.dataset, self.cfg, self.facts, self.history,
                                  self.best, "running")
