@@ -160,13 +160,30 @@ def test_image_folder_with_a_corrupt_file_fails_or_skips(tmp_path):
 
 def test_a_second_run_on_the_same_run_directory_is_refused_and_stale_temporaries_go(tmp_path):
     run_dir = tmp_path / "run"
-    args = [sys.executable, os.path.join(ROOT, "train.py"), "--epochs", "3", "--run-dir",
-            str(run_dir), "--no-plot"]
-    first = subprocess.Popen(args, cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    flags = ["--epochs", "3", "--run-dir", str(run_dir), "--no-plot"]
+    args = [sys.executable, os.path.join(ROOT, "train.py"), *flags]
+    go = tmp_path / "go"
+    # The first run waits after its first epoch until the second has been refused, so the
+    # two overlap however fast the machine is.
+    first = subprocess.Popen([sys.executable, "-c", f"""
+import functools, os, sys, time
+from keras_resnet import training
+
+def hold(epoch, model):
+    if epoch == 1:
+        print("holding the run directory", flush=True)
+        deadline = time.time() + 600
+        while not os.path.exists({str(go)!r}) and time.time() < deadline:
+            time.sleep(0.05)
+
+training.train = functools.partial(training.train, on_epoch_end=hold)
+sys.argv = ["train.py"] + {flags!r}
+import runpy
+runpy.run_path({os.path.join(ROOT, "train.py")!r}, run_name="__main__")
+"""], cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for line in first.stdout:  # the first run holds the directory once it trains
-            if line.startswith("Epoch 1/"):
+        for line in first.stdout:
+            if line.startswith("holding the run directory"):
                 break
         second = subprocess.run(args, cwd=tmp_path, env=train_env(), capture_output=True,
                                 text=True, timeout=600)
@@ -174,8 +191,9 @@ def test_a_second_run_on_the_same_run_directory_is_refused_and_stale_temporaries
         err = second.stderr.strip().splitlines()[-1]
         assert f"{run_dir} is in use by another training run" in err, err
     finally:
-        first.communicate(timeout=600)
-    assert first.returncode == 0
+        go.write_text("")
+        out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err[-2000:]
     # A write killed half-way leaves a temporary name behind; the next run removes it.
     (run_dir / ".checkpoint.npz.tmp-k1ll3d").write_bytes(b"partial")
     again = subprocess.run(args, cwd=tmp_path, env=train_env(), capture_output=True, text=True,
