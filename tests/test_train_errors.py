@@ -16,6 +16,22 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 
+def _train_with_epoch_hook(hook, args):
+    """``python -c`` arguments that run ``train.py ARGS`` with ``hook`` (source defining
+    ``on_epoch_end(epoch, model)``, called after each epoch is committed) given to
+    ``training.train``."""
+    return [sys.executable, "-c", f"""
+import functools, os, sys, time
+from keras_resnet import training
+{hook}
+training.train = functools.partial(training.train, on_epoch_end=on_epoch_end)
+sys.argv = ["train.py"] + {list(args)!r}
+sys.path.insert(0, {ROOT!r})
+import runpy
+runpy.run_path({os.path.join(ROOT, "train.py")!r}, run_name="__main__")
+"""]
+
+
 def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path, monkeypatch, capsys):
     """Each case through the command's own ``main`` (the console script's entry point), in
     this process; the last one also as a real process, for its exit status."""
@@ -84,11 +100,8 @@ def test_non_finite_mid_run_keeps_the_last_good_checkpoint(tmp_path, poison, mes
     resume = poison == "classifier" or "--checkpoint-steps" in poison
     if "--checkpoint-steps" in poison:
         poison, args = "stem", args + ["--checkpoint-steps", "4"]
-    poisoned = subprocess.run([sys.executable, "-c", f"""
-import functools, sys
-from keras_resnet import training
-
-def poison(epoch, model):  # after epoch 2 is committed and its files written
+    poisoned = subprocess.run(_train_with_epoch_hook(f"""
+def on_epoch_end(epoch, model):  # after epoch 2 is committed and its files written
     if epoch == 2:
         layer = model.get_layer({"stem_bn" if poison == "stem" else "predictions"!r})
         if {poison!r} == "saturate":
@@ -96,13 +109,7 @@ def poison(epoch, model):  # after epoch 2 is committed and its files written
         else:
             w = layer.moving_mean if {poison!r} == "stem" else layer.kernel
             w.assign(w * float("nan"))
-
-training.train = functools.partial(training.train, on_epoch_end=poison)
-sys.argv = ["train.py"] + {args!r}
-sys.path.insert(0, {ROOT!r})
-import runpy
-runpy.run_path({os.path.join(ROOT, "train.py")!r}, run_name="__main__")
-"""], cwd=tmp_path, env=train_env(), capture_output=True, text=True, timeout=600)
+""", args), cwd=tmp_path, env=train_env(), capture_output=True, text=True, timeout=600)
     assert poisoned.returncode == 2, poisoned.stderr[-3000:]
     err = poisoned.stderr.strip().splitlines()[-1]
     assert message in err and "(2 finished epochs)" in err and "rerun with a lower --lr" in err, err
@@ -165,22 +172,15 @@ def test_a_second_run_on_the_same_run_directory_is_refused_and_stale_temporaries
     go = tmp_path / "go"
     # The first run waits after its first epoch until the second has been refused, so the
     # two overlap however fast the machine is.
-    first = subprocess.Popen([sys.executable, "-c", f"""
-import functools, os, sys, time
-from keras_resnet import training
-
-def hold(epoch, model):
+    first = subprocess.Popen(_train_with_epoch_hook(f"""
+def on_epoch_end(epoch, model):
     if epoch == 1:
         print("holding the run directory", flush=True)
         deadline = time.time() + 600
         while not os.path.exists({str(go)!r}) and time.time() < deadline:
             time.sleep(0.05)
-
-training.train = functools.partial(training.train, on_epoch_end=hold)
-sys.argv = ["train.py"] + {flags!r}
-import runpy
-runpy.run_path({os.path.join(ROOT, "train.py")!r}, run_name="__main__")
-"""], cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+""", flags), cwd=tmp_path, env=train_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
     try:
         for line in first.stdout:
             if line.startswith("holding the run directory"):
