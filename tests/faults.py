@@ -36,7 +36,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "train.py")
-PYTHON = os.path.realpath(sys.executable)  # not a shim script: strace follows the real one
+PYTHON = sys.executable  # the environment the user installed into (strace follows its link)
 
 # Small and quick: digits, the smallest CIFAR-style ResNet, two short epochs, deterministic
 # ops so that a killed-and-resumed run can be compared with an uninterrupted one.

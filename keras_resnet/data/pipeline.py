@@ -47,9 +47,39 @@ def _epoch_records(src, epoch, shuffle, seed, shard, deterministic):
             ds = ds.shard(num, index)
     ds = ds.enumerate()
     if shuffle:
-        ds = ds.shuffle(SHUFFLE_WINDOW, seed=seeds[0] * 100003 + seeds[1],
-                        reshuffle_each_iteration=False)
-    return ds.map(lambda i, item: (i, item))
+        ds = _block_shuffle(ds, seeds, SHUFFLE_WINDOW)
+    return ds
+
+
+def _block_shuffle(ds, seeds, block):
+    """``ds`` shuffled within consecutive blocks of ``block`` records, each block's order
+    drawn statelessly from ``(seeds, block number)``. Unlike ``Dataset.shuffle`` (whose seed
+    must be a Python number, and is combined with the global seed), the order depends on
+    nothing but ``seeds``, which may be tensors (an epoch inside ``flat_map``). The next
+    block is read while the current one is consumed."""
+    spec = ds.element_spec
+    flat = tf.nest.flatten(spec)
+    # Components that are not scalars (TFDS's decoded images) travel as serialized tensors,
+    # so that blocks of images of different shapes batch.
+    pack = [s.shape.rank != 0 for s in flat]
+
+    def to_scalars(*elem):
+        return tuple(tf.io.serialize_tensor(t) if p else t
+                     for t, p in zip(tf.nest.flatten(elem), pack))
+
+    def from_scalars(*elem):
+        out = [tf.ensure_shape(tf.io.parse_tensor(t, s.dtype), s.shape) if p else t
+               for t, s, p in zip(elem, flat, pack)]
+        return tf.nest.pack_sequence_as(spec, out)
+
+    def shuffle_block(b, elems):
+        n = tf.shape(elems[0], out_type=tf.int64)[0]
+        key = tf.stack([seeds[0] * 100003 + seeds[1], b])
+        order = tf.random.experimental.stateless_shuffle(tf.range(n), seed=key)
+        return tuple(tf.gather(t, order) for t in elems)
+
+    ds = ds.map(to_scalars).batch(block).enumerate().map(shuffle_block).prefetch(1)
+    return ds.unbatch().map(from_scalars)
 
 
 def make_dataset(dataset, split="train", batch_size=128, training=None, augment=None, seed=0,
