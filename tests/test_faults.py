@@ -12,7 +12,8 @@ import pytest
 import faults
 from shared_fixture import shared_once
 
-pytestmark = pytest.mark.skipif(not faults.have_strace(), reason="needs strace (ptrace) to inject kills")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    not faults.have_strace(), reason="needs strace (apt-get install strace) to inject kills")]
 
 
 def _record(directory):

@@ -272,7 +272,7 @@ def read(path, model=None):
                 f"weights={path!r} is not a file: keras_resnet downloads nothing. Import public "
                 "weights from a local file: weights='resnet50.safetensors' (torchvision/timm "
                 "state_dict; .pth/.pt need PyTorch) or a keras.applications .h5, or convert once "
-                "with keras-resnet-convert SOURCE OUT.keras; see README 'Pretrained weights'")
+                "with keras-resnet-convert SOURCE OUT.keras; see docs/weights.md")
         raise ValueError(f"weights={path!r}: no such file; pass None or the path of a local weights file")
     for suffix, reader in READERS:
         if path.endswith(suffix):
