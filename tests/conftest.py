@@ -79,6 +79,19 @@ def trainable_params(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
 
 
+# The fast tier (pytest -m "not slow") leaves out, besides the tests marked slow in their
+# files, every test that needs the trained-and-exported model or the strace recording, and
+# the arithmetic of the deepest models (1,001 and 1,202 layers to build).
+SLOW_FIXTURES = {"exported", "recording"}
+SLOW_IDS = ("[1202]", "[1001]", "[ResNet1202CIFAR]", "[PreActResNet1001CIFAR]")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.nodeid.endswith(SLOW_IDS):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

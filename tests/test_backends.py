@@ -12,7 +12,11 @@ import numpy as np
 from conftest import ROOT, randomize_weights
 
 import keras
+import pytest
+
 import keras_resnet as kr
+
+pytestmark = pytest.mark.slow  # reruns tests in a process under Keras's PyTorch backend
 
 MODELS = {
     "cifar20": lambda: kr.ResNet20CIFAR(input_shape=(16, 16, 3), classes=5),

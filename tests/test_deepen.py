@@ -176,6 +176,7 @@ def test_deepened_model_fine_tunes(rng):
     assert np.abs(deep.get_layer("stage1_block2_bn2").get_weights()[0]).max() > 1e-3
 
 
+@pytest.mark.slow
 def test_deepened_model_exports_and_runs_in_litert_and_onnx_runtime(tmp_path, rng):
     """A deepened model is an ordinary keras_resnet model: it exports, and the TFLite and
     ONNX files compute what the shallow source computes (within float32 rounding)."""

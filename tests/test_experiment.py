@@ -27,6 +27,7 @@ def has_color(pixels, hex_color, tol=0.06):
     return bool((np.abs(pixels[..., :3] - rgb).max(axis=-1) < tol).any())
 
 
+@pytest.mark.slow
 def test_degradation_tiny_budget_writes_png_csv_and_table(tmp_path):
     out = tmp_path / "exp"
     proc = experiment(["degradation", "--depths", "8,14", "--iterations", "20",

@@ -453,6 +453,7 @@ print("ok")
 """
 
 
+@pytest.mark.slow
 def test_qat_annotates_zero_pad_shortcut_with_its_quantize_config():
     env = dict(_env(), TF_USE_LEGACY_KERAS="1")
     assert _python(_QAT_CONFIG_CHECK, env=env).stdout.strip().endswith("ok")

@@ -17,6 +17,8 @@ import keras_resnet as kr
 from keras_resnet.export import onnx_export, tflite
 from keras_resnet.export.pipeline import export_all
 
+pytestmark = pytest.mark.slow  # end to end: trains in processes of its own
+
 SCALE, OFFSET = 1 / 127.5, -1.0
 
 

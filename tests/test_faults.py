@@ -12,8 +12,14 @@ import pytest
 import faults
 from shared_fixture import shared_once
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    not faults.have_strace(), reason="needs strace (apt-get install strace) to inject kills")]
+# The tests that run commands under strace (the recording and everything that uses it) are
+# slow; the others are quick unit-level checks of the same promises.
+needs_strace = pytest.mark.skipif(not faults.have_strace(),
+                                  reason="needs strace (apt-get install strace) to inject kills")
+
+
+def with_recording(test):
+    return pytest.mark.slow(needs_strace(test))
 
 
 def _record(directory):
@@ -58,6 +64,7 @@ POINTS = {
     # (tests/faults.py --full) kills at every operation, the checkpoint's temporaries too.
     "rename onto last.keras, last epoch",
 ])
+@with_recording
 def test_a_kill_at_a_file_operation_leaves_a_run_that_resumes_to_the_same_model(recording, point):
     workdir, reference, ops = recording
     op = _last(ops, *POINTS[point])
@@ -66,6 +73,7 @@ def test_a_kill_at_a_file_operation_leaves_a_run_that_resumes_to_the_same_model(
     assert result["problems"] == []
 
 
+@with_recording
 def test_the_recording_sees_every_kind_of_file_operation(recording):
     """What the sweep kills at: directory creation, temporaries of every output, renames."""
     _, _, ops = recording
@@ -79,6 +87,7 @@ def test_the_recording_sees_every_kind_of_file_operation(recording):
 needs_mount = pytest.mark.skipif(not faults.can_mount(), reason="mounting a tmpfs needs root")
 
 
+@with_recording
 @needs_mount
 def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(recording):
     workdir, reference, _ = recording
@@ -87,6 +96,7 @@ def test_a_full_disk_is_one_line_and_the_run_resumes_once_space_is_freed(recordi
     assert result["problems"] == []
 
 
+@with_recording
 @needs_mount
 def test_a_full_disk_leaves_no_model_of_an_uncommitted_epoch(recording):
     workdir, _, _ = recording
@@ -97,6 +107,7 @@ def test_a_full_disk_leaves_no_model_of_an_uncommitted_epoch(recording):
         assert faults.uncommitted_models(run_dir) == []
 
 
+@with_recording
 def test_unwritable_run_directories_are_one_line(recording, tmp_path):
     """A run directory that is a file, inside a directory without write permission, or on a
     read-only filesystem: one line naming it, exit status 2."""
@@ -109,6 +120,7 @@ def test_unwritable_run_directories_are_one_line(recording, tmp_path):
     assert [r for r in results if r["problems"]] == []
 
 
+@with_recording
 def test_truncated_inputs_are_one_line_naming_the_file(recording):
     workdir, reference, _ = recording
     results = faults.corrupt_inputs(workdir, reference, full=False)
@@ -134,6 +146,7 @@ def test_convert_names_a_file_that_is_not_a_keras_archive(tmp_path, capsys):
     assert rc == 2 and str(bad) in err and "not found" not in err.lower(), err
 
 
+@with_recording
 def test_export_into_an_unwritable_place_is_one_line(recording, tmp_path, capsys):
     from keras_resnet.export.cli import main
 
@@ -160,6 +173,7 @@ def test_an_empty_class_folder_is_refused_or_left_out_with_a_warning(tmp_path):
     assert "zz_empty" not in ds.class_names and any("zz_empty" in m for m in said), said
 
 
+@with_recording
 def test_an_export_killed_after_its_first_artifacts_reruns_to_a_complete_export(recording):
     """Killed as its ONNX file is renamed into place (SavedModel and TFLite already written),
     the same export command, rerun, replaces what the interrupted export wrote and completes:
@@ -171,6 +185,7 @@ def test_an_export_killed_after_its_first_artifacts_reruns_to_a_complete_export(
     assert results[0]["problems"] == [], results
 
 
+@with_recording
 def test_a_truncated_tfrecord_shard_is_one_line_naming_it(recording):
     workdir, _, _ = recording
     cases = [case for case in faults._corrupt_data_cases(workdir) if "TFRecord" in case[0]]

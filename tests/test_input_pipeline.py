@@ -201,6 +201,7 @@ print(json.dumps({"error": error, "bad": late[0], "committed": [meta["epoch"], m
 """
 
 
+@pytest.mark.slow
 def test_a_corrupt_jpeg_met_mid_run_fails_naming_it_then_skip_resumes(tmp_path):
     root, _ = _small_folder(tmp_path, classes=2, per_class=8, size=(20, 20))
     argv = f"import sys\nsys.argv = ['run', {str(root)!r}, {str(tmp_path / 'run')!r}]\n"
@@ -217,6 +218,7 @@ def test_a_corrupt_jpeg_met_mid_run_fails_naming_it_then_skip_resumes(tmp_path):
     assert out["skipped"] == [out["bad"]]
 
 
+@pytest.mark.slow
 def test_tfrecord_round_trip_folder_to_converter_to_training(tmp_path):
     root, files = _small_folder(tmp_path, classes=3, per_class=6, size=(16, 16))
     out = tmp_path / "records"

@@ -6,6 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end to end: trains in processes of its own
+
 TESTS = os.path.dirname(os.path.abspath(__file__))
 
 

@@ -7,6 +7,9 @@ import sys
 
 import numpy as np
 from conftest import train_env
+import pytest
+
+pytestmark = pytest.mark.slow  # end to end: trains in processes of its own
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

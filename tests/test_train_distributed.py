@@ -9,6 +9,9 @@ import sys
 
 import numpy as np
 from conftest import train_env
+import pytest
+
+pytestmark = pytest.mark.slow  # end to end: trains in processes of its own
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORKER = os.path.join(ROOT, "tests", "_train_worker.py")

@@ -65,6 +65,7 @@ def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path, mon
     assert not os.path.exists(tmp_path / "runs")
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     run_dir = tmp_path / "nan"
     r = run_train(["--lr", "1e30", "--epochs", "2", "--run-dir", str(run_dir)], tmp_path)
@@ -75,6 +76,7 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
                    ("checkpoint", "last.keras", "best.keras", "metrics.csv", "run.json"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("poison,message", [
     ("classifier", "the loss became nan in epoch 3"),
     # NaN BN moving statistics: a training step normalises with the batch's own statistics,
@@ -142,6 +144,7 @@ def _png(path, array):
     tf.io.write_file(str(path), tf.io.encode_png(tf.constant(array, tf.uint8)))
 
 
+@pytest.mark.slow
 def test_image_folder_with_a_corrupt_file_fails_or_skips(tmp_path):
     data = tmp_path / "photos"
     rng = np.random.default_rng(0)
@@ -165,6 +168,7 @@ def test_image_folder_with_a_corrupt_file_fails_or_skips(tmp_path):
     assert info["class_names"] == ["a", "b"] and info["input_shape"] == [16, 16, 3]
 
 
+@pytest.mark.slow
 def test_a_second_run_on_the_same_run_directory_is_refused_and_stale_temporaries_go(tmp_path):
     run_dir = tmp_path / "run"
     flags = ["--epochs", "3", "--run-dir", str(run_dir), "--no-plot"]
@@ -203,6 +207,7 @@ def on_epoch_end(epoch, model):
     assert not [n for n in os.listdir(run_dir) if n.startswith(".")]
 
 
+@pytest.mark.slow
 def test_a_corrupt_checkpoint_is_named_with_the_way_out(tmp_path):
     run_dir = tmp_path / "run"
     args = ["--epochs", "1", "--run-dir", str(run_dir), "--no-plot"]
@@ -225,6 +230,7 @@ def test_a_corrupt_checkpoint_is_named_with_the_way_out(tmp_path):
     assert f"the checkpoint file {run_dir / 'checkpoint' / 'checkpoint'} is unreadable" in err, err
 
 
+@pytest.mark.slow
 def test_a_run_directory_of_the_earlier_checkpoint_format_is_refused_not_restarted(tmp_path):
     """An earlier keras_resnet kept training state in checkpoint.npz; this one cannot resume
     it, so a rerun says so instead of silently training that run again from epoch 1."""

@@ -4,6 +4,7 @@ determinism."""
 import json
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_resnet import training as kt
@@ -61,6 +62,7 @@ def test_weight_decay_skips_batchnorm_and_biases():
         np.testing.assert_allclose(v.numpy(), want, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_bfloat16_and_xla_run_on_cpu_and_evaluate_only(tmp_path):
     run_dir = tmp_path / "bf16"
     r = run_train(["--precision", "mixed_bfloat16", "--jit", "--epochs", "3", "--steps-per-epoch",
@@ -96,6 +98,7 @@ def test_bfloat16_and_xla_run_on_cpu_and_evaluate_only(tmp_path):
     assert (run_dir / "metrics.csv").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_deterministic_runs_with_the_same_seed_are_identical(tmp_path):
     import keras
 
@@ -112,6 +115,7 @@ def test_deterministic_runs_with_the_same_seed_are_identical(tmp_path):
     assert not all(np.array_equal(a, c) for a, c in zip(weights[0], weights[2]))
 
 
+@pytest.mark.slow
 def test_validation_split_chooses_best_keras(tmp_path):
     run_dir = tmp_path / "val"
     r = run_train(["--val-split", "0.2", "--epochs", "4", "--batch-size", "64", "--run-dir",

@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from conftest import train_env
 
+pytestmark = pytest.mark.slow  # end to end: trains in processes of its own
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -66,6 +66,7 @@ def test_drop_path_rate_rises_linearly_over_blocks_and_leaves_inference_unchange
     assert not np.allclose(np.asarray(model(x, training=True)), np.asarray(plain(x, training=True)))
 
 
+@pytest.mark.slow
 def test_drop_path_trains_under_mirrored_strategy():
     """Two replicas (logical CPU devices), model.fit: the seeded random stream works in
     replica context."""
@@ -134,6 +135,7 @@ def test_grouped_conv_implementations_compute_the_same_function(implementation, 
     assert kr.GroupedConv2D.from_config(config).get_config() == config
 
 
+@pytest.mark.slow
 def test_every_option_saves_and_loads_with_safe_mode_in_a_fresh_process(tmp_path, rng):
     models = {
         "grouped_se": _everything(),

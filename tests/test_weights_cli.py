@@ -69,6 +69,7 @@ def test_help():
         assert word in proc.stdout
 
 
+@pytest.mark.slow
 def test_converts_a_keras_applications_file(tmp_path):
     app = keras.applications.ResNet50V2(weights=None, input_shape=(64, 64, 3), classes=10,
                                         classifier_activation=None)

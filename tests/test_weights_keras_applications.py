@@ -70,6 +70,7 @@ def test_softmax_source_converts_to_softmax_model():
     assert max_diff(out, app(x)) <= 1e-5
 
 
+@pytest.mark.slow
 def test_keras2_h5_weights_file_as_keras_applications_downloads_it(tmp_path):
     # tf_keras (Keras 2) writes the HDF5 layout of the files keras.applications downloads.
     path, ref = tmp_path / "resnet50v2_tf_kernels.h5", tmp_path / "ref.npz"
@@ -100,6 +101,7 @@ def test_keras2_h5_weights_file_as_keras_applications_downloads_it(tmp_path):
     assert max_diff(named(data["x"]), data["y"]) <= 1e-4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("suffix", [".keras", ".weights.h5", ".h5"])
 def test_keras3_files_of_a_keras_applications_model(tmp_path, suffix):
     app = app_model("ResNet50")

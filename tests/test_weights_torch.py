@@ -292,6 +292,7 @@ def test_pth_needs_a_loadable_file(tmp_path):
         kr.ResNet18(weights=str(path))
 
 
+@pytest.mark.slow
 def test_converted_model_fine_tunes_and_exports(r18_pth, tmp_path):
     net, path = r18_pth
     model = W.convert(path, input_shape=(32, 32, 3), classifier_activation=None)
