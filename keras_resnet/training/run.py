@@ -162,7 +162,8 @@ def _log(cfg, chief):
 
 def _train(cfg, lock, on_epoch_end):
     # The strategy comes first: multi-worker collectives must start before other TF work.
-    strategy = make_strategy(cfg.strategy, cfg.cpu_replicas)
+    strategy = make_strategy(cfg.strategy, cfg.cpu_replicas,
+                             log=(lambda m: print(m, flush=True)) if cfg.verbose else None)
     chief = is_chief(strategy)
     log = _log(cfg, chief)
     dataset, cfg, plan = _plan(cfg, strategy, log)
