@@ -27,10 +27,17 @@ DIGITS = ["--model", "resnet8", "--epochs", "2", "--steps-per-epoch", "6", "--ba
 STEPS = 6
 
 
+def _default_sigint():
+    # A background job inherits SIGINT ignored, and a command keeps it so (as it should):
+    # the process under test gets the default disposition, as in a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _train(args, run_dir, cwd, hook=None, timeout=600):
     env = train_env(**({HOOK: hook} if hook else {}))
     return subprocess.run([sys.executable, TRAIN, *args, "--run-dir", str(run_dir)], cwd=cwd,
-                          env=env, capture_output=True, text=True, timeout=timeout)
+                          env=env, capture_output=True, text=True, timeout=timeout,
+                          preexec_fn=_default_sigint)
 
 
 def _state(run_dir):
@@ -184,5 +191,95 @@ def test_image_folder_sigterm_from_outside_saves_within_the_grace_period(tmp_pat
 
     again = _train(args, run_dir, tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.splitlines()[0].startswith(f"resuming {run_dir} at {where} (")
+    lines = again.stdout.splitlines()
+    assert lines[0].startswith("found 72 images in 3 classes")  # the folder, listed first
+    assert lines[1].startswith(f"resuming {run_dir} at {where} ("), lines[:3]
+    _assert_same_state(run_dir, reference)
+
+
+def _two_free_ports():
+    """Two consecutive free ports on 127.0.0.1 (Slurm reserves a range for a step)."""
+    import socket
+
+    for _ in range(100):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            port = a.getsockname()[1]
+            with socket.socket() as b:
+                try:
+                    b.bind(("127.0.0.1", port + 1))
+                except OSError:
+                    continue
+        return port
+    raise RuntimeError("no two consecutive free ports")
+
+
+def _pair(args, run_dir, cwd, envs):
+    """Runs two ``train.py`` workers with the environments ``envs``; returns
+    ``[(returncode, stdout, stderr)] * 2``."""
+    procs = [subprocess.Popen([sys.executable, TRAIN, *args, "--run-dir", str(run_dir)], cwd=cwd,
+                              env=train_env(**env), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for env in envs]
+    outs = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=600)
+            outs.append((p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return outs
+
+
+@pytest.mark.slow
+def test_two_workers_one_sigtermed_both_save_the_same_step_and_resume_bit_identical(tmp_path):
+    """An uninterrupted pair started with TF_CONFIG; a pair started with simulated Slurm
+    variables (one srun step of two tasks on 127.0.0.1) whose second worker alone gets
+    SIGTERM mid-epoch: both workers save at the same step and exit 143, and the resumed pair
+    ends with the uninterrupted pair's state bit for bit."""
+    args = ["--model", "resnet8", "--epochs", "2", "--steps-per-epoch", "6", "--batch-size",
+            "16", "--steps-per-execution", "2", "--deterministic", "--no-plot",
+            "--no-tensorboard"]
+    port = _two_free_ports()
+    workers = [f"127.0.0.1:{port}", f"127.0.0.1:{port + 1}"]
+    tf_config = [{"TF_CONFIG": json.dumps({"cluster": {"worker": workers},
+                                           "task": {"type": "worker", "index": i}})}
+                 for i in range(2)]
+    reference = tmp_path / "reference"
+    outs = _pair(args, reference, tmp_path, tf_config)
+    for i, (rc, out, err) in enumerate(outs):
+        assert rc == 0, err[-3000:]
+        assert out.splitlines()[0] == (f"cluster from TF_CONFIG: 2 tasks (worker x2); this "
+                                       f"process is worker {i} at {workers[i]}")
+
+    port = _two_free_ports()
+    slurm = [dict(SLURM_JOB_ID="31337", SLURM_PROCID=str(i), SLURM_STEP_NUM_TASKS="2",
+                  SLURM_STEP_NODELIST="127.0.0.1", SLURM_STEP_TASKS_PER_NODE="2",
+                  SLURM_STEP_RESV_PORTS=f"{port}-{port + 1}") for i in range(2)]
+    run_dir = tmp_path / "run"
+    outs = _pair(args, run_dir, tmp_path, [slurm[0], dict(slurm[1], **{HOOK: "2:2"})])
+    lines = []
+    for i, (rc, out, err) in enumerate(outs):
+        assert rc == 143, err[-3000:]
+        assert out.splitlines()[0] == (
+            f"cluster from Slurm job 31337: 2 tasks (worker x2); this process is worker {i} "
+            f"(SLURM_PROCID {i}) at 127.0.0.1:{port + i}")
+        assert "Traceback" not in err
+        # (after it, a worker may log TensorFlow's lost connection to the other, gone first)
+        lines.append([x for x in err.splitlines() if x.startswith("train.py: ")][-1])
+    from keras_resnet.training import read_checkpoint
+
+    meta = read_checkpoint(run_dir)
+    assert (meta["epoch"], meta["step"]) == (1, 2)
+    assert lines[0] == lines[1] == (
+        f"train.py: SIGTERM: saved epoch 2, step 2 of 6 (1 epochs finished) in {meta['path']}; "
+        "rerun the same command to resume (exit status 143)")
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "preempted"
+
+    outs = _pair(args, run_dir, tmp_path, slurm)
+    for rc, out, err in outs:
+        assert rc == 0, err[-3000:]
+    assert f"resuming {run_dir} at epoch 2, step 2 of 6 (1 epochs finished)" in outs[0][1]
     _assert_same_state(run_dir, reference)
