@@ -322,17 +322,16 @@ class _Run:
                                     history=self.history, best=self.best,
                                     settings=self.settings, init_from=self.init_info))
 
-    def noticed(self, epoch, point, collective=True):
+    def noticed(self, epoch, point):
         """The signal that asks this run to stop at ``point`` (a step number, "evaluate",
         "end") of ``epoch`` (1-based), or None. Alone, this process's own notice; in a
-        cluster, ``collective`` points (which every worker reaches in the same order) agree
-        through one small all-reduce, so that one worker's signal stops every worker at the
-        same step, as TensorFlow's PreemptionCheckpointHandler does."""
+        cluster (called at points every worker reaches in the same order: chunk and epoch
+        ends), the workers agree through one small all-reduce, so that one worker's signal
+        stops every worker at the same step, as TensorFlow's PreemptionCheckpointHandler
+        does."""
         self.notice.reached(epoch, point)
         if self.workers == 1:
             return self.notice.signum
-        if not collective:
-            return None
         signum = self.notice.signum
         flags = [float(signum == signal.SIGTERM), float(signum == signal.SIGINT)]
         term, interrupt = (float(t) for t in self.agree(tf.constant(flags, tf.float32)))
