@@ -7,7 +7,8 @@
 Starts ``train.py ARGS`` in a fresh run directory, waits until it prints ``Epoch 1/`` and
 then ``--after`` seconds more (steps are running), sends SIGTERM and times the exit; then
 reruns the same command, prints its resume line and stops it the same way once it trains
-again. Prints both times, the saved line and the resume line.
+again. Prints, for both, the seconds from SIGTERM to the saved line (the rest of the step
+and the save) and to the exit, the saved line and the resume line.
 """
 
 import argparse
@@ -16,6 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,21 +25,33 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _stop(cmd, after, env):
     """Runs ``cmd`` until ``after`` s past its first ``Epoch`` line, sends SIGTERM; returns
-    (seconds to exit, exit status, the resume line or None, the last stderr line)."""
+    (seconds to the saved line, seconds to exit, exit status, the resume line or None, the
+    saved line)."""
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    saved = {}
+
+    def watch():  # the saved line's arrival, timed
+        for line in p.stderr:
+            if ": saved epoch " in line:
+                saved.update(line=line.strip(), at=time.monotonic())
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     resume = None
     for line in p.stdout:
         if line.startswith("resuming "):
             resume = line.strip()
         if line.startswith("Epoch "):
             break
+    threading.Thread(target=p.stdout.read, daemon=True).start()  # keep the pipe drained
     time.sleep(after)
     sent = time.monotonic()
     p.send_signal(signal.SIGTERM)
-    _, err = p.communicate()
+    p.wait()
     took = time.monotonic() - sent
-    lines = err.strip().splitlines()
-    return took, p.returncode, resume, lines[-1] if lines else ""
+    watcher.join()
+    return (saved.get("at", float("nan")) - sent, took, p.returncode, resume,
+            saved.get("line", "(no saved line)"))
 
 
 def main():
@@ -53,9 +67,12 @@ def main():
         first = _stop(cmd, a.after, env)
         second = _stop(cmd, a.after, env)
     print(f"train.py {' '.join(a.args) or '(default job)'}")
-    print(f"  SIGTERM -> exit: {first[0]:.1f} s (exit status {first[1]}); {first[3]}")
-    print(f"  rerun: {second[2]}")
-    print(f"  SIGTERM -> exit after resuming: {second[0]:.1f} s (exit status {second[1]})")
+    for name, (to_line, to_exit, status, resume, line) in (("first run", first),
+                                                           ("rerun", second)):
+        if resume:
+            print(f"  {name}: {resume}")
+        print(f"  {name}: SIGTERM -> saved line {to_line:.1f} s -> exit {to_exit:.1f} s "
+              f"(exit status {status}); {line}")
 
 
 if __name__ == "__main__":
