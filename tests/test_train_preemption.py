@@ -126,6 +126,27 @@ def test_sigterm_at_every_kind_of_point_resumes_bit_identical(tmp_path, digits_r
     _stopped_and_resumed(tmp_path, digits_reference, DIGITS, hook, epoch, step, finished)
 
 
+@pytest.mark.slow
+def test_sigkill_resumes_from_the_last_checkpoint_steps_save_bit_identical(tmp_path,
+                                                                         digits_reference):
+    """No notice (SIGKILL at step 5 of epoch 2): the rerun resumes from the last
+    --checkpoint-steps save (step 4) and still ends as the uninterrupted run (which had no
+    mid-epoch saves: where saves and tf.function calls fall changes nothing)."""
+    from keras_resnet.training import read_checkpoint
+
+    run_dir = tmp_path / "run"
+    args = DIGITS + ["--checkpoint-steps", "2"]
+    r = _train(args, run_dir, tmp_path, "KILL@2:5")
+    assert r.returncode == -signal.SIGKILL, r.stderr[-3000:]
+    meta = read_checkpoint(run_dir)
+    assert (meta["epoch"], meta["step"]) == (1, 4)
+    again = _train(args, run_dir, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.splitlines()[0] == (
+        f"resuming {run_dir} at epoch 2, step 4 of {STEPS} (1 epochs finished)")
+    _assert_same_state(run_dir, digits_reference)
+
+
 def test_a_second_sigint_exits_at_once_and_keeps_the_last_commit(tmp_path):
     """Two Ctrl-C in a row: the second ends the process (killed by SIGINT, no traceback)
     before the notice's save; the commit of epoch 1 stays the run's resume point."""

@@ -19,9 +19,9 @@ import threading
 EXIT_STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130}
 # run.json's "status" of a run stopped by each signal.
 RUN_STATUS = {signal.SIGTERM: "preempted", signal.SIGINT: "interrupted"}
-# Test hook: "[INT[*K]@]EPOCH:POINT" makes the run send itself SIGTERM (or K x SIGINT) when it
-# reaches POINT of epoch EPOCH (1-based): after step POINT, at the start of the evaluation
-# ("evaluate"), or between the epoch's commit and its files ("writes").
+# Test hook: "[SIGNAL[*K]@]EPOCH:POINT" makes the run send itself SIGTERM (or K x SIGNAL: INT,
+# KILL, ...) when it reaches POINT of epoch EPOCH (1-based): after step POINT, at the start of
+# the evaluation ("evaluate"), or between the epoch's commit and its files ("writes").
 TEST_HOOK = "KERAS_RESNET_TEST_SIGNAL_AT"
 
 
