@@ -58,6 +58,8 @@ def train_env(**extra):
     """Environment for a training subprocess: repository importable, CPU only, no cluster."""
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     env.pop("TF_CONFIG", None)
+    for name in [k for k in env if k.startswith("SLURM_")]:  # a suite run inside a Slurm job
+        env.pop(name)
     env.update(extra)
     return env
 

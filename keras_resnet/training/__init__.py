@@ -38,6 +38,10 @@ Run directory layout (written by the chief only, every file atomically):
 ``tensorboard/``       TensorBoard event files
 =====================  ==============================================================
 
+SIGTERM (a scheduler's notice) or a first SIGINT (Ctrl-C) during training stops the loop
+after the running step, commits that step and raises :class:`TrainingStopped`
+(:mod:`.notice`; the command line exits with status 143 or 130).
+
 Rerunning the same command resumes from ``checkpoint/``: the data order and every
 augmentation draw are functions of ``(seed, epoch, example index)``, so a resumed run
 sees the same batches as an uninterrupted one, and no finished epoch is lost or repeated.
@@ -56,6 +60,7 @@ from .config import (OPTIMIZERS, PRECISIONS, PRESET_FOR_AUGMENT, PRESETS, SCHEDU
                      TrainConfig, TrainingError, resolve_model)
 from .evaluate import evaluate
 from .loop import make_train_chunk, train_input_fn
+from .notice import EXIT_STATUS, TrainingStopped
 from .recipe import (LinearWarmup, build_model, decayed_variables, learning_rate_schedule,
                      make_optimizer)
 from .run import TrainResult, default_run_dir, train
@@ -67,5 +72,5 @@ __all__ = [
     "is_chief", "build_model", "resolve_model", "learning_rate_schedule", "LinearWarmup",
     "make_optimizer", "decayed_variables", "make_train_chunk", "train_input_fn",
     "default_run_dir", "PRESETS", "PRESET_FOR_AUGMENT", "STRATEGIES", "OPTIMIZERS",
-    "SCHEDULES", "PRECISIONS", "RESUME_KEYS",
+    "SCHEDULES", "PRECISIONS", "RESUME_KEYS", "TrainingStopped", "EXIT_STATUS",
 ]

@@ -68,12 +68,16 @@ def make_eval_fn(model, jit=False, outputs="probabilities"):
         saturated = tf.reduce_sum(tf.cast(log_p <= math.log(1e-7), tf.float32) * (1.0 - correct))
         return -tf.reduce_sum(log_p), tf.reduce_sum(correct), tf.cast(tf.size(y), tf.float32), saturated
 
-    def evaluate(ds):
+    def evaluate(ds, stop=None):
         """``(mean loss, accuracy, examples)``; ``evaluate.saturated`` is the fraction of
-        examples whose true class got a probability <= 1e-7 (a wrong, saturated softmax)."""
+        examples whose true class got a probability <= 1e-7 (a wrong, saturated softmax).
+        ``stop()``, if given, is asked after each batch; when it says True the evaluation
+        ends early and returns None."""
         total = np.zeros(4)
         for x, y in ds:
             total += [float(t) for t in stats(x, y)]
+            if stop is not None and stop():
+                return None
         if total[2] == 0:
             raise kdata.DataError("the evaluation split is empty")
         evaluate.saturated = total[3] / total[2]
@@ -131,14 +135,24 @@ def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, de
         out = strategy.run(step, args=(next(iterator),))
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, o, axis=None) for o in out]
 
-    def chunk(n):
+    def chunk(n, stop=None):
         # One tf.function call per step, as Keras fit and train_on_batch run by default; the
         # sums stay tensors, so the host waits only when the caller reads them. Measured on
         # CPU: 16 steps in one call, in a tf.range loop or unrolled, were 20-30% slower per
         # step (TensorFlow's graph optimisations reach less inside the bigger graph).
-        sums = one_step()
-        for _ in range(int(n) - 1):
-            sums = [a + b for a, b in zip(sums, one_step())]
+        # ``stop(done)``, if given, is asked after each step but the last: True ends the
+        # chunk there (a save on notice); ``chunk.steps`` is the number of steps run.
+        # Summed in float64: the float32 sums of steps add exactly there, so the epoch's
+        # totals do not depend on where chunks begin (a resumed epoch's equal the
+        # uninterrupted one's).
+        def step_sums():
+            return [tf.cast(t, tf.float64) for t in one_step()]
+
+        sums, done = step_sums(), 1
+        while done < int(n) and not (stop is not None and stop(done)):
+            sums = [a + b for a, b in zip(sums, step_sums())]
+            done += 1
+        chunk.steps = done
         return tuple(sums)
 
     return chunk

@@ -6,6 +6,7 @@ import dataclasses
 import fcntl
 import math
 import os
+import signal
 import time
 
 import numpy as np
@@ -14,7 +15,7 @@ import tensorflow as tf
 from .. import data as kdata
 from .. import files
 from .._compat import keras
-from . import artifacts, checkpoints
+from . import artifacts, checkpoints, notice
 from .config import TrainConfig, TrainingError, check_config, small_data_recipe
 from .loop import eval_dataset, make_eval_fn, make_train_chunk, named_data_errors, train_input_fn
 from .recipe import build_model, decayed_variables, learning_rate_schedule, make_optimizer
@@ -161,7 +162,8 @@ def _log(cfg, chief):
 
 def _train(cfg, lock, on_epoch_end):
     # The strategy comes first: multi-worker collectives must start before other TF work.
-    strategy = make_strategy(cfg.strategy, cfg.cpu_replicas)
+    strategy = make_strategy(cfg.strategy, cfg.cpu_replicas,
+                             log=(lambda m: print(m, flush=True)) if cfg.verbose else None)
     chief = is_chief(strategy)
     log = _log(cfg, chief)
     dataset, cfg, plan = _plan(cfg, strategy, log)
@@ -230,9 +232,11 @@ class _Run:
         self.host = build_model(
             cfg.model, dataset.input_shape, dataset.num_classes, "softmax",
             preprocessing=dataset.preprocessing if cfg.include_preprocessing else None)
-        self.progress = dict(epoch=0, step=0, accumulators=[0.0, 0.0, 0.0], history=[],
-                             best={"epoch": 0, "test_accuracy": -1.0})
+        self.progress = dict(epoch=0, step=0, accumulators=[0.0, 0.0, 0.0], seconds=0.0,
+                             history=[], best={"epoch": 0, "test_accuracy": -1.0})
         self.reported = []  # unreadable images already logged
+        self.workers = num_workers(strategy)
+        self.notice = notice.Notice()  # active while the loop runs (see train)
 
     def open(self, lock, resume):
         """Restores the checkpoint ``resume`` (if any); the chief takes the run directory:
@@ -256,8 +260,8 @@ class _Run:
                           steps_per_epoch=plan.steps_per_epoch, init_from=self.init_info)
         start_epoch, start_step = self.progress["epoch"], self.progress["step"]
         if resume is not None:
-            self.log(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step} "
-                     f"({len(self.history)} epochs finished)")
+            self.log(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step} of "
+                     f"{plan.steps_per_epoch} ({len(self.history)} epochs finished)")
             if self.chief:  # a kill may have come between the commit and these files
                 self.write_files(models=start_step == 0 and start_epoch > 0)
 
@@ -281,6 +285,7 @@ class _Run:
         self.val_ds = (eval_dataset(dataset, cfg.augment, preprocessing=host_input,
                                     split="validation") if cfg.val_split else None)
         self.evaluate_fn = make_eval_fn(self.host, cfg.jit)
+        self.agree = _agreement(self.strategy) if self.workers > 1 else None
         self.writer = None
         if self.chief and cfg.tensorboard:
             with _tensorboard_errors(self.run_dir):
@@ -297,10 +302,10 @@ class _Run:
                  f"{plan.global_batch}, lr {plan.lr:g}, {plan.epochs} epochs x "
                  f"{plan.steps_per_epoch} steps, {cfg.precision}")
 
-    def write_files(self, models):
+    def write_files(self, models, status="running"):
         """The files derived from the committed checkpoint (chief only); ``models``: the
         checkpoint is at the end of an epoch, whose weights last.keras (and best.keras when
-        it was the best) hold."""
+        it was the best) hold; ``status``: run.json's."""
         if models:
             self.host.set_weights(self.model.get_weights())
             last = os.path.join(self.run_dir, "last.keras")
@@ -310,11 +315,45 @@ class _Run:
                 files.copy_file(last, os.path.join(self.run_dir, "best.keras"))
         artifacts.write_metrics(os.path.join(self.run_dir, "metrics.csv"), self.history)
         artifacts.write_run_json(self.run_dir, self.dataset, self.cfg, self.facts, self.history,
-                                 self.best, "running")
+                                 self.best, status)
 
-    def commit(self, epoch, step, sums):
-        self.state.save(dict(epoch=epoch, step=step, accumulators=sums, history=self.history,
-                             best=self.best, settings=self.settings, init_from=self.init_info))
+    def commit(self, epoch, step, sums, seconds=0.0):
+        return self.state.save(dict(epoch=epoch, step=step, accumulators=sums, seconds=seconds,
+                                    history=self.history, best=self.best,
+                                    settings=self.settings, init_from=self.init_info))
+
+    def noticed(self, epoch, point):
+        """The signal that asks this run to stop at ``point`` (a step number, "evaluate",
+        "end") of ``epoch`` (1-based), or None. Alone, this process's own notice; in a
+        cluster (called at points every worker reaches in the same order: chunk and epoch
+        ends), the workers agree through one small all-reduce, so that one worker's signal
+        stops every worker at the same step, as TensorFlow's PreemptionCheckpointHandler
+        does."""
+        self.notice.reached(epoch, point)
+        if self.workers == 1:
+            return self.notice.signum
+        signum = self.notice.signum
+        flags = [float(signum == signal.SIGTERM), float(signum == signal.SIGINT)]
+        term, interrupt = (float(t) for t in self.agree(tf.constant(flags, tf.float32)))
+        return signal.SIGTERM if term else signal.SIGINT if interrupt else None
+
+    def stop(self, signum, epoch, step, sums=None, seconds=0.0):
+        """Saves ``step`` of ``epoch`` (0-based; ``sums`` None: already committed), writes
+        the derived files with the stopped status and raises :class:`TrainingStopped`."""
+        if self.chief and self.cfg.verbose and 0 < step < self.plan.steps_per_epoch:
+            print(flush=True)  # end the progress bar's line
+        if sums is not None:
+            if not _all_finite(self.model):  # as for every commit: never a NaN
+                raise self.diverged(f"the weights or BatchNormalization statistics became "
+                                    f"non-finite in epoch {epoch + 1} (by step {step})")
+            path = self.commit(epoch, step, sums, seconds)
+            path = os.path.join(self.state.directory, os.path.basename(path))
+        else:
+            path = self.state.committed()
+        if self.chief:
+            self.write_files(models=False, status=notice.RUN_STATUS[signum])
+        raise notice.TrainingStopped(signum, epoch + 1, step, self.plan.steps_per_epoch,
+                                     len(self.history), path)
 
     def diverged(self, what):
         committed = self.state.committed()
@@ -328,65 +367,92 @@ class _Run:
     def train(self, on_epoch_end):
         """Every remaining epoch, then the final evaluation and files."""
         start_epoch, start_step = self.progress["epoch"], self.progress["step"]
-        for epoch in range(start_epoch, self.plan.epochs):
-            resumed = epoch == start_epoch
-            sums, images, seconds = self.train_epoch(
-                epoch, start_step if resumed else 0,
-                list(self.progress["accumulators"]) if resumed else [0.0, 0.0, 0.0])
-            row = self.evaluate_epoch(epoch, sums, images, seconds)
-            self.end_epoch(epoch, row, on_epoch_end)
+        # SIGTERM and the first SIGINT: save the step and stop (see .notice).
+        with self.notice:
+            for epoch in range(start_epoch, self.plan.epochs):
+                resumed = epoch == start_epoch
+                sums, images, seconds = self.train_epoch(
+                    epoch, start_step if resumed else 0,
+                    list(self.progress["accumulators"]) if resumed else [0.0, 0.0, 0.0],
+                    self.progress.get("seconds", 0.0) if resumed else 0.0)
+                row = self.evaluate_epoch(epoch, sums, images, seconds)
+                self.end_epoch(epoch, row, on_epoch_end)
+                if epoch + 1 < self.plan.epochs:  # after the last one, finishing is short
+                    signum = self.noticed(epoch + 1, "end")
+                    if signum is not None:
+                        self.stop(signum, epoch + 1, 0)
         if start_epoch >= self.plan.epochs:
             self.log(f"{self.run_dir} already finished its {self.plan.epochs} epochs")
         return self.finish()
 
-    def train_epoch(self, epoch, step, sums):
-        """Trains epoch ``epoch`` (0-based) from ``step`` on, committing every
-        ``checkpoint_steps``; returns the loss/correct/count sums, images and seconds."""
+    def train_epoch(self, epoch, step, sums, seconds=0.0):
+        """Trains epoch ``epoch`` (0-based) from ``step`` on (``sums`` and ``seconds``: the
+        epoch's so far), committing every ``checkpoint_steps`` and on notice; returns the
+        loss/correct/count sums, images and seconds of the epoch."""
         cfg, plan = self.cfg, self.plan
         steps_per_epoch = plan.steps_per_epoch
         progbar = keras.utils.Progbar(steps_per_epoch, verbose=cfg.verbose if self.chief else 0,
                                       stateful_metrics=["loss", "accuracy"])
         if self.chief and cfg.verbose:
             print(f"Epoch {epoch + 1}/{plan.epochs}", flush=True)
-        t0, images = time.time(), 0
+        t0 = time.time() - seconds
         per_pipeline = plan.global_batch // self.input_fn.shard[0]
         while step < steps_per_epoch:
             n = min(cfg.steps_per_execution, steps_per_epoch - step)
             if cfg.checkpoint_steps:
                 n = min(n, cfg.checkpoint_steps - step % cfg.checkpoint_steps)
+            # Alone, a notice ends the chunk after the running step; in a cluster, the
+            # workers agree at the chunk's end.
+            first = step
+            stop = ((lambda done: self.noticed(epoch + 1, first + done) is not None)
+                    if self.workers == 1 else None)
             with named_data_errors(self.dataset, "train", self.state, seed=cfg.seed, epoch=epoch,
                                    shard=self.input_fn.shard, shuffle=True,
                                    start=max(0, step - cfg.steps_per_execution) * per_pipeline):
-                loss_sum, correct, count = (float(t) for t in self.train_chunk(n))
+                loss_sum, correct, count = (float(t) for t in self.train_chunk(n, stop))
+            n = self.train_chunk.steps
             if not math.isfinite(loss_sum):
                 raise self.diverged(f"the loss became {loss_sum} in epoch {epoch + 1} (steps "
                                     f"{step + 1}-{step + n})")
             sums = [sums[0] + loss_sum, sums[1] + correct, sums[2] + count]
             step += n
-            images += count
             progbar.update(step, [("loss", sums[0] / sums[2]), ("accuracy", sums[1] / sums[2])])
+            signum = self.noticed(epoch + 1, step)
+            if signum is not None:
+                self.stop(signum, epoch, step, sums, time.time() - t0)
             if cfg.checkpoint_steps and step % cfg.checkpoint_steps == 0 and step < steps_per_epoch:
                 # The loss is computed before each update, and BN statistics only show at
                 # evaluation: check the state itself, so that no NaN is ever committed.
                 if not _all_finite(self.model):
                     raise self.diverged(f"the weights or BatchNormalization statistics became "
                                         f"non-finite in epoch {epoch + 1} (by step {step})")
-                self.commit(epoch, step, sums)
-        return sums, images, time.time() - t0
+                self.commit(epoch, step, sums, time.time() - t0)
+        return sums, sums[2], time.time() - t0
 
-    def evaluate(self, split="test"):
-        """``(loss, accuracy)`` of the current weights (in the float32 host model)."""
+    def evaluate(self, split="test", stop=None):
+        """``(loss, accuracy)`` of the current weights (in the float32 host model); None
+        when ``stop()`` said True after a batch."""
         ds = self.test_ds if split == "test" else self.val_ds
         with named_data_errors(self.dataset, split, self.state):
-            loss, accuracy, _ = self.evaluate_fn(ds)
+            result = self.evaluate_fn(ds, stop)
         _log_unreadable(self.dataset, self.log, self.reported)
-        return loss, accuracy
+        return None if result is None else result[:2]
 
     def evaluate_epoch(self, epoch, sums, images, seconds):
         """Evaluates the epoch's weights, stops a diverged run, and returns the epoch's row
         of metrics.csv."""
         self.host.set_weights(self.model.get_weights())
-        test_loss, test_acc = self.evaluate()
+        # Alone, a notice stops the evaluation at its next batch: the epoch's training steps
+        # are saved (step N of N) and the rerun evaluates them. In a cluster the workers
+        # evaluate apart, without collectives to agree in: they agree at the epoch's end.
+        stop = None
+        if self.workers == 1:
+            self.noticed(epoch + 1, "evaluate")
+            stop = lambda: self.notice.requested  # noqa: E731
+        result = self.evaluate(stop=stop)
+        if result is None:
+            self.stop(self.notice.signum, epoch, self.plan.steps_per_epoch, sums, seconds)
+        test_loss, test_acc = result
         if not math.isfinite(test_loss):
             # e.g. a NaN weight whose effect ReLU hides from the training loss, or
             # overflowed BN statistics (used only at evaluation); this epoch is not committed.
@@ -408,7 +474,10 @@ class _Run:
                    seconds=seconds, images_per_second=images / max(seconds, 1e-9))
         val = ""
         if self.val_ds is not None:
-            row["val_loss"], row["val_accuracy"] = self.evaluate("validation")
+            result = self.evaluate("validation", stop)
+            if result is None:
+                self.stop(self.notice.signum, epoch, self.plan.steps_per_epoch, sums, seconds)
+            row["val_loss"], row["val_accuracy"] = result
             val = f"val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} "
         self.log(f"epoch {epoch + 1}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
                  f"{val}test_loss {test_loss:.4f} test_accuracy {test_acc:.4f} "
@@ -424,6 +493,7 @@ class _Run:
             self.best = {"epoch": epoch + 1, "test_accuracy": row["test_accuracy"],
                          "selected_on": selected_on, "score": score}
         self.commit(epoch + 1, 0, [0.0, 0.0, 0.0])  # the commit point of the epoch
+        self.notice.reached(epoch + 1, "writes")
         if self.chief:
             self.write_files(models=True)
             if self.writer is not None:
@@ -461,6 +531,18 @@ def _tensorboard_errors(run_dir):
         raise checkpoints.write_error(e, os.path.join(run_dir, "tensorboard"), "TensorBoard events",
                                       "the last committed checkpoint is kept; rerun once fixed"
                                       ) from None
+
+
+def _agreement(strategy):
+    """``agree(flags)``: the sum of ``flags`` (a float32 vector) over every replica of the
+    cluster, one all-reduce."""
+
+    @tf.function
+    def agree(flags):
+        per_replica = strategy.run(tf.identity, args=(flags,))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return agree
 
 
 def _all_finite(model):
