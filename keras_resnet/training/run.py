@@ -142,6 +142,11 @@ def _settings(cfg, plan):
 
 def _check_resumable(run_dir, old, settings, log):
     diff = sorted(k for k in settings if old.get(k, ADDED_SETTINGS.get(k)) != settings[k])
+    # A larger --epochs (or --iterations) extends the run: its finished epochs are kept and
+    # training continues from the last commit, on the schedule of the new length.
+    extended = "epochs" in diff and settings["epochs"] > old["epochs"]
+    if extended:
+        diff.remove("epochs")
     if diff == ["lr"]:  # the one change a resume allows: the usual fix for divergence
         log(f"resuming with --lr {settings['lr']:g} (the run so far used {old['lr']:g}); "
             "the schedule continues from the current step with the new base rate")
@@ -150,6 +155,10 @@ def _check_resumable(run_dir, old, settings, log):
         raise TrainingError(
             f"{run_dir} holds a run with different settings ({detail}); use another "
             "--run-dir, or --overwrite to start it again")
+    if extended:
+        log(f"extending {run_dir} from {old['epochs']} to {settings['epochs']} epochs: the "
+            f"finished epochs are kept and training continues from the last commit; the "
+            f"{settings['schedule']} schedule is stretched to {settings['epochs']} epochs")
 
 
 def _log(cfg, chief):
