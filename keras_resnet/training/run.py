@@ -107,7 +107,14 @@ def _plan(cfg, strategy, log):
     given = {k for k in ("batch_size", "lr") if getattr(cfg, k) is not None}
     cfg = cfg.resolved(dataset)
     check_config(cfg)
-    adapted = small_data_recipe(cfg, dataset.sizes.get("train"), given)
+    train_size = dataset.sizes.get("train")
+    if train_size is None and not cfg.steps_per_epoch:
+        # Counted now (it is needed for the epoch length anyway), so that TFRecords and
+        # TFDS get the same small-data recipe as a folder of the same images.
+        log("counting training records (pass --steps-per-epoch to skip this)...")
+        with named_data_errors(dataset, "train"):
+            train_size = int(dataset.examples("train").reduce(np.int64(0), lambda n, _: n + 1))
+    adapted = small_data_recipe(cfg, train_size, given)
     if adapted:
         log(adapted)
     if cfg.val_split:
@@ -115,7 +122,8 @@ def _plan(cfg, strategy, log):
     cfg.run_dir = cfg.run_dir or default_run_dir(cfg)
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
-    train_size = dataset.sizes.get("train")
+    if cfg.val_split:
+        train_size = dataset.sizes.get("train")
     if cfg.steps_per_epoch:
         steps_per_epoch = cfg.steps_per_epoch
     else:
