@@ -149,10 +149,15 @@ class ExportSource:
             :mod:`keras_resnet.data`); None when you pass arrays yourself.
         dataset_kwargs: extra arguments for :func:`keras_resnet.data.get_dataset`.
         class_names, path, run: recorded in reports.
+        eval_augment: the augmentation preset the model was trained with (run.json's); its
+            evaluation transform is what the JPEG/PNG signature applies to decoded images
+            (``imagenet``: aspect-preserving resize and 87.5% centre crop; otherwise, and
+            when None, a resize to the input size).
     """
 
     def __init__(self, model, preprocessing=None, outputs=None, dataset=None,
-                 dataset_kwargs=None, class_names=None, path=None, run=None, name=None):
+                 dataset_kwargs=None, class_names=None, path=None, run=None, name=None,
+                 eval_augment=None):
         if not isinstance(model, keras.Model):
             raise ExportError(f"expected a Keras model; got {type(model).__name__}")
         if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
@@ -194,6 +199,7 @@ class ExportSource:
         self.class_names = list(class_names) if class_names else None
         self.path = path
         self.run = run
+        self.eval_augment = eval_augment if eval_augment in data.AUGMENTATIONS else "none"
         self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", name or self.model.name or "model")
 
     # -- graph functions (used inside tf.function by every exporter) ---------------------
@@ -214,6 +220,26 @@ class ExportSource:
 
     def trackables(self):
         return [self._features] if self._dense is not None else [self.model]
+
+    def eval_transform(self, image):
+        """One decoded image (float32 ``[h, w, C]`` pixels, any size) -> the model's input
+        pixels, as the run's evaluation does (:func:`keras_resnet.data.transform`)."""
+        return data.transform(image, self.input_shape, self.eval_augment, training=False)
+
+    def eval_transform_doc(self):
+        """The evaluation transform in words and numbers (for signature.json and metadata)."""
+        h, w, _ = self.input_shape
+        if self.eval_augment == "imagenet":
+            from ..data.augment import CENTER_CROP_FRACTION
+
+            return {"resize": f"shorter side to round({h} / {CENTER_CROP_FRACTION}), aspect "
+                              "ratio kept", "interpolation": "bilinear (half-pixel centres, "
+                              "no antialiasing; tf.image.resize)",
+                    "crop": f"centre {h}x{w}", "crop_fraction": CENTER_CROP_FRACTION,
+                    "pixels": "float32 0..255 before and after"}
+        return {"resize": f"to {h}x{w} (aspect ratio not kept) when the size differs",
+                "interpolation": "bilinear (half-pixel centres, no antialiasing; tf.image.resize)",
+                "crop": None, "pixels": "float32 0..255 before and after"}
 
     # -- reference outputs -------------------------------------------------------------
     def keras_logits(self, images, batch_size=64):
@@ -378,6 +404,7 @@ def load_source(source, preprocessing=None, outputs=None, dataset=None, dataset_
         dataset=dataset if dataset is not None else run.get("dataset"),
         dataset_kwargs=kwargs,
         class_names=run.get("class_names"), path=path, run=run or None, name=name,
+        eval_augment=(run.get("config") or {}).get("augment"),
     )
     if run.get("input_shape") and tuple(run["input_shape"]) != tuple(
         d for d in src.input_shape
