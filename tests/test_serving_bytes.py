@@ -13,13 +13,13 @@ from keras_resnet import data as kdata
 from keras_resnet.train import main
 
 
-def _jpeg_folder(root, seed=0):
+def _jpeg_folder(root, classes=2, seed=0):
     """``root/<class>/<i>.jpg``: real JPEG files (PIL) of several aspect ratios."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)
     sizes = [(20, 40), (40, 20), (24, 24), (30, 45), (45, 27), (22, 33)]  # (h, w)
-    for c in range(2):
+    for c in range(classes):
         os.makedirs(root / f"class{c}", exist_ok=True)
         for i in range(10):
             h, w = sizes[(i + c) % len(sizes)]
