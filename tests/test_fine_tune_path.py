@@ -61,6 +61,10 @@ def test_convert_fine_tune_export_agree(tmp_path, capsys):
     runner = Interpreter(model_path=paths["tflite_fp32"]).get_signature_runner("serving_default")
     outputs["tflite"] = np.concatenate([runner(images=pixels[i:i + 1])["probabilities"]
                                         for i in range(len(pixels))])
+    # The ONNX file says which transform its images need (the run's evaluation transform).
+    meta = ort.InferenceSession(paths["onnx_fp32"], providers=["CPUExecutionProvider"]
+                                ).get_modelmeta().custom_metadata_map
+    assert json.loads(meta["keras_resnet.eval_transform"])["crop"] == "centre 32x32"
     for name, got in outputs.items():
         np.testing.assert_array_equal(np.argmax(got, -1), want, err_msg=name)
         np.testing.assert_allclose(got, probs, atol=1e-4, err_msg=name)
