@@ -335,6 +335,8 @@ class _Run:
             self.log(f"backbone unfrozen from epoch {epoch + 1}: training the whole network"
                      + (f" (backbone lr x {cfg.backbone_lr_mult:g})"
                         if cfg.backbone_lr_mult != 1 else ""))
+        elif cfg.backbone_lr_mult != 1:
+            self.log(f"backbone learning rate: the head's x {cfg.backbone_lr_mult:g}")
         decayed = (decayed_variables(self.model)
                    if cfg.optimizer == "sgd" and cfg.weight_decay else [])
         self.train_chunk = make_train_chunk(
