@@ -153,3 +153,39 @@ def test_fine_tuning_flags_are_checked(tmp_path, capsys, flags, message):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and message in err[-1]
     assert not (tmp_path / "run").exists()
+
+
+def test_backbone_lr_mult_is_exactly_a_lower_backbone_learning_rate(rng):
+    """One SGD step (weight decay on): the backbone moves M times as far as without the
+    multiplier, the head as far (SGD's update is -lr x gradient)."""
+    import tensorflow as tf
+
+    from keras_resnet.finetune import backbone_variables
+    from keras_resnet.training import TrainConfig, decayed_variables, make_train_chunk
+
+    x = rng.uniform(-1, 1, (8, 8, 8, 1)).astype("float32")
+    y = rng.integers(0, 3, 8).astype("int32")
+    cfg = TrainConfig(weight_decay=5e-4, label_smoothing=0.0)
+    deltas = {}
+    for mult in (1.0, 0.1):
+        keras.utils.set_random_seed(0)
+        model = kr.resnet_cifar(8, input_shape=(8, 8, 1), classes=3, classifier_activation=None)
+        before = [np.array(v.numpy()) for v in model.trainable_variables]
+        optimizer = keras.optimizers.SGD(0.1)
+        optimizer.build(model.trainable_variables)
+        batches = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+        chunk = make_train_chunk(tf.distribute.get_strategy(), model, optimizer, batches, cfg, 8,
+                                 decayed_variables(model), 3, backbone=backbone_variables(model),
+                                 lr_mult=mult)
+        chunk(1)
+        deltas[mult] = {v.path: v.numpy() - b for v, b in zip(model.trainable_variables, before)}
+        # A delta read as new - old weights is off by up to one float32 spacing of the
+        # weights (the rounding of the update and of the subtraction).
+        ulp = {v.path: 2 * float(np.spacing(np.max(np.abs(b)).astype("float32")))
+               for v, b in zip(model.trainable_variables, before)}
+    head = {"predictions/kernel", "predictions/bias"}
+    for path, full in deltas[1.0].items():
+        want = full if path in head else 0.1 * full
+        np.testing.assert_allclose(deltas[0.1][path], want, rtol=1e-5, atol=ulp[path],
+                                   err_msg=path)
+    assert any(np.any(d != 0) for p, d in deltas[0.1].items() if p not in head)
