@@ -4,6 +4,7 @@
     model = keras_resnet.ResNet50(weights=None, classes=10)
     block = keras_resnet.BasicBlock(64, strides=2, shortcut="A")
     deeper = keras_resnet.deepen(trained_resnet20, depth=56)   # same function, more blocks
+    mine = keras_resnet.fine_tune("resnet18.keras", classes=3)   # same backbone, new head
 """
 
 # Distribution "keras-residual" on PyPI (import name keras_resnet); calendar versions, so
@@ -27,6 +28,7 @@ from .layers import (  # noqa: F401
     bottleneck_block,
 )
 from .growth import deepen  # noqa: F401
+from .finetune import fine_tune, set_backbone_trainable  # noqa: F401
 from .preprocessing import preprocess_input  # noqa: F401
 from .models import ResNet, feature_extractor, resnet_cifar, resnet_imagenet  # noqa: F401
 from .models import (  # noqa: F401
@@ -41,7 +43,8 @@ from .models import (  # noqa: F401
 __all__ = [
     "BasicBlock", "BottleneckBlock", "DropPath", "GroupedConv2D", "FusedBatchNormalization", "ProjectionShortcut",
     "ZeroPadShortcut", "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
-    "resnet_cifar", "resnet_imagenet", "deepen", "preprocess_input",
+    "resnet_cifar", "resnet_imagenet", "deepen", "fine_tune", "set_backbone_trainable",
+    "preprocess_input",
     "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNet200", "PreActResNet18",
     "PreActResNet34", "PreActResNet50", "PreActResNet101", "PreActResNet152", "PreActResNet200",
     "ResNet20CIFAR", "ResNet32CIFAR", "ResNet44CIFAR", "ResNet56CIFAR", "ResNet110CIFAR",

@@ -45,6 +45,9 @@ FAMILY_KEYS = (
     "preact", "stride_on", "stride_block", "use_bias", "bn_epsilon", "residual", "include_top",
     "pooling", "classes",
 )
+# The head: what fine-tuning (a new classifier for other classes) may change.
+HEAD_KEYS = ("include_top", "pooling", "classes")
+HEAD_LAYERS = ("predictions",)
 
 _BLOCK_NAME = re.compile(r"^stage(\d+)_block(\d+)_(.+)$")
 
@@ -102,10 +105,18 @@ def blocks_for_depth(config, depth):
     )
 
 
-def check_growable(source_config, target_config):
+def same_head(source_config, target_config):
+    """Whether two configs have the same classifier (or the same headless output)."""
+    if source_config.get("include_top") != target_config.get("include_top"):
+        return False
+    keys = ("classes",) if source_config.get("include_top") else ("pooling",)
+    return all(source_config.get(k) == target_config.get(k) for k in keys)
+
+
+def check_growable(source_config, target_config, fine_tune=False):
     """Raises ``ValueError`` unless ``target_config`` is ``source_config`` grown (same
     family, at least as many blocks in every stage, inserted blocks that can be the
-    identity)."""
+    identity). ``fine_tune``: the heads (``HEAD_KEYS``) may differ."""
     src_blocks = source_config["stackwise_num_blocks"]
     tgt_blocks = target_config["stackwise_num_blocks"]
     if len(src_blocks) != len(tgt_blocks):
@@ -113,7 +124,8 @@ def check_growable(source_config, target_config):
             f"blocks_per_stage={tgt_blocks} has {len(tgt_blocks)} stages and the source model "
             f"{len(src_blocks)}; accepted: one count per stage of the source ({src_blocks})"
         )
-    diff = [k for k in FAMILY_KEYS if source_config.get(k) != target_config.get(k)]
+    keys = [k for k in FAMILY_KEYS if not (fine_tune and k in HEAD_KEYS)]
+    diff = [k for k in keys if source_config.get(k) != target_config.get(k)]
     src_channels = (source_config.get("input_shape") or [None])[-1]
     tgt_channels = (target_config.get("input_shape") or [None])[-1]
     if src_channels != tgt_channels:
@@ -123,6 +135,11 @@ def check_growable(source_config, target_config):
             f"{k}: {source_config.get(k)!r} -> {target_config.get(k)!r}" for k in diff
             if k != "input channels"
         ) or f"input channels: {src_channels} -> {tgt_channels}"
+        if fine_tune:
+            raise ValueError(
+                f"cannot fine-tune from a different backbone ({detail}); accepted: a source "
+                "with the same stem, block type, widths, strides, shortcut and options (its "
+                "head may differ or be missing)")
         raise ValueError(
             f"cannot grow into a different family ({detail}); accepted: the same stem, block "
             "type, widths, strides, shortcut, classes and options with more blocks per stage"
@@ -181,18 +198,19 @@ def inserted_blocks(source_config, target_blocks):
     return out
 
 
-def grown_weights(source, target):
+def grown_weights(source, target, fine_tune=False):
     """``{layer name: weights}`` for every weighted layer of ``target``: the source's
     weights in their places, and the inserted blocks' fresh weights with their residual
-    branch zeroed (see the module docstring). ``target`` is not modified."""
+    branch zeroed (see the module docstring). ``target`` is not modified. ``fine_tune``:
+    the source's head is dropped and ``target``'s (fresh) head kept."""
     src_config, tgt_config = _check_source(source), _check_source(target)
-    check_growable(src_config, tgt_config)
+    check_growable(src_config, tgt_config, fine_tune)
     tgt_blocks = tgt_config["stackwise_num_blocks"]
     rename = _target_name(src_config, tgt_blocks, src_config["stride_block"])
     out = {}
     for layer in source.layers:
         weights = layer.get_weights()
-        if not weights:
+        if not weights or (fine_tune and layer.name in HEAD_LAYERS):
             continue
         name = rename(layer.name)
         try:
@@ -220,6 +238,9 @@ def grown_weights(source, target):
         else:  # last BN: gamma and beta to zero; moving statistics do not matter
             gamma, beta, mean, var = out[f"{prefix}bn{last}"]
             out[f"{prefix}bn{last}"] = [np.zeros_like(gamma), np.zeros_like(beta), mean, var]
+    if fine_tune:  # the new head keeps its fresh weights
+        out.update({layer.name: [np.asarray(w) for w in layer.get_weights()]
+                    for layer in target.layers if layer.name in HEAD_LAYERS and layer.weights})
     missing = [layer.name for layer in target.layers if layer.weights and layer.name not in out]
     if missing:
         raise ValueError(f"the grown model's layers {missing[:3]} have no source; accepted: "
@@ -227,10 +248,10 @@ def grown_weights(source, target):
     return out
 
 
-def grow_into(source, target):
+def grow_into(source, target, fine_tune=False):
     """Sets ``target``'s weights from ``source`` (see :func:`grown_weights`); returns
     ``target``. Works inside a ``tf.distribute`` strategy scope."""
-    weights = grown_weights(source, target)
+    weights = grown_weights(source, target, fine_tune)
     for layer in target.layers:
         if layer.name in weights:
             layer.set_weights(weights[layer.name])
@@ -301,16 +322,36 @@ def load_source(run_or_keras):
     return model, path
 
 
-def init_from_source(source, path, model, spec):
+def init_from_source(source, path, model, spec, log=None):
     """Copies ``source`` (loaded from ``path``) into ``model``, deepened when ``model`` has
-    more blocks; returns what ``run.json`` records about it."""
+    more blocks; returns what ``run.json`` records about it.
+
+    When the heads differ (other classes, or a source without a classifier) this is
+    fine-tuning: the backbone's weights are copied, the source's head is dropped and
+    ``model``'s fresh head kept, and ``log`` gets one line saying so."""
     src, tgt = source.get_config(), model.get_config()
+    fine_tune = not same_head(src, tgt)
     try:
-        grow_into(source, model)
+        grow_into(source, model, fine_tune=fine_tune)
     except ValueError as e:
         raise ValueError(f"init_from={spec!r}: {e}") from None
-    return dict(argument=str(spec), path=os.path.abspath(path),
+    info = dict(argument=str(spec), path=os.path.abspath(path),
                 model=src["name"], depth=model_depth(src),
                 blocks_per_stage=src["stackwise_num_blocks"],
                 grown_to_depth=model_depth(tgt),
                 inserted_blocks=len(inserted_blocks(src, tgt["stackwise_num_blocks"])))
+    if fine_tune:
+        head = (f"its {src['classes']}-class head dropped" if src["include_top"]
+                else "it has no head")
+        info.update(fine_tune=True, source_head=describe_head(src), head=describe_head(tgt))
+        if log is not None:
+            log(f"fine-tuning from {path}: backbone of {src['name']} kept ({head}), new "
+                f"{tgt['classes']}-class head")
+    return info
+
+
+def describe_head(config):
+    """``"1000 classes"``, ``"none (pooling avg)"``: a config's head in words."""
+    if config.get("include_top"):
+        return f"{config['classes']} classes"
+    return f"none (pooling {config.get('pooling')})"

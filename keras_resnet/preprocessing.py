@@ -63,14 +63,27 @@ def apply_preprocessing(images, preprocessing):
     return images * scale + offset
 
 
-def preprocess_input(x, mode="torch"):
+def preprocess_input(x, mode=None, model=None):
     """RGB pixels in 0..255 (``[..., H, W, C]``, channels last) to a model's input.
 
-    ``mode``: ``"torch"`` (default: the convention of torchvision/timm weights and of the
-    named ImageNet constructors' imported weights), ``"tf"``, ``"caffe"``, ``"none"``, or a
-    training run's ``{"scale", "offset"}`` (its run.json ``preprocessing``). Returns a NumPy
-    array for NumPy input, else a tensor of the Keras backend.
+    ``mode`` has no default: name it -- ``"torch"`` (torchvision/timm weights, the named
+    ImageNet constructors' imported weights), ``"tf"``, ``"caffe"``, ``"none"``, or a
+    training run's ``{"scale", "offset"}`` (its run.json ``preprocessing``) -- or give
+    ``model=`` and the mode follows it: a keras_resnet model with its preprocessing inside
+    (``include_preprocessing``: training runs' best.keras/last.keras, keras-resnet-convert's
+    files) takes pixels, so they are returned as they are (float32).
+
+    Not ``keras.applications.resnet.preprocess_input``, which is always ``"caffe"`` (BGR,
+    ImageNet mean subtracted, no scaling); ``keras.applications.resnet_v2``'s is ``"tf"``.
+    Returns a NumPy array for NumPy input, else a tensor of the Keras backend.
     """
+    if mode is None:
+        if model is None:
+            raise TypeError(
+                "preprocess_input() needs mode= (torch, tf, caffe, none, or a dict with "
+                "'scale' and 'offset') or model=; it has no default (keras.applications.resnet."
+                "preprocess_input is caffe, torchvision/timm weights expect torch)")
+        mode = _mode_of(model)
     spec, reverse = preprocessing_spec(mode, int(np.shape(x)[-1]))
     if isinstance(x, (np.ndarray, list, tuple)) or np.isscalar(x):
         x = np.asarray(x, "float32")
@@ -79,3 +92,15 @@ def preprocess_input(x, mode="torch"):
 
     x = ops.cast(x, "float32")
     return apply_preprocessing(ops.flip(x, axis=-1) if reverse else x, spec)
+
+
+def _mode_of(model):
+    """The mode a model's input needs: ``"none"`` when its preprocessing is inside."""
+    config = model.get_config() if hasattr(model, "stage_output_names") else {}
+    if config.get("include_preprocessing"):
+        return "none"
+    raise ValueError(
+        f"model {getattr(model, 'name', model)!r} has no preprocessing inside "
+        "(include_preprocessing=False), so its input convention is not recorded; pass mode= "
+        "(torch for torchvision/timm weights, caffe for keras.applications ResNet, tf for "
+        "ResNetV2, or its run.json's preprocessing)")

@@ -8,6 +8,8 @@ Installed as ``keras-resnet-train`` and ``python -m keras_resnet.train``; the re
     python3 train.py --dataset cifar10 --preset cifar          # the paper's CIFAR recipe
     python3 train.py --dataset folder --data-dir photos/ --model resnet50 --strategy mirrored
     python3 train.py --model resnet56 --init-from runs/digits_resnet20   # grow and fine-tune
+    python3 train.py --dataset folder --data-dir photos/ --model resnet18 --image-size 64 \
+        --init-from resnet18.keras --freeze-epochs 2 --backbone-lr-mult 0.1   # new head
     python3 train.py --evaluate runs/digits_resnet20        # a run directory or a .keras file
 """
 
@@ -86,8 +88,18 @@ def _parser(prog="train.py"):
                    "(ImageNet), or a keras_resnet constructor name")
     r.add_argument("--init-from", metavar="RUN_OR_KERAS",
                    help="start from a saved model (a run directory's last.keras, or a .keras "
-                   "file) and fine-tune it; when --model is deeper, the model is deepened first "
-                   "(keras_resnet.deepen: inserted blocks start as the identity)")
+                   "file such as keras-resnet-convert writes). Same head (classes): the model "
+                   "is trained on, deepened first when --model is deeper (keras_resnet.deepen: "
+                   "inserted blocks start as the identity). Another head or none (e.g. ImageNet "
+                   "weights): fine-tuning, the backbone is kept and a new head built for the "
+                   "dataset's classes")
+    r.add_argument("--freeze-epochs", type=number(int, 0), metavar="N",
+                   help="with --init-from: train only the new head for the first N epochs "
+                   "(backbone frozen, its BatchNormalization in inference mode), then the "
+                   "whole network (default: 0)")
+    r.add_argument("--backbone-lr-mult", type=number(float, 0, low_open=True), metavar="M",
+                   help="with --init-from and --optimizer sgd: the backbone's learning rate is "
+                   "the head's x M, e.g. 0.1 (default: 1)")
     r.add_argument("--epochs", type=number(int, 1), help="training epochs (default: the preset's)")
     r.add_argument("--iterations", type=number(int, 1), help="total steps (instead of --epochs)")
     r.add_argument("--steps-per-epoch", type=number(int, 1), help="default: one pass over the training split")

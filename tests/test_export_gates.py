@@ -122,6 +122,12 @@ def test_a_bare_keras_file_exports_or_says_what_to_pass(tmp_path, capsys):
     model = kr.ResNet([1, 1], [8, 16], stem="cifar", input_shape=(None, None, 1), classes=5, name="bare")
     model.save(tmp_path / "bare.keras")
     args = [str(tmp_path / "bare.keras"), "--out", str(tmp_path / "out"), "--latency-runs", "2", "--quiet"]
+    # Nothing says what the model's input is: refused rather than guessed.
+    assert main(args + ["--formats", "onnx", "--onnx", "fp32"]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert "input preprocessing of" in err and "--preprocessing torch, tf or none" in err, err
+    assert not (tmp_path / "out" / "onnx").exists()
+    args += ["--preprocessing", "none"]
     assert main(args + ["--formats", "tflite", "onnx", "--tflite", "fp32", "--onnx", "fp32"]) == 0
     capsys.readouterr()
     assert main(args + ["--formats", "onnx", "--onnx", "int8"]) == 2

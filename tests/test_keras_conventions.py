@@ -40,6 +40,20 @@ def test_preprocess_input_matches_each_convention_written_out():
         preprocess_input(x, "inception")
 
 
+def test_preprocess_input_mode_is_named_or_follows_the_model():
+    x = np.random.default_rng(2).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    # No default: keras.applications.resnet.preprocess_input (the name users know) is caffe.
+    with pytest.raises(TypeError, match=r"needs mode= .* or model=; it has no default"):
+        preprocess_input(x)
+    baked = kr.ResNet20CIFAR(include_preprocessing=True, preprocessing="tf")
+    np.testing.assert_array_equal(preprocess_input(x, model=baked), x)  # it takes pixels
+    np.testing.assert_array_equal(np.asarray(baked(preprocess_input(x, model=baked))),
+                                  np.asarray(baked(x)))
+    with pytest.raises(ValueError, match="has no preprocessing inside.*pass mode="):
+        preprocess_input(x, model=kr.ResNet20CIFAR())
+    assert kr.preprocess_input is preprocess_input
+
+
 def test_include_preprocessing_takes_pixels_and_survives_a_keras_round_trip(tmp_path):
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 255, (2, 32, 32, 3)).astype("float32")

@@ -91,8 +91,11 @@ def test_converts_a_keras_applications_file(tmp_path):
     model = keras.saving.load_model(out, safe_mode=True)
     assert isinstance(model, kr.ResNet)
     assert model.input_shape == (None, 64, 64, 3)
-    x = rng.uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
-    assert float(np.max(np.abs(model.predict(x, verbose=0) - np.asarray(app(x))))) <= 1e-4
+    # ResNetV2's preprocessing ("tf") is inside: the model takes RGB pixels in 0..255.
+    assert "preprocessing inside the model (tf)" in proc.stdout
+    x = rng.uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    want = np.asarray(app(keras.applications.resnet_v2.preprocess_input(x.copy())))
+    assert float(np.max(np.abs(model.predict(x, verbose=0) - want))) <= 1e-4
 
 
 def test_converts_a_safetensors_file_like_weights_path(tmp_path):
@@ -106,8 +109,12 @@ def test_converts_a_safetensors_file_like_weights_path(tmp_path):
     model = keras.saving.load_model(out, safe_mode=True)
     assert model.name == "backbone" and model.output_shape == (None, 512)
     direct = kr.ResNet18(weights=str(tmp_path / "r18.safetensors"), include_top=False, pooling="avg")
-    x = np.random.default_rng(2).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
-    np.testing.assert_allclose(model.predict(x, verbose=0), direct.predict(x, verbose=0), atol=1e-5)
+    x = np.random.default_rng(2).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    # The written model takes pixels (torchvision's preprocessing inside); the directly
+    # loaded one takes what the checkpoint's own model took.
+    np.testing.assert_allclose(model.predict(x, verbose=0),
+                               direct.predict(kr.preprocess_input(x, mode="torch"), verbose=0),
+                               atol=1e-4)
 
 
 def test_bad_inputs_exit_non_zero_and_write_nothing(tmp_path, capsys):

@@ -28,7 +28,10 @@ def _random_resized_crop(image, size, seed):
     return tf.image.stateless_random_flip_left_right(image, seed=seed + 1)
 
 
-def _center_crop(image, size, crop_fraction=0.875):
+CENTER_CROP_FRACTION = 0.875  # evaluation: resize to size / 0.875, then the centre crop
+
+
+def _center_crop(image, size, crop_fraction=CENTER_CROP_FRACTION):
     shape = tf.shape(image)
     h, w = tf.cast(shape[0], tf.float32), tf.cast(shape[1], tf.float32)
     scale = (size / crop_fraction) / tf.minimum(h, w)

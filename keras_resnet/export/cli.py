@@ -73,6 +73,11 @@ def build_parser(formats, prog=None):
         parser.add_argument("--max-accuracy-drop", type=float, default=MAX_ACCURACY_DROP, metavar="FRACTION",
                             help="quantized exports: largest accuracy drop on labelled data, as a "
                                  "fraction (default: %(default)s = 1 percentage point)")
+    parser.add_argument("--preprocessing", choices=("torch", "tf", "none"), default=None,
+                        help="what the model's input is, for a .keras file without run.json "
+                             "whose model has no preprocessing inside: torch (ImageNet mean/std "
+                             "of pixels / 255), tf (pixels / 127.5 - 1) or none (pixels 0..255 "
+                             "as they are); overrides run.json's")
     parser.add_argument("--eval-data", default=None, metavar="FILE",
                         help=".npz with 'images' and 'labels' to verify on instead of the test split")
     parser.add_argument("--seed", type=number(int, 0), default=0, help="seed of the calibration draw")
@@ -103,6 +108,7 @@ def main(argv=None, formats=None, prog=None):
     kwargs = dict(
         formats=flatten(getattr(args, "formats", None)) or formats,
         model_name=args.model_name, overwrite=args.overwrite, seed=args.seed,
+        preprocessing=args.preprocessing,
         latency_runs=args.latency_runs, eval_data=args.eval_data,
         progress=None if args.quiet else (lambda m: print(m, flush=True)),
     )

@@ -69,6 +69,14 @@ def convert_fp32(source, path, opset=DEFAULT_OPSET):
         "keras_resnet export: images float32 [batch, H, W, C] pixels 0..255 -> "
         "logits, probabilities float32 [batch, classes]"
     )
+    # What a client must do to an image before "images" (the evaluation transform of the
+    # run; the preprocessing is inside): ONNX Runtime's InferenceSession.get_modelmeta().
+    import json
+
+    for key, value in (("keras_resnet.input", "RGB pixels 0..255, float32, preprocessing inside"),
+                       ("keras_resnet.eval_transform", json.dumps(source.eval_transform_doc()))):
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = key, value
     onnx.checker.check_model(model_proto)
     onnx.save(model_proto, path)
 

@@ -13,8 +13,12 @@ Signatures (preprocessing baked in, so clients send pixels):
     ``[batch, classes]``.
 ``serving_bytes``
     ``image_bytes``: string ``[batch]``, encoded JPEG/PNG/GIF/BMP images (what a REST
-    client sends as ``{"b64": ...}``); each is decoded to C channels and resized
-    (bilinear) to H x W when its size differs -> the same two outputs.
+    client sends as ``{"b64": ...}``); each is decoded to C channels and given the run's
+    evaluation transform (:func:`keras_resnet.data.transform`, the very function the
+    evaluation pipeline uses: for the ``imagenet`` preset, folder and TFRecord runs'
+    default, the shorter side resized to H / 0.875 with the aspect ratio kept, then the
+    centre H x W crop; otherwise a bilinear resize to H x W) -> the same two outputs.
+    ``assets.extra/signature.json`` describes the transform (``eval_transform``).
 
 Warmup requests (one per signature, TF Serving's ``PredictionLog`` format) are written to
 ``assets.extra/tf_serving_warmup_requests``.
@@ -61,13 +65,7 @@ def _serving_functions(source):
             image = tf.io.decode_image(data, channels=c, expand_animations=False)
             image = tf.cast(image, tf.float32)
             if h is not None and w is not None:
-                size = tf.shape(image)[:2]
-                image = tf.cond(
-                    tf.reduce_all(tf.equal(size, [h, w])),
-                    lambda: image,
-                    lambda: tf.image.resize(image, (h, w), method="bilinear"),
-                )
-                image = tf.ensure_shape(image, (h, w, c))
+                image = tf.ensure_shape(source.eval_transform(image), (h, w, c))
             return image
 
         images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((h, w, c), tf.float32))
@@ -166,14 +164,31 @@ print("RESULT " + json.dumps(res))
 """
 
 
-def check_in_fresh_process(path, images, runs=50, timeout=600):
+def _bytes_check_images(source, images):
+    """``(PNG bytes, expected model input pixels)`` for checking ``serving_bytes``: each
+    image also stretched to a wider and a taller aspect ratio, so that the signature's
+    resize and crop are exercised, and the pixels the evaluation transform makes of each."""
+    h, w, _ = source.input_shape if source is not None else (None, None, None)
+    few = np.clip(np.round(images), 0, 255).astype("float32")
+    if h is None or w is None:
+        return [encode_png(im) for im in few], few
+    encoded, expected = [], []
+    for i, im in enumerate(few):
+        size = [(h, w), (h, w + w // 2 + 1), (h + h // 2 + 1, w)][i % 3]
+        im = np.clip(np.round(tf.image.resize(im, size, method="bilinear").numpy()), 0, 255)
+        encoded.append(encode_png(im))
+        expected.append(source.eval_transform(tf.constant(im, tf.float32)).numpy())
+    return encoded, np.stack(expected).astype("float32")
+
+
+def check_in_fresh_process(path, images, runs=50, timeout=600, source=None):
     """Load ``path`` in a new Python process; return (logits, info) from its
     ``serving_default`` on ``images`` plus the ``serving_bytes`` check and batch-1 latency."""
     with tempfile.TemporaryDirectory() as tmp:
         inp, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npy")
-        few = np.clip(np.round(images[:8]), 0, 255).astype("float32")
-        np.savez(inp, images=np.asarray(images, "float32"), png_pixels=few,
-                 png=np.array([encode_png(im) for im in few], dtype=object))
+        png, png_pixels = _bytes_check_images(source, images[:8])
+        np.savez(inp, images=np.asarray(images, "float32"), png_pixels=png_pixels,
+                 png=np.array(png, dtype=object))
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env.pop("TF_USE_LEGACY_KERAS", None)
@@ -218,7 +233,7 @@ def export_saved_model(source, base_dir, model_name=None, version=None, overwrit
         with open(os.path.join(tmp, "assets.extra", "signature.json"), "w") as f:
             json.dump(signature_doc(source), f, indent=2)
     say(progress, "[savedmodel] verifying in a fresh process")
-    logits, info = check_in_fresh_process(path, eval_images, runs=latency_runs)
+    logits, info = check_in_fresh_process(path, eval_images, runs=latency_runs, source=source)
     parity = float_parity("savedmodel", source.keras_logits(eval_images), logits)
     missing = [s for s in SIGNATURES if s not in info["signatures"]]
     if missing:
@@ -244,10 +259,12 @@ def signature_doc(source):
                         "logits": f"float32 [batch, {source.num_classes}]"},
         },
         "serving_bytes": {
-            "inputs": {"image_bytes": "string [batch] encoded JPEG/PNG/GIF/BMP images"},
+            "inputs": {"image_bytes": "string [batch] encoded JPEG/PNG/GIF/BMP images, "
+                                      "decoded, then given eval_transform"},
             "outputs": {"probabilities": f"float32 [batch, {source.num_classes}] softmax",
                         "logits": f"float32 [batch, {source.num_classes}]"},
         },
+        "eval_transform": source.eval_transform_doc(),
         "preprocessing": source.preprocessing,
         "class_names": source.class_names,
     }

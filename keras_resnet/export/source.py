@@ -149,10 +149,15 @@ class ExportSource:
             :mod:`keras_resnet.data`); None when you pass arrays yourself.
         dataset_kwargs: extra arguments for :func:`keras_resnet.data.get_dataset`.
         class_names, path, run: recorded in reports.
+        eval_augment: the augmentation preset the model was trained with (run.json's); its
+            evaluation transform is what the JPEG/PNG signature applies to decoded images
+            (``imagenet``: aspect-preserving resize and 87.5% centre crop; otherwise, and
+            when None, a resize to the input size).
     """
 
     def __init__(self, model, preprocessing=None, outputs=None, dataset=None,
-                 dataset_kwargs=None, class_names=None, path=None, run=None, name=None):
+                 dataset_kwargs=None, class_names=None, path=None, run=None, name=None,
+                 eval_augment=None):
         if not isinstance(model, keras.Model):
             raise ExportError(f"expected a Keras model; got {type(model).__name__}")
         if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
@@ -194,6 +199,7 @@ class ExportSource:
         self.class_names = list(class_names) if class_names else None
         self.path = path
         self.run = run
+        self.eval_augment = eval_augment if eval_augment in data.AUGMENTATIONS else "none"
         self.name = re.sub(r"[^A-Za-z0-9_.-]", "_", name or self.model.name or "model")
 
     # -- graph functions (used inside tf.function by every exporter) ---------------------
@@ -214,6 +220,26 @@ class ExportSource:
 
     def trackables(self):
         return [self._features] if self._dense is not None else [self.model]
+
+    def eval_transform(self, image):
+        """One decoded image (float32 ``[h, w, C]`` pixels, any size) -> the model's input
+        pixels, as the run's evaluation does (:func:`keras_resnet.data.transform`)."""
+        return data.transform(image, self.input_shape, self.eval_augment, training=False)
+
+    def eval_transform_doc(self):
+        """The evaluation transform in words and numbers (for signature.json and metadata)."""
+        h, w, _ = self.input_shape
+        if self.eval_augment == "imagenet":
+            from ..data.augment import CENTER_CROP_FRACTION
+
+            return {"resize": f"shorter side to round({h} / {CENTER_CROP_FRACTION}), aspect "
+                              "ratio kept", "interpolation": "bilinear (half-pixel centres, "
+                              "no antialiasing; tf.image.resize)",
+                    "crop": f"centre {h}x{w}", "crop_fraction": CENTER_CROP_FRACTION,
+                    "pixels": "float32 0..255 before and after"}
+        return {"resize": f"to {h}x{w} (aspect ratio not kept) when the size differs",
+                "interpolation": "bilinear (half-pixel centres, no antialiasing; tf.image.resize)",
+                "crop": None, "pixels": "float32 0..255 before and after"}
 
     # -- reference outputs -------------------------------------------------------------
     def keras_logits(self, images, batch_size=64):
@@ -303,11 +329,43 @@ def _dataset_kwargs(run, dataset, given):
     return {**base, **{k: v for k, v in (given or {}).items() if v is not None}}
 
 
+EXPORT_PREPROCESSING = ("torch", "tf", "none")
+IMAGE_SIZE_DATASETS = ("folder", "tfrecord", "synthetic")
+
+
+def preprocessing_of(preprocessing, channels):
+    """A ``{"scale", "offset"}`` dict for a mode name (``torch``, ``tf``, ``none``) or a dict."""
+    if not isinstance(preprocessing, str):
+        return preprocessing
+    from ..preprocessing import preprocessing_spec
+
+    if preprocessing not in EXPORT_PREPROCESSING:
+        raise ExportError(
+            f"preprocessing={preprocessing!r} is not supported; accepted: "
+            f"{', '.join(EXPORT_PREPROCESSING)} (caffe reverses the channels: convert the "
+            "weights with keras-resnet-convert --preprocessing caffe, whose model takes RGB pixels)")
+    try:
+        return preprocessing_spec(preprocessing, channels)[0]
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+
+
+def _model_takes_pixels(model):
+    """Whether ``model`` records that it takes pixels: a keras_resnet model with its
+    preprocessing inside (``include_preprocessing``, as keras-resnet-convert writes)."""
+    get_config = getattr(model, "stage_output_names", None) and model.get_config
+    return bool(get_config and get_config().get("include_preprocessing"))
+
+
 def load_source(source, preprocessing=None, outputs=None, dataset=None, dataset_kwargs=None,
                 name=None):
     """An :class:`ExportSource` from a run directory, a ``.keras`` path or a Keras model.
 
-    Explicit arguments override what ``run.json`` says.
+    Explicit arguments override what ``run.json`` says. A ``.keras`` file without a
+    ``run.json`` must say its preprocessing: inside the model (``include_preprocessing``),
+    or with ``preprocessing`` (``"torch"``, ``"tf"``, ``"none"`` or ``{"scale", "offset"}``);
+    otherwise :class:`ExportError` (no guess). A Keras model object is taken to take pixels
+    unless ``preprocessing`` says otherwise.
     """
     if isinstance(source, ExportSource):
         return source
@@ -325,13 +383,28 @@ def load_source(source, preprocessing=None, outputs=None, dataset=None, dataset_
             if not isinstance(run, dict):
                 raise ExportError(f"{run_path} does not hold a JSON object")
         model = load_keras_model(path)
+        if (not run and preprocessing is None and not _model_takes_pixels(model)):
+            raise ExportError(
+                f"the input preprocessing of {path} is not known (no run.json beside it, and "
+                "the model has none inside); pass --preprocessing torch, tf or none (none: the "
+                "model takes pixels 0..255 as they are)")
+    channels = model.inputs[0].shape[-1] if len(model.inputs) == 1 else None
+    if preprocessing is not None:
+        preprocessing = preprocessing_of(preprocessing, channels)
+    kwargs = _dataset_kwargs(run, dataset, dataset_kwargs)
+    size = tuple(model.inputs[0].shape[1:3]) if len(model.inputs) == 1 else (None, None)
+    chosen = dataset if dataset is not None else run.get("dataset")
+    if ("image_size" not in kwargs and size[0] is not None and size[0] == size[1]
+            and (chosen or "").split(":")[0] in IMAGE_SIZE_DATASETS + ("tfds",)):
+        kwargs["image_size"] = int(size[0])  # read the images at the model's own size
     src = ExportSource(
         model,
         preprocessing=preprocessing if preprocessing is not None else run.get("preprocessing"),
         outputs=outputs if outputs is not None else run.get("outputs"),
         dataset=dataset if dataset is not None else run.get("dataset"),
-        dataset_kwargs=_dataset_kwargs(run, dataset, dataset_kwargs),
+        dataset_kwargs=kwargs,
         class_names=run.get("class_names"), path=path, run=run or None, name=name,
+        eval_augment=(run.get("config") or {}).get("augment"),
     )
     if run.get("input_shape") and tuple(run["input_shape"]) != tuple(
         d for d in src.input_shape

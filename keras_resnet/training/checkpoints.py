@@ -36,7 +36,7 @@ PROGRESS_KEY = "progress/.ATTRIBUTES/VARIABLE_VALUE"
 RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum",
                "nesterov", "weight_decay", "schedule", "step_boundaries", "warmup_epochs",
                "label_smoothing", "augment", "seed", "precision", "sync_bn", "val_split",
-               "init_from", "include_preprocessing")
+               "init_from", "include_preprocessing", "freeze_epochs", "backbone_lr_mult")
 
 
 def _first_line(error):

@@ -70,6 +70,8 @@ class TrainConfig:
     augment: str = None
     val_split: float = 0.0
     init_from: str = None
+    freeze_epochs: int = 0
+    backbone_lr_mult: float = 1.0
     include_preprocessing: bool = True
     strategy: str = "auto"
     cpu_replicas: int = None
@@ -131,6 +133,19 @@ def check_config(cfg):
     positive("momentum", integer=False, zero=True)
     positive("weight_decay", integer=False, zero=True)
     positive("warmup_epochs", integer=False, zero=True)
+    positive("freeze_epochs", zero=True)
+    positive("backbone_lr_mult", integer=False)
+    for name, default in (("freeze_epochs", 0), ("backbone_lr_mult", 1.0)):
+        if getattr(cfg, name) != default and not cfg.init_from:
+            raise ValueError(f"{name}={getattr(cfg, name)!r} applies to fine-tuning; pass "
+                             "init_from (--init-from) with it")
+    if cfg.backbone_lr_mult != 1.0 and cfg.optimizer != "sgd":
+        raise ValueError(f"backbone_lr_mult={cfg.backbone_lr_mult!r} applies to optimizer "
+                         f"'sgd' (it scales the backbone's gradients, which Adam's update "
+                         f"ignores), not {cfg.optimizer!r}")
+    if cfg.epochs and cfg.freeze_epochs > cfg.epochs:
+        raise ValueError(f"freeze_epochs={cfg.freeze_epochs} is more than epochs={cfg.epochs}; "
+                         "expected at most the number of epochs")
     if cfg.val_split:
         kdata.check_val_split(cfg.val_split)
     if not 0 <= cfg.label_smoothing < 1:

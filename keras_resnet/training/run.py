@@ -25,7 +25,8 @@ from .strategy import is_chief, make_strategy, num_workers, strategy_name
 # probability below 1e-7 for its true class (chance level is ln(classes), 2.3 for 10 classes,
 # 6.9 for 1000), which only exploded logits produce.
 SATURATED_LOSS = -math.log(1e-7)
-ADDED_SETTINGS = {"val_split": 0.0, "init_from": None, "include_preprocessing": False}
+ADDED_SETTINGS = {"val_split": 0.0, "init_from": None, "include_preprocessing": False,
+                  "freeze_epochs": 0, "backbone_lr_mult": 1.0}
 
 
 @dataclasses.dataclass
@@ -107,7 +108,14 @@ def _plan(cfg, strategy, log):
     given = {k for k in ("batch_size", "lr") if getattr(cfg, k) is not None}
     cfg = cfg.resolved(dataset)
     check_config(cfg)
-    adapted = small_data_recipe(cfg, dataset.sizes.get("train"), given)
+    train_size = dataset.sizes.get("train")
+    if train_size is None and not cfg.steps_per_epoch:
+        # Counted now (it is needed for the epoch length anyway), so that TFRecords and
+        # TFDS get the same small-data recipe as a folder of the same images.
+        log("counting training records (pass --steps-per-epoch to skip this)...")
+        with named_data_errors(dataset, "train"):
+            train_size = int(dataset.examples("train").reduce(np.int64(0), lambda n, _: n + 1))
+    adapted = small_data_recipe(cfg, train_size, given)
     if adapted:
         log(adapted)
     if cfg.val_split:
@@ -115,7 +123,8 @@ def _plan(cfg, strategy, log):
     cfg.run_dir = cfg.run_dir or default_run_dir(cfg)
     replicas = strategy.num_replicas_in_sync
     global_batch = cfg.batch_size * replicas
-    train_size = dataset.sizes.get("train")
+    if cfg.val_split:
+        train_size = dataset.sizes.get("train")
     if cfg.steps_per_epoch:
         steps_per_epoch = cfg.steps_per_epoch
     else:
@@ -142,6 +151,11 @@ def _settings(cfg, plan):
 
 def _check_resumable(run_dir, old, settings, log):
     diff = sorted(k for k in settings if old.get(k, ADDED_SETTINGS.get(k)) != settings[k])
+    # A larger --epochs (or --iterations) extends the run: its finished epochs are kept and
+    # training continues from the last commit, on the schedule of the new length.
+    extended = "epochs" in diff and settings["epochs"] > old["epochs"]
+    if extended:
+        diff.remove("epochs")
     if diff == ["lr"]:  # the one change a resume allows: the usual fix for divergence
         log(f"resuming with --lr {settings['lr']:g} (the run so far used {old['lr']:g}); "
             "the schedule continues from the current step with the new base rate")
@@ -150,6 +164,10 @@ def _check_resumable(run_dir, old, settings, log):
         raise TrainingError(
             f"{run_dir} holds a run with different settings ({detail}); use another "
             "--run-dir, or --overwrite to start it again")
+    if extended:
+        log(f"extending {run_dir} from {old['epochs']} to {settings['epochs']} epochs: the "
+            f"finished epochs are kept and training continues from the last commit; the "
+            f"{settings['schedule']} schedule is stretched to {settings['epochs']} epochs")
 
 
 def _log(cfg, chief):
@@ -183,20 +201,27 @@ def _train(cfg, lock, on_epoch_end):
             f"{run_dir} holds checkpoint.npz, the training state of keras_resnet before "
             "2026.11 (now kept in checkpoint/), which this version cannot resume; pass "
             "--overwrite to start the run again, or use another --run-dir")
+    from ..finetune import adopt_preprocessing, source_preprocessing
+
     if resume is not None:
-        _check_resumable(run_dir, checkpoints.read_progress(resume)["settings"], settings, log)
+        progress = checkpoints.read_progress(resume)
+        _check_resumable(run_dir, progress["settings"], settings, log)
+        adopt_preprocessing(dataset, (progress.get("init_from") or {}).get("preprocessing"))
     source = None
     if cfg.init_from and resume is None:
         from ..growth import init_from_source, load_source
 
         source, source_path = load_source(cfg.init_from)
+        adopt_preprocessing(dataset, source_preprocessing(source, dataset.input_shape[-1]), log)
     keras.mixed_precision.set_dtype_policy(cfg.precision)
     try:
         with strategy.scope():
             model = build_model(cfg.model, dataset.input_shape, dataset.num_classes,
                                 classifier_activation=None, sync_bn=cfg.sync_bn)
-            init_info = (init_from_source(source, source_path, model, cfg.init_from)
+            init_info = (init_from_source(source, source_path, model, cfg.init_from, log)
                          if source is not None else None)
+            if init_info is not None:
+                init_info["preprocessing"] = dataset.preprocessing
             schedule = learning_rate_schedule(
                 plan.lr, plan.total_steps, int(round(cfg.warmup_epochs * plan.steps_per_epoch)),
                 cfg.schedule, cfg.step_boundaries)
@@ -270,16 +295,11 @@ class _Run:
         the TensorBoard writer."""
         cfg, dataset, plan = self.cfg, self.dataset, self.plan
         start_epoch, start_step = self.progress["epoch"], self.progress["step"]
-        self.train_chunk = self.input_fn = None
+        self.train_chunk = self.input_fn = self.frozen = None
         if start_epoch < plan.epochs:
             self.input_fn = train_input_fn(dataset, cfg, plan.global_batch, plan.steps_per_epoch,
                                            start_epoch, start_step, plan.epochs)
-            train_iter = iter(self.strategy.distribute_datasets_from_function(self.input_fn))
-            decayed = (decayed_variables(self.model)
-                       if cfg.optimizer == "sgd" and cfg.weight_decay else [])
-            self.train_chunk = make_train_chunk(self.strategy, self.model, self.optimizer,
-                                                train_iter, cfg, plan.global_batch, decayed,
-                                                dataset.num_classes)
+            self.train_iter = iter(self.strategy.distribute_datasets_from_function(self.input_fn))
         host_input = artifacts.identity_preprocessing(dataset) if cfg.include_preprocessing else None
         self.test_ds = eval_dataset(dataset, cfg.augment, preprocessing=host_input)
         self.val_ds = (eval_dataset(dataset, cfg.augment, preprocessing=host_input,
@@ -301,6 +321,34 @@ class _Run:
                  f"{strategy_name(self.strategy)} with {plan.replicas} replica(s), global batch "
                  f"{plan.global_batch}, lr {plan.lr:g}, {plan.epochs} epochs x "
                  f"{plan.steps_per_epoch} steps, {cfg.precision}")
+
+    def make_chunk(self, epoch):
+        """The training step for epoch ``epoch`` (0-based): rebuilt when the backbone is
+        frozen (the first ``freeze_epochs``) or unfrozen, since the trainable variables
+        change."""
+        cfg = self.cfg
+        frozen = epoch < cfg.freeze_epochs
+        if self.train_chunk is not None and frozen == self.frozen:
+            return
+        from ..finetune import backbone_variables, set_backbone_trainable
+
+        set_backbone_trainable(self.model, not frozen)
+        if frozen:
+            self.log(f"backbone frozen for epochs 1-{cfg.freeze_epochs} (BatchNormalization in "
+                     "inference mode): training the new head only")
+        elif cfg.freeze_epochs:
+            self.log(f"backbone unfrozen from epoch {epoch + 1}: training the whole network"
+                     + (f" (backbone lr x {cfg.backbone_lr_mult:g})"
+                        if cfg.backbone_lr_mult != 1 else ""))
+        elif cfg.backbone_lr_mult != 1:
+            self.log(f"backbone learning rate: the head's x {cfg.backbone_lr_mult:g}")
+        decayed = (decayed_variables(self.model)
+                   if cfg.optimizer == "sgd" and cfg.weight_decay else [])
+        self.train_chunk = make_train_chunk(
+            self.strategy, self.model, self.optimizer, self.train_iter, cfg,
+            self.plan.global_batch, decayed, self.dataset.num_classes,
+            backbone=backbone_variables(self.model), lr_mult=cfg.backbone_lr_mult)
+        self.frozen = frozen
 
     def write_files(self, models, status="running"):
         """The files derived from the committed checkpoint (chief only); ``models``: the
@@ -395,6 +443,7 @@ class _Run:
                                       stateful_metrics=["loss", "accuracy"])
         if self.chief and cfg.verbose:
             print(f"Epoch {epoch + 1}/{plan.epochs}", flush=True)
+        self.make_chunk(epoch)
         t0 = time.time() - seconds
         per_pipeline = plan.global_batch // self.input_fn.shard[0]
         while step < steps_per_epoch:

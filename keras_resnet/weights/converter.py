@@ -10,15 +10,59 @@ import numpy as np
 from .. import files
 from .._compat import keras
 from ..models import ResNet
+from ..preprocessing import preprocessing_spec
 from ..specs import depth_of
 from .loading import _arch_summary, _source_checkpoint, assign
 from .names import _variant_name
 
 FROM_SOURCE = "from_source"
+# The preprocessing keras-resnet-convert records in the models it writes (--preprocessing).
+PREPROCESSING_CHOICES = ("from_source", "torch", "tf", "caffe", "none")
+
+
+def source_preprocessing(checkpoint, stride_on=None):
+    """The preprocessing mode the weights of ``checkpoint`` were trained with, or None
+    where it cannot be known: torchvision/timm ImageNet mean/std (``"torch"``),
+    keras.applications ResNet ``"caffe"`` and ResNetV2 ``"tf"``. A torchvision-named
+    checkpoint with ``stride_on="1x1"`` (caffe-style models) is not known."""
+    if checkpoint.origin == "torchvision" and stride_on in (None, "3x3"):
+        return "torch"
+    if checkpoint.origin == "keras.applications":
+        return "tf" if checkpoint.config.get("preact") else "caffe"
+    return None
+
+
+def _preprocessing_options(mode, checkpoint, description, stride_on):
+    """``(ResNet preprocessing options, reverse the stem's input channels)`` for ``mode``."""
+    if mode is None:
+        return {}, False
+    if mode not in PREPROCESSING_CHOICES:
+        raise ValueError(f"preprocessing={mode!r} is not supported; accepted: "
+                         f"{', '.join(PREPROCESSING_CHOICES)}")
+    if mode == FROM_SOURCE:
+        mode = source_preprocessing(checkpoint, stride_on)
+        if mode is None:
+            raise ValueError(
+                f"the input preprocessing of {checkpoint.describe()} ({description}) is not "
+                "known; pass --preprocessing torch, tf, caffe or none (python: preprocessing=)")
+    if mode == "caffe":
+        # BGR pixels minus the BGR mean: the model takes RGB pixels minus the RGB mean, and
+        # the stem convolution reads its input channels in reverse order instead.
+        spec, _ = preprocessing_spec("caffe")
+        return dict(include_preprocessing=True,
+                    preprocessing={"scale": spec["scale"][::-1], "offset": spec["offset"][::-1]}), True
+    return dict(include_preprocessing=True, preprocessing=mode), False
+
+
+def _reverse_input_channels(model):
+    """Reverses the input-channel axis of the first convolution's kernel (BGR <-> RGB)."""
+    first = next(layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D))
+    weights = first.get_weights()
+    first.set_weights([weights[0][:, :, ::-1, :]] + weights[1:])
 
 
 def convert(source, include_top=None, input_shape=None, pooling=None,
-            classifier_activation=FROM_SOURCE, name=None, stride_on=None):
+            classifier_activation=FROM_SOURCE, name=None, stride_on=None, preprocessing=None):
     """A keras_resnet ``ResNet`` with the architecture and weights of ``source``.
 
     Args:
@@ -35,14 +79,21 @@ def convert(source, include_top=None, input_shape=None, pooling=None,
         name: model name (default: ``resnet{depth}`` / ``resnet{depth}v2``).
         stride_on: bottleneck stride placement for a torchvision-named checkpoint
             (default ``"3x3"``, torchvision/timm; ``"1x1"`` for caffe-style ones).
+        preprocessing: None (default): the model takes what the source's model took
+            (preprocessed input). ``"from_source"``: the source's own preprocessing goes
+            inside the model (``include_preprocessing``), which then takes RGB pixels in
+            0..255 (torchvision/timm: ImageNet mean/std; keras.applications ResNet:
+            ``"caffe"``, with the stem reading RGB; ResNetV2: ``"tf"``); ``ValueError``
+            where it cannot be known. ``"torch"``, ``"tf"``, ``"caffe"``, ``"none"``: that
+            one (``"none"``: pixels as they are).
     """
     return _convert(*_source_checkpoint(source), include_top=include_top, input_shape=input_shape,
                     pooling=pooling, classifier_activation=classifier_activation, name=name,
-                    stride_on=stride_on)
+                    stride_on=stride_on, preprocessing=preprocessing)
 
 
 def _convert(checkpoint, description, include_top=None, input_shape=None, pooling=None,
-             classifier_activation=FROM_SOURCE, name=None, stride_on=None):
+             classifier_activation=FROM_SOURCE, name=None, stride_on=None, preprocessing=None):
     if not checkpoint.config:
         raise ValueError(
             f"{description} holds keras_resnet weights without an architecture; build the model "
@@ -62,6 +113,8 @@ def _convert(checkpoint, description, include_top=None, input_shape=None, poolin
         include_top = classes is not None
     if include_top and classes is None:
         raise ValueError(f"include_top=True needs a classifier; {description} has none (pass include_top=False)")
+    prep_options, reverse = _preprocessing_options(preprocessing, checkpoint, description,
+                                                   stride_on)
     if stride_on is not None:
         if checkpoint.origin != "torchvision":
             raise ValueError(f"stride_on is fixed by {checkpoint.describe()}; pass stride_on=None")
@@ -80,13 +133,19 @@ def _convert(checkpoint, description, include_top=None, input_shape=None, poolin
         classes=classes or 1000,
         classifier_activation=classifier_activation,
         name=name,
+        **prep_options,
     )
     assign(model, checkpoint, source=description)
+    if reverse:
+        _reverse_input_channels(model)
     return model
 
 
-def convert_file(source, output, log=print, **options):
+def convert_file(source, output, log=print, preprocessing=FROM_SOURCE, **options):
     """Convert ``source`` (see :func:`convert`) and save it as the ``.keras`` file ``output``.
+
+    Unlike :func:`convert`, ``preprocessing`` defaults to ``"from_source"``: the written
+    model takes RGB pixels in 0..255, as exports do.
 
     Written atomically (a temporary file in the same folder, renamed when complete); the
     written file is reloaded with ``safe_mode=True`` and its outputs compared with the
@@ -103,8 +162,15 @@ def convert_file(source, output, log=print, **options):
     if checkpoint.config:
         log(f"found {checkpoint.describe()} ({_arch_summary(checkpoint.config)}, "
             f"{sum(len(v) for v in checkpoint.values())} arrays)")
-    model = _convert(checkpoint, description, **options)
+    model = _convert(checkpoint, description, preprocessing=preprocessing, **options)
     log(f"built {model.name}: {model.count_params():,} parameters")
+    config = model.get_config()
+    if config.get("include_preprocessing"):
+        mode = (preprocessing if preprocessing != FROM_SOURCE
+                else source_preprocessing(checkpoint, options.get("stride_on")))
+        log(f"preprocessing inside the model ({mode}"
+            + (", the stem reads RGB" if mode == "caffe" else "")
+            + "): it takes RGB pixels in 0..255")
     with files.atomic_path(output, suffix=".keras") as tmp:
         model.save(tmp)
         reloaded = keras.saving.load_model(tmp, compile=False, safe_mode=True)
@@ -164,6 +230,12 @@ def main(argv=None):
                              ".keras source's own, else softmax)")
     parser.add_argument("--stride-on", choices=["3x3", "1x1"], default=None,
                         help="bottleneck stride placement of a torchvision-named checkpoint (default 3x3)")
+    parser.add_argument("--preprocessing", choices=PREPROCESSING_CHOICES, default=FROM_SOURCE,
+                        help="the input preprocessing put inside the model, which then takes RGB "
+                             "pixels in 0..255 (default: the source's: torchvision/timm "
+                             "ImageNet mean/std = torch, keras.applications ResNet = caffe, "
+                             "ResNetV2 = tf; a source whose preprocessing cannot be known is "
+                             "refused); none: the model takes its input as it is")
     parser.add_argument("--name", default=None, help="model name (default: resnet<depth>[v2])")
     parser.add_argument("--quiet", action="store_true", help="print nothing but errors")
     args = parser.parse_args(argv)
@@ -177,7 +249,7 @@ def main(argv=None):
         convert_file(
             args.source, args.output, log=log, include_top=args.include_top,
             input_shape=args.input_shape, pooling=args.pooling, classifier_activation=activation,
-            name=args.name, stride_on=args.stride_on,
+            name=args.name, stride_on=args.stride_on, preprocessing=args.preprocessing,
         )
     except (ValueError, ImportError, OSError) as e:
         # OSError: keras_resnet.files.FileWriteError (the output cannot be written) names the path.
