@@ -1,0 +1,252 @@
+"""Hostile surroundings: files planted where a command runs, outputs that overlap inputs,
+folders that are not ours, hostile model files and checkpoints (see docs/safety.md).
+
+Every test that writes checks that nothing outside the command's own output changed: a
+checksum of the surroundings before and after."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, train_env
+
+from keras_resnet.isolated import python_command
+
+PLANTED = ("statistics", "sitecustomize")
+
+
+def plant(folder):
+    """A statistics.py and a sitecustomize.py that each leave a marker file when imported."""
+    for name in PLANTED:
+        marker = os.path.join(str(folder), f"RAN-{name}")
+        with open(os.path.join(str(folder), f"{name}.py"), "w") as f:
+            f.write(f"open({marker!r}, 'w').write('planted {name}.py was imported')\n")
+    return [os.path.join(str(folder), f"RAN-{name}") for name in PLANTED]
+
+
+def ran(markers):
+    return [m for m in markers if os.path.exists(m)]
+
+
+def checksums(folder, skip=()):
+    """{relative path: sha256 or link target} of everything under ``folder`` (links not
+    followed), leaving out the paths under ``skip``."""
+    out = {}
+    skip = [os.path.abspath(str(s)) for s in skip]
+    for dirpath, dirnames, filenames in os.walk(str(folder)):
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in skip]
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            if path in skip:
+                continue
+            rel = os.path.relpath(path, str(folder))
+            if os.path.islink(path):
+                out[rel] = "-> " + os.readlink(path)
+            elif os.path.isfile(path):
+                with open(path, "rb") as f:
+                    out[rel] = hashlib.sha256(f.read()).hexdigest()
+            else:
+                out[rel] = "dir"
+    return out
+
+
+def command(name):
+    """A console script as the user runs it (from the environment's bin folder)."""
+    script = os.path.join(os.path.dirname(sys.executable), name)
+    if not os.path.exists(script):
+        pytest.skip(f"{name} is not installed in this environment (pip install -e .)")
+    return [script]
+
+
+@pytest.mark.parametrize("mode", ["P", "I"])
+def test_a_child_process_does_not_import_files_of_the_working_directory(tmp_path, mode):
+    if mode == "P" and sys.version_info < (3, 11):
+        pytest.skip("python -P is Python 3.11+")
+    markers = plant(tmp_path)
+    # The way a clone that is not pip-installed is used: its root on PYTHONPATH, plus the
+    # empty entry a careless "$REPO:$PYTHONPATH" leaves (it means the working directory).
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep)
+    code = "import statistics, keras_resnet.isolated as m, sys; print(m.__file__); print(statistics.median([1, 3, 5]))"
+    argv, child_env = python_command([], env=env, code=code, mode=mode)
+    assert "" not in child_env.get("PYTHONPATH", "x").split(os.pathsep)
+    proc = subprocess.run(argv, env=child_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [os.path.join(ROOT, "keras_resnet", "isolated.py"), "3"]
+    argv, child_env = python_command(["x"], env=env, module="keras_resnet.isolated", mode=mode)
+    proc = subprocess.run(argv, env=child_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert ran(markers) == []
+    # The same child without isolation does import them: the test can fail.
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert ran(markers) == markers
+
+
+@pytest.mark.slow
+def test_no_command_runs_a_statistics_or_sitecustomize_planted_in_the_working_directory(tmp_path):
+    """Train (one short epoch), export to every format and precision (QAT included),
+    convert, make-tfrecords, all run from a folder holding a planted statistics.py and
+    sitecustomize.py: neither runs."""
+    from test_weights_cli import torchvision_state
+    from safetensors.numpy import save_file
+
+    from keras_resnet.data import sample_photo_folder
+
+    work = tmp_path / "work"
+    work.mkdir()
+    markers = plant(work)
+    env = train_env()
+    run_dir = tmp_path / "run"
+
+    def go(argv, timeout=900):
+        proc = subprocess.run(argv, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+        assert proc.returncode == 0, (argv, proc.stdout[-3000:], proc.stderr[-3000:])
+        assert ran(markers) == [], argv
+        return proc
+
+    go([sys.executable, os.path.join(ROOT, "train.py"), "--model", "resnet8", "--epochs", "1",
+        "--steps-per-epoch", "2", "--run-dir", str(run_dir), "--no-plot"])
+    out = tmp_path / "exports"
+    go(command("keras-resnet-export") + [str(run_dir), "--out", str(out), "--tflite",
+       "fp32,fp16,dynamic,int8,qat", "--onnx", "fp32,int8", "--qat-epochs", "1", "--num-samples", "32",
+       "--latency-runs", "2", "--min-agreement", "0", "--max-accuracy-drop", "1"])
+    with open(out / "report.json") as f:
+        report = json.load(f)
+    done = {(a["format"], a["precision"]) for a in report["artifacts"]}
+    assert {("savedmodel", "fp32"), ("tflite", "qat"), ("onnx", "int8")} <= done, done
+    weights = tmp_path / "resnet18.safetensors"
+    save_file(torchvision_state(np.random.default_rng(0)), str(weights))
+    go(command("keras-resnet-convert") + [str(weights), str(tmp_path / "resnet18.keras"),
+       "--input-shape", "32,32,3", "--quiet"])
+    photos = tmp_path / "photos"
+    sample_photo_folder(str(photos), per_class=4, size=16)
+    go(command("keras-resnet-make-tfrecords") + [str(photos), str(tmp_path / "records"), "--quiet"])
+    assert ran(markers) == []
+
+
+# --- keras-resnet-make-tfrecords writes only its own folder --------------------------------
+
+def _make_tfrecords(argv, capsys):
+    from keras_resnet.data import make_tfrecords_main
+
+    capsys.readouterr()
+    code = make_tfrecords_main([str(a) for a in argv] + ["--quiet"])
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+@pytest.fixture
+def photo_tree(tmp_path):
+    """data/photos/<class>/<i>.jpg beside data/thesis.tex."""
+    from keras_resnet.data import sample_photo_folder
+
+    data = tmp_path / "data"
+    sample_photo_folder(str(data / "photos"), per_class=3, size=16)
+    (data / "thesis.tex").write_text("\\documentclass{article}\n")
+    return data
+
+
+@pytest.mark.parametrize("where, says", [
+    ("photos", "is the input folder"),
+    (".", "contains the input folder"),
+    ("photos/records", "lies inside the input folder"),
+    ("link-to-photos", "is the input folder"),        # the same folder through a symlink
+    ("link-to-photos/records", "lies inside the input folder"),
+])
+def test_make_tfrecords_refuses_an_output_that_overlaps_the_input(photo_tree, capsys, where, says):
+    os.symlink("photos", photo_tree / "link-to-photos")
+    before = checksums(photo_tree.parent)
+    code, err = _make_tfrecords([photo_tree / "photos", photo_tree / where, "--overwrite"], capsys)
+    assert code == 2
+    assert len(err) == 1 and says in err[0] and "keras-resnet-make-tfrecords: error:" in err[0], err
+    assert checksums(photo_tree.parent) == before
+
+
+def test_make_tfrecords_overwrite_replaces_only_a_folder_it_wrote(photo_tree, tmp_path, capsys):
+    photos, out = photo_tree / "photos", tmp_path / "records"
+    # A folder of the user's: --overwrite leaves it alone.
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    before = checksums(tmp_path)
+    code, err = _make_tfrecords([photos, out, "--overwrite"], capsys)
+    assert code == 2 and len(err) == 1 and "was not written by keras-resnet-make-tfrecords" in err[0], err
+    assert checksums(tmp_path) == before
+    (out / "notes.txt").unlink()
+    out.rmdir()
+    # Ours: written, then replaced by --overwrite with the same records (same seed).
+    assert _make_tfrecords([photos, out], capsys)[0] == 0
+    first = checksums(out)
+    assert {"classes.txt", ".keras-resnet-tfrecords.json"} < set(first)
+    surroundings = checksums(tmp_path, skip=[out])
+    assert _make_tfrecords([photos, out, "--overwrite"], capsys)[0] == 0
+    assert checksums(out) == first and checksums(tmp_path, skip=[out]) == surroundings
+    # A file the user added to our folder makes it no longer only ours.
+    (out / "extra.txt").write_text("mine too")
+    before = checksums(tmp_path)
+    code, err = _make_tfrecords([photos, out, "--overwrite"], capsys)
+    assert code == 2 and "was not written by" in err[0]
+    assert checksums(tmp_path) == before
+    (out / "extra.txt").unlink()
+    # A symlink to our folder is not followed: the folder behind it stays as it is.
+    link = tmp_path / "link-records"
+    os.symlink(out, link)
+    before = checksums(tmp_path)
+    code, err = _make_tfrecords([photos, link, "--overwrite"], capsys)
+    assert code == 2 and "symlink" in err[0], err
+    assert checksums(tmp_path) == before
+
+
+_BLOCKED_WRITER = """
+import sys, time
+from keras_resnet.data.tfrecords import write_tfrecords
+flag = sys.argv[3]
+def progress(done, total):
+    if done == 2:
+        open(flag, "w").close()
+        time.sleep(600)
+write_tfrecords(sys.argv[1], sys.argv[2], images_per_shard=1, progress=progress)
+"""
+
+
+@pytest.mark.slow
+def test_make_tfrecords_rerun_removes_a_killed_runs_partial_folder_but_not_a_live_runs(
+        photo_tree, tmp_path, capsys):
+    """Two real writer processes stopped mid-write: one killed (SIGKILL), one alive. A rerun
+    removes the killed one's .partial-* folder, leaves the live one's, and writes the output."""
+    import signal
+    import time
+
+    photos, out = photo_tree / "photos", tmp_path / "records"
+    procs = []
+    for name in ("killed", "live"):
+        flag = tmp_path / f"{name}.flag"
+        argv, env = python_command([str(photos), str(out), str(flag)], env=train_env(), code=_BLOCKED_WRITER)
+        procs.append((subprocess.Popen(argv, env=env, cwd=tmp_path, stderr=subprocess.PIPE), flag))
+    try:
+        for proc, flag in procs:
+            deadline = time.time() + 300
+            while not flag.exists():
+                assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+                assert time.time() < deadline
+                time.sleep(0.2)
+        killed, live = procs[0][0], procs[1][0]
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        partial = sorted(n for n in os.listdir(tmp_path) if n.startswith(".records.partial-"))
+        assert len(partial) == 2
+        code, err = _make_tfrecords([photos, out], capsys)
+        assert code == 0, err
+        left = sorted(n for n in os.listdir(tmp_path) if n.startswith(".records.partial-"))
+        assert len(left) == 1, left  # the live writer's, untouched
+        assert any(n.startswith("train-00000-of-") for n in os.listdir(tmp_path / left[0]))
+        written = os.listdir(out)
+        assert "classes.txt" in written and any(n.startswith("validation-") for n in written)
+    finally:
+        for proc, _ in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
