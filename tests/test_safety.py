@@ -250,3 +250,123 @@ def test_make_tfrecords_rerun_removes_a_killed_runs_partial_folder_but_not_a_liv
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+# --- training touches only a keras_resnet run directory ------------------------------------
+
+def _train_main(argv, capsys):
+    """``train.py ARGS`` through the command's own main, in this process: (exit, stderr lines)."""
+    from keras_resnet.train import main
+
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in argv], prog="train.py")
+    except SystemExit as e:
+        rc = e.code
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+TINY = ["--model", "resnet8", "--dataset", "synthetic", "--image-size", "16", "--num-classes", "4",
+        "--epochs", "1", "--steps-per-epoch", "2", "--no-plot"]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One real tiny run (resnet8, 16x16 synthetic images, 1 epoch of 2 steps), trained with --overwrite into a
+    folder whose ``checkpoint`` is a symlink to a folder outside it: the link is replaced,
+    what it points to is left as it was. Returns (run_dir, outside, outside's checksums)."""
+    import contextlib  # (capsys is function-scoped: output captured by hand)
+    import io
+
+    base = tmp_path_factory.mktemp("tiny")
+    outside = base / "elsewhere"
+    outside.mkdir()
+    (outside / "my_model.pt").write_bytes(b"weights of mine")
+    (outside / "checkpoint").write_text("not a tf checkpoint index\n")
+    before = checksums(outside)
+    run_dir = base / "run"
+    run_dir.mkdir()
+    os.symlink(outside, run_dir / "checkpoint")
+    from keras_resnet.train import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        rc = main(TINY + ["--run-dir", str(run_dir), "--overwrite"], prog="train.py")
+    assert rc in (0, None), err.getvalue()[-3000:]
+    return run_dir, outside, before
+
+
+def _copy_run(tiny_run, tmp_path):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir, symlinks=True)
+    return run_dir
+
+
+def test_overwrite_never_follows_a_checkpoint_symlink_out_of_the_run_directory(tiny_run):
+    run_dir, outside, before = tiny_run
+    assert checksums(outside) == before
+    assert os.path.isdir(run_dir / "checkpoint") and not os.path.islink(run_dir / "checkpoint")
+    with open(run_dir / "run.json") as f:
+        assert json.load(f)["status"] == "finished"
+
+
+def test_training_into_a_folder_that_is_not_a_run_is_refused_and_touches_nothing(tmp_path, capsys):
+    folder = tmp_path / "project"
+    (folder / "checkpoint").mkdir(parents=True)
+    (folder / "checkpoint" / "my_model.pt").write_bytes(b"weights of mine")
+    (folder / "metrics.csv").write_text("epoch,score\n1,0.5\n")
+    (folder / "run.json").write_text('{"mine": true}\n')
+    (folder / ".checkpoint.tmp-x").write_text("looks like a temporary, is not ours")
+    before = checksums(tmp_path)
+    rc, err = _train_main(TINY + ["--run-dir", folder], capsys)
+    assert rc == 2
+    assert err[-1].startswith(f"train.py: error: {folder} is not a keras_resnet run directory"), err
+    assert "use another --run-dir, or --overwrite" in err[-1]
+    assert checksums(tmp_path) == before
+
+
+def test_a_checkpoint_symlink_is_refused_without_overwrite(tiny_run, tmp_path, capsys):
+    run_dir = _copy_run(tiny_run, tmp_path)
+    import shutil
+
+    shutil.rmtree(run_dir / "checkpoint")
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(tiny_run[0] / "checkpoint", outside)
+    os.symlink(outside, run_dir / "checkpoint")
+    (outside / "my_model.pt").write_bytes(b"weights of mine")
+    before = checksums(tmp_path)
+    rc, err = _train_main(TINY + ["--run-dir", run_dir, "--epochs", "2"], capsys)
+    assert rc == 2 and "checkpoint is a symbolic link" in err[-1], err
+    assert checksums(tmp_path) == before
+
+
+@pytest.mark.parametrize("lost", ["checkpoint", "checkpoint/checkpoint"])
+def test_a_finished_run_without_its_checkpoint_is_not_retrained_over_its_models(
+        tiny_run, tmp_path, capsys, lost):
+    import shutil
+
+    run_dir = _copy_run(tiny_run, tmp_path)
+    target = run_dir / lost
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    before = checksums(tmp_path)
+    for extra in ([], ["--epochs", "2"]):
+        rc, err = _train_main(TINY + ["--run-dir", run_dir] + extra, capsys)
+        assert rc == 2, err
+        assert "holds a trained run (last.keras, best.keras, metrics.csv) but no committed checkpoint" in err[-1]
+        assert "pass --overwrite to train it again from epoch 1" in err[-1]
+        assert checksums(tmp_path) == before
+
+
+@pytest.mark.parametrize("change, key", [
+    (["--image-size", "24"], "input_shape: [16, 16, 3] -> [24, 24, 3]"),
+    (["--num-classes", "5"], "num_classes: 4 -> 5"),
+    (["--model", "resnet14"], "model: 'resnet8' -> 'resnet14'"),
+])
+def test_a_finished_run_rerun_with_a_different_model_is_refused(tiny_run, tmp_path, capsys, change, key):
+    run_dir = _copy_run(tiny_run, tmp_path)
+    before = checksums(tmp_path)
+    rc, err = _train_main(TINY + ["--run-dir", run_dir] + change, capsys)
+    assert rc == 2 and "holds a run with different settings" in err[-1] and key in err[-1], err
+    assert checksums(tmp_path) == before

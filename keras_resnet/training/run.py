@@ -25,6 +25,7 @@ from .strategy import is_chief, make_strategy, num_workers, strategy_name
 # 6.9 for 1000), which only exploded logits produce.
 SATURATED_LOSS = -math.log(1e-7)
 ADDED_SETTINGS = {"val_split": 0.0, "init_from": None, "include_preprocessing": False}
+MODEL_SETTINGS = ("input_shape", "num_classes")
 
 
 @dataclasses.dataclass
@@ -139,8 +140,16 @@ def _settings(cfg, plan):
     return settings
 
 
+def _model_settings(dataset):
+    """Settings that change the model itself, compared on every rerun, finished or not."""
+    return {"input_shape": [int(d) for d in dataset.input_shape],
+            "num_classes": int(dataset.num_classes)}
+
+
 def _check_resumable(run_dir, old, settings, log):
-    diff = sorted(k for k in settings if old.get(k, ADDED_SETTINGS.get(k)) != settings[k])
+    # Settings a run from before they were recorded lacks are not compared.
+    diff = sorted(k for k in settings if old.get(k, ADDED_SETTINGS.get(k)) != settings[k]
+                  and not (k in MODEL_SETTINGS and k not in old))
     if diff == ["lr"]:  # the one change a resume allows: the usual fix for divergence
         log(f"resuming with --lr {settings['lr']:g} (the run so far used {old['lr']:g}); "
             "the schedule continues from the current step with the new base rate")
@@ -149,6 +158,39 @@ def _check_resumable(run_dir, old, settings, log):
         raise TrainingError(
             f"{run_dir} holds a run with different settings ({detail}); use another "
             "--run-dir, or --overwrite to start it again")
+
+
+def _check_checkpoint_link(run_dir):
+    """A ``checkpoint`` symlink is never followed: its target's files would be swept."""
+    link = os.path.join(run_dir, checkpoints.DIRECTORY)
+    if os.path.islink(link):
+        raise TrainingError(
+            f"{link} is a symbolic link (to {os.readlink(link)}); keras_resnet keeps a run's "
+            "checkpoint in a folder of its own and never follows a link out of the run directory; "
+            "use another --run-dir, or --overwrite to start the run again (the link is removed, "
+            "not what it points to)")
+
+
+def _check_ours(run_dir, resume):
+    """A folder that is not a keras_resnet run is never trained into without --overwrite,
+    and a run whose committed checkpoint is missing is not retrained over its saved models."""
+    foreign = artifacts.foreign_entries(run_dir)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise TrainingError(
+            f"{run_dir} is not a keras_resnet run directory (it holds {shown}, and no "
+            f"{artifacts.RUN_MARKER} or run.json of a run); use another --run-dir, or --overwrite "
+            "to train into it (replacing its checkpoint/, run.json, metrics.csv, best.keras, "
+            "last.keras, curves.png and tensorboard/)")
+    if resume is None and os.path.isdir(run_dir):
+        saved = [n for n in ("last.keras", "best.keras", "metrics.csv")
+                 if os.path.lexists(os.path.join(run_dir, n))]
+        if saved:
+            raise TrainingError(
+                f"{run_dir} holds a trained run ({', '.join(saved)}) but no committed checkpoint "
+                f"({os.path.join(run_dir, checkpoints.DIRECTORY, checkpoints.STATE_FILE)} is "
+                "missing), so it can neither resume nor be trained again over its saved models "
+                "silently; pass --overwrite to train it again from epoch 1, or use another --run-dir")
 
 
 def _log(cfg, chief):
@@ -172,15 +214,19 @@ def _train(cfg, lock, on_epoch_end):
 
     # Resume a compatible run, or start afresh. The lock is taken before the checkpoint is
     # read, so that a run in progress is never read half-way through a save.
-    settings = _settings(cfg, plan)
+    settings = dict(_settings(cfg, plan), **_model_settings(dataset))
     if chief and os.path.isdir(run_dir):
         lock.acquire(run_dir)
+    if not cfg.overwrite:
+        _check_checkpoint_link(run_dir)
     resume = None if cfg.overwrite else checkpoints.latest(run_dir)
     if resume is None and not cfg.overwrite and os.path.exists(os.path.join(run_dir, "checkpoint.npz")):
         raise TrainingError(
             f"{run_dir} holds checkpoint.npz, the training state of keras_resnet before "
             "2026.11 (now kept in checkpoint/), which this version cannot resume; pass "
             "--overwrite to start the run again, or use another --run-dir")
+    if not cfg.overwrite:
+        _check_ours(run_dir, resume)
     if resume is not None:
         _check_resumable(run_dir, checkpoints.read_progress(resume)["settings"], settings, log)
     source = None
@@ -244,6 +290,7 @@ class _Run:
         if self.chief:  # only now: bad settings above leave nothing behind
             os.makedirs(run_dir, exist_ok=True)
             lock.acquire(run_dir)
+            artifacts.write_run_marker(run_dir)  # first: the folder is a keras_resnet run
             files.remove_stale_temporaries(run_dir, self.log)
             if cfg.overwrite:
                 files.discard(self.state.directory)  # first: the old run can no longer resume
