@@ -370,3 +370,155 @@ def test_a_finished_run_rerun_with_a_different_model_is_refused(tiny_run, tmp_pa
     rc, err = _train_main(TINY + ["--run-dir", run_dir] + change, capsys)
     assert rc == 2 and "holds a run with different settings" in err[-1] and key in err[-1], err
     assert checksums(tmp_path) == before
+
+
+# --- model files and checkpoints: nothing opened because a file says so, limits first ----
+
+def _rewrite_config(src, dst, change):
+    """A copy of the .keras file ``src`` at ``dst`` with ``change(config_doc)`` applied."""
+    import zipfile
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == "config.json":
+                doc = json.loads(data)
+                change(doc)
+                data = json.dumps(doc).encode()
+            zout.writestr(info, data)
+
+
+@pytest.fixture(scope="module")
+def small_keras(tmp_path_factory):
+    import keras_resnet as kr
+
+    path = tmp_path_factory.mktemp("keras") / "resnet8.keras"
+    model = kr.resnet_cifar(8, input_shape=(16, 16, 3), classes=3)
+    model.save(path)
+    return path, [w.copy() for w in model.get_weights()]
+
+
+def test_a_keras_file_naming_itself_as_weights_loads_without_opening_it(small_keras, tmp_path):
+    from keras_resnet.keras_file import load_model
+
+    path, weights = small_keras
+    evil = tmp_path / "evil.keras"
+    _rewrite_config(path, evil, lambda doc: doc["config"].update(weights=str(evil)))
+    with open(evil, "rb") as f:
+        assert str(evil).encode() in f.read()  # the file does name itself
+    model = load_model(str(evil), compile=False)
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), weights))
+
+
+@pytest.mark.parametrize("change, says", [
+    (dict(stackwise_num_blocks=[200000, 1, 1]), "has 200002 blocks; at most 600"),
+    (dict(stackwise_num_blocks=[1] * 100000, stackwise_num_filters=[16] * 100000), "at most 8 stages"),
+    (dict(stackwise_num_filters=[16, 32, 10 ** 9]), "stackwise_num_filters=[16, 32, 1000000000] is not supported"),
+    (dict(classes=10 ** 9), "classes=1000000000 is not supported"),
+])
+def test_a_keras_file_past_the_model_limits_is_one_line_before_anything_is_built(
+        small_keras, tmp_path, capsys, change, says):
+    import time
+
+    from keras_resnet.export.cli import main
+
+    bad = tmp_path / "bad.keras"
+    _rewrite_config(small_keras[0], bad, lambda doc: doc["config"].update(change))
+    before = checksums(tmp_path)
+    start = time.perf_counter()
+    rc = main([str(bad), "--out", str(tmp_path / "out"), "--formats", "savedmodel"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and says in err[-1] and str(bad) in err[-1], err
+    assert time.perf_counter() - start < 20  # refused up front (it used to build for minutes)
+    assert checksums(tmp_path) == before
+
+
+def test_a_zip_bomb_keras_file_is_refused_before_its_config_is_read(tmp_path):
+    import time
+    import zipfile
+
+    from keras_resnet.keras_file import load_model
+
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("metadata.json", '{"keras_version": "3.15.0"}')
+        with z.open("config.json", "w", force_zip64=True) as f:
+            chunk = b" " * (1 << 20)
+            for _ in range(65):  # 65 MiB of blanks, a few hundred KB compressed
+                f.write(chunk)
+    assert os.path.getsize(bomb) < 1 << 20
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"config.json claims 68,157,440 bytes uncompressed; at most 67,108,864"):
+        load_model(str(bomb))
+    assert time.perf_counter() - start < 5
+
+
+def test_depths_past_resnet_1202_are_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    import time
+
+    import keras_resnet as kr
+    from keras_resnet.experiments import main as experiment_main
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"depth=600002 is not supported; at most 1202"):
+        kr.resnet_cifar(600002)
+    with pytest.raises(ValueError, match=r"has 200002 blocks; at most 600"):
+        kr.ResNet([200000, 1, 1], [16, 32, 64], stem="cifar", input_shape=(32, 32, 3))
+    with pytest.raises(ValueError, match=r"input_shape=\(100000, 100000, 3\) is not supported"):
+        kr.ResNet([1, 1], [16, 32], stem="cifar", input_shape=(100000, 100000, 3))
+    monkeypatch.chdir(tmp_path)
+    rc, err = _train_main(["--model", "resnet600002", "--epochs", "1"], capsys)
+    assert rc == 2 and "depth=600002 is not supported; at most 1202" in err[-1], err
+    try:
+        rc = experiment_main(["degradation", "--depths", "8,600002", "--out", str(tmp_path / "exp")])
+    except SystemExit as e:
+        rc = e.code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and "6n+2, 8 to 1202" in err[-1], err
+    assert time.perf_counter() - start < 30
+    assert os.listdir(tmp_path) == []
+
+
+def _safetensors_with(path, state):
+    from safetensors.numpy import save_file
+
+    save_file(state, str(path))
+
+
+def _convert(argv, capsys):
+    from keras_resnet.weights import main
+
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in argv])
+    except SystemExit as e:
+        rc = e.code
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+def test_checkpoints_that_ask_for_a_million_blocks_or_terabytes_are_one_line(tmp_path, capsys):
+    import time
+
+    import h5py
+    from test_weights_cli import torchvision_state
+
+    state = torchvision_state(np.random.default_rng(0))
+    state["layer1.999999.conv1.weight"] = state.pop("layer1.1.conv1.weight")
+    deep = tmp_path / "deep.safetensors"
+    _safetensors_with(deep, state)
+    huge = tmp_path / "huge.h5"  # a legacy Keras .h5 whose one dataset claims 4 TiB
+    with h5py.File(huge, "w") as f:
+        f.attrs["layer_names"] = [b"conv1_conv"]
+        g = f.create_group("conv1_conv")
+        g.attrs["weight_names"] = [b"conv1_conv/kernel:0"]
+        g.create_dataset("conv1_conv/kernel:0", shape=(1 << 20, 1 << 20), dtype="f4",
+                         chunks=(256, 256), compression="gzip")
+    assert os.path.getsize(huge) < 1 << 20
+    before = checksums(tmp_path)
+    for source, says in ((deep, "key 'layer1.999999.conv1.weight' names block 999999 of a stage; at most 600"),
+                         (huge, "of shape (1048576, 1048576) claims 4.1e+03 GiB; at most 4 GiB")):
+        start = time.perf_counter()
+        rc, err = _convert([source, tmp_path / "out.keras"], capsys)
+        assert rc == 2 and len([l for l in err if "error" in l]) == 1 and says in err[-1], err
+        assert time.perf_counter() - start < 30
+    assert checksums(tmp_path) == before

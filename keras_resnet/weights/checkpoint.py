@@ -2,9 +2,11 @@
 architecture its arrays imply, from keras.applications or torchvision/timm names.
 """
 
+import re
+
 import numpy as np
 
-from ..specs import KERAS_V1, KERAS_V2, TORCHVISION, depth_of
+from ..specs import KERAS_V1, KERAS_V2, MAX_BLOCKS, MAX_STAGES, TORCHVISION, depth_of
 from .names import (_BN_PARAMS, _CONV_PARAMS, _IGNORED, _KR_BLOCK, _PREFIXES, to_keras_applications_name,
                     _app_weight_names, _torch_key_for, _variant_label, is_keras_applications_names,
                     keras_applications_name, torch_key_layer)
@@ -170,6 +172,22 @@ def _unwrap_state_dict(state, origin_name):
     return state
 
 
+def _check_block_index(key, origin_name):
+    """``layer<s>.<b>.``: a stage or block number past the limits is refused before any
+    model is built (``layer1.999999.conv1.weight`` would ask for a million blocks)."""
+    m = re.match(r"layer(\d+)\.(\d+)\.", key)
+    if m is None:
+        return
+    stage, block = m.group(1), m.group(2)
+    if len(stage) > 3 or int(stage) > MAX_STAGES:
+        raise ValueError(f"{origin_name}: key '{key[:120]}' names stage {stage[:12]}; at most "
+                         f"{MAX_STAGES} stages are supported")
+    if len(block) > 6 or int(block) >= MAX_BLOCKS:
+        raise ValueError(f"{origin_name}: key '{key[:120]}' names block {block[:12]} of a stage; at "
+                         f"most {MAX_BLOCKS} blocks are supported (ResNet-1202, the deepest "
+                         "published ResNet, has 600)")
+
+
 def from_torch_state_dict(state, origin_name="state_dict"):
     """A :class:`Checkpoint` from a torchvision/timm ResNet ``state_dict``.
 
@@ -185,6 +203,7 @@ def from_torch_state_dict(state, origin_name="state_dict"):
     for key, value in state.items():
         if not isinstance(key, str):
             raise ValueError(f"{origin_name}: key {key!r} is not a parameter name")
+        _check_block_index(key, origin_name)
         param = key.rpartition(".")[2]
         if param in _IGNORED:
             continue
