@@ -522,3 +522,109 @@ def test_checkpoints_that_ask_for_a_million_blocks_or_terabytes_are_one_line(tmp
         assert rc == 2 and len([l for l in err if "error" in l]) == 1 and says in err[-1], err
         assert time.perf_counter() - start < 30
     assert checksums(tmp_path) == before
+
+
+# --- hostile image folders and TFRecords: one line at listing time ------------------------
+
+@pytest.fixture
+def hostile_folder(tmp_path):
+    """Two classes of real JPEGs, plus entries named like images that are not image files."""
+    from keras_resnet.data import sample_photo_folder
+
+    root = tmp_path / "photos"
+    sample_photo_folder(str(root), per_class=4, size=16)
+    cls = root / "china"
+    os.mkfifo(cls / "fifo.jpg")  # opening it for reading blocks forever
+    os.symlink("/dev/zero", cls / "zero.jpg")  # endless bytes
+    os.symlink(str(tmp_path / "gone.jpg"), cls / "dangling.jpg")
+    os.symlink("loop2.jpg", cls / "loop1.jpg")
+    os.symlink("loop1.jpg", cls / "loop2.jpg")
+    (cls / "folder.png").mkdir()
+    return root
+
+
+BAD_ENTRIES = {"fifo.jpg": "a FIFO", "zero.jpg": "a character device", "dangling.jpg": "a dangling symlink",
+               "loop1.jpg": "a symlink loop", "loop2.jpg": "a symlink loop", "folder.png": "a directory"}
+
+
+def test_special_files_in_an_image_folder_are_named_or_skipped_at_listing_time(hostile_folder):
+    import shutil
+
+    from keras_resnet.data import DataError, get_dataset
+
+    cls = hostile_folder / "china"
+    # Each kind alone, with on_corrupt="fail": one line naming the entry and what it is.
+    for group in (["fifo.jpg"], ["zero.jpg"], ["dangling.jpg"], ["loop1.jpg", "loop2.jpg"], ["folder.png"]):
+        name, what = group[0], BAD_ENTRIES[group[0]]
+        aside = hostile_folder.parent / "aside"
+        aside.mkdir(exist_ok=True)
+        for other in BAD_ENTRIES:
+            if other not in group and os.path.lexists(cls / other):
+                shutil.move(str(cls / other), str(aside / other))
+        with pytest.raises(DataError) as e:
+            get_dataset("folder", data_dir=str(hostile_folder), image_size=16)
+        message = str(e.value)
+        assert "\n" not in message and message.startswith(f"{cls / name} is {what}"), message
+        assert "--on-corrupt skip" in message
+        for other in os.listdir(aside):
+            shutil.move(str(aside / other), str(cls / other))
+    # With on_corrupt="skip" they are left out, listed as skipped, and the images train.
+    ds = get_dataset("folder", data_dir=str(hostile_folder), image_size=16, on_corrupt="skip")
+    assert sorted(os.path.basename(p) for p in ds.unreadable) == sorted(BAD_ENTRIES)
+    assert ds.sizes["train"] + ds.sizes["test"] == 8
+    from keras_resnet.data import make_dataset
+
+    x, y = next(iter(make_dataset(ds, "train", batch_size=8, training=False)))
+    assert x.shape[0] == ds.sizes["train"]
+
+
+def _write_records(path, examples):
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for feats in examples:
+            feature = {}
+            for key, value in feats.items():
+                if isinstance(value, bytes):
+                    feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+                else:
+                    feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+            w.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+
+
+@pytest.fixture(scope="module")
+def jpeg_bytes():
+    import tensorflow as tf
+
+    return tf.io.encode_jpeg(tf.zeros([8, 8, 3], tf.uint8)).numpy()
+
+
+@pytest.mark.parametrize("records, says", [
+    ([{"image/raw": b"x", "image/class/label": 0}], "record 0 has no feature 'image/encoded' (it has image/class/label, image/raw)"),
+    ([{"image/encoded": b"J", "image/class/label": b"cat"}], "record 0's 'image/class/label' is not one int64 value"),
+    ([{"image/encoded": b"J", "image/class/label": 2 ** 31 + 1}], "record 0 has label 2147483649, outside 0..1 (2 classes)"),
+    ([{"image/encoded": b"J", "image/class/label": -1}], "record 0 has label -1, outside 0..1"),
+])
+def test_tfrecords_with_wrong_keys_types_or_labels_are_one_line_naming_the_file(
+        tmp_path, jpeg_bytes, records, says):
+    from keras_resnet.data import DataError, get_dataset
+
+    records = [{k: (jpeg_bytes if v == b"J" else v) for k, v in r.items()} for r in records]
+    _write_records(tmp_path / "train-00000-of-00001", records)
+    _write_records(tmp_path / "validation-00000-of-00001", [{"image/encoded": jpeg_bytes, "image/class/label": 0}])
+    with pytest.raises(DataError) as e:
+        get_dataset("tfrecord", data_dir=str(tmp_path), num_classes=2, image_size=8)
+    assert str(e.value) == f"{tmp_path / 'train-00000-of-00001'}: {says}" + str(e.value).split(says, 1)[1]
+    assert "\n" not in str(e.value)
+
+
+def test_a_tfrecord_label_out_of_range_later_in_a_file_stops_training_in_one_line(tmp_path, jpeg_bytes, capsys):
+    ok = {"image/encoded": jpeg_bytes, "image/class/label": 1}
+    _write_records(tmp_path / "train-00000-of-00001", [ok] * 5 + [dict(ok, **{"image/class/label": 7})] + [ok] * 2)
+    _write_records(tmp_path / "validation-00000-of-00001", [ok] * 4)
+    run_dir = tmp_path / "run"
+    rc, err = _train_main(["--model", "resnet8", "--dataset", "tfrecord", "--data-dir", tmp_path,
+                           "--num-classes", "2", "--image-size", "8", "--batch-size", "8",
+                           "--epochs", "1", "--steps-per-epoch", "1", "--run-dir", run_dir, "--no-plot"], capsys)
+    assert rc == 2, err
+    assert f"{tmp_path / 'train-00000-of-00001'} record 5: label 7 is outside 0..1 (2 classes)" in err[-1], err

@@ -143,7 +143,7 @@ def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt
             raise DataError(f"{out_dir} was not written by keras-resnet-make-tfrecords (no manifest "
                             f"{MANIFEST} listing all it holds, or it is a symlink), so --overwrite "
                             "leaves it alone; remove it yourself or choose a new folder")
-    folder = FolderDataset(data_dir)
+    folder = FolderDataset(data_dir, on_corrupt=on_corrupt)
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
     _sweep_leftovers(parent, os.path.basename(out_dir))
@@ -154,7 +154,7 @@ def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt
     with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
         json.dump(manifest, f)  # first: the folder is provably ours from here on
     total = folder.sizes["train"] + folder.sizes["test"]
-    done, skipped, counts = 0, [], {}
+    done, skipped, counts = 0, list(folder.unreadable), {}  # entries left out at listing
     try:
         for split, prefix in (("train", "train"), ("test", "validation")):
             files = folder.files(split)

@@ -28,9 +28,18 @@ RUN_MARKER = ".keras_resnet_run"
 
 
 def write_run_marker(run_dir):
+    """The marker: only its existence counts, so it is written in place (no rename; a kill
+    mid-write still leaves the proof)."""
     path = os.path.join(run_dir, RUN_MARKER)
-    if not (os.path.isfile(path) and not os.path.islink(path)):
-        files.write_text(path, json.dumps({"writer": "keras_resnet training"}) + "\n")
+    if os.path.lexists(path):
+        return
+    try:
+        with open(path, "x", encoding="utf-8") as f:
+            f.write('{"writer": "keras_resnet training"}\n')
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise files.file_write_error(exc, path) from exc
 
 
 def is_run_dir(run_dir):
