@@ -493,7 +493,9 @@ def _convert(argv, capsys):
         rc = main([str(a) for a in argv])
     except SystemExit as e:
         rc = e.code
-    return rc, capsys.readouterr().err.strip().splitlines()
+    captured = capsys.readouterr()
+    _convert.out = captured.out
+    return rc, captured.err.strip().splitlines()
 
 
 def test_checkpoints_that_ask_for_a_million_blocks_or_terabytes_are_one_line(tmp_path, capsys):
@@ -628,3 +630,46 @@ def test_a_tfrecord_label_out_of_range_later_in_a_file_stops_training_in_one_lin
                            "--epochs", "1", "--steps-per-epoch", "1", "--run-dir", run_dir, "--no-plot"], capsys)
     assert rc == 2, err
     assert f"{tmp_path / 'train-00000-of-00001'} record 5: label 7 is outside 0..1 (2 classes)" in err[-1], err
+
+
+# --- keras-resnet-convert checks what it writes ----------------------------------------------
+
+def _poisoned(state, key, how):
+    a = state[key].copy()
+    if how == "nan":
+        a.flat[3] = np.nan
+    elif how == "inf":
+        a.flat[0] = np.inf
+    elif how == "negative":
+        a.flat[1] = -0.5
+    elif how == "overflow":  # finite, but its products overflow float32
+        a = a * np.float32(1e38) / np.abs(a).max()
+    state[key] = a
+    return state
+
+
+@pytest.mark.parametrize("key, how, says", [
+    ("layer1.0.conv1.weight", "nan", "key 'layer1.0.conv1.weight' holds 1 non-finite value(s) (NaN)"),
+    ("bn1.weight", "inf", "key 'bn1.weight' holds 1 non-finite value(s) (Inf)"),
+    ("layer2.0.bn1.running_var", "negative", "key 'layer2.0.bn1.running_var' (a BatchNormalization running variance) holds negative values (min -0.5)"),
+    ("fc.bias", "complex", "key 'fc.bias' has dtype complex64; expected real numbers"),
+    ("conv1.weight", "overflow", "the converted model's outputs are not finite"),
+])
+def test_convert_refuses_weights_that_cannot_compute_and_writes_nothing(tmp_path, capsys, key, how, says):
+    from test_weights_cli import torchvision_state
+
+    state = torchvision_state(np.random.default_rng(0))
+    if how == "complex":
+        torch = pytest.importorskip("torch")
+        state = {k: torch.from_numpy(v) for k, v in state.items()}
+        state[key] = state[key].to(torch.complex64) * (1 + 1j)
+        source = tmp_path / "resnet18.pt"
+        torch.save(state, source)
+    else:
+        source = tmp_path / "resnet18.safetensors"
+        _safetensors_with(source, _poisoned(state, key, how))
+    before = checksums(tmp_path)
+    rc, err = _convert([source, tmp_path / "out.keras", "--input-shape", "32,32,3"], capsys)
+    assert rc == 2 and says in err[-1], err
+    assert "reading" in _convert.out and "matches" not in _convert.out
+    assert checksums(tmp_path) == before

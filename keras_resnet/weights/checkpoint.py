@@ -236,6 +236,7 @@ def from_torch_state_dict(state, origin_name="state_dict"):
         values, names, src = [], [], []
         for p in wanted:
             key, a = params[p]
+            check_values(a, f"{origin_name}: key '{key}'", variance=p == "running_var")
             names.append(key)
             src.append(_shape(a))
             if kind == "conv" and p == "weight":
@@ -299,6 +300,28 @@ def _torch_config(arrays, origin_name, avg_down=False):
     first = arrays["stem_conv1" if stem == "deep" else "stem_conv"]
     config["input_channels"] = int(np.shape(first[0])[2])
     return config
+
+
+def check_values(array, what, variance=False):
+    """Refuses, naming ``what`` (the checkpoint key), an array that is not real numbers
+    (complex, strings, objects), holds NaN or Inf, or (``variance``: a BatchNormalization
+    running variance) holds a negative value. A converted model must compute what its
+    checkpoint did; these never do."""
+    a = np.asarray(array)
+    if a.dtype.kind not in "fiub":
+        raise ValueError(f"{what} has dtype {a.dtype}; expected real numbers (a float or integer "
+                         "tensor), not complex or other values")
+    if a.dtype.kind == "f":
+        finite = np.isfinite(a)
+        if not finite.all():
+            bad = a[~finite]
+            kinds = sorted({"NaN" if np.isnan(v) else "Inf" for v in bad[:1000]})
+            raise ValueError(f"{what} holds {int(bad.size)} non-finite value(s) ({', '.join(kinds)}); "
+                             "expected finite weights")
+    if variance and a.size and float(np.min(a)) < 0:
+        raise ValueError(f"{what} (a BatchNormalization running variance) holds negative values "
+                         f"(min {float(np.min(a)):.3g}); a variance is >= 0")
+    return array
 
 
 def _to_numpy(value):
