@@ -673,3 +673,38 @@ def test_convert_refuses_weights_that_cannot_compute_and_writes_nothing(tmp_path
     assert rc == 2 and says in err[-1], err
     assert "reading" in _convert.out and "matches" not in _convert.out
     assert checksums(tmp_path) == before
+
+
+@pytest.mark.parametrize("how", ["sparse", "meta"])
+def test_convert_names_a_tensor_that_is_not_a_dense_array(tmp_path, capsys, how):
+    torch = pytest.importorskip("torch")
+    from test_weights_cli import torchvision_state
+
+    state = {k: torch.from_numpy(v) for k, v in torchvision_state(np.random.default_rng(0)).items()}
+    key = "layer1.0.conv2.weight"
+    state[key] = state[key].to_sparse() if how == "sparse" else torch.empty(state[key].shape, device="meta")
+    source = tmp_path / "resnet18.pt"
+    torch.save(state, source)
+    before = checksums(tmp_path)
+    rc, err = _convert([source, tmp_path / "out.keras", "--input-shape", "32,32,3"], capsys)
+    assert rc == 2 and len(err) == 1, err
+    assert f"key '{key}'" in err[0] and ("cannot be read as an array" in err[0] or "not a loadable" in err[0]), err
+    assert checksums(tmp_path) == before
+
+
+def test_convert_never_follows_an_hdf5_external_link(tmp_path, capsys):
+    import h5py
+
+    other = tmp_path / "elsewhere.h5"
+    with h5py.File(other, "w") as f:
+        f["secret"] = np.zeros((3, 3), "float32")
+    source = tmp_path / "linked.h5"
+    with h5py.File(source, "w") as f:
+        f.attrs["layer_names"] = [b"conv1_conv"]
+        g = f.create_group("conv1_conv")
+        g.attrs["weight_names"] = [b"kernel:0"]
+        g["kernel:0"] = h5py.ExternalLink(str(other), "/secret")
+    before = checksums(tmp_path)
+    rc, err = _convert([source, tmp_path / "out.keras"], capsys)
+    assert rc == 2 and "dataset 'conv1_conv/kernel:0' is a link (ExternalLink)" in err[-1], err
+    assert checksums(tmp_path) == before

@@ -221,7 +221,13 @@ def from_torch_state_dict(state, origin_name="state_dict"):
                 f"{origin_name}: unexpected key '{key}'; a {kind} module has "
                 f"{', '.join(params)}"
             )
-        modules.setdefault(layer, (kind, {}))[1][param] = (key, _to_numpy(value))
+        try:
+            array = _to_numpy(value)
+        except Exception as e:  # noqa: BLE001 - quantized, sparse, meta tensors, ...
+            raise ValueError(f"{origin_name}: key '{key}' cannot be read as an array of numbers "
+                             f"({type(value).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}); "
+                             "expected a dense, real-valued tensor") from None
+        modules.setdefault(layer, (kind, {}))[1][param] = (key, array)
     if "stem_conv" not in modules and "stem_conv3" not in modules:
         raise ValueError(f"{origin_name}: no key 'conv1.weight'; not a torchvision/timm ResNet state_dict")
 

@@ -91,6 +91,11 @@ def read_legacy_h5(path, model=None):
                 continue
             values = []
             for w in weight_names:
+                link = g.get(w, getlink=True)
+                if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+                    raise ValueError(f"weights={path!r}: dataset '{layer}/{w}' is a link "
+                                     f"({type(link).__name__}); an external or soft link is never "
+                                     "followed (it would open another file); expected the arrays in the file")
                 data = g[w]
                 total += _claimed_bytes(data.shape, data.dtype.itemsize)
                 check_tensor_bytes(_claimed_bytes(data.shape, data.dtype.itemsize),
