@@ -132,11 +132,13 @@ def _list_images(root, class_names, every_class=True, on_corrupt="fail", skipped
         if not os.path.isdir(folder):
             continue
         found = []
-        for f in sorted(os.listdir(folder)):
-            if not f.lower().endswith(IMAGE_EXTENSIONS):
-                continue
-            path = os.path.join(folder, f)
-            why = _not_a_file(path)
+        with os.scandir(folder) as it:  # the directory's own file types: no stat per image
+            entries = sorted((e for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS)),
+                             key=lambda e: e.name)
+        for entry in entries:
+            path = os.path.join(folder, entry.name)
+            regular = not entry.is_symlink() and entry.is_file(follow_symlinks=False)
+            why = None if regular else _not_a_file(path)
             if why is None:
                 found.append(path)
             elif on_corrupt == "skip":

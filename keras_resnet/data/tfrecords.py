@@ -148,14 +148,15 @@ def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt
     os.makedirs(parent, exist_ok=True)
     _sweep_leftovers(parent, os.path.basename(out_dir))
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.partial-", dir=parent)
-    lock = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(lock, fcntl.LOCK_EX)  # held while this run lives: its folder is not a leftover
-    manifest = {"writer": _WRITER, "files": []}
-    with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
-        json.dump(manifest, f)  # first: the folder is provably ours from here on
+    lock = None
     total = folder.sizes["train"] + folder.sizes["test"]
     done, skipped, counts = 0, list(folder.unreadable), {}  # entries left out at listing
     try:
+        lock = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held while this run lives: its folder is not a leftover
+        manifest = {"writer": _WRITER, "files": []}
+        with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f)  # first: the folder is provably ours from here on
         for split, prefix in (("train", "train"), ("test", "validation")):
             files = folder.files(split)
             order = np.random.default_rng([seed, 1 if split == "train" else 2]).permutation(len(files))
@@ -222,7 +223,8 @@ def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     finally:
-        os.close(lock)
+        if lock is not None:
+            os.close(lock)
     return {"train": counts["train"], "validation": counts["test"], "skipped": skipped,
             "files": sorted(n for n in os.listdir(out_dir) if n != MANIFEST)}
 
