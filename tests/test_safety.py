@@ -708,3 +708,15 @@ def test_convert_never_follows_an_hdf5_external_link(tmp_path, capsys):
     rc, err = _convert([source, tmp_path / "out.keras"], capsys)
     assert rc == 2 and "dataset 'conv1_conv/kernel:0' is a link (ExternalLink)" in err[-1], err
     assert checksums(tmp_path) == before
+
+
+def test_a_class_folder_named_with_a_line_break_is_one_line_not_two_classes(tmp_path, capsys):
+    from keras_resnet.data import sample_photo_folder
+
+    photos = tmp_path / "photos"
+    sample_photo_folder(str(photos), per_class=3, size=16)
+    os.rename(photos / "china", photos / "chi\nna")
+    before = checksums(tmp_path)
+    code, err = _make_tfrecords([photos, tmp_path / "records"], capsys)
+    assert code == 2 and len(err) == 1 and "has a line break in its name" in err[0], err
+    assert checksums(tmp_path) == before

@@ -93,6 +93,10 @@ def _class_dirs(root):
                    if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if not names:
         raise DataError(f"{root} has no class sub-folders; expected {root}/<class_name>/<images>")
+    odd = [n for n in names if any(c in n for c in "\n\r\x00")]
+    if odd:  # classes.txt holds one class name a line: such a name would become two classes
+        raise DataError(f"class folder {os.path.join(root, odd[0])!r} has a line break in its name; "
+                        "rename it (class names are written one a line)")
     return names
 
 
