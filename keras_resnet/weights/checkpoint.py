@@ -314,6 +314,8 @@ def check_values(array, what, variance=False):
     running variance) holds a negative value. A converted model must compute what its
     checkpoint did; these never do."""
     a = np.asarray(array)
+    if a.dtype.kind == "V" and a.dtype.name.startswith(("bfloat", "float")):
+        a = a.astype("float32")  # ml_dtypes' bfloat16 / float8 (NumPy has none of its own)
     if a.dtype.kind not in "fiub":
         raise ValueError(f"{what} has dtype {a.dtype}; expected real numbers (a float or integer "
                          "tensor), not complex or other values")
