@@ -71,13 +71,15 @@ def test_a_child_process_does_not_import_files_of_the_working_directory(tmp_path
     # The way a clone that is not pip-installed is used: its root on PYTHONPATH, plus the
     # empty entry a careless "$REPO:$PYTHONPATH" leaves (it means the working directory).
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep)
-    code = "import statistics, keras_resnet.isolated as m, sys; print(m.__file__); print(statistics.median([1, 3, 5]))"
+    # find_spec locates the package without importing it (its import loads TensorFlow).
+    code = ("import importlib.util, statistics; print(importlib.util.find_spec('keras_resnet').origin); "
+            "print(statistics.median([1, 3, 5]))")
     argv, child_env = python_command([], env=env, code=code, mode=mode)
     assert "" not in child_env.get("PYTHONPATH", "x").split(os.pathsep)
     proc = subprocess.run(argv, env=child_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == [os.path.join(ROOT, "keras_resnet", "isolated.py"), "3"]
-    argv, child_env = python_command(["x"], env=env, module="keras_resnet.isolated", mode=mode)
+    assert proc.stdout.split() == [os.path.join(ROOT, "keras_resnet", "__init__.py"), "3"]
+    argv, child_env = python_command(["-h"], env=env, module="json.tool", mode=mode)
     proc = subprocess.run(argv, env=child_env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert ran(markers) == []
