@@ -37,6 +37,7 @@ from .cli_util import HelpFormatter, number, quiet_tensorflow_logs
 from . import data as kdata
 from . import files
 from . import training as kt
+from .specs import MAX_DEPTH
 
 # One colour per depth, as in the paper's figures (thin = shallow, bold = deep).
 COLORS = {"shallow": "#1f77b4", "deep": "#d62728", "grown": "#2ca02c"}
@@ -62,9 +63,9 @@ def _check_depths(depths):
     except (TypeError, ValueError):
         raise ValueError(f"depths={depths!r} is not supported; expected two CIFAR depths "
                          "(6n+2), shallow then deep, e.g. (20, 56)") from None
-    if any(x < 8 or (x - 2) % 6 for x in (s, d)) or s >= d:
+    if any(x < 8 or (x - 2) % 6 or x > MAX_DEPTH for x in (s, d)) or s >= d:
         raise ValueError(f"depths={tuple(depths)!r} is not supported; expected two CIFAR depths "
-                         "(6n+2, at least 8), shallow then deep, e.g. (20, 56)")
+                         f"(6n+2, 8 to {MAX_DEPTH}), shallow then deep, e.g. (20, 56)")
     return s, d
 
 

@@ -36,6 +36,7 @@ import re
 import numpy as np
 
 from ._compat import keras
+from .keras_file import load_model as load_keras_model
 from .models import CIFAR_DEPTHS, IMAGENET_DEPTHS, ResNet, _positive_list
 
 # Settings that define a family: two models with equal values (and per-stage block counts
@@ -311,7 +312,7 @@ def load_source(run_or_keras):
     """``(model, path)``: the keras_resnet model ``--init-from`` starts from, as saved."""
     path = source_path(run_or_keras)
     try:
-        model = keras.saving.load_model(path, safe_mode=True)
+        model = load_keras_model(path, safe_mode=True)
     except Exception as e:
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"init_from: could not load {path!r} as a Keras model ({reason}); "

@@ -36,6 +36,7 @@ from .specs import (ATTENTIONS, BLOCKS, BOTTLENECK_ONLY, CIFAR_DEPTHS, CIFAR_FIL
                     CIFAR_PREACT_DEPTHS, GROUPED_CONV, IMAGENET_DEPTHS, IMAGENET_FILTERS,
                     OUTPUT_STRIDES, POOLINGS, SHORTCUTS, SPEC_OPTIONS, STEMS, STRIDE_BLOCK,
                     STRIDE_ON, USE_BIAS)
+from .specs import MAX_CHANNELS, MAX_INPUT_SIZE, check_depth, check_limits, check_stage_count
 from .specs import choice as _choice
 from .specs import positive_int as _positive_int
 from .specs import positive_list as _positive_list
@@ -88,6 +89,9 @@ def _check_input_shape(input_shape, minimum):
     h, w, c = input_shape
     if c is None or c < 1:
         raise ValueError(f"input_shape={tuple(input_shape)!r}: channels must be a positive integer")
+    if c > MAX_CHANNELS or any(d is not None and d > MAX_INPUT_SIZE for d in (h, w)):
+        raise ValueError(f"input_shape={tuple(input_shape)!r} is not supported; at most "
+                         f"{MAX_INPUT_SIZE} x {MAX_INPUT_SIZE} pixels and {MAX_CHANNELS} channels")
     for dim_name, d in (("height", h), ("width", w)):
         if d is not None and d < minimum:
             raise ValueError(
@@ -101,6 +105,8 @@ def _check_arguments(args):
     """Check ``ResNet``'s arguments (a dict of them); returns the blocks, filters and strides
     of each stage and the stem's filters, defaults filled in."""
     a = types.SimpleNamespace(**args)
+    for name in ("stackwise_num_blocks", "stackwise_num_filters", "stackwise_strides"):
+        check_stage_count(name, args[name])  # before a long list is even printed
     blocks = _positive_list("stackwise_num_blocks", a.stackwise_num_blocks)
     filters = _positive_list("stackwise_num_filters", a.stackwise_num_filters, len(blocks))
     if a.stackwise_strides is None:
@@ -138,6 +144,7 @@ def _check_arguments(args):
         raise ValueError(f"stem_filters={a.stem_filters} must be even with stem='deep'")
     if a.output_stride is not None and a.stride_block != "first":
         raise ValueError("output_stride needs stride_block='first'")
+    check_limits(blocks, filters, a.stem_filters, a.groups, a.width_per_group, a.classes)
     return blocks, filters, strides, a.stem_filters
 
 
@@ -346,6 +353,10 @@ class ResNet(keras.Model):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
+        # A config never makes the model open a file: a "weights" entry (a path inside a
+        # .keras file) is dropped, as is an input tensor; the caller loads weights.
+        config.pop("weights", None)
+        config.pop("input_tensor", None)
         if isinstance(config.get("input_shape"), list):
             config["input_shape"] = tuple(config["input_shape"])
         trainable = config.pop("trainable", True)
@@ -448,6 +459,7 @@ def resnet_cifar(depth, preact=False, plain=False, **kwargs):
     """
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8:
         raise ValueError(f"depth={depth!r} is not supported; accepted CIFAR depths: 6n+2 or 9n+2")
+    check_depth(depth)
     if preact and depth in (164, 1001) or preact and (depth - 2) % 6 and (depth - 2) % 9 == 0:
         block, n = "bottleneck", (depth - 2) // 9
     elif (depth - 2) % 6 == 0:

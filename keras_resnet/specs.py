@@ -111,3 +111,64 @@ TORCHVISION = dict(stem="imagenet", shortcut="B", preact=False, residual=True,
 LAYOUT_OPTIONS = ("stem", "preact", "residual", "shortcut", "stride_on", "stride_block",
                   "stackwise_strides", "use_bias", "bn_epsilon", "groups", "width_per_group",
                   "avg_down", "attention")
+
+# ----------------------------------------------------------------------------------------
+# Limits, checked before anything is built or read, chosen from the largest real models:
+# a number past one is a mistake or a hostile file, refused in one line (not minutes of work).
+
+MAX_DEPTH = 1202  # ResNet-1202 (He et al. 2015), the deepest published ResNet
+MAX_BLOCKS = 600  # its 3 x 200 basic blocks (PreAct ResNet-1001: 3 x 111 bottlenecks)
+MAX_STAGES = 8  # real ResNets have 3 (CIFAR) or 4 (ImageNet) stages
+MAX_FILTERS = 4096  # 8x the widest stage base of a real ResNet (512)
+MAX_GROUPS = 1024  # ResNeXt-101 64x4d: 64 groups
+MAX_WIDTH_PER_GROUP = 1024  # Wide ResNet-50-2: 128
+MAX_CLASSES = 100_000  # ImageNet-21k: 21,841 classes
+MAX_INPUT_SIZE = 4096  # height and width (ImageNet models take 224-600 pixels)
+MAX_CHANNELS = 512
+MAX_CONFIG_BYTES = 64 << 20  # a .keras file's config.json (a ResNet-152V2's is < 1 MiB)
+MAX_TENSOR_BYTES = 4 << 30  # one tensor (a 2048 x 100,000 classifier is 0.8 GB)
+MAX_CHECKPOINT_BYTES = 16 << 30  # a whole checkpoint (ResNet-200: 0.26 GB; checkpoints of a few GB)
+
+
+def _gib(n):
+    return f"{n / (1 << 30):.3g} GiB"
+
+
+def check_limits(blocks, filters, stem_filters=None, groups=1, width_per_group=64, classes=1):
+    """Refuses, in one line, a network past the limits above (nothing is built)."""
+    total = sum(blocks)
+    if total > MAX_BLOCKS:
+        raise ValueError(f"stackwise_num_blocks={list(blocks)} has {total} blocks; at most {MAX_BLOCKS} "
+                         "are supported (ResNet-1202, the deepest published ResNet, has 600)")
+    for name, values, limit in (("stackwise_num_filters", filters, MAX_FILTERS),
+                                ("stem_filters", [stem_filters or 1], MAX_FILTERS),
+                                ("groups", [groups], MAX_GROUPS),
+                                ("width_per_group", [width_per_group], MAX_WIDTH_PER_GROUP),
+                                ("classes", [classes], MAX_CLASSES)):
+        if max(values) > limit:
+            shown = list(values) if len(values) > 1 else values[0]
+            raise ValueError(f"{name}={shown!r} is not supported; at most {limit:,} (a bound well "
+                             "past the largest real ResNet)")
+
+
+def check_depth(depth):
+    if isinstance(depth, int) and not isinstance(depth, bool) and depth > MAX_DEPTH:
+        raise ValueError(f"depth={depth!r} is not supported; at most {MAX_DEPTH} (ResNet-1202, the "
+                         "deepest published ResNet)")
+    return depth
+
+
+def check_stage_count(name, values):
+    if isinstance(values, (list, tuple)) and len(values) > MAX_STAGES:
+        raise ValueError(f"{name} has {len(values)} entries; at most {MAX_STAGES} stages are supported")
+    return values
+
+
+def check_tensor_bytes(nbytes, what, total=None):
+    """Refuses a tensor (or, with ``total``, a running total) that claims more than the limits."""
+    if nbytes > MAX_TENSOR_BYTES:
+        raise ValueError(f"{what} claims {_gib(nbytes)}; at most {_gib(MAX_TENSOR_BYTES)} per tensor "
+                         "is supported")
+    if total is not None and total > MAX_CHECKPOINT_BYTES:
+        raise ValueError(f"{what}: the tensors so far claim {_gib(total)}; at most "
+                         f"{_gib(MAX_CHECKPOINT_BYTES)} per checkpoint is supported")

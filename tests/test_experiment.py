@@ -102,7 +102,7 @@ def test_help_bad_input_and_console_script(tmp_path, capsys):
     assert experiments.main(["degradation", "--depths", "20,21", "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "keras-resnet-experiment: error: depths=(20, 21) is not supported; expected two CIFAR "
-        "depths (6n+2, at least 8), shallow then deep, e.g. (20, 56)"]
+        "depths (6n+2, 8 to 1202), shallow then deep, e.g. (20, 56)"]
     assert not (tmp_path / "x").exists()
     cfg = configparser.ConfigParser()
     cfg.read(os.path.join(ROOT, "setup.cfg"))

@@ -139,4 +139,4 @@ def test_multi_worker_mirrored_strategy_two_processes_sync_bn(tmp_path):
         np.testing.assert_array_equal(s, a[0])
     assert abs(acc0 - acc1) < 1e-6
     assert sorted(os.listdir(run_dir)) == sorted(
-        ["best.keras", "last.keras", "checkpoint", "metrics.csv", "run.json"])
+        ["best.keras", "last.keras", "checkpoint", "metrics.csv", "run.json", ".keras_resnet_run"])

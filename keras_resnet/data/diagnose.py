@@ -45,6 +45,12 @@ def unreadable_image_error(error, dataset, split="train", **where):
         return None
     if not isinstance(dataset, Dataset) or not dataset._source(split).encoded:
         return None
+    found = re.search(r"\[keras_resnet: TFRecord label out of range\] \[(.*?)\] \[(-?\d+)\] \[(.*?)\]",
+                      str(error))
+    if found:  # TFRecordDataset's range check
+        return DataError(f"{found.group(1)}: label {found.group(2)} is {found.group(3)} "
+                         f"({dataset.num_classes} classes); check --num-classes / --label-offset "
+                         "or classes.txt")
     if isinstance(error, tf.errors.DataLossError):
         damaged = damaged_file(dataset, split)
         if damaged is not None:

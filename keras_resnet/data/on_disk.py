@@ -1,7 +1,9 @@
 """Datasets of encoded images on disk: an image folder, TFRecord files, TensorFlow Datasets."""
 
+import errno
 import glob
 import os
+import stat
 
 import numpy as np
 import tensorflow as tf
@@ -44,17 +46,18 @@ class FolderDataset(FileDataset):
                             "needs data_dir/<class_name>/<image files>")
         if on_corrupt not in ("fail", "skip"):
             raise ValueError(f"on_corrupt={on_corrupt!r} is not supported; accepted: 'fail', 'skip'")
-        splits = {}
+        splits, skipped = {}, []
         test_name = next((d for d in ("test", "val", "validation")
                           if os.path.isdir(os.path.join(data_dir, d))), None)
         if os.path.isdir(os.path.join(data_dir, "train")) and test_name:
             class_names = _class_dirs(os.path.join(data_dir, "train"))
             for split, sub in (("train", "train"), ("test", test_name)):
                 splits[split] = _list_images(os.path.join(data_dir, sub), class_names,
-                                             every_class=split == "train")
+                                             every_class=split == "train", on_corrupt=on_corrupt,
+                                             skipped=skipped)
         else:
             class_names = _class_dirs(data_dir)
-            files = _list_images(data_dir, class_names)
+            files = _list_images(data_dir, class_names, on_corrupt=on_corrupt, skipped=skipped)
             splits = _stratified_split(files)
         for split in ("train", "test"):
             if not splits[split]:
@@ -65,6 +68,7 @@ class FolderDataset(FileDataset):
         self._files = splits
         super().__init__("folder", image_size or 224, channels, len(class_names), class_names,
                          {s: len(v) for s, v in splits.items()}, on_corrupt=on_corrupt)
+        self.unreadable.extend(skipped)  # left out at listing time (on_corrupt="skip")
         self.data_dir = data_dir
 
     def files(self, split):
@@ -89,20 +93,64 @@ def _class_dirs(root):
                    if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
     if not names:
         raise DataError(f"{root} has no class sub-folders; expected {root}/<class_name>/<images>")
+    odd = [n for n in names if any(c in n for c in "\n\r\x00")]
+    if odd:  # classes.txt holds one class name a line: such a name would become two classes
+        raise DataError(f"class folder {os.path.join(root, odd[0])!r} has a line break in its name; "
+                        "rename it (class names are written one a line)")
     return names
 
 
-def _list_images(root, class_names, every_class=True):
+_SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+            (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+            (stat.S_ISDIR, "a directory"))
+
+
+def _not_a_file(path):
+    """Why ``path`` (named like an image) cannot be read as one, or None for a regular file
+    (a symlink is followed once, without opening anything)."""
+    try:
+        mode = os.stat(path).st_mode  # follows symlinks; never opens (a FIFO would block)
+    except OSError as e:
+        if os.path.islink(path):
+            kind = "a symlink loop" if e.errno == errno.ELOOP else "a dangling symlink"
+            return f"{kind} (to {os.readlink(path)})"
+        return f"unreadable ({e.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in _SPECIAL:
+        if test(mode):
+            return what + (f" (through the symlink to {os.readlink(path)})" if os.path.islink(path) else "")
+    return "not a regular file"
+
+
+def _list_images(root, class_names, every_class=True, on_corrupt="fail", skipped=None):
     """``[(path, label)]`` of the images in ``root/<class>/``. With ``every_class`` (the
     folder that defines the classes) a class folder without images is refused: it would
-    train a class the model can never learn."""
+    train a class the model can never learn. An entry named like an image that is not a
+    regular file (a FIFO, a device, a socket, a directory, a dangling symlink or a symlink
+    loop) is refused naming it, or with ``on_corrupt="skip"`` left out and added to
+    ``skipped``, here, before anything reads it."""
     files = []
     for label, name in enumerate(class_names):
         folder = os.path.join(root, name)
         if not os.path.isdir(folder):
             continue
-        found = [os.path.join(folder, f) for f in sorted(os.listdir(folder))
-                 if f.lower().endswith(IMAGE_EXTENSIONS)]
+        found = []
+        with os.scandir(folder) as it:  # the directory's own file types: no stat per image
+            entries = sorted((e for e in it if e.name.lower().endswith(IMAGE_EXTENSIONS)),
+                             key=lambda e: e.name)
+        for entry in entries:
+            path = os.path.join(folder, entry.name)
+            regular = not entry.is_symlink() and entry.is_file(follow_symlinks=False)
+            why = None if regular else _not_a_file(path)
+            if why is None:
+                found.append(path)
+            elif on_corrupt == "skip":
+                if skipped is not None:
+                    skipped.append(path)
+            else:
+                raise DataError(f"{path} is {why}, not an image file; remove it, or use "
+                                "--on-corrupt skip to leave such entries out")
         if not found and every_class:
             raise DataError(f"class folder {folder} holds no images ({', '.join(IMAGE_EXTENSIONS)}); "
                             "add images to it or remove it (each sub-folder is a class)")
@@ -129,6 +177,37 @@ def _stratified_split(files):
 
 
 TFRECORD_CLASSES_FILE = "classes.txt"
+
+
+LABEL_ERROR = "keras_resnet: TFRecord label out of range"
+
+
+def _check_first_record(path, num_classes, offset):
+    """The first record of ``path`` holds ``image/encoded`` (bytes) and an int64
+    ``image/class/label`` within the classes; else one line naming the file."""
+    try:
+        raw = next(iter(tf.data.TFRecordDataset(path).take(1)), None)
+    except tf.errors.OpError:
+        return  # a damaged file: named when it is read (diagnose.damaged_file)
+    if raw is None:
+        return
+    try:
+        feature = tf.train.Example.FromString(raw.numpy()).features.feature
+    except Exception:  # noqa: BLE001 - not a tf.train.Example
+        raise DataError(f"{path}: its first record is not a tf.train.Example; expected "
+                        "ImageNet-style TFRecords (keras-resnet-make-tfrecords writes them)") from None
+    expected = ("expected image/encoded (bytes) and image/class/label (int64), as "
+                "keras-resnet-make-tfrecords writes")
+    for key, kind in (("image/encoded", "bytes_list"), ("image/class/label", "int64_list")):
+        if key not in feature:
+            has = ", ".join(sorted(feature)[:6]) or "none"
+            raise DataError(f"{path}: record 0 has no feature {key!r} (it has {has}); {expected}")
+        if feature[key].WhichOneof("kind") != kind or len(getattr(feature[key], kind).value) != 1:
+            raise DataError(f"{path}: record 0's {key!r} is not one {kind.split('_')[0]} value; {expected}")
+    label = feature["image/class/label"].int64_list.value[0] + offset
+    if not 0 <= label < num_classes:
+        raise DataError(f"{path}: record 0 has label {label}, outside 0..{num_classes - 1} "
+                        f"({num_classes} classes); check --num-classes / --label-offset or classes.txt")
 
 
 class TFRecordDataset(FileDataset):
@@ -160,6 +239,7 @@ class TFRecordDataset(FileDataset):
                     f"{' or '.join(patterns)}"
                 )
             self._files[split] = files
+            _check_first_record(files[0], num_classes, int(label_offset))
         self.label_offset = int(label_offset)
         super().__init__("tfrecord", image_size or 224, channels, num_classes,
                          class_names or [str(i) for i in range(num_classes)],
@@ -172,13 +252,20 @@ class TFRecordDataset(FileDataset):
             "image/encoded": tf.io.FixedLenFeature([], tf.string),
             "image/class/label": tf.io.FixedLenFeature([], tf.int64),
         }
-        offset = self.label_offset
+        offset, classes = self.label_offset, self.num_classes
 
         def read(path):
             def parse(i, record):
                 ex = tf.io.parse_single_example(record, features)
                 name = tf.strings.join([path, " record ", tf.strings.as_string(i)])
-                return ex["image/encoded"], ex["image/class/label"] + offset, name
+                label = ex["image/class/label"] + offset
+                # Range-checked, never wrapped by a later cast (diagnose turns this into one line).
+                check = tf.debugging.Assert(
+                    tf.logical_and(label >= 0, label < classes),
+                    [LABEL_ERROR, name, label, f"outside 0..{classes - 1}"])
+                with tf.control_dependencies([check]):
+                    label = tf.identity(label)
+                return ex["image/encoded"], label, name
 
             return tf.data.TFRecordDataset(path, buffer_size=1 << 20).enumerate().map(parse)
 

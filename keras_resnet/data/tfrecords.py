@@ -1,6 +1,8 @@
 """An image folder written as shuffled, sharded TFRecords (``keras-resnet-make-tfrecords``)."""
 
 import argparse
+import fcntl
+import json
 import os
 import shutil
 import sys
@@ -27,6 +29,88 @@ def _tf_example(data, label, class_name, filename):
     })).SerializeToString()
 
 
+# Written first into every output folder (and rewritten with the file list at the end): the
+# proof that this command wrote the folder, which --overwrite and the leftover sweep require.
+MANIFEST = ".keras-resnet-tfrecords.json"
+_WRITER = "keras-resnet-make-tfrecords"
+
+
+def _read_manifest(folder):
+    """The manifest of ``folder`` (a dict), or None when it has none of ours."""
+    path = os.path.join(folder, MANIFEST)
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) and doc.get("writer") == _WRITER else None
+
+
+def _ours(folder):
+    """Whether ``folder`` is a real folder (not a symlink) that this command wrote whole:
+    our manifest, listing every entry it holds."""
+    if os.path.islink(folder) or not os.path.isdir(folder):
+        return False
+    doc = _read_manifest(folder)
+    if doc is None or not isinstance(doc.get("files"), list):
+        return False
+    return set(os.listdir(folder)) <= set(doc["files"]) | {MANIFEST}
+
+
+def _check_not_overlapping(data_dir, out_dir):
+    """Refuses an output that is the input, contains it or lies inside it (real paths)."""
+    src, dst = os.path.realpath(data_dir), os.path.realpath(out_dir)
+    if src == dst:
+        raise DataError(f"the output {out_dir} is the input folder {data_dir}; choose a new folder "
+                        "outside it")
+    if src.startswith(dst.rstrip(os.sep) + os.sep):
+        raise DataError(f"the output {out_dir} contains the input folder {data_dir}; choose a new "
+                        "folder outside it")
+    if dst.startswith(src.rstrip(os.sep) + os.sep):
+        raise DataError(f"the output {out_dir} lies inside the input folder {data_dir}; choose a "
+                        "new folder outside it")
+
+
+def _sweep_leftovers(parent, base):
+    """Removes ``.BASE.partial-*`` / ``.BASE.old-*`` folders that a killed run of this
+    command left in ``parent``: only real folders holding our manifest whose writer is gone
+    (its lock on the folder is free); a live run's are left alone."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(f".{base}.partial-") or name.startswith(f".{base}.old-")):
+            continue
+        path = os.path.join(parent, name)
+        if os.path.islink(path) or not os.path.isdir(path):
+            continue
+        inner = os.path.join(path, "x") if name.startswith(f".{base}.old-") else path
+        if name.startswith(f".{base}.old-") and not os.path.lexists(inner):
+            try:
+                os.rmdir(path)  # an empty set-aside folder
+            except OSError:
+                pass
+            continue
+        if _read_manifest(inner) is None:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue  # a live run holds it
+        try:
+            shutil.rmtree(path, ignore_errors=True)  # rmtree never follows symlinks
+        finally:
+            os.close(fd)
+
+
 def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt="fail",
                     overwrite=False, progress=None):
     """Writes the image folder ``data_dir`` (the ``folder`` dataset's layout and splits) as
@@ -51,15 +135,28 @@ def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt
     if not out_dir:
         raise ValueError("out_dir is empty; expected the folder to write the TFRecords to")
     out_dir = os.path.abspath(out_dir)
-    if os.path.exists(out_dir) and not overwrite:
-        raise DataError(f"{out_dir} already exists; choose a new folder or pass --overwrite")
-    folder = FolderDataset(data_dir)
+    _check_not_overlapping(data_dir, out_dir)
+    if os.path.lexists(out_dir):
+        if not overwrite:
+            raise DataError(f"{out_dir} already exists; choose a new folder or pass --overwrite")
+        if not _ours(out_dir):
+            raise DataError(f"{out_dir} was not written by keras-resnet-make-tfrecords (no manifest "
+                            f"{MANIFEST} listing all it holds, or it is a symlink), so --overwrite "
+                            "leaves it alone; remove it yourself or choose a new folder")
+    folder = FolderDataset(data_dir, on_corrupt=on_corrupt)
     parent = os.path.dirname(out_dir)
     os.makedirs(parent, exist_ok=True)
+    _sweep_leftovers(parent, os.path.basename(out_dir))
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.partial-", dir=parent)
+    lock = None
     total = folder.sizes["train"] + folder.sizes["test"]
-    done, skipped, counts = 0, [], {}
+    done, skipped, counts = 0, list(folder.unreadable), {}  # entries left out at listing
     try:
+        lock = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock, fcntl.LOCK_EX)  # held while this run lives: its folder is not a leftover
+        manifest = {"writer": _WRITER, "files": []}
+        with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f)  # first: the folder is provably ours from here on
         for split, prefix in (("train", "train"), ("test", "validation")):
             files = folder.files(split)
             order = np.random.default_rng([seed, 1 if split == "train" else 2]).permutation(len(files))
@@ -108,7 +205,14 @@ def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt
             counts[split] = n
         with open(os.path.join(tmp, TFRECORD_CLASSES_FILE), "w", encoding="utf-8") as f:
             f.write("".join(f"{c}\n" for c in folder.class_names))
-        if os.path.exists(out_dir):  # overwrite: set the old folder aside, then swap
+        manifest["files"] = sorted(n for n in os.listdir(tmp) if n != MANIFEST)
+        with open(os.path.join(tmp, MANIFEST + ".new"), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1)
+        os.replace(os.path.join(tmp, MANIFEST + ".new"), os.path.join(tmp, MANIFEST))
+        if os.path.lexists(out_dir):  # overwrite (ours, checked above): set the old folder aside, then swap
+            if not _ours(out_dir):
+                raise DataError(f"{out_dir} changed while the records were written and is no longer "
+                                "only ours; it is left alone")
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
             os.rename(out_dir, os.path.join(old, "x"))
             os.rename(tmp, out_dir)
@@ -118,8 +222,11 @@ def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
     return {"train": counts["train"], "validation": counts["test"], "skipped": skipped,
-            "files": sorted(os.listdir(out_dir))}
+            "files": sorted(n for n in os.listdir(out_dir) if n != MANIFEST)}
 
 
 def make_tfrecords_main(argv=None):

@@ -28,12 +28,12 @@ Use under tf_keras in your own code::
 import json
 import os
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
 
 from .. import data
+from ..isolated import python_command
 from ..models import ResNet
 from ..preprocessing import preprocessing_spec
 from ._common import ExportError, say
@@ -68,10 +68,6 @@ def _without_model_preprocessing(config, preprocessing):
 # Training images QAT reads from a file dataset (folder, TFRecord, TFDS) when not given
 # train_arrays: a few fine-tuning epochs at a tiny learning rate need a sample, not the set.
 QAT_FILE_SAMPLES = 2048
-
-
-def _repo_root():
-    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def qat_tflite(source, out_path, calibration_images, int8_io="int8", epochs=2, batch_size=64,
@@ -129,9 +125,10 @@ def qat_tflite(source, out_path, calibration_images, int8_io="int8", epochs=2, b
         env = dict(os.environ)
         env["TF_USE_LEGACY_KERAS"] = "1"
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        env["PYTHONPATH"] = _repo_root() + os.pathsep + env.get("PYTHONPATH", "")
         say(progress, f"[qat] fine-tuning {epochs} epoch(s) with fake quantization (tf_keras process)")
-        proc = subprocess.Popen([sys.executable, "-m", "keras_resnet.export.qat_tfkeras", tmp], env=env,
+        # isolated: nothing in the working directory (a statistics.py, a sitecustomize.py) runs
+        argv, env = python_command([tmp], env=env, module="keras_resnet.export.qat_tfkeras")
+        proc = subprocess.Popen(argv, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         tail = []
         try:

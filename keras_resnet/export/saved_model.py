@@ -28,13 +28,13 @@ import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from .._compat import keras
+from ..isolated import python_command
 from ._common import ExportError, ExportFormat, artifact, atomic_path, float_parity, say
 
 SIGNATURES = ("serving_default", "serving_bytes")
@@ -192,8 +192,8 @@ def check_in_fresh_process(path, images, runs=50, timeout=600, source=None):
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env.pop("TF_USE_LEGACY_KERAS", None)
-        proc = subprocess.run([sys.executable, "-c", _CHECK_SCRIPT, path, inp, out, str(runs)],
-                              capture_output=True, text=True, timeout=timeout, env=env)
+        argv, env = python_command([path, inp, out, str(runs)], env=env, code=_CHECK_SCRIPT)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
         if proc.returncode != 0:
             raise RuntimeError(f"the SavedModel at {path} failed to load/run in a fresh process:\n"
                                + proc.stderr[-3000:])

@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from .. import data
 from .._compat import keras
+from ..keras_file import load_model as _load_model
 from ..preprocessing import apply_preprocessing
 from ._common import ExportError, latency_ms
 
@@ -57,7 +58,7 @@ def resolve_model_path(path):
 
 def load_keras_model(path):
     try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        return _load_model(path, compile=False, safe_mode=True)
     except Exception as e:  # noqa: BLE001 - any loader failure is bad input here
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"could not load Keras model {path}: {first[:300]}") from e

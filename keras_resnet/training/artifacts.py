@@ -22,6 +22,51 @@ CSV_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "lr", "
 VAL_FIELDS = ("val_loss", "val_accuracy")  # appended when the run has a validation split
 SUMMARY_FIELDS = ("loss", "accuracy", "test_loss", "test_accuracy", "lr", "images_per_second")
 DERIVED = ("run.json", "metrics.csv", "best.keras", "last.keras", "curves.png", "tensorboard")
+# Written first into every run directory: the proof that the folder is a keras_resnet run,
+# whose files a rerun may replace (runs from before the marker are known by their run.json).
+RUN_MARKER = ".keras_resnet_run"
+
+
+def write_run_marker(run_dir):
+    """The marker: only its existence counts, so it is written in place (no rename; a kill
+    mid-write still leaves the proof)."""
+    path = os.path.join(run_dir, RUN_MARKER)
+    if os.path.lexists(path):
+        return
+    try:
+        with open(path, "x", encoding="utf-8") as f:
+            f.write('{"writer": "keras_resnet training"}\n')
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise files.file_write_error(exc, path) from exc
+
+
+def is_run_dir(run_dir):
+    """Whether ``run_dir`` is a keras_resnet run directory: our marker, or (a run written
+    before the marker) a run.json of ours."""
+    marker = os.path.join(run_dir, RUN_MARKER)
+    if os.path.isfile(marker) and not os.path.islink(marker):
+        return True
+    path = os.path.join(run_dir, "run.json")
+    if os.path.islink(path) or not os.path.isfile(path):
+        return False
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return (isinstance(doc, dict) and isinstance(doc.get("config"), dict)
+            and doc.get("status") in ("running", "finished") and "saved_models" in doc)
+
+
+def foreign_entries(run_dir):
+    """What ``run_dir`` holds when it is not a keras_resnet run directory (sorted names;
+    our marker's own temporaries left by a kill do not count); [] for a run or an empty folder."""
+    if not os.path.isdir(run_dir) or is_run_dir(run_dir):
+        return []
+    return sorted(n for n in os.listdir(run_dir)
+                  if not (n.startswith(f".{RUN_MARKER}") and files.is_temporary(n)))
 
 
 def save_keras(model, path):

@@ -200,7 +200,9 @@ def resolve_model(name):
         # plain20, plain56, resnet8, preactresnet56cifar, ...: any depth of a family.
         m = re.fullmatch(r"(plain|resnet|preactresnet)(\d+)(cifar)?", key)
         if m:
-            depth, kind = int(m.group(2)), m.group(1)
+            from ..specs import check_depth
+
+            depth, kind = check_depth(int(m.group(2))), m.group(1)  # resnet600002: refused
             options = dict(plain=kind == "plain", preact=kind == "preactresnet")
             if depth in models.IMAGENET_DEPTHS and not m.group(3):
                 return functools.partial(models.resnet_imagenet, depth, **options)

@@ -6,6 +6,7 @@ import os
 from .. import data as kdata
 from .. import models  # noqa: F401  (registers keras_resnet classes for loading)
 from .._compat import keras
+from ..keras_file import load_model as load_keras_model
 from .loop import eval_dataset, make_eval_fn, named_data_errors
 
 
@@ -47,7 +48,7 @@ def evaluate(model_path, dataset=None, batch_size=256, verbose=1, **dataset_kwar
     if info.get("dataset") == ds.name:
         pre = info.get("preprocessing", pre)
     try:
-        model = keras.saving.load_model(model_path, safe_mode=True)
+        model = load_keras_model(model_path, safe_mode=True)
     except Exception as e:
         raise ValueError(f"could not load {model_path!r} as a Keras model: {e}") from e
     want = tuple(model.input_shape[1:])

@@ -27,6 +27,7 @@ from .strategy import is_chief, make_strategy, num_workers, strategy_name
 SATURATED_LOSS = -math.log(1e-7)
 ADDED_SETTINGS = {"val_split": 0.0, "init_from": None, "include_preprocessing": False,
                   "freeze_epochs": 0, "backbone_lr_mult": 1.0}
+MODEL_SETTINGS = ("input_shape", "num_classes")
 
 
 @dataclasses.dataclass
@@ -149,8 +150,16 @@ def _settings(cfg, plan):
     return settings
 
 
+def _model_settings(dataset):
+    """Settings that change the model itself, compared on every rerun, finished or not."""
+    return {"input_shape": [int(d) for d in dataset.input_shape],
+            "num_classes": int(dataset.num_classes)}
+
+
 def _check_resumable(run_dir, old, settings, log):
-    diff = sorted(k for k in settings if old.get(k, ADDED_SETTINGS.get(k)) != settings[k])
+    # Settings a run from before they were recorded lacks are not compared.
+    diff = sorted(k for k in settings if old.get(k, ADDED_SETTINGS.get(k)) != settings[k]
+                  and not (k in MODEL_SETTINGS and k not in old))
     # A larger --epochs (or --iterations) extends the run: its finished epochs are kept and
     # training continues from the last commit, on the schedule of the new length.
     extended = "epochs" in diff and settings["epochs"] > old["epochs"]
@@ -168,6 +177,39 @@ def _check_resumable(run_dir, old, settings, log):
         log(f"extending {run_dir} from {old['epochs']} to {settings['epochs']} epochs: the "
             f"finished epochs are kept and training continues from the last commit; the "
             f"{settings['schedule']} schedule is stretched to {settings['epochs']} epochs")
+
+
+def _check_checkpoint_link(run_dir):
+    """A ``checkpoint`` symlink is never followed: its target's files would be swept."""
+    link = os.path.join(run_dir, checkpoints.DIRECTORY)
+    if os.path.islink(link):
+        raise TrainingError(
+            f"{link} is a symbolic link (to {os.readlink(link)}); keras_resnet keeps a run's "
+            "checkpoint in a folder of its own and never follows a link out of the run directory; "
+            "use another --run-dir, or --overwrite to start the run again (the link is removed, "
+            "not what it points to)")
+
+
+def _check_ours(run_dir, resume):
+    """A folder that is not a keras_resnet run is never trained into without --overwrite,
+    and a run whose committed checkpoint is missing is not retrained over its saved models."""
+    foreign = artifacts.foreign_entries(run_dir)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise TrainingError(
+            f"{run_dir} is not a keras_resnet run directory (it holds {shown}, and no "
+            f"{artifacts.RUN_MARKER} or run.json of a run); use another --run-dir, or --overwrite "
+            "to train into it (replacing its checkpoint/, run.json, metrics.csv, best.keras, "
+            "last.keras, curves.png and tensorboard/)")
+    if resume is None and os.path.isdir(run_dir):
+        saved = [n for n in ("last.keras", "best.keras", "metrics.csv")
+                 if os.path.lexists(os.path.join(run_dir, n))]
+        if saved:
+            raise TrainingError(
+                f"{run_dir} holds a trained run ({', '.join(saved)}) but no committed checkpoint "
+                f"({os.path.join(run_dir, checkpoints.DIRECTORY, checkpoints.STATE_FILE)} is "
+                "missing), so it can neither resume nor be trained again over its saved models "
+                "silently; pass --overwrite to train it again from epoch 1, or use another --run-dir")
 
 
 def _log(cfg, chief):
@@ -192,9 +234,11 @@ def _train(cfg, lock, on_epoch_end):
 
     # Resume a compatible run, or start afresh. The lock is taken before the checkpoint is
     # read, so that a run in progress is never read half-way through a save.
-    settings = _settings(cfg, plan)
+    settings = dict(_settings(cfg, plan), **_model_settings(dataset))
     if chief and os.path.isdir(run_dir):
         lock.acquire(run_dir)
+    if not cfg.overwrite:
+        _check_checkpoint_link(run_dir)
     resume = None if cfg.overwrite else checkpoints.latest(run_dir)
     if resume is None and not cfg.overwrite and os.path.exists(os.path.join(run_dir, "checkpoint.npz")):
         raise TrainingError(
@@ -203,6 +247,8 @@ def _train(cfg, lock, on_epoch_end):
             "--overwrite to start the run again, or use another --run-dir")
     from ..finetune import adopt_preprocessing, source_preprocessing
 
+    if not cfg.overwrite:
+        _check_ours(run_dir, resume)
     if resume is not None:
         progress = checkpoints.read_progress(resume)
         _check_resumable(run_dir, progress["settings"], settings, log)
@@ -273,6 +319,7 @@ class _Run:
         if self.chief:  # only now: bad settings above leave nothing behind
             os.makedirs(run_dir, exist_ok=True)
             lock.acquire(run_dir)
+            artifacts.write_run_marker(run_dir)  # first: the folder is a keras_resnet run
             files.remove_stale_temporaries(run_dir, self.log)
             if cfg.overwrite:
                 files.discard(self.state.directory)  # first: the old run can no longer resume

@@ -2,9 +2,11 @@
 architecture its arrays imply, from keras.applications or torchvision/timm names.
 """
 
+import re
+
 import numpy as np
 
-from ..specs import KERAS_V1, KERAS_V2, TORCHVISION, depth_of
+from ..specs import KERAS_V1, KERAS_V2, MAX_BLOCKS, MAX_STAGES, TORCHVISION, depth_of
 from .names import (_BN_PARAMS, _CONV_PARAMS, _IGNORED, _KR_BLOCK, _PREFIXES, to_keras_applications_name,
                     _app_weight_names, _torch_key_for, _variant_label, is_keras_applications_names,
                     keras_applications_name, torch_key_layer)
@@ -170,6 +172,22 @@ def _unwrap_state_dict(state, origin_name):
     return state
 
 
+def _check_block_index(key, origin_name):
+    """``layer<s>.<b>.``: a stage or block number past the limits is refused before any
+    model is built (``layer1.999999.conv1.weight`` would ask for a million blocks)."""
+    m = re.match(r"layer(\d+)\.(\d+)\.", key)
+    if m is None:
+        return
+    stage, block = m.group(1), m.group(2)
+    if len(stage) > 3 or int(stage) > MAX_STAGES:
+        raise ValueError(f"{origin_name}: key '{key[:120]}' names stage {stage[:12]}; at most "
+                         f"{MAX_STAGES} stages are supported")
+    if len(block) > 6 or int(block) >= MAX_BLOCKS:
+        raise ValueError(f"{origin_name}: key '{key[:120]}' names block {block[:12]} of a stage; at "
+                         f"most {MAX_BLOCKS} blocks are supported (ResNet-1202, the deepest "
+                         "published ResNet, has 600)")
+
+
 def from_torch_state_dict(state, origin_name="state_dict"):
     """A :class:`Checkpoint` from a torchvision/timm ResNet ``state_dict``.
 
@@ -185,6 +203,7 @@ def from_torch_state_dict(state, origin_name="state_dict"):
     for key, value in state.items():
         if not isinstance(key, str):
             raise ValueError(f"{origin_name}: key {key!r} is not a parameter name")
+        _check_block_index(key, origin_name)
         param = key.rpartition(".")[2]
         if param in _IGNORED:
             continue
@@ -202,7 +221,13 @@ def from_torch_state_dict(state, origin_name="state_dict"):
                 f"{origin_name}: unexpected key '{key}'; a {kind} module has "
                 f"{', '.join(params)}"
             )
-        modules.setdefault(layer, (kind, {}))[1][param] = (key, _to_numpy(value))
+        try:
+            array = _to_numpy(value)
+        except Exception as e:  # noqa: BLE001 - quantized, sparse, meta tensors, ...
+            raise ValueError(f"{origin_name}: key '{key}' cannot be read as an array of numbers "
+                             f"({type(value).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}); "
+                             "expected a dense, real-valued tensor") from None
+        modules.setdefault(layer, (kind, {}))[1][param] = (key, array)
     if "stem_conv" not in modules and "stem_conv3" not in modules:
         raise ValueError(f"{origin_name}: no key 'conv1.weight'; not a torchvision/timm ResNet state_dict")
 
@@ -217,6 +242,7 @@ def from_torch_state_dict(state, origin_name="state_dict"):
         values, names, src = [], [], []
         for p in wanted:
             key, a = params[p]
+            check_values(a, f"{origin_name}: key '{key}'", variance=p == "running_var")
             names.append(key)
             src.append(_shape(a))
             if kind == "conv" and p == "weight":
@@ -280,6 +306,30 @@ def _torch_config(arrays, origin_name, avg_down=False):
     first = arrays["stem_conv1" if stem == "deep" else "stem_conv"]
     config["input_channels"] = int(np.shape(first[0])[2])
     return config
+
+
+def check_values(array, what, variance=False):
+    """Refuses, naming ``what`` (the checkpoint key), an array that is not real numbers
+    (complex, strings, objects), holds NaN or Inf, or (``variance``: a BatchNormalization
+    running variance) holds a negative value. A converted model must compute what its
+    checkpoint did; these never do."""
+    a = np.asarray(array)
+    if a.dtype.kind == "V" and a.dtype.name.startswith(("bfloat", "float")):
+        a = a.astype("float32")  # ml_dtypes' bfloat16 / float8 (NumPy has none of its own)
+    if a.dtype.kind not in "fiub":
+        raise ValueError(f"{what} has dtype {a.dtype}; expected real numbers (a float or integer "
+                         "tensor), not complex or other values")
+    if a.dtype.kind == "f":
+        finite = np.isfinite(a)
+        if not finite.all():
+            bad = a[~finite]
+            kinds = sorted({"NaN" if np.isnan(v) else "Inf" for v in bad[:1000]})
+            raise ValueError(f"{what} holds {int(bad.size)} non-finite value(s) ({', '.join(kinds)}); "
+                             "expected finite weights")
+    if variance and a.size and float(np.min(a)) < 0:
+        raise ValueError(f"{what} (a BatchNormalization running variance) holds negative values "
+                         f"(min {float(np.min(a)):.3g}); a variance is >= 0")
+    return array
 
 
 def _to_numpy(value):

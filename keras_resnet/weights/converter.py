@@ -12,6 +12,7 @@ from .._compat import keras
 from ..models import ResNet
 from ..preprocessing import preprocessing_spec
 from ..specs import depth_of
+from .checkpoint import check_values
 from .loading import _arch_summary, _source_checkpoint, assign
 from .names import _variant_name
 
@@ -135,6 +136,11 @@ def _convert(checkpoint, description, include_top=None, input_shape=None, poolin
         name=name,
         **prep_options,
     )
+    for layer, arrays in checkpoint.items():  # every source (.h5, .keras, state_dict)
+        keys = checkpoint.source_keys.get(layer) or []
+        for i, a in enumerate(arrays):
+            what = f"{description}: key '{keys[i]}'" if i < len(keys) else f"{description}: layer '{layer}' array {i}"
+            check_values(a, what, variance="bn" in layer and len(arrays) == 4 and i == 3)
     assign(model, checkpoint, source=description)
     if reverse:
         _reverse_input_channels(model)
@@ -178,7 +184,10 @@ def convert_file(source, output, log=print, preprocessing=FROM_SOURCE, **options
         x = np.random.default_rng(0).uniform(-1, 1, size=[2] + shape).astype("float32")
         ref = np.asarray(model(x, training=False))
         diff = float(np.max(np.abs(ref - np.asarray(reloaded(x, training=False)))))
-        if diff > 1e-5 * (float(np.max(np.abs(ref))) + 1.0):  # same kernels: float32 rounding only
+        if not np.isfinite(ref).all():
+            raise ValueError("the converted model's outputs are not finite on a random batch; "
+                             "the checkpoint's weights overflow float32")
+        if not np.isfinite(diff) or diff > 1e-5 * (float(np.max(np.abs(ref))) + 1.0):  # float32 rounding only
             raise ValueError(f"the written file computes differently from the converted model (max abs diff {diff:.3g})")
         log(f"checked: reloaded file matches the converted model (max abs diff {diff:.3g})")
     log(f"wrote {output}")

@@ -14,6 +14,8 @@ import h5py
 import numpy as np
 
 from .._compat import keras
+from ..specs import MAX_CHECKPOINT_BYTES, _gib, check_tensor_bytes
+from ..keras_file import load_model as load_keras_model
 from .checkpoint import (Checkpoint, _arrays_from_model, _checkpoint_from_model, from_keras_applications_arrays,
                          from_torch_state_dict, resnet_config)
 from .names import is_keras_applications_names
@@ -29,7 +31,7 @@ def read_keras_file(path, model=None):
         raise ValueError(f"weights={path!r} is not a .keras model file (not a zip archive); "
                          "expected a file written by model.save('name.keras')")
     try:
-        source = keras.saving.load_model(path, compile=False, safe_mode=True)
+        source = load_keras_model(path, compile=False, safe_mode=True)
     except (ValueError, TypeError, KeyError, OSError) as e:
         raise ValueError(f"weights={path!r} is not a loadable .keras model ({_first_line(e)})") from None
     return _checkpoint_from_model(source, f"weights file {path!r}")
@@ -79,7 +81,7 @@ def read_legacy_h5(path, model=None):
     ``model.save("x.h5")``; layers are stored by name, so keras.applications and
     keras_resnet names are both understood.
     """
-    named = {}
+    named, total = {}, 0
     with h5py.File(path, "r") as f:
         group = f["model_weights"] if "model_weights" in f else f
         for layer in (_decode(n) for n in group.attrs["layer_names"]):
@@ -87,7 +89,19 @@ def read_legacy_h5(path, model=None):
             weight_names = [_decode(n) for n in g.attrs.get("weight_names", [])]
             if not weight_names:
                 continue
-            values = [(w, np.asarray(g[w])) for w in weight_names]
+            values = []
+            for w in weight_names:
+                link = g.get(w, getlink=True)
+                if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+                    raise ValueError(f"weights={path!r}: dataset '{layer}/{w}' is a link "
+                                     f"({type(link).__name__}); an external or soft link is never "
+                                     "followed (it would open another file); expected the arrays in the file")
+                data = g[w]
+                total += _claimed_bytes(data.shape, data.dtype.itemsize)
+                check_tensor_bytes(_claimed_bytes(data.shape, data.dtype.itemsize),
+                                   f"weights={path!r}: dataset '{layer}/{w}' of shape {tuple(data.shape)}",
+                                   total)
+                values.append((w, np.asarray(data)))
             # Order by role where the name says it (kernel, bias / gamma, beta, mean, var).
             roles = [w.rsplit("/", 1)[-1].split(":")[0] for w, _ in values]
             if all(r in _H5_ORDER for r in roles):
@@ -198,6 +212,7 @@ def read_safetensors(path, model=None):
         raise ImportError(
             "reading .safetensors files needs the safetensors package: pip install 'keras-residual[weights]'"
         ) from None
+    _check_safetensors_header(path)
     state = {}
     try:
         with safe_open(path, framework="np") as f:
@@ -211,6 +226,43 @@ def read_safetensors(path, model=None):
     if any(v is None for v in state.values()):
         state.update(_read_bf16(path, [k for k, v in state.items() if v is None]))
     return from_torch_state_dict(state, f"weights file {path!r}")
+
+
+def _claimed_bytes(shape, itemsize):
+    n = int(itemsize)
+    for d in shape:
+        n *= max(int(d), 0)
+    return n
+
+
+_SAFETENSORS_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2,
+                      "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+def _check_safetensors_header(path):
+    """Refuses, from the header alone, a .safetensors file whose tensors claim more than the
+    limits (nothing is read or allocated)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < n <= 100 << 20:
+            return  # not a safetensors header: safe_open names the problem
+        try:
+            header = json.loads(f.read(n))
+        except ValueError:
+            return
+    if not isinstance(header, dict):
+        return
+    total = 0
+    for key, info in header.items():
+        if key == "__metadata__" or not isinstance(info, dict) or not isinstance(info.get("shape"), list):
+            continue
+        shape = info["shape"]
+        if not all(isinstance(d, int) for d in shape):
+            continue
+        nbytes = _claimed_bytes(shape, _SAFETENSORS_SIZES.get(info.get("dtype"), 1))
+        total += nbytes
+        check_tensor_bytes(nbytes, f"weights={path!r}: key '{key[:120]}' of shape {shape}", total)
 
 
 def _read_bf16(path, keys):
@@ -274,6 +326,10 @@ def read(path, model=None):
                 "state_dict; .pth/.pt need PyTorch) or a keras.applications .h5, or convert once "
                 "with keras-resnet-convert SOURCE OUT.keras; see docs/weights.md")
         raise ValueError(f"weights={path!r}: no such file; pass None or the path of a local weights file")
+    size = os.path.getsize(path)
+    if size > MAX_CHECKPOINT_BYTES:
+        raise ValueError(f"weights={path!r} is {_gib(size)}; at most {_gib(MAX_CHECKPOINT_BYTES)} "
+                         "per checkpoint is supported")
     for suffix, reader in READERS:
         if path.endswith(suffix):
             return reader(path, model)
