@@ -28,6 +28,7 @@ from .layers import (  # noqa: F401
 )
 from .growth import deepen  # noqa: F401
 from .preprocessing import preprocess_input  # noqa: F401
+from .registry import list_models, resolve_model  # noqa: F401
 from .models import ResNet, feature_extractor, resnet_cifar, resnet_imagenet  # noqa: F401
 from .models import (  # noqa: F401
     ResNet18, ResNet34, ResNet50, ResNet101, ResNet152, ResNet200, PreActResNet18,
@@ -41,7 +42,8 @@ from .models import (  # noqa: F401
 __all__ = [
     "BasicBlock", "BottleneckBlock", "DropPath", "GroupedConv2D", "FusedBatchNormalization", "ProjectionShortcut",
     "ZeroPadShortcut", "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
-    "resnet_cifar", "resnet_imagenet", "deepen", "preprocess_input",
+    "resnet_cifar", "resnet_imagenet", "deepen", "preprocess_input", "list_models",
+    "resolve_model",
     "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNet200", "PreActResNet18",
     "PreActResNet34", "PreActResNet50", "PreActResNet101", "PreActResNet152", "PreActResNet200",
     "ResNet20CIFAR", "ResNet32CIFAR", "ResNet44CIFAR", "ResNet56CIFAR", "ResNet110CIFAR",

@@ -80,7 +80,9 @@ def _parser(prog="train.py"):
                    help="recipe defaults; cifar = the paper's (batch 128, lr 0.1, momentum 0.9, "
                    "wd 1e-4, 64k iterations, lr/10 at 50%% and 75%%)")
     r.add_argument("--model", help="resnet20/32/44/56/110 (CIFAR), resnet18/34/50/101/152 "
-                   "(ImageNet), or a keras_resnet constructor name")
+                   "(ImageNet), plain<depth>, preactresnet<depth>, or a keras_resnet constructor "
+                   "name such as ResNet50D or ResNeXt50_32x4d (keras_resnet.list_models() lists "
+                   "them)")
     r.add_argument("--init-from", metavar="RUN_OR_KERAS",
                    help="start from a saved model (a run directory's last.keras, or a .keras "
                    "file) and fine-tune it; when --model is deeper, the model is deepened first "
