@@ -16,8 +16,8 @@ import os
 import sys
 import zipfile
 
-from .cli_util import (HelpFormatter, check_distribution, exit_on_os_error, flag_error, flatten,
-                       given_flags, list_of, number, quiet_tensorflow_logs)
+from .cli_util import (HelpFormatter, add_version, check_distribution, exit_on_os_error, flag_error, flatten,
+                       given_flags, list_of, number, setup_process)
 
 # Which datasets each dataset flag means something for (others would silently ignore it).
 DATASET_FLAGS = {
@@ -148,6 +148,7 @@ def _parser(prog="train.py"):
                    help="after training, export the run to every format in DIR (SavedModel, "
                    "TFLite, ONNX, each verified) and print the report; same as "
                    "export/export_all.py RUN_DIR --out DIR (--overwrite replaces existing exports)")
+    add_version(p)
     p.add_argument("--evaluate", metavar="RUN_OR_KERAS",
                    help="only evaluate a saved model (a run directory or a .keras file) on the "
                    "test split of its run's dataset (--dataset etc. override run.json)")
@@ -221,7 +222,7 @@ def main(argv=None, prog="keras-resnet-train"):
             problem = _check_keras_file(source, prefer)
     if problem:
         return flag_error(prog, problem)
-    quiet_tensorflow_logs(args.verbose)
+    setup_process(args.verbose)
     from . import data as kdata
     from . import training as kt
 

@@ -5,21 +5,9 @@ import numpy as np
 import tensorflow as tf
 
 
-DIGITS_TEST_FRACTION = 0.25
-DIGITS_SPLIT_SEED = 0
-FOLDER_TEST_FRACTION = 0.2
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-DATASETS = ("digits", "cifar10", "cifar100", "folder", "tfrecord", "synthetic", "tfds:NAME")
-AUGMENTATIONS = ("none", "shift", "cifar", "imagenet")
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-]
-
-
-class DataError(ValueError):
-    """A dataset is missing, empty, unreadable or mis-specified (message says which)."""
+from .constants import (AUGMENTATIONS, CIFAR10_CLASSES, DATASETS, DIGITS_SPLIT_SEED,  # noqa: F401
+                        DIGITS_TEST_FRACTION, FOLDER_TEST_FRACTION, IMAGE_EXTENSIONS,
+                        IMAGENET_MEAN, IMAGENET_STD, DataError)
 
 
 def preprocessing_from_arrays(images):

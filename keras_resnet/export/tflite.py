@@ -31,6 +31,7 @@ from . import qat
 from ._common import check_precisions as _check_precisions
 from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ExportFormat, check_gate,
                       latency_ms, parity_vs_keras, precision_paths, say, split_list, write_and_verify)
+from .formats import TFLITE_DEFAULT_PRECISIONS, TITLES
 from .saved_model import write_saved_model
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "qat")
@@ -242,7 +243,7 @@ def export_tflite(source, out_dir, precisions=("fp32", "fp16", "dynamic", "int8"
 # ----------------------------------------------------------------------------------------
 # Registry entry (keras_resnet.export.export_all)
 
-DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "qat")
+DEFAULT_PRECISIONS = TFLITE_DEFAULT_PRECISIONS
 
 
 def _check(options):
@@ -266,7 +267,7 @@ def _export(source, out_dir, options, run):
 
 
 FORMAT = ExportFormat(
-    name="tflite", directory="tflite", title="TFLite/LiteRT",
+    name="tflite", directory="tflite", title=TITLES["tflite"],
     options=dict(tflite_precisions=DEFAULT_PRECISIONS, int8_io="int8", qat_epochs=2, qat_options=None),
     check=_check,
     outputs=lambda out_dir, model_name, options: [
