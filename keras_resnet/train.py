@@ -171,6 +171,10 @@ def _check_flags(args, given):
             if dest in given and kind not in kinds:
                 return (f"{_flag(dest)} does not apply to --dataset {name}; it is used by "
                         f"--dataset {' / '.join(kinds)}")
+    needs_dir = {"folder": "the image folder, DIR/<class>/<image>",
+                 "tfrecord": "the folder of train-* and validation-* files"}
+    if not args.evaluate and args.dataset in needs_dir and not args.data_dir:
+        return f"--dataset {args.dataset} needs --data-dir DIR ({needs_dir[args.dataset]})"
     if args.epochs is not None and args.iterations is not None:
         return "--epochs and --iterations both set the length of training; give one of them"
     if args.warmup_epochs and args.epochs is not None and args.warmup_epochs > args.epochs:

@@ -34,8 +34,7 @@ sys.argv = [script, *args]
 out, err = io.StringIO(), io.StringIO()
 try:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        getattr(importlib.import_module(module), func)()
-    code = 0
+        code = getattr(importlib.import_module(module), func)() or 0  # as sys.exit(main())
 except SystemExit as e:
     code = e.code
 print(json.dumps({"code": code, "tensorflow": "tensorflow" in sys.modules,
@@ -110,3 +109,12 @@ def test_bare_import_loads_neither_tensorflow_nor_keras():
                         "sys.modules, env == dict(os.environ))"],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.stdout.split() == ["False", "False", "True"], r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("dataset", ["folder", "tfrecord"])
+def test_a_file_dataset_without_data_dir_says_what_is_missing(dataset):
+    got = _probe("keras-resnet-train", "keras_resnet.train:main", "--dataset", dataset)
+    assert got["code"] == 2 and not got["tensorflow"]
+    line = got["err"].strip().splitlines()[-1]
+    assert line.startswith(f"keras-resnet-train: error: --dataset {dataset} needs --data-dir DIR")
+    assert "None" not in line

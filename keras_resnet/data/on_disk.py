@@ -39,7 +39,10 @@ class FolderDataset(FileDataset):
 
     def __init__(self, data_dir, image_size=None, channels=3, on_corrupt="fail",
                  progress=None):
-        if not data_dir or not os.path.isdir(data_dir):
+        if not data_dir:
+            raise DataError("the folder dataset needs --data-dir (data_dir): the image folder, "
+                            "data_dir/<class_name>/<image files>; none was given")
+        if not os.path.isdir(data_dir):
             raise DataError(f"--data-dir {data_dir!r} is not a directory; the folder dataset "
                             "needs data_dir/<class_name>/<image files>")
         if on_corrupt not in ("fail", "skip"):
