@@ -61,17 +61,17 @@ class Dataset:
         images (see :meth:`decode`), which the pipeline decodes in parallel.
         """
         src = self._source(split)
-        if isinstance(src, _Indexed):
+        if isinstance(src, IndexedSource):
             ds = tf.data.Dataset.range(src.n).map(src.load, num_parallel_calls=tf.data.AUTOTUNE)
-        elif isinstance(src, _Files):
+        elif isinstance(src, FileSource):
             ds = tf.data.Dataset.from_tensor_slices(src.files).flat_map(src.read)
         else:
             ds = src.make()
         return ds.map(lambda x, y, name: (x, y))
 
     def _source(self, split):
-        """Where a split's records come from: an :class:`_Indexed`, :class:`_Files` or
-        :class:`_Stream` (see :func:`make_dataset`)."""
+        """Where a split's records come from: an :class:`IndexedSource`, :class:`FileSource` or
+        :class:`StreamSource` (see :func:`make_dataset`)."""
         raise NotImplementedError
 
     def decode(self, item):
@@ -94,7 +94,7 @@ def _check_split(split):
 
 # Record sources: how a split's records are addressed (see make_dataset)
 
-class _Indexed:
+class IndexedSource:
     """Records addressable by index ``0..n-1`` (arrays in memory, the files of a folder):
     ``load(i) -> (pixels or encoded bytes, label, name)``. Shuffled as a whole every epoch."""
 
@@ -102,7 +102,7 @@ class _Indexed:
         self.n, self.load, self.encoded = int(n), load, encoded
 
 
-class _Files:
+class FileSource:
     """Records in a list of files (TFRecords): ``read(path) -> tf.data`` of
     ``(encoded bytes, label, name)``. Shuffled by file order, then within a window."""
 
@@ -110,7 +110,7 @@ class _Files:
         self.files, self.read, self.encoded = list(files), read, encoded
 
 
-class _Stream:
+class StreamSource:
     """Records only readable in order (TFDS): ``make() -> tf.data``; shuffled in a window."""
 
     def __init__(self, make, encoded, size=None):
