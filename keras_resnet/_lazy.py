@@ -6,6 +6,7 @@ it, such as a command's argument parser) does not import TensorFlow.
 """
 
 import importlib
+import sys
 
 
 def attach(package, names, submodules=()):
@@ -18,6 +19,10 @@ def attach(package, names, submodules=()):
         if name in names:
             module = importlib.import_module(names[name], package)
             value = getattr(module, name)
+            # Kept on the package: a name that is also a submodule's (training.evaluate, the
+            # function, and training/evaluate.py) stays the name, not the submodule the
+            # import just bound there.
+            setattr(sys.modules[package], name, value)
         elif name in submodules:
             value = importlib.import_module(f".{name}", package)
         else:

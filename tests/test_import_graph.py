@@ -95,3 +95,16 @@ def test_the_walk_sees_the_imports():
 def test_no_import_cycle():
     cycle = find_cycle(import_graph())
     assert cycle is None, " -> ".join(cycle)
+
+
+def test_a_lazy_name_that_is_also_a_submodule_stays_the_name():
+    """training.evaluate is the function, although training/evaluate.py is a submodule that
+    its first use imports (and the import binds the submodule on the package)."""
+    import inspect
+
+    from keras_resnet import training
+
+    first = training.evaluate
+    import keras_resnet.training.evaluate  # noqa: F401
+
+    assert inspect.isfunction(first) and training.evaluate is first
