@@ -5,46 +5,52 @@
     block = keras_resnet.BasicBlock(64, strides=2, shortcut="A")
     deeper = keras_resnet.deepen(trained_resnet20, depth=56)   # same function, more blocks
     mine = keras_resnet.fine_tune("resnet18.keras", classes=3)   # same backbone, new head
+    keras_resnet.list_models("*50*")                          # the registry's names
+
+The names below are imported on first use (PEP 562), so ``import keras_resnet`` changes
+nothing of the host process (no environment variable, file descriptor or ``sys.argv``)
+and a command can print its ``--help`` without loading TensorFlow. When Keras is already
+imported, ``import keras_resnet`` also registers its layers and models with Keras (cheap
+then), so ``import keras, keras_resnet; keras.saving.load_model(...)`` loads keras_resnet
+models; any use of a keras_resnet name registers them too.
 """
+
+import sys
 
 # Distribution "keras-residual" on PyPI (import name keras_resnet); calendar versions, so
 # that no version is confused with the unrelated 2019 "keras-resnet" package (0.x).
 __distribution__ = "keras-residual"
 __version__ = "2026.11.0"
 
-from .cli_util import quiet_commands as _quiet_commands
+from ._lazy import attach, table  # noqa: E402
 
-_quiet_commands()  # in keras_resnet's own commands, before TensorFlow is imported
-
-from .layers import (  # noqa: F401
-    BasicBlock,
-    BottleneckBlock,
-    DropPath,
-    GroupedConv2D,
-    FusedBatchNormalization,
-    ProjectionShortcut,
-    ZeroPadShortcut,
-    basic_block,
-    bottleneck_block,
+_NAMES = table(
+    layers=("BasicBlock", "BottleneckBlock", "DropPath", "GroupedConv2D", "FusedBatchNormalization",
+            "ProjectionShortcut", "ZeroPadShortcut", "basic_block", "bottleneck_block"),
+    growth=("deepen",),
+    finetune=("fine_tune", "set_backbone_trainable"),
+    preprocessing=("preprocess_input",),
+    registry=("list_models", "resolve_model"),
+    models=(
+        "ResNet", "feature_extractor", "resnet_cifar", "resnet_imagenet",
+        "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNet200",
+        "PreActResNet18", "PreActResNet34", "PreActResNet50", "PreActResNet101",
+        "PreActResNet152", "PreActResNet200", "ResNet20CIFAR", "ResNet32CIFAR", "ResNet44CIFAR",
+        "ResNet56CIFAR", "ResNet110CIFAR", "ResNet1202CIFAR", "PreActResNet110CIFAR",
+        "PreActResNet164CIFAR", "PreActResNet1001CIFAR", "ResNet18D", "ResNet34D", "ResNet50D",
+        "ResNet101D", "ResNet152D", "ResNet200D", "ResNeXt50_32x4d", "ResNeXt101_32x8d",
+        "ResNeXt101_64x4d", "WideResNet50_2", "WideResNet101_2", "SEResNet50", "SEResNet101",
+        "ECAResNet50D"),
 )
-from .growth import deepen  # noqa: F401
-from .finetune import fine_tune, set_backbone_trainable  # noqa: F401
-from .preprocessing import preprocess_input  # noqa: F401
-from .models import ResNet, feature_extractor, resnet_cifar, resnet_imagenet  # noqa: F401
-from .models import (  # noqa: F401
-    ResNet18, ResNet34, ResNet50, ResNet101, ResNet152, ResNet200, PreActResNet18,
-    PreActResNet34, PreActResNet50, PreActResNet101, PreActResNet152, PreActResNet200,
-    ResNet20CIFAR, ResNet32CIFAR, ResNet44CIFAR, ResNet56CIFAR, ResNet110CIFAR, ResNet1202CIFAR,
-    PreActResNet110CIFAR, PreActResNet164CIFAR, PreActResNet1001CIFAR, ResNet18D, ResNet34D,
-    ResNet50D, ResNet101D, ResNet152D, ResNet200D, ResNeXt50_32x4d, ResNeXt101_32x8d,
-    ResNeXt101_64x4d, WideResNet50_2, WideResNet101_2, SEResNet50, SEResNet101, ECAResNet50D,
-)
+_SUBMODULES = ("data", "export", "files", "finetune", "growth", "layers", "models", "preprocessing",
+               "registry", "specs", "training", "weights", "experiments")
+__getattr__, __dir__ = attach(__name__, _NAMES, _SUBMODULES)
 
 __all__ = [
     "BasicBlock", "BottleneckBlock", "DropPath", "GroupedConv2D", "FusedBatchNormalization", "ProjectionShortcut",
     "ZeroPadShortcut", "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
     "resnet_cifar", "resnet_imagenet", "deepen", "fine_tune", "set_backbone_trainable",
-    "preprocess_input",
+    "preprocess_input", "list_models", "resolve_model",
     "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNet200", "PreActResNet18",
     "PreActResNet34", "PreActResNet50", "PreActResNet101", "PreActResNet152", "PreActResNet200",
     "ResNet20CIFAR", "ResNet32CIFAR", "ResNet44CIFAR", "ResNet56CIFAR", "ResNet110CIFAR",
@@ -53,3 +59,8 @@ __all__ = [
     "ResNeXt50_32x4d", "ResNeXt101_32x8d", "ResNeXt101_64x4d", "WideResNet50_2",
     "WideResNet101_2", "SEResNet50", "SEResNet101", "ECAResNet50D",
 ]
+
+if "keras" in sys.modules or "tf_keras" in sys.modules:
+    # Keras is loaded already: register the layers and models with it now (Keras libraries
+    # register on import; this costs nothing more than the modules themselves).
+    from . import models  # noqa: E402,F401

@@ -1,5 +1,6 @@
-"""What every keras_resnet command line shares: help text, list and number flags, quiet
-TensorFlow, one-line errors."""
+"""What every keras_resnet command line shares: help text, list and number flags, the
+process set-up (quiet TensorFlow, oneDNN) its ``main()`` does after parsing, one-line
+errors. Nothing here imports TensorFlow at import time."""
 
 import argparse
 import contextlib
@@ -8,11 +9,6 @@ import os
 import platform
 import sys
 
-# The scripts of keras_resnet's own commands (console scripts and the repository's wrappers).
-COMMANDS = ("train.py", "export_all.py", "export_savedmodel.py", "export_tflite.py",
-            "export_onnx.py")
-
-
 class HelpFormatter(argparse.HelpFormatter):
     """Help that shows a flag's default only when it has one worth showing (no
     "(default: None)" or "(default: False)"), and keeps line breaks in descriptions."""
@@ -20,7 +16,8 @@ class HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action):
         text = action.help or ""
         if ("%(default)" in text or action.default in (None, False, argparse.SUPPRESS)
-                or action.option_strings == [] or isinstance(action.default, (list, tuple))):
+                or action.option_strings == [] or isinstance(action.default, (list, tuple))
+                or (action.nargs == 0 and action.default is True)):  # --no-X: "(default: True)" misleads
             return text
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
@@ -81,6 +78,12 @@ def given_flags(parser, argv):
             if dest is not None:
                 given.add(dest)
     return given
+
+
+def add_version(parser):
+    """``--version``: print the command's name and keras_resnet's version, exit 0."""
+    version = getattr(sys.modules[__name__.rpartition(".")[0]], "__version__", "?")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
 
 
 def flag_error(prog, message):
@@ -152,17 +155,6 @@ def native_logs_quieted():
         os.close(devnull)
 
 
-def is_keras_resnet_command(argv=None):
-    """Whether this process is one of keras_resnet's commands (``keras-resnet-*``, the
-    repository's ``train.py`` / ``export/*.py``, or ``python -m keras_resnet.*``, whose
-    ``sys.argv[0]`` is ``-m`` while the package is imported)."""
-    argv = sys.argv if argv is None else argv
-    if not argv:
-        return False
-    prog = os.path.basename(argv[0])
-    return prog.startswith("keras-resnet-") or prog in COMMANDS or argv[0] == "-m"
-
-
 def use_onednn(environ=None):
     """In keras_resnet's commands on x86-64: TensorFlow's oneDNN kernels, unless the user
     chose (``TF_ENABLE_ONEDNN_OPTS`` set either way). TensorFlow turns them on by itself
@@ -174,21 +166,20 @@ def use_onednn(environ=None):
         environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 
-def quiet_commands():
-    """Called when keras_resnet is imported, before TensorFlow: in keras_resnet's own
-    commands, TensorFlow's C++ log lines are hidden unless ``--verbose`` is given, and its
-    oneDNN kernels are used on every x86-64 CPU (:func:`use_onednn`). Other programs that
-    import keras_resnet keep TensorFlow's settings as they chose them."""
-    if is_keras_resnet_command():
-        use_onednn()
-        quiet_tensorflow_logs("--verbose" in sys.argv)
-        with native_logs_quieted():
-            import keras  # noqa: F401  (imports TensorFlow; its start-up lines stay hidden)
+def setup_process(verbose=False):
+    """A keras_resnet command's process set-up, called by its ``main()`` after parsing the
+    arguments and before TensorFlow is imported: oneDNN kernels on x86-64
+    (:func:`use_onednn`), TensorFlow's C++ log lines hidden unless ``verbose``, and
+    TensorFlow imported with its start-up lines hidden. A library import never does this."""
+    use_onednn()
+    quiet_tensorflow_logs(verbose)
+    with native_logs_quieted():
+        import keras  # noqa: F401  (imports TensorFlow; its start-up lines stay hidden)
 
-            if keras.backend.backend() == "tensorflow":  # device start-up notices (cuInit, ...)
-                import tensorflow as tf
+        if keras.backend.backend() == "tensorflow":  # device start-up notices (cuInit, ...)
+            import tensorflow as tf
 
-                tf.config.list_physical_devices()
+            tf.config.list_physical_devices()
 
 
 DISTRIBUTION = "keras-residual"
@@ -198,8 +189,7 @@ def check_distribution():
     """Exit with a clear error when the ``keras_resnet`` package Python imports is not this
     project's: the unrelated 2019 PyPI package "keras-resnet" uses the same import name and,
     installed after this one, replaces its ``__init__``."""
-    import keras_resnet
-
+    keras_resnet = sys.modules[__name__.rpartition(".")[0]]  # the package this module is in
     if getattr(keras_resnet, "__distribution__", None) != DISTRIBUTION:
         where = os.path.dirname(getattr(keras_resnet, "__file__", None) or "?")
         raise SystemExit(

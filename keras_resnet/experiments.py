@@ -33,7 +33,7 @@ import json
 import os
 import sys
 
-from .cli_util import HelpFormatter, number, quiet_tensorflow_logs
+from .cli_util import HelpFormatter, add_version, number, setup_process
 from . import data as kdata
 from . import files
 from . import training as kt
@@ -200,6 +200,7 @@ def _parser():
         allow_abbrev=False,  # a prefix of a flag is a typo, not that flag
         prog="keras-resnet-experiment",
         description="Experiments from the ResNet papers, at laptop scale by default.")
+    add_version(p)
     sub = p.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT")
     g = sub.add_parser(
         "degradation", formatter_class=HelpFormatter,
@@ -236,7 +237,7 @@ def _parser():
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
-    quiet_tensorflow_logs(args.verbose)
+    setup_process(args.verbose)
     try:
         depths = tuple(int(x) for x in args.depths.split(","))
     except ValueError:

@@ -76,7 +76,7 @@ def _fsync_tree(path):
             os.fsync(f.fileno())
 
 
-def _umask():
+def current_umask():
     """The process's umask, read without changing it (``os.umask`` sets it, and a file
     another thread creates meanwhile would get the wrong mode)."""
     try:
@@ -87,6 +87,9 @@ def _umask():
     except (OSError, ValueError):
         pass
     return 0o022  # the usual default, where /proc is unavailable
+
+
+_umask = current_umask  # the name before it was public
 
 
 def remove(path):
@@ -171,7 +174,7 @@ def atomic_path(path, *, directory=False, suffix=""):
             raise RuntimeError(f"the writer produced nothing for {path}")
         _fsync_tree(tmp)
         if not directory:
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes files private; give a normal mode
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes files private; give a normal mode
         if directory and os.path.lexists(path):
             # A directory cannot be renamed over a non-empty one: move the old one aside
             # first, so that a kill leaves either the old or the new one under a known name.

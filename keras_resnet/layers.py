@@ -271,11 +271,11 @@ else:
 
 
 # ----------------------------------------------------------------------------------------
-# One definition of a block: which layers it has (``_block_parts``) and how they connect
-# (``_wire``). The functions and the layer classes below both use these two.
+# One definition of a block: which layers it has (``block_parts``) and how they connect
+# (``wire_block``). The functions and the layer classes below both use these two.
 
 
-class _Spec:
+class BlockSpec:
     """The options of one residual block (:data:`keras_resnet.specs.SPEC_OPTIONS`), checked once."""
 
     def __init__(self, kind, filters, in_channels, strides=1, **options):
@@ -386,7 +386,7 @@ def _bn(spec, name, zero=False):
     )
 
 
-def _block_parts(spec, prefix=""):
+def block_parts(spec, prefix=""):
     """The layers of one block, keyed by role; names are ``prefix + role``."""
     p = {}
     post = not spec.preact
@@ -467,8 +467,8 @@ def _block_parts(spec, prefix=""):
     return p
 
 
-def _wire(x, p, spec, training=None):
-    """Connect a block's layers (from ``_block_parts``) to input ``x``."""
+def wire_block(x, p, spec, training=None):
+    """Connect a block's layers (from ``block_parts``) to input ``x``."""
 
     def bn(name, t):
         return p[name](t, training=training) if training is not None else p[name](t)
@@ -531,8 +531,8 @@ def basic_block(x, filters, strides=1, name="block", **options):
     ``attention`` (None | "se" | "eca"), ``drop_path`` (0.0), ``dilation`` (1).
     Layer names are ``f"{name}_{role}"``.
     """
-    spec = _Spec("basic", filters, _channels(x), strides, **options)
-    return _wire(x, _block_parts(spec, name + "_"), spec)
+    spec = BlockSpec("basic", filters, _channels(x), strides, **options)
+    return wire_block(x, block_parts(spec, name + "_"), spec)
 
 
 def bottleneck_block(x, filters, strides=1, name="block", **options):
@@ -542,8 +542,8 @@ def bottleneck_block(x, filters, strides=1, name="block", **options):
     torchvision and timm; or "1x1", as in the original paper and keras.applications),
     ``expansion`` (4), ``groups`` (1) and ``width_per_group`` (64).
     """
-    spec = _Spec("bottleneck", filters, _channels(x), strides, **options)
-    return _wire(x, _block_parts(spec, name + "_"), spec)
+    spec = BlockSpec("bottleneck", filters, _channels(x), strides, **options)
+    return wire_block(x, block_parts(spec, name + "_"), spec)
 
 
 class _Block(layers.Layer):
@@ -560,7 +560,7 @@ class _Block(layers.Layer):
     def __init__(self, filters, strides=1, **kwargs):
         options = {k: kwargs.pop(k, v) for k, v in self._options.items()}
         super().__init__(**kwargs)
-        spec = _Spec(self._kind, filters, filters, strides, **options)  # checks them all
+        spec = BlockSpec(self._kind, filters, filters, strides, **options)  # checks them all
         self.filters = filters
         self.strides = strides
         self.options = {k: getattr(spec, k) for k in self._options}
@@ -568,19 +568,19 @@ class _Block(layers.Layer):
             setattr(self, k, v)
 
     def _spec(self, in_channels):
-        return _Spec(self._kind, self.filters, in_channels, self.strides, **self.options)
+        return BlockSpec(self._kind, self.filters, in_channels, self.strides, **self.options)
 
     def build(self, input_shape):
         self.spec = self._spec(int(input_shape[-1]))
-        self.parts = _block_parts(self.spec)
+        self.parts = block_parts(self.spec)
         if not LEGACY:
             # Create every sub-layer's weights now, so saved weights can be loaded
             # into a freshly built block.
-            _wire(keras.KerasTensor(tuple(input_shape)), self.parts, self.spec)
+            wire_block(keras.KerasTensor(tuple(input_shape)), self.parts, self.spec)
         super().build(input_shape)
 
     def call(self, inputs, training=None):
-        return _wire(inputs, self.parts, self.spec, training=training)
+        return wire_block(inputs, self.parts, self.spec, training=training)
 
     def compute_output_shape(self, input_shape):
         def sub(n):

@@ -30,7 +30,7 @@ import sys
 import types
 
 from ._compat import get_source_inputs, is_keras_tensor, keras, register
-from .layers import _block_parts, _bn, _conv, _Spec, _wire
+from .layers import block_parts, _bn, _conv, BlockSpec, wire_block
 from .preprocessing import preprocessing_spec
 from .specs import (ATTENTIONS, BLOCKS, BOTTLENECK_ONLY, CIFAR_DEPTHS, CIFAR_FILTERS,  # noqa: F401
                     CIFAR_PREACT_DEPTHS, GROUPED_CONV, IMAGENET_DEPTHS, IMAGENET_FILTERS,
@@ -284,7 +284,7 @@ class ResNet(keras.Model):
         spec = {k: v for k, v in args.items() if k in SPEC_OPTIONS
                 and (block == "bottleneck" or k not in BOTTLENECK_ONLY)}
         # A spec for the stem convolution, so it shares the conv/BN settings.
-        stem_spec = _Spec("basic", stem_filters, input_shape[-1],
+        stem_spec = BlockSpec("basic", stem_filters, input_shape[-1],
                           **{k: v for k, v in spec.items() if k not in BOTTLENECK_ONLY})
 
         x = _stem(x, stem, stem_filters, stem_spec)
@@ -294,12 +294,12 @@ class ResNet(keras.Model):
             for b in range(n_blocks):
                 rate = drop_path_rate * index / (total - 1) if total > 1 else 0.0
                 index += 1
-                block_spec = _Spec(
+                block_spec = BlockSpec(
                     block, f, int(x.shape[-1]), stride if b == stride_at else 1,
                     dilation=dilation, first_dilation=first if b == 0 else dilation,
                     drop_path=rate, **spec,
                 )
-                x = _wire(x, _block_parts(block_spec, f"stage{s}_block{b + 1}_"), block_spec)
+                x = wire_block(x, block_parts(block_spec, f"stage{s}_block{b + 1}_"), block_spec)
         if preact:
             x = _bn(stem_spec, "post_bn")(x)
             x = layers.ReLU(name="post_relu")(x)

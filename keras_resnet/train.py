@@ -21,8 +21,8 @@ import sys
 import threading
 import zipfile
 
-from .cli_util import (HelpFormatter, check_distribution, exit_on_os_error, flag_error, flatten,
-                       given_flags, list_of, number, quiet_tensorflow_logs)
+from .cli_util import (HelpFormatter, add_version, check_distribution, exit_on_os_error, flag_error, flatten,
+                       given_flags, list_of, number, setup_process)
 
 # Which datasets each dataset flag means something for (others would silently ignore it).
 DATASET_FLAGS = {
@@ -85,7 +85,9 @@ def _parser(prog="train.py"):
                    help="recipe defaults; cifar = the paper's (batch 128, lr 0.1, momentum 0.9, "
                    "wd 1e-4, 64k iterations, lr/10 at 50%% and 75%%)")
     r.add_argument("--model", help="resnet20/32/44/56/110 (CIFAR), resnet18/34/50/101/152 "
-                   "(ImageNet), or a keras_resnet constructor name")
+                   "(ImageNet), plain<depth>, preactresnet<depth>, or a keras_resnet constructor "
+                   "name such as ResNet50D or ResNeXt50_32x4d (keras_resnet.list_models() lists "
+                   "them)")
     r.add_argument("--init-from", metavar="RUN_OR_KERAS",
                    help="start from a saved model (a run directory's last.keras, or a .keras "
                    "file such as keras-resnet-convert writes). Same head (classes): the model "
@@ -161,6 +163,7 @@ def _parser(prog="train.py"):
                    help="after training, export the run to every format in DIR (SavedModel, "
                    "TFLite, ONNX, each verified) and print the report; same as "
                    "export/export_all.py RUN_DIR --out DIR (--overwrite replaces existing exports)")
+    add_version(p)
     p.add_argument("--evaluate", metavar="RUN_OR_KERAS",
                    help="only evaluate a saved model (a run directory or a .keras file) on the "
                    "test split of its run's dataset (--dataset etc. override run.json)")
@@ -183,6 +186,10 @@ def _check_flags(args, given):
             if dest in given and kind not in kinds:
                 return (f"{_flag(dest)} does not apply to --dataset {name}; it is used by "
                         f"--dataset {' / '.join(kinds)}")
+    needs_dir = {"folder": "the image folder, DIR/<class>/<image>",
+                 "tfrecord": "the folder of train-* and validation-* files"}
+    if not args.evaluate and args.dataset in needs_dir and not args.data_dir:
+        return f"--dataset {args.dataset} needs --data-dir DIR ({needs_dir[args.dataset]})"
     if args.epochs is not None and args.iterations is not None:
         return "--epochs and --iterations both set the length of training; give one of them"
     if args.warmup_epochs and args.epochs is not None and args.warmup_epochs > args.epochs:
@@ -234,7 +241,7 @@ def main(argv=None, prog="keras-resnet-train"):
             problem = _check_keras_file(source, prefer)
     if problem:
         return flag_error(prog, problem)
-    quiet_tensorflow_logs(args.verbose)
+    setup_process(args.verbose)
     # Ctrl-C before the training loop (or a second one during its save on notice) ends the
     # process at once, without a traceback: nothing is half-written, every write is atomic.
     with _default_sigint():

@@ -222,8 +222,13 @@ def test_a_corrupt_jpeg_met_mid_run_fails_naming_it_then_skip_resumes(tmp_path):
 def test_tfrecord_round_trip_folder_to_converter_to_training(tmp_path):
     root, files = _small_folder(tmp_path, classes=3, per_class=6, size=(16, 16))
     out = tmp_path / "records"
-    assert kdata.make_tfrecords_main([str(root), str(out), "--images-per-shard", "5",
-                                      "--quiet"]) == 0
+    umask = os.umask(0o022)  # a usual umask: the folder is readable by other users and workers
+    try:
+        assert kdata.make_tfrecords_main([str(root), str(out), "--images-per-shard", "5",
+                                          "--quiet"]) == 0
+    finally:
+        os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o755
     names = sorted(os.listdir(out))
     # The manifest (written first) proves to a later --overwrite that the folder is ours.
     assert names == [".keras-resnet-tfrecords.json", "classes.txt"] + [
@@ -267,6 +272,10 @@ def test_tfrecord_round_trip_folder_to_converter_to_training(tmp_path):
     info = json.loads((tmp_path / "run" / "run.json").read_text())
     assert info["class_names"] == ["c00", "c01", "c02"] and info["steps_per_epoch"] == 18 // 4
     assert info["epochs_finished"] == 1 and 0 <= info["test_accuracy"] <= 1
+    # Its output goes to a pipe: plain progress lines, no bar redrawn with \r or ANSI codes,
+    # and the final line says which split scored the model (TFRecords have no count up front).
+    assert "\r" not in r.stdout and "\x1b[" not in r.stdout, r.stdout[-500:]
+    assert "None test images" not in r.stdout and "(last model, the test split)" in r.stdout
 
 
 def _make_tfrecords(argv):

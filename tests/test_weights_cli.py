@@ -152,3 +152,9 @@ def test_bad_inputs_exit_non_zero_and_write_nothing(tmp_path, capsys):
         os.remove(tmp_path / name)
 
     assert sorted(os.listdir(tmp_path)) == ["se.safetensors"]
+
+
+def test_the_commands_preprocessing_choices_are_the_converters():
+    from keras_resnet.weights import command, converter
+
+    assert command.PREPROCESSING_CHOICES == converter.PREPROCESSING_CHOICES

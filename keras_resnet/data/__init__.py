@@ -37,34 +37,32 @@ Where each part lives: ``base`` (constants, :class:`Dataset`, record sources), `
 (in-memory datasets), ``on_disk`` (folder, TFRecord, TFDS), ``catalog``
 (:func:`get_dataset`, :func:`with_validation`), ``augment``, ``pipeline``
 (:func:`make_dataset`), ``diagnose`` (naming unreadable files), ``samples`` (evaluation
-and calibration pixels) and ``tfrecords`` (``keras-resnet-make-tfrecords``).
+and calibration pixels), ``tfrecords`` (:func:`write_tfrecords`), ``make_tfrecords`` (its
+command) and ``constants`` (the tables and :class:`DataError`, without TensorFlow).
 """
 
-from ..preprocessing import apply_preprocessing
-from .arrays import ArrayDataset, digits_arrays
-from .augment import transform
-from .base import (
-    AUGMENTATIONS,
-    CIFAR10_CLASSES,
-    DATASETS,
-    DIGITS_SPLIT_SEED,
-    DIGITS_TEST_FRACTION,
-    FOLDER_TEST_FRACTION,
-    IMAGE_EXTENSIONS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    DataError,
-    Dataset,
-    preprocessing_from_arrays,
-)
-from .catalog import RUN_DATASET_ARGS, VALIDATION_SEED, check_val_split, get_dataset, \
-    run_dataset_kwargs, with_validation
-from .diagnose import damaged_file, locate_unreadable, unreadable_image_error
-from .on_disk import TFRECORD_CLASSES_FILE, FileDataset, FolderDataset, TFDSDataset, \
-    TFRecordDataset
-from .pipeline import CACHE_BYTES, SHUFFLE_WINDOW, make_dataset
-from .samples import representative_images, sample_photo_folder, test_arrays, train_sample
-from .tfrecords import make_tfrecords_main, write_tfrecords
+from .._lazy import attach, table
+
+# Each public name and the module that defines it, imported on first use (the commands'
+# parsers read the constants without importing TensorFlow).
+_NAMES = {"apply_preprocessing": "..preprocessing", **table(
+    constants=("AUGMENTATIONS", "CIFAR10_CLASSES", "DATASETS", "DIGITS_SPLIT_SEED",
+               "DIGITS_TEST_FRACTION", "FOLDER_TEST_FRACTION", "IMAGE_EXTENSIONS",
+               "IMAGENET_MEAN", "IMAGENET_STD", "DataError"),
+    arrays=("ArrayDataset", "digits_arrays"),
+    augment=("transform",),
+    base=("Dataset", "preprocessing_from_arrays"),
+    catalog=("RUN_DATASET_ARGS", "VALIDATION_SEED", "check_val_split", "get_dataset",
+             "run_dataset_kwargs", "with_validation"),
+    diagnose=("damaged_file", "locate_unreadable", "unreadable_image_error"),
+    on_disk=("TFRECORD_CLASSES_FILE", "FileDataset", "FolderDataset", "TFDSDataset",
+             "TFRecordDataset"),
+    pipeline=("CACHE_BYTES", "SHUFFLE_WINDOW", "make_dataset"),
+    samples=("representative_images", "sample_photo_folder", "test_arrays", "train_sample"),
+    tfrecords=("write_tfrecords",),
+    make_tfrecords=("make_tfrecords_main",),
+)}
+__getattr__, __dir__ = attach(__name__, _NAMES)
 
 __all__ = [
     "AUGMENTATIONS", "CACHE_BYTES", "CIFAR10_CLASSES", "DATASETS", "DIGITS_SPLIT_SEED",

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from .._compat import keras
 from .base import DIGITS_SPLIT_SEED, DIGITS_TEST_FRACTION, CIFAR10_CLASSES, DataError, Dataset, \
-    _Indexed, preprocessing_from_arrays
+    IndexedSource, preprocessing_from_arrays
 
 
 def digits_arrays(split):
@@ -63,7 +63,7 @@ class ArrayDataset(Dataset):
         x, y = self.arrays(split)
         xt, yt = tf.constant(x, tf.float32), tf.constant(y, tf.int64)
         name = tf.constant("")
-        return _Indexed(len(y), lambda i: (tf.gather(xt, i), tf.gather(yt, i), name),
+        return IndexedSource(len(y), lambda i: (tf.gather(xt, i), tf.gather(yt, i), name),
                         encoded=False)
 
 

@@ -5,21 +5,9 @@ import numpy as np
 import tensorflow as tf
 
 
-DIGITS_TEST_FRACTION = 0.25
-DIGITS_SPLIT_SEED = 0
-FOLDER_TEST_FRACTION = 0.2
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
-DATASETS = ("digits", "cifar10", "cifar100", "folder", "tfrecord", "synthetic", "tfds:NAME")
-AUGMENTATIONS = ("none", "shift", "cifar", "imagenet")
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
-CIFAR10_CLASSES = [
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-]
-
-
-class DataError(ValueError):
-    """A dataset is missing, empty, unreadable or mis-specified (message says which)."""
+from .constants import (AUGMENTATIONS, CIFAR10_CLASSES, DATASETS, DIGITS_SPLIT_SEED,  # noqa: F401
+                        DIGITS_TEST_FRACTION, FOLDER_TEST_FRACTION, IMAGE_EXTENSIONS,
+                        IMAGENET_MEAN, IMAGENET_STD, DataError)
 
 
 def preprocessing_from_arrays(images):
@@ -73,17 +61,17 @@ class Dataset:
         images (see :meth:`decode`), which the pipeline decodes in parallel.
         """
         src = self._source(split)
-        if isinstance(src, _Indexed):
+        if isinstance(src, IndexedSource):
             ds = tf.data.Dataset.range(src.n).map(src.load, num_parallel_calls=tf.data.AUTOTUNE)
-        elif isinstance(src, _Files):
+        elif isinstance(src, FileSource):
             ds = tf.data.Dataset.from_tensor_slices(src.files).flat_map(src.read)
         else:
             ds = src.make()
         return ds.map(lambda x, y, name: (x, y))
 
     def _source(self, split):
-        """Where a split's records come from: an :class:`_Indexed`, :class:`_Files` or
-        :class:`_Stream` (see :func:`make_dataset`)."""
+        """Where a split's records come from: an :class:`IndexedSource`, :class:`FileSource` or
+        :class:`StreamSource` (see :func:`make_dataset`)."""
         raise NotImplementedError
 
     def decode(self, item):
@@ -106,7 +94,7 @@ def _check_split(split):
 
 # Record sources: how a split's records are addressed (see make_dataset)
 
-class _Indexed:
+class IndexedSource:
     """Records addressable by index ``0..n-1`` (arrays in memory, the files of a folder):
     ``load(i) -> (pixels or encoded bytes, label, name)``. Shuffled as a whole every epoch."""
 
@@ -114,7 +102,7 @@ class _Indexed:
         self.n, self.load, self.encoded = int(n), load, encoded
 
 
-class _Files:
+class FileSource:
     """Records in a list of files (TFRecords): ``read(path) -> tf.data`` of
     ``(encoded bytes, label, name)``. Shuffled by file order, then within a window."""
 
@@ -122,7 +110,7 @@ class _Files:
         self.files, self.read, self.encoded = list(files), read, encoded
 
 
-class _Stream:
+class StreamSource:
     """Records only readable in order (TFDS): ``make() -> tf.data``; shuffled in a window."""
 
     def __init__(self, make, encoded, size=None):

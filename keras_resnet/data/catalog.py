@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from .arrays import ArrayDataset, _cifar, _digits, _synthetic
-from .base import DATASETS, DataError, Dataset, _Files, _Indexed, _Stream
+from .base import DATASETS, DataError, Dataset, FileSource, IndexedSource, StreamSource
 from .on_disk import FolderDataset, TFDSDataset, TFRecordDataset
 
 
@@ -73,19 +73,19 @@ class _EveryKth(Dataset):
         if split == "test":
             return base
         k, want = self.every, split == "validation"
-        if isinstance(base, _Indexed):
+        if isinstance(base, IndexedSource):
             kept = np.arange(base.n)
             kept = kept[(kept % k == 0) == want]
             index = tf.constant(kept, tf.int64)
-            return _Indexed(len(kept), lambda i: base.load(tf.gather(index, i)), base.encoded)
+            return IndexedSource(len(kept), lambda i: base.load(tf.gather(index, i)), base.encoded)
 
         def every_kth(ds):  # per file for TFRecords: the same records whatever the file order
             ds = ds.enumerate().filter(lambda i, *ex: (i % k == 0) == want)
             return ds.map(lambda i, *ex: ex)
 
-        if isinstance(base, _Files):
-            return _Files(base.files, lambda f: every_kth(base.read(f)), base.encoded)
-        return _Stream(lambda: every_kth(base.make()), base.encoded)
+        if isinstance(base, FileSource):
+            return FileSource(base.files, lambda f: every_kth(base.read(f)), base.encoded)
+        return StreamSource(lambda: every_kth(base.make()), base.encoded)
 
     def decode(self, item):
         return self.base.decode(item)

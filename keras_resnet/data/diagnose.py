@@ -4,7 +4,7 @@ import re
 
 import tensorflow as tf
 
-from .base import DataError, Dataset, _Indexed
+from .base import DataError, Dataset, IndexedSource
 from .pipeline import _epoch_records, _guarded
 
 
@@ -20,7 +20,7 @@ def locate_unreadable(dataset, split="train", seed=0, epoch=0, shard=None, shuff
     channels = dataset.input_shape[-1]
 
     def check(key, item):
-        raw, _, name = src.load(item) if isinstance(src, _Indexed) else item
+        raw, _, name = src.load(item) if isinstance(src, IndexedSource) else item
         _, ok = _guarded(lambda r: tf.shape(tf.io.decode_image(
             r, channels=channels, expand_animations=False))[0], raw, tf.constant(0, tf.int32))
         return ok, name

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from .base import FOLDER_TEST_FRACTION, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, DataError, \
-    Dataset, _check_split, _Files, _Indexed, _mean_std_preprocessing, _Stream
+    Dataset, _check_split, FileSource, IndexedSource, _mean_std_preprocessing, StreamSource
 
 
 class FileDataset(Dataset):
@@ -41,7 +41,10 @@ class FolderDataset(FileDataset):
 
     def __init__(self, data_dir, image_size=None, channels=3, on_corrupt="fail",
                  progress=None):
-        if not data_dir or not os.path.isdir(data_dir):
+        if not data_dir:
+            raise DataError("the folder dataset needs --data-dir (data_dir): the image folder, "
+                            "data_dir/<class_name>/<image files>; none was given")
+        if not os.path.isdir(data_dir):
             raise DataError(f"--data-dir {data_dir!r} is not a directory; the folder dataset "
                             "needs data_dir/<class_name>/<image files>")
         if on_corrupt not in ("fail", "skip"):
@@ -85,7 +88,7 @@ class FolderDataset(FileDataset):
             path = tf.gather(paths, i)
             return tf.io.read_file(path), tf.gather(labels, i), path
 
-        return _Indexed(len(self._files[split]), load, encoded=True)
+        return IndexedSource(len(self._files[split]), load, encoded=True)
 
 
 def _class_dirs(root):
@@ -269,7 +272,7 @@ class TFRecordDataset(FileDataset):
 
             return tf.data.TFRecordDataset(path, buffer_size=1 << 20).enumerate().map(parse)
 
-        return _Files(list(self._files[split]), read, encoded=True)
+        return FileSource(list(self._files[split]), read, encoded=True)
 
     def file_count(self, split):
         return len(self._files[split])
@@ -324,7 +327,7 @@ class TFDSDataset(FileDataset):
                                       tf.cast(ex["label"], tf.int64), name),
                           num_parallel_calls=tf.data.AUTOTUNE)
 
-        return _Stream(make, encoded=False, size=self.sizes.get(split))
+        return StreamSource(make, encoded=False, size=self.sizes.get(split))
 
     def decode(self, item):
         return item

@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from ..preprocessing import apply_preprocessing
 from .augment import _decode_random_crop, transform
-from .base import AUGMENTATIONS, DataError, Dataset, _Files, _Indexed, _Stream
+from .base import AUGMENTATIONS, DataError, Dataset, FileSource, IndexedSource, StreamSource
 from .catalog import get_dataset
 
 
@@ -20,7 +20,7 @@ def _epoch_records(src, epoch, shuffle, seed, shard, deterministic):
     order) keys the record's random augmentation; ``item`` goes to :func:`_load`."""
     num, index = shard
     seeds = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
-    if isinstance(src, _Indexed):
+    if isinstance(src, IndexedSource):
         order = tf.range(src.n, dtype=tf.int64)
         if shuffle:  # the whole list of (cheap) indices: a true shuffle
             order = tf.random.experimental.stateless_shuffle(order, seed=seeds)
@@ -28,7 +28,7 @@ def _epoch_records(src, epoch, shuffle, seed, shard, deterministic):
         if num > 1:  # each record is a file here, so this shards by file
             ds = ds.shard(num, index)
         return ds.map(lambda i: (i, i))
-    if isinstance(src, _Files):
+    if isinstance(src, FileSource):
         files = tf.constant(src.files)
         if shuffle:
             files = tf.random.experimental.stateless_shuffle(files, seed=seeds)
@@ -134,7 +134,7 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
         deterministic = not (training and encoded)
     num, index = shard or (1, 0)
     shape = dataset.input_shape
-    if steps_per_epoch is None and training and isinstance(src, _Indexed):
+    if steps_per_epoch is None and training and isinstance(src, IndexedSource):
         local = len(range(index, src.n, num))
         steps_per_epoch = local // batch_size
         if steps_per_epoch < 1:
@@ -150,7 +150,7 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     def one_epoch(e):
         ds = _epoch_records(src, e, shuffle, seed_, (num, index), deterministic)
         if training and steps_per_epoch:
-            if isinstance(src, _Indexed) and not (encoded and on_corrupt == "skip"):
+            if isinstance(src, IndexedSource) and not (encoded and on_corrupt == "skip"):
                 ds = ds.repeat().take(steps_per_epoch * batch_size)  # exact, before reading
             else:
                 ds = ds.repeat(2)  # room for skipped files, or a short TFRecord shard
@@ -214,7 +214,7 @@ def _example_fn(dataset, src, augment, training, preprocessing, seed):
 
     @tf.autograph.experimental.do_not_convert
     def example(e, key, item):
-        raw, label, name = src.load(item) if isinstance(src, _Indexed) else item
+        raw, label, name = src.load(item) if isinstance(src, IndexedSource) else item
         label = tf.cast(label, tf.int32)
         if not encoded or dataset.on_corrupt == "fail":
             # The fast path: a decoding error ends iteration; unreadable_image_error()
@@ -233,7 +233,7 @@ def _example_fn(dataset, src, augment, training, preprocessing, seed):
 
 def _fits(src, shape, limit, cache_bytes):
     """Whether a split's decoded images (at most ``limit``) fit ``cache_bytes``."""
-    n = src.n if isinstance(src, _Indexed) else (src.size if isinstance(src, _Stream) else None)
+    n = src.n if isinstance(src, IndexedSource) else (src.size if isinstance(src, StreamSource) else None)
     if n is None or not cache_bytes:
         return False
     if limit is not None:

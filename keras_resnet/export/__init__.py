@@ -12,16 +12,25 @@ with ONNX Runtime int8 in :mod:`~keras_resnet.export.onnx_int8`). Each plugs int
 ``REGISTRY``). Every export bakes the model's preprocessing in (clients send pixels in
 0..255), is written under a temporary name and renamed when complete, and is run in its
 real runtime against the Keras model before it is reported. :mod:`.report` writes the
-JSON/Markdown report; :mod:`.cli` is the command line behind ``export/*.py``.
+JSON/Markdown report; :mod:`.cli` is the command line behind ``export/*.py``;
+:mod:`.formats` holds the formats and their defaults as plain data.
 """
 
-from ._common import (FLOAT_RTOL, MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError,  # noqa: F401
-                      ExportFormat, ParityError, float_parity, latency_ms, quantized_parity)
-from .onnx_export import export_onnx  # noqa: F401
-from .pipeline import FORMATS, REGISTRY, export_all  # noqa: F401
-from .saved_model import export_saved_model, next_version  # noqa: F401
-from .source import ExportSource, as_float32, load_source  # noqa: F401
-from .tflite import LiteRTModel, export_tflite  # noqa: F401
+from .._lazy import attach, table
+
+# Each public name and its module, imported on first use (the export commands parse their
+# arguments before TensorFlow is imported).
+_NAMES = table(
+    _common=("FLOAT_RTOL", "ExportError", "ExportFormat", "ParityError", "float_parity",
+             "latency_ms", "quantized_parity"),
+    formats=("MAX_ACCURACY_DROP", "MIN_AGREEMENT"),
+    onnx_export=("export_onnx",),
+    pipeline=("FORMATS", "REGISTRY", "export_all"),
+    saved_model=("export_saved_model", "next_version"),
+    source=("ExportSource", "as_float32", "load_source"),
+    tflite=("LiteRTModel", "export_tflite"),
+)
+__getattr__, __dir__ = attach(__name__, _NAMES)
 
 __all__ = [
     "ExportError", "FLOAT_RTOL", "REGISTRY", "MAX_ACCURACY_DROP", "MIN_AGREEMENT", "ParityError", "ExportSource", "FORMATS", "LiteRTModel", "as_float32",

@@ -3,16 +3,17 @@
 import argparse
 import sys
 
-from ..cli_util import HelpFormatter, check_distribution, flatten, list_of, number, quiet_tensorflow_logs
+from ..cli_util import HelpFormatter, check_distribution, flatten, list_of, number, setup_process
 
 
 def build_parser(formats, prog=None):
-    from ._common import MAX_ACCURACY_DROP, MIN_AGREEMENT
-    from .onnx_export import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
-    from .pipeline import DEFAULT_ONNX, DEFAULT_TFLITE, FORMATS, REGISTRY
+    from .formats import (DEFAULT_OPSET, FORMATS, MAX_ACCURACY_DROP, MAX_OPSET, MIN_AGREEMENT,
+                          MIN_OPSET, TITLES)
+    from .formats import ONNX_DEFAULT_PRECISIONS as DEFAULT_ONNX
+    from .formats import TFLITE_DEFAULT_PRECISIONS as DEFAULT_TFLITE
 
     all_formats = list(formats) == list(FORMATS)
-    what = "every format" if all_formats else " and ".join(REGISTRY[f].title for f in formats)
+    what = "every format" if all_formats else " and ".join(TITLES[f] for f in formats)
     parser = argparse.ArgumentParser(
         allow_abbrev=False,  # a prefix of a flag is a typo, not that flag
         prog=prog, formatter_class=HelpFormatter,
@@ -93,13 +94,15 @@ def build_parser(formats, prog=None):
 
 def main(argv=None, formats=None, prog=None):
     """Run the export command line; returns the exit status (0 ok, 1 parity failure, 2 bad input)."""
-    from .pipeline import DEFAULT_ONNX, DEFAULT_TFLITE, FORMATS
+    from .formats import FORMATS
+    from .formats import ONNX_DEFAULT_PRECISIONS as DEFAULT_ONNX
+    from .formats import TFLITE_DEFAULT_PRECISIONS as DEFAULT_TFLITE
 
     check_distribution()
     formats = list(formats or FORMATS)
     parser = build_parser(formats, prog=prog)
     args = parser.parse_args(argv)
-    quiet_tensorflow_logs(args.verbose)
+    setup_process(args.verbose)
 
     from ._common import ExportError, ParityError
     from .pipeline import export_all

@@ -27,9 +27,10 @@ from ._common import check_precisions as _check_precisions
 from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ExportFormat, check_gate,
                       latency_ms, parity_vs_keras, precision_paths, say, split_list, write_and_verify)
 
+from .formats import (DEFAULT_OPSET, MAX_OPSET, MIN_OPSET,  # noqa: E402,F401
+                      ONNX_DEFAULT_PRECISIONS, TITLES)
+
 PRECISIONS = ("fp32", "int8")
-DEFAULT_OPSET = 17
-MIN_OPSET, MAX_OPSET = 13, 18
 
 
 def check_precisions(precisions):
@@ -194,7 +195,7 @@ def export_onnx(source, out_dir, precisions=PRECISIONS, opset=DEFAULT_OPSET, cal
 # ----------------------------------------------------------------------------------------
 # Registry entry (keras_resnet.export.export_all)
 
-DEFAULT_PRECISIONS = ("fp32", "int8")
+DEFAULT_PRECISIONS = ONNX_DEFAULT_PRECISIONS
 
 
 def _export(source, out_dir, options, run):
@@ -206,7 +207,7 @@ def _export(source, out_dir, options, run):
 
 
 FORMAT = ExportFormat(
-    name="onnx", directory="onnx", title="ONNX",
+    name="onnx", directory="onnx", title=TITLES["onnx"],
     options=dict(onnx_precisions=DEFAULT_PRECISIONS, opset=DEFAULT_OPSET),
     check=lambda options: dict(options, onnx_precisions=check_options(
         options["onnx_precisions"], options["opset"], calibration_given=True)),

@@ -11,11 +11,13 @@ from . import report as report_lib
 from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ParityError, check_gate,
                       check_new_path, check_writable, say, split_list)
 from .source import load_source
+from . import formats
 
 # The format registry: every format module plugs in with one ``FORMAT`` entry
 # (:class:`keras_resnet.export._common.ExportFormat`); the order is the report's.
 REGISTRY = {f.name: f for f in (saved_model.FORMAT, tflite.FORMAT, onnx_export.FORMAT)}
 FORMATS = tuple(REGISTRY)
+assert FORMATS == formats.FORMATS, "keras_resnet.export.formats lists the registry's formats"
 DEFAULT_TFLITE = tflite.DEFAULT_PRECISIONS
 DEFAULT_ONNX = onnx_export.DEFAULT_PRECISIONS
 # Options every format shares (data, verification, timing), with defaults.

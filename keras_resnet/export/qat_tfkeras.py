@@ -18,7 +18,7 @@ from .._compat import LEGACY, keras
 from ..layers import DropPath, ZeroPadShortcut
 from ..models import ResNet
 from ..preprocessing import apply_preprocessing
-from .tflite import convert_saved_model
+from .tflite_convert import convert_saved_model
 
 
 class ZeroPadShortcutQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):

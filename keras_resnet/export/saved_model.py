@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from .._compat import keras
 from ..isolated import python_command
+from .formats import TITLES
 from ._common import ExportError, ExportFormat, artifact, atomic_path, float_parity, say
 
 SIGNATURES = ("serving_default", "serving_bytes")
@@ -293,7 +294,7 @@ def _pin(out_dir, model_name, options, interrupted):
 
 
 FORMAT = ExportFormat(
-    name="savedmodel", directory="saved_model", title="SavedModel (TF Serving)",
+    name="savedmodel", directory="saved_model", title=TITLES["savedmodel"],
     options=dict(version=None),
     check=lambda options: dict(options, version=check_version(options["version"])),
     outputs=lambda out_dir, model_name, options: [

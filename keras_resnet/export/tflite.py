@@ -21,67 +21,20 @@ Keras model: float32 logits within 1e-4 of the logits' scale; the others by top-
 
 import os
 import tempfile
-import warnings
 
 import numpy as np
-import tensorflow as tf
 
 from ..cli_util import native_logs_quieted
 from . import qat
-from ._common import check_precisions as _check_precisions
 from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ExportFormat, check_gate,
                       latency_ms, parity_vs_keras, precision_paths, say, split_list, write_and_verify)
+from .formats import TFLITE_DEFAULT_PRECISIONS, TITLES
 from .saved_model import write_saved_model
-
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "qat")
-INT8_IO = ("int8", "uint8", "float32")
-
-
-def check_precisions(precisions):
-    return _check_precisions("TFLite", precisions, PRECISIONS)
-
-
-def check_int8_io(int8_io):
-    if int8_io not in INT8_IO:
-        raise ExportError(f"int8_io={int8_io!r} is not supported; accepted: {', '.join(INT8_IO)}")
-    return int8_io
-
+from .tflite_convert import INT8_IO, PRECISIONS, check_int8_io, check_precisions, convert_saved_model  # noqa: F401
 
 def write_pixel_saved_model(source, path):
     """A SavedModel with only the pixel ``serving_default`` signature (the TFLite input)."""
     write_saved_model(source, path, signatures=("serving_default",))
-
-
-def convert_saved_model(saved_model_dir, precision, representative_images=None, int8_io="int8"):
-    """TFLite flatbuffer bytes from a SavedModel's ``serving_default`` signature."""
-    converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir, signature_keys=["serving_default"])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if precision == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    elif precision == "dynamic":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif precision in ("int8", "qat"):
-        check_int8_io(int8_io)
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        if representative_images is not None:
-            images = np.asarray(representative_images, "float32")
-
-            def representative_dataset():
-                for i in range(len(images)):
-                    yield {"images": images[i:i + 1]}
-
-            converter.representative_dataset = representative_dataset
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter.inference_input_type = getattr(tf, int8_io)
-        converter.inference_output_type = getattr(tf, int8_io)
-    elif precision != "fp32":
-        check_precisions([precision])
-    with warnings.catch_warnings():
-        # The converter's int8 calibration runs TensorFlow's own (deprecated)
-        # tf.lite.Interpreter internally; keras_resnet runs every .tflite in LiteRT.
-        warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
-        return converter.convert()
 
 
 def op_names(content):
@@ -242,7 +195,7 @@ def export_tflite(source, out_dir, precisions=("fp32", "fp16", "dynamic", "int8"
 # ----------------------------------------------------------------------------------------
 # Registry entry (keras_resnet.export.export_all)
 
-DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "qat")
+DEFAULT_PRECISIONS = TFLITE_DEFAULT_PRECISIONS
 
 
 def _check(options):
@@ -266,7 +219,7 @@ def _export(source, out_dir, options, run):
 
 
 FORMAT = ExportFormat(
-    name="tflite", directory="tflite", title="TFLite/LiteRT",
+    name="tflite", directory="tflite", title=TITLES["tflite"],
     options=dict(tflite_precisions=DEFAULT_PRECISIONS, int8_io="int8", qat_epochs=2, qat_options=None),
     check=_check,
     outputs=lambda out_dir, model_name, options: [

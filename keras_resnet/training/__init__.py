@@ -54,17 +54,24 @@ schedule, optimizer), :mod:`.loop` (input, training step, evaluation), :mod:`.ch
 (``train``) and :mod:`.evaluate`.
 """
 
-from .artifacts import curves_figure, plot_history, read_metrics
-from .checkpoints import RESUME_KEYS, read_checkpoint
-from .config import (OPTIMIZERS, PRECISIONS, PRESET_FOR_AUGMENT, PRESETS, SCHEDULES, STRATEGIES,
-                     TrainConfig, TrainingError, resolve_model)
-from .evaluate import evaluate
-from .loop import make_train_chunk, train_input_fn
-from .notice import EXIT_STATUS, TrainingStopped
-from .recipe import (LinearWarmup, build_model, decayed_variables, learning_rate_schedule,
-                     make_optimizer)
-from .run import TrainResult, default_run_dir, train
-from .strategy import is_chief, make_strategy, strategy_name
+from .._lazy import attach, table
+
+# Each public name and its module, imported on first use (the training command's parser
+# reads the recipes without importing TensorFlow).
+_NAMES = table(
+    artifacts=("curves_figure", "plot_history", "read_metrics"),
+    checkpoints=("RESUME_KEYS", "read_checkpoint"),
+    config=("OPTIMIZERS", "PRECISIONS", "PRESET_FOR_AUGMENT", "PRESETS", "SCHEDULES",
+            "STRATEGIES", "TrainConfig", "TrainingError", "resolve_model"),
+    evaluate=("evaluate",),
+    notice=("EXIT_STATUS", "TrainingStopped"),
+    loop=("make_train_chunk", "train_input_fn"),
+    recipe=("LinearWarmup", "build_model", "decayed_variables", "learning_rate_schedule",
+            "make_optimizer"),
+    run=("TrainResult", "default_run_dir", "train"),
+    strategy=("is_chief", "make_strategy", "strategy_name"),
+)
+__getattr__, __dir__ = attach(__name__, _NAMES)
 
 __all__ = [
     "TrainConfig", "TrainResult", "TrainingError", "train", "evaluate", "read_metrics",

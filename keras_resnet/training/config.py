@@ -1,9 +1,7 @@
 """A run's settings: :class:`TrainConfig`, the recipes (``PRESETS``) and their validation."""
 
 import dataclasses
-import functools
 import math
-import re
 
 from .. import data as kdata
 
@@ -185,32 +183,8 @@ def small_data_recipe(cfg, train_size, given):
 
 
 def resolve_model(name):
-    """A keras_resnet constructor from ``resnet20``, ``resnet50``, ``ResNet56CIFAR``,
-    ``preactresnet110cifar``, ... (case-insensitive; CIFAR and ImageNet depths never
-    clash, so ``resnet20`` is CIFAR ResNet-20 and ``resnet50`` ImageNet ResNet-50)."""
-    from .. import models  # not at the top: the CLI parses flags before TensorFlow loads
+    """A keras_resnet constructor by name: :func:`keras_resnet.registry.resolve_model`
+    (``resnet20``, ``resnet50``, ``ResNet50D``, ``preactresnet110``, ...)."""
+    from .. import registry  # not at the top: the CLI parses flags before TensorFlow loads
 
-    names = {k.lower(): v for k, v in models.NAMED_MODELS.items()}
-    if isinstance(name, str):
-        key = name.lower().replace("-", "").replace("_", "")
-        if key in names:
-            return names[key]
-        if key + "cifar" in names and key not in names:
-            return names[key + "cifar"]
-        # plain20, plain56, resnet8, preactresnet56cifar, ...: any depth of a family.
-        m = re.fullmatch(r"(plain|resnet|preactresnet)(\d+)(cifar)?", key)
-        if m:
-            from ..specs import check_depth
-
-            depth, kind = check_depth(int(m.group(2))), m.group(1)  # resnet600002: refused
-            options = dict(plain=kind == "plain", preact=kind == "preactresnet")
-            if depth in models.IMAGENET_DEPTHS and not m.group(3):
-                return functools.partial(models.resnet_imagenet, depth, **options)
-            if depth >= 8 and (depth - 2) % 6 == 0:
-                return functools.partial(models.resnet_cifar, depth, **options)
-    raise ValueError(
-        f"model={name!r} is not supported; accepted: resnet20/32/44/56/110/1202 (CIFAR, any "
-        "6n+2), resnet18/34/50/101/152/200 (ImageNet), plain<depth> for the plain network "
-        "(e.g. plain20, plain56), or a constructor name such as "
-        f"{', '.join(sorted(models.NAMED_MODELS)[:4])}, ..."
-    )
+    return registry.resolve_model(name)

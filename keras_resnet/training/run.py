@@ -7,6 +7,7 @@ import fcntl
 import math
 import os
 import signal
+import sys
 import time
 
 import numpy as np
@@ -361,11 +362,12 @@ class _Run:
                     # A kill may have come between the last epoch's commit and its summary:
                     # write it again (a repeated point at the same step draws as one).
                     artifacts.write_summaries(self.writer, self.history[-1])
+        splits = ("train", "validation", "test") if cfg.val_split else ("train", "test")
+        counts = " / ".join(f"{dataset.sizes[k]} {k}" for k in splits
+                            if dataset.sizes.get(k) is not None)  # files: not counted up front
         self.log(f"training {cfg.model} on {dataset.name} {list(dataset.input_shape)} "
-                 f"({dataset.sizes.get('train')} train / "
-                 + (f"{dataset.sizes.get('validation')} validation / " if cfg.val_split else "")
-                 + f"{dataset.sizes.get('test')} test images), "
-                 f"{strategy_name(self.strategy)} with {plan.replicas} replica(s), global batch "
+                 + (f"({counts} images), " if counts else "")
+                 + f"{strategy_name(self.strategy)} with {plan.replicas} replica(s), global batch "
                  f"{plan.global_batch}, lr {plan.lr:g}, {plan.epochs} epochs x "
                  f"{plan.steps_per_epoch} steps, {cfg.precision}")
 
@@ -486,7 +488,9 @@ class _Run:
         loss/correct/count sums, images and seconds of the epoch."""
         cfg, plan = self.cfg, self.plan
         steps_per_epoch = plan.steps_per_epoch
-        progbar = keras.utils.Progbar(steps_per_epoch, verbose=cfg.verbose if self.chief else 0,
+        # A bar on a terminal; plain lines (as fit(verbose=2)) when stdout is a file or pipe.
+        verbose = (cfg.verbose if sys.stdout.isatty() else 2) if self.chief and cfg.verbose else 0
+        progbar = keras.utils.Progbar(steps_per_epoch, verbose=verbose,
                                       stateful_metrics=["loss", "accuracy"])
         if self.chief and cfg.verbose:
             print(f"Epoch {epoch + 1}/{plan.epochs}", flush=True)
@@ -608,8 +612,10 @@ class _Run:
                                      best, "finished", test_acc)
             if cfg.plot and self.history:
                 artifacts.plot_history(self.history, os.path.join(self.run_dir, "curves.png"))
-        self.log(f"test accuracy {test_acc:.4f} (last model, {self.dataset.sizes.get('test')} "
-                 f"test images); best.keras: epoch {best['epoch']}, "
+        tested = self.dataset.sizes.get("test")
+        self.log(f"test accuracy {test_acc:.4f} (last model, "
+                 + (f"{tested} test images" if tested is not None else "the test split")
+                 + f"); best.keras: epoch {best['epoch']}, "
                  f"{best.get('selected_on', 'test')} accuracy "
                  f"{best.get('score', best['test_accuracy']):.4f}")
         self.log(f"run directory: {os.path.abspath(self.run_dir)}")

@@ -45,32 +45,28 @@ holds the input scaling each source was trained with, in keras_resnet's
 Where each job lives: :mod:`.names` (name maps), :mod:`.checkpoint` (what a reader
 returns, the layout arrays imply), :mod:`.readers` (one reader per file kind, HDF5
 format detection), :mod:`.loading` (layout check, all-or-nothing assignment,
-:func:`load_weights`), :mod:`.converter` (:func:`convert` and the ``keras-resnet-convert``
-command). Everything but the converter sits below :mod:`keras_resnet.models`, which uses
+:func:`load_weights`), :mod:`.converter` (:func:`convert`), :mod:`.command` (the
+``keras-resnet-convert`` command). Everything but the converter sits below :mod:`keras_resnet.models`, which uses
 :func:`load_weights`; the converter builds models, so it is imported on first use.
 """
 
 
-from ..preprocessing import PREPROCESSING  # noqa: F401  (weights.PREPROCESSING, as documented)
-from ..specs import KERAS_V1, KERAS_V2, LAYOUT_OPTIONS, TORCHVISION  # noqa: F401
-from .checkpoint import Checkpoint, from_keras_applications_arrays, from_torch_state_dict  # noqa: F401
-from .loading import assign, check_layout, checkpoint_options, inspect_checkpoint, load_weights  # noqa: F401
-from .names import (is_keras_applications_names, keras_applications_name,  # noqa: F401
-                    to_keras_applications_name, torch_key_layer)
-from .readers import (READERS, read, read_keras_file, read_legacy_h5, read_safetensors,  # noqa: F401
-                      read_torch, read_weights_h5)
+from .._lazy import attach, table
 
-# Built on keras_resnet.models (which imports .loading): imported when first asked for.
-_CONVERTER = ("FROM_SOURCE", "convert", "convert_file", "main")
-
-
-def __getattr__(name):
-    if name in _CONVERTER:
-        from . import converter
-
-        return getattr(converter, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+# Each public name and its module, imported on first use (``keras-resnet-convert`` parses
+# its arguments before TensorFlow is imported; the converter builds models, so it is only
+# imported when asked for).
+_NAMES = {"PREPROCESSING": "..preprocessing", **table(
+    specs=(), checkpoint=("Checkpoint", "from_keras_applications_arrays", "from_torch_state_dict"),
+    loading=("assign", "check_layout", "checkpoint_options", "inspect_checkpoint", "load_weights"),
+    names=("is_keras_applications_names", "keras_applications_name", "to_keras_applications_name",
+           "torch_key_layer"),
+    readers=("READERS", "read", "read_keras_file", "read_legacy_h5", "read_safetensors",
+             "read_torch", "read_weights_h5"),
+    converter=("FROM_SOURCE", "convert", "convert_file"),
+    command=("main",),
+), **{name: "..specs" for name in ("KERAS_V1", "KERAS_V2", "LAYOUT_OPTIONS", "TORCHVISION")}}
+__getattr__, __dir__ = attach(__name__, _NAMES)
 
 __all__ = [
     "Checkpoint", "FROM_SOURCE", "KERAS_V1", "KERAS_V2", "LAYOUT_OPTIONS", "PREPROCESSING",

@@ -1,5 +1,5 @@
 """``python -m keras_resnet.weights SOURCE OUT.keras``: see :func:`keras_resnet.weights.main`."""
 
-from .converter import main
+from .command import main
 
 raise SystemExit(main())

@@ -1,0 +1,136 @@
+"""The model registry: every model keras_resnet builds by name, listed once.
+
+    import keras_resnet as kr
+    kr.list_models("*resnet50*")      # ['ECAResNet50D', ..., 'resnet50', ...]
+    kr.resolve_model("ResNet50D")     # the constructor; kr.resolve_model("resnet56")(classes=10)
+
+Two kinds of names:
+
+* the named constructors (:data:`MODELS`): the papers' models and the variants beyond
+  them, each written out in :mod:`keras_resnet.models` and registered in its tables
+  ``NAMED_MODELS`` and ``VARIANT_MODELS``;
+* the generic family names (:data:`FAMILIES`): ``resnet<depth>``, ``plain<depth>`` (the
+  same network without shortcuts) and ``preactresnet<depth>``, for any ImageNet depth
+  (18, 34, 50, 101, 152, 200) or CIFAR depth 6n+2 (``resnet8``, ``resnet20``, ...;
+  ``<name>cifar`` forces the CIFAR layout).
+
+Names are matched without regard to case, ``-`` or ``_`` (``resnext50-32x4d`` is
+``ResNeXt50_32x4d``). Every name lookup in keras_resnet goes through :func:`resolve_model`:
+the training command's ``--model`` (and ``--init-from`` deepening, which builds the
+``--model`` network), the experiments and the Python API.
+"""
+
+import difflib
+import fnmatch
+import functools
+import re
+
+from . import models
+from .specs import CIFAR_DEPTHS, IMAGENET_DEPTHS, check_depth
+
+# The named constructors are registered where they are written, in the two tables at the
+# end of keras_resnet.models (the papers' models, then the variants); this is their union.
+PAPER_MODELS = models.NAMED_MODELS
+VARIANT_MODELS = models.VARIANT_MODELS
+MODELS = {**PAPER_MODELS, **VARIANT_MODELS}
+
+# Generic family names: prefix -> the family's options.
+FAMILIES = {
+    "resnet": dict(plain=False, preact=False),
+    "plain": dict(plain=True, preact=False),
+    "preactresnet": dict(plain=False, preact=True),
+}
+_FAMILY = re.compile(r"(%s)(\d+)(cifar)?" % "|".join(sorted(FAMILIES, key=len, reverse=True)))
+
+
+class UnknownModelError(ValueError):
+    """A model name that is not in the registry (a ``ValueError``)."""
+
+
+def _key(name):
+    return name.lower().replace("-", "").replace("_", "")
+
+
+_BY_KEY = {_key(n): f for n, f in MODELS.items()}
+
+
+def _family(key):
+    """The family constructor for ``key`` (``resnet8``, ``plain56``, ``resnet50``, ...), or None."""
+    m = _FAMILY.fullmatch(key)
+    if not m:
+        return None
+    depth, options = check_depth(int(m.group(2))), FAMILIES[m.group(1)]  # resnet600002: refused
+    if depth in IMAGENET_DEPTHS and not m.group(3):
+        return functools.partial(models.resnet_imagenet, depth, **options)
+    if depth >= 8 and (depth - 2) % 6 == 0:
+        return functools.partial(models.resnet_cifar, depth, **options)
+    return None
+
+
+def family_names():
+    """The family names at the table depths (``resnet18`` ... ``resnet200``, ``resnet20`` ...
+    ``resnet1202``, the same for ``plain`` and ``preactresnet``). Any other 6n+2 depth
+    (``resnet8``, ``plain14``, ...) is accepted too."""
+    depths = sorted(set(IMAGENET_DEPTHS) | set(CIFAR_DEPTHS))
+    return [f"{prefix}{d}" for prefix in FAMILIES for d in depths]
+
+
+def _aliases():
+    """Family names that are another spelling of a named constructor (``resnet50`` is
+    ``ResNet50``, ``resnet20`` is ``ResNet20CIFAR``)."""
+    return {n for n in family_names() if _key(n) in _BY_KEY or _key(n) + "cifar" in _BY_KEY}
+
+
+def list_models(filter=None):
+    """The models :func:`resolve_model` builds, each once, sorted: every named constructor,
+    then the family names at the table depths that no constructor has (``plain20``,
+    ``preactresnet56``, ...; ``resnet50`` is listed as ``ResNet50``). ``filter`` is an
+    ``fnmatch`` pattern matched without regard to case (``"*50*"``, ``"resnext*"``), as in
+    ``timm.list_models``."""
+    aliases = _aliases()
+    names = sorted(MODELS, key=str.lower) + [n for n in family_names() if n not in aliases]
+    if filter:
+        pattern = filter.lower()
+        names = [n for n in names if fnmatch.fnmatchcase(n.lower(), pattern)]
+    return names
+
+
+def resolve_model(name):
+    """The constructor of the model ``name``: a named constructor (``ResNet50D``,
+    ``ResNeXt50_32x4d``, ``ResNet56CIFAR``, ...) or a family name (``resnet20``,
+    ``resnet50``, ``plain56``, ``preactresnet110``, ``resnet8``). Case, ``-`` and ``_`` do
+    not matter; CIFAR and ImageNet depths never clash, so ``resnet20`` is CIFAR ResNet-20
+    and ``resnet50`` ImageNet ResNet-50. The constructor takes ``ResNet``'s keyword
+    arguments (``input_shape``, ``classes``, ...).
+
+    Raises :class:`UnknownModelError` (a ``ValueError``) naming the close matches.
+    """
+    if isinstance(name, str):
+        key = _key(name)
+        if key in _BY_KEY:
+            return _BY_KEY[key]
+        if key + "cifar" in _BY_KEY:
+            return _BY_KEY[key + "cifar"]
+        built = _family(key)
+        if built is not None:
+            return built
+    raise UnknownModelError(_unknown(name))
+
+
+def _unknown(name):
+    names = list_models()
+    close = []
+    if isinstance(name, str):
+        by_key = {}
+        for n in names:
+            by_key.setdefault(_key(n), n)
+        close = [by_key[k] for k in difflib.get_close_matches(_key(name), list(by_key), n=4, cutoff=0.6)]
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    return (f"model={name!r} is not supported; {hint}accepted: a constructor name "
+            f"({', '.join(list(MODELS)[:3])}, ...), or resnet<depth>, plain<depth>, "
+            "preactresnet<depth> for an ImageNet depth (18, 34, 50, 101, 152, 200) or a CIFAR "
+            "depth 6n+2 (8, 20, 32, 44, 56, 110, ...); keras_resnet.list_models() lists them")
+
+
+__all__ = ["MODELS", "PAPER_MODELS", "VARIANT_MODELS", "FAMILIES", "UnknownModelError",
+           "family_names", "list_models", "resolve_model"]
