@@ -9,6 +9,7 @@ This file also holds the journey "photo folder -> train -> export every format -
 (formerly test_folder_to_exports.py): its checks run on the photos walkthrough's files."""
 
 import csv
+import glob
 import json
 import os
 import re
@@ -32,6 +33,7 @@ BUDGET = {
     "tfrecords": [("--epochs 10", "--epochs 3")],
     "export": [("--epochs 30", "--epochs 4")],
     "convert": [],
+    "finetune": [("--epochs 5", "--epochs 2")],
     "grow": [("--model resnet20 --epochs 30", "--model resnet20 --epochs 2 --steps-per-epoch 6"),
              ("--lr 0.01 --epochs 30", "--lr 0.01 --epochs 3 --steps-per-epoch 4")],
 }
@@ -111,7 +113,7 @@ def test_tfrecords(tmp_path):
     run_walkthrough("tfrecords", tmp_path)
     assert sorted(os.listdir(tmp_path / "records"))[0] == "classes.txt"
     assert epochs_in(tmp_path / "runs" / "tfrecord_resnet20") == [1, 2, 3]
-    with open(tmp_path / "exports" / "records" / "report.json") as f:
+    with open(tmp_path / "exports" / "records" / "report_onnx.json") as f:
         report = json.load(f)
     assert report["passed"] and {a["format"] for a in report["artifacts"]} >= {"onnx"}
 
@@ -119,7 +121,10 @@ def test_tfrecords(tmp_path):
 def test_export(tmp_path):
     run_walkthrough("export", tmp_path)
     for out, formats in (("digits", {"savedmodel", "onnx"}), ("digits_tflite", {"tflite"})):
-        with open(tmp_path / "exports" / out / "report.json") as f:
+        # a subset of the formats writes report_<formats>.json
+        reports = glob.glob(str(tmp_path / "exports" / out / "report*.json"))
+        assert len(reports) == 1, reports
+        with open(reports[0]) as f:
             report = json.load(f)
         assert report["passed"]
         assert {a["format"] for a in report["artifacts"]} - {"keras"} == formats
@@ -127,13 +132,18 @@ def test_export(tmp_path):
             assert a["path"] and os.path.exists(a["path"])
 
 
-def test_convert(tmp_path):
+def write_resnet18_pth(path, classes):
+    """A torchvision-named ResNet-18 state_dict with random weights (what a user downloads)."""
     torch = pytest.importorskip("torch")
     from test_weights_cli import torchvision_state
 
-    state = torchvision_state(np.random.default_rng(0), classes=7)
-    torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()},
-               tmp_path / "resnet18.pth")
+    state = torchvision_state(np.random.default_rng(0), classes=classes)
+    torch.save({k: torch.from_numpy(np.asarray(v)) for k, v in state.items()}, path)
+    return state
+
+
+def test_convert(tmp_path):
+    state = write_resnet18_pth(tmp_path / "resnet18.pth", classes=7)
     out = run_walkthrough("convert", tmp_path)
     assert "(None, 7)" in out.strip().splitlines()[-1]
     import keras
@@ -149,3 +159,16 @@ def test_grow(tmp_path):
         run = json.load(f)
     assert run["init_from"]["depth"] == 20 and run["init_from"]["grown_to_depth"] == 56, run["init_from"]
     assert epochs_in(tmp_path / "runs" / "r56_grown") == [1, 2, 3]
+
+
+def test_finetune(tmp_path):
+    """The converted checkpoint of the convert walkthrough, fine-tuned on the photo folder."""
+    write_resnet18_pth(tmp_path / "resnet18.pth", classes=7)
+    run_walkthrough("convert", tmp_path)
+    out = run_walkthrough("finetune", tmp_path)
+    assert "new 2-class head" in out, out[-2000:]
+    run_dir = tmp_path / "runs" / "folder_resnet18"
+    assert epochs_in(run_dir) == [1, 2]
+    with open(run_dir / "run.json") as f:
+        run = json.load(f)
+    assert run["num_classes"] == 2 and run["init_from"]
