@@ -59,7 +59,8 @@ def run_walkthrough(name, cwd):
         assert old in script, f"walkthrough {name!r} no longer contains {old!r}"
         script = script.replace(old, new)
     for entry in ("train.py", "export"):
-        os.symlink(os.path.join(ROOT, entry), os.path.join(cwd, entry))
+        if not os.path.lexists(os.path.join(cwd, entry)):  # a second walkthrough in one folder
+            os.symlink(os.path.join(ROOT, entry), os.path.join(cwd, entry))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
                MPLBACKEND="Agg", PYTHONPATH=ROOT,
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
@@ -111,7 +112,7 @@ def test_photos(tmp_path):
 def test_tfrecords(tmp_path):
     """folder -> keras-resnet-make-tfrecords -> several epochs -> ONNX."""
     run_walkthrough("tfrecords", tmp_path)
-    assert sorted(os.listdir(tmp_path / "records"))[0] == "classes.txt"
+    assert "classes.txt" in os.listdir(tmp_path / "records")
     assert epochs_in(tmp_path / "runs" / "tfrecord_resnet20") == [1, 2, 3]
     with open(tmp_path / "exports" / "records" / "report_onnx.json") as f:
         report = json.load(f)
