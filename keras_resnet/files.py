@@ -14,6 +14,7 @@ and what to do.
 
 import contextlib
 import errno
+import json
 import os
 import shutil
 import tempfile
@@ -74,6 +75,19 @@ def _fsync_tree(path):
     else:
         with open(path, "rb") as f:
             os.fsync(f.fileno())
+
+
+def read_json_object(path):
+    """The JSON object (a dict) in the regular file ``path``, or None where there is none:
+    missing, a symlink (never followed), unreadable, not JSON, or not an object."""
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
 
 
 def current_umask():

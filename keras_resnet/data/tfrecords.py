@@ -9,7 +9,7 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from ..files import current_umask
+from ..files import current_umask, read_json_object
 from .base import DataError
 from .on_disk import TFRECORD_CLASSES_FILE, FolderDataset
 
@@ -34,15 +34,8 @@ _WRITER = "keras-resnet-make-tfrecords"
 
 def _read_manifest(folder):
     """The manifest of ``folder`` (a dict), or None when it has none of ours."""
-    path = os.path.join(folder, MANIFEST)
-    if os.path.islink(path) or not os.path.isfile(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) and doc.get("writer") == _WRITER else None
+    doc = read_json_object(os.path.join(folder, MANIFEST))
+    return doc if doc is not None and doc.get("writer") == _WRITER else None
 
 
 def _ours(folder):

@@ -48,15 +48,8 @@ def is_run_dir(run_dir):
     marker = os.path.join(run_dir, RUN_MARKER)
     if os.path.isfile(marker) and not os.path.islink(marker):
         return True
-    path = os.path.join(run_dir, "run.json")
-    if os.path.islink(path) or not os.path.isfile(path):
-        return False
-    try:
-        with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return False
-    return (isinstance(doc, dict) and isinstance(doc.get("config"), dict)
+    doc = files.read_json_object(os.path.join(run_dir, "run.json"))
+    return (doc is not None and isinstance(doc.get("config"), dict)
             and doc.get("status") in ("running", "finished") and "saved_models" in doc)
 
 
