@@ -192,3 +192,49 @@ def test_a_truncated_tfrecord_shard_is_one_line_naming_it(recording):
     results = faults._run_all(cases, workdir)
     assert [name for name, _ in results] == ["truncated TFRecord shard"]
     assert [(name, p) for name, p in results if p] == []
+
+
+def _checksums(folder):
+    from test_safety import checksums
+
+    return checksums(folder)
+
+
+@needs_mount
+def test_make_tfrecords_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    from keras_resnet.data import make_tfrecords_main, sample_photo_folder
+
+    photos = tmp_path / "photos"
+    sample_photo_folder(str(photos), per_class=20, size=64)  # ~150 KB of JPEGs
+    before = _checksums(tmp_path)
+    with faults.tmpfs("64k") as where:
+        out = os.path.join(where, "records")
+        capsys.readouterr()
+        code = make_tfrecords_main([str(photos), out, "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        assert err[0] == (f"keras-resnet-make-tfrecords: error: cannot write {out}: no space left on "
+                          "the device; free some space and rerun"), err
+        assert os.listdir(where) == []  # no records folder, no .records.partial-*
+    assert _checksums(tmp_path) == before
+
+
+@needs_mount
+def test_experiment_on_a_full_disk_is_one_line_and_leaves_no_temporary(tmp_path, capsys, monkeypatch):
+    from keras_resnet.experiments import main
+
+    monkeypatch.chdir(tmp_path)
+    before = _checksums(tmp_path)
+    with faults.tmpfs("128k") as where:
+        out = os.path.join(where, "exp")
+        capsys.readouterr()
+        try:
+            rc = main(["degradation", "--depths", "8,14", "--iterations", "2", "--batch-size", "8",
+                       "--out", out, "--quiet"])
+        except SystemExit as e:
+            rc = e.code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and "Traceback" not in "\n".join(err), err
+        assert err[-1].startswith("keras-resnet-experiment: error: ") and "no space left on the device" in err[-1], err
+        assert faults.temporaries(where) == []
+    assert _checksums(tmp_path) == before
