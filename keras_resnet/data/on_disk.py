@@ -54,15 +54,19 @@ class FolderDataset(FileDataset):
         test_name = next((d for d in ("test", "val", "validation")
                           if os.path.isdir(os.path.join(data_dir, d))), None)
         if os.path.isdir(os.path.join(data_dir, "train")) and test_name:
-            class_names, hidden = _class_dirs(os.path.join(data_dir, "train"))
+            root = os.path.join(data_dir, "train")
+            class_names, hidden = _class_dirs(root)
             for split, sub in (("train", "train"), ("test", test_name)):
                 splits[split] = _list_images(os.path.join(data_dir, sub), class_names,
                                              every_class=split == "train", on_corrupt=on_corrupt,
                                              skipped=skipped)
         else:
+            root = data_dir
             class_names, hidden = _class_dirs(data_dir)
             files = _list_images(data_dir, class_names, on_corrupt=on_corrupt, skipped=skipped)
             splits = _stratified_split(files)
+        # A classifier of one class learns nothing, and would still train with exit status 0.
+        _check_class_count(root, class_names, hidden)
         for split in ("train", "test"):
             if not splits[split]:
                 raise DataError(f"the folder dataset {data_dir} has no {split} images")
@@ -108,8 +112,7 @@ def _read_or_nothing(path):
 def _class_dirs(root):
     """``(class folder names, hidden folders)`` of ``root``: each sub-folder is a class, except
     those named ``.*`` (``.git``, ``.ipynb_checkpoints``, ...), which are left out and
-    returned as paths so the caller can say so. Fewer than 2 classes is refused: a
-    classifier of one class learns nothing and would still train with exit status 0."""
+    returned as paths so the caller can say so."""
     names, hidden = [], []
     for d in sorted(os.listdir(root)):
         if os.path.isdir(os.path.join(root, d)):
@@ -122,11 +125,14 @@ def _class_dirs(root):
     if odd:  # classes.txt holds one class name a line: such a name would become two classes
         raise DataError(f"class folder {os.path.join(root, odd[0])!r} has a line break in its name; "
                         "rename it (class names are written one a line)")
+    return names, hidden
+
+
+def _check_class_count(root, names, hidden):
     if len(names) < 2:
         raise DataError(f"{root} has 1 class folder ({names[0]}); a classifier needs at least 2 "
                         f"classes, one sub-folder of images each"
                         + (f" ({_hidden_note(hidden)})" if hidden else ""))
-    return names, hidden
 
 
 def _hidden_note(hidden):
