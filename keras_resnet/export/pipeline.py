@@ -210,7 +210,7 @@ def _export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwarg
     return report
 
 
-@functools.wraps(_export_all)
+@functools.wraps(_export_all, assigned=("__doc__",))  # its signature and docstring
 def export_all(source, out_dir, *args, **kwargs):
     # One export at a time per output folder: the folder is locked (flock on the folder
     # itself, as training locks its run directory) before its marker is read, so a second
