@@ -1028,6 +1028,7 @@ def test_a_second_export_into_a_folder_in_use_is_refused_and_touches_nothing(tin
 
 # --- keras-resnet-convert: integer keys, quantized tensors, forged sizes ---------------------
 
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
 @pytest.mark.parametrize("how, says", [
     ("int key first", "key 0 (int) is not a parameter name"),
     ("int key last", "key 7 (int) is not a parameter name"),
@@ -1053,12 +1054,14 @@ def test_convert_names_integer_keys_and_quantized_tensors(tmp_path, capsys, how,
     assert checksums(tmp_path) == before
 
 
-def _forged_pt(path, numel):
-    """A torch.save zip whose one tensor's storage claims ``numel`` float32 elements while the
-    file holds 64 bytes of them."""
+def _forged_pt(path, numel, legacy=False):
+    """A torch.save file (its zip format, or with ``legacy`` the pickle format of torch < 1.6)
+    whose one tensor's storage claims ``numel`` float32 elements while the file holds 64
+    bytes of them."""
     import collections
     import io
     import pickle
+    import struct
     import zipfile
 
     import torch
@@ -1074,6 +1077,17 @@ def _forged_pt(path, numel):
             return (torch._utils._rebuild_tensor_v2,
                     (storage, 0, (numel,), (1,), False, collections.OrderedDict()))
 
+    if legacy:  # magic number, protocol, system info, the tensors, their storage keys, the data
+        Pickler.persistent_id = lambda self, obj: (
+            ("storage", torch.FloatStorage, "0", "cpu", numel, None) if obj is storage else None)
+        with open(path, "wb") as f:
+            for obj in (0x1950a86a20f9469cfc6c, 1001, {"protocol_version": 1001, "little_endian": True,
+                                                       "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+                pickle.dump(obj, f, protocol=2)
+            Pickler(f, protocol=2).dump({"conv1.weight": Tensor()})
+            pickle.dump(["0"], f, protocol=2)
+            f.write(struct.pack("<q", 16) + bytes(64))
+        return
     buf = io.BytesIO()
     Pickler(buf, protocol=2).dump({"conv1.weight": Tensor()})
     with zipfile.ZipFile(path, "w") as z:  # stored, not compressed, as torch.save writes
@@ -1088,12 +1102,15 @@ def test_convert_refuses_files_whose_tensors_claim_terabytes_or_more_than_they_h
     import time
 
     torch = pytest.importorskip("torch")
-    # The forgery is a file torch.load reads when its claim is true (16 elements, 64 bytes).
-    _forged_pt(tmp_path / "honest.pt", 16)
-    assert torch.load(tmp_path / "honest.pt", weights_only=True)["conv1.weight"].shape == (16,)
-    (tmp_path / "honest.pt").unlink()
-    _forged_pt(tmp_path / "tebibytes.pt", 1 << 40)
-    _forged_pt(tmp_path / "gigabyte.pt", 1 << 28)
+    # The forgeries are files torch.load reads when their claim is true (16 elements, 64 bytes).
+    for legacy in (False, True):
+        _forged_pt(tmp_path / "honest.pt", 16, legacy)
+        assert torch.load(tmp_path / "honest.pt", weights_only=True)["conv1.weight"].shape == (16,)
+        (tmp_path / "honest.pt").unlink()
+    # The legacy format's loader allocates what a storage claims before it reads it.
+    for prefix, legacy in (("", False), ("legacy-", True)):
+        _forged_pt(tmp_path / f"{prefix}tebibytes.pt", 1 << 40, legacy)
+        _forged_pt(tmp_path / f"{prefix}gigabyte.pt", 1 << 28, legacy)
     header = json.dumps({"conv1.weight": {"dtype": "F32", "shape": [1 << 20, 1 << 20],
                                           "data_offsets": [0, 16]}}).encode()
     (tmp_path / "huge.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
@@ -1101,6 +1118,8 @@ def test_convert_refuses_files_whose_tensors_claim_terabytes_or_more_than_they_h
     for name, says in [
         ("tebibytes.pt", "storage '0' (FloatStorage, 1,099,511,627,776 elements) claims 4.1e+03 GiB; at most 4 GiB"),
         ("gigabyte.pt", "its tensors claim 1,073,741,824 bytes but the file holds"),
+        ("legacy-tebibytes.pt", "storage '0' (FloatStorage, 1,099,511,627,776 elements) claims 4.1e+03 GiB; at most 4 GiB"),
+        ("legacy-gigabyte.pt", "its tensors claim 1,073,741,824 bytes but the file holds"),
         ("huge.safetensors", "key 'conv1.weight' of shape [1048576, 1048576] claims 4.1e+03 GiB; at most 4 GiB"),
     ]:
         start = time.perf_counter()
