@@ -219,22 +219,48 @@ def test_make_tfrecords_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, 
     assert _checksums(tmp_path) == before
 
 
-@needs_mount
-def test_experiment_on_a_full_disk_is_one_line_and_leaves_no_temporary(tmp_path, capsys, monkeypatch):
+def _experiment(argv, capsys):
     from keras_resnet.experiments import main
 
+    capsys.readouterr()
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.slow
+@needs_mount
+def test_experiment_on_a_full_disk_is_one_line_and_leaves_no_temporary(tmp_path, capsys, monkeypatch):
+    """The disk full from the start (the first run's checkpoint), and full when the finished
+    runs' table and figure are written (a rerun of a finished experiment on a disk filled
+    since): one line, exit status 2, no temporary, nothing else changed."""
     monkeypatch.chdir(tmp_path)
     before = _checksums(tmp_path)
+    argv = ["degradation", "--depths", "8,14", "--iterations", "2", "--batch-size", "8", "--quiet"]
     with faults.tmpfs("128k") as where:
-        out = os.path.join(where, "exp")
-        capsys.readouterr()
-        try:
-            rc = main(["degradation", "--depths", "8,14", "--iterations", "2", "--batch-size", "8",
-                       "--out", out, "--quiet"])
-        except SystemExit as e:
-            rc = e.code
-        err = capsys.readouterr().err.strip().splitlines()
+        rc, err = _experiment(argv + ["--out", os.path.join(where, "exp")], capsys)
         assert rc == 2 and "Traceback" not in "\n".join(err), err
         assert err[-1].startswith("keras-resnet-experiment: error: ") and "no space left on the device" in err[-1], err
         assert faults.temporaries(where) == []
+    with faults.tmpfs("64m") as where:
+        out = os.path.join(where, "exp")
+        rc, err = _experiment(argv + ["--out", out], capsys)
+        assert rc == 0, err
+        os.remove(os.path.join(out, "degradation.csv"))
+        finished = _checksums(where)
+        with open(os.path.join(where, "filler"), "wb") as f:  # the rest of the disk
+            try:
+                while True:
+                    f.write(bytes(1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        rc, err = _experiment(argv + ["--out", out], capsys)
+        assert rc == 2 and "Traceback" not in "\n".join(err), err
+        assert err[-1].startswith("keras-resnet-experiment: error: ") and "no space left on the device" in err[-1], err
+        assert faults.temporaries(where) == []
+        os.remove(os.path.join(where, "filler"))
+        assert _checksums(where) == finished
     assert _checksums(tmp_path) == before
