@@ -233,9 +233,10 @@ def _experiment(argv, capsys):
 @pytest.mark.slow
 @needs_mount
 def test_experiment_on_a_full_disk_is_one_line_and_leaves_no_temporary(tmp_path, capsys, monkeypatch):
-    """The disk full from the start (the first run's checkpoint), and full when the finished
-    runs' table and figure are written (a rerun of a finished experiment on a disk filled
-    since): one line, exit status 2, no temporary, nothing else changed."""
+    """The disk full from the start (the first run's checkpoint), and full when a finished
+    experiment is rerun on a disk filled since (it rewrites its runs' files derived from their
+    checkpoints, then its table and figure; the old code's traceback came from a
+    FileWriteError there): one line, exit status 2, no temporary, nothing else changed."""
     monkeypatch.chdir(tmp_path)
     before = _checksums(tmp_path)
     argv = ["degradation", "--depths", "8,14", "--iterations", "2", "--batch-size", "8", "--quiet"]
