@@ -33,11 +33,12 @@ import json
 import os
 import sys
 
-from .cli_util import HelpFormatter, add_version, number, setup_process
+from .cli_util import HelpFormatter, add_version, exit_on_os_error, number, setup_process
 from . import data as kdata
 from . import files
 from . import training as kt
 from .specs import MAX_DEPTH
+from .training.config import MAX_BATCH_SIZE, MAX_STEPS
 
 # One colour per depth, as in the paper's figures (thin = shallow, bold = deep).
 COLORS = {"shallow": "#1f77b4", "deep": "#d62728", "grown": "#2ca02c"}
@@ -218,9 +219,9 @@ def _parser():
     g.add_argument("--data-dir", help="for folder/tfrecord datasets")
     g.add_argument("--image-size", type=number(int, 8, 4096), help="model input size for folder datasets")
     g.add_argument("--download", action="store_true", help="allow keras.datasets to download")
-    g.add_argument("--iterations", type=number(int, 1),
+    g.add_argument("--iterations", type=number(int, 1, MAX_STEPS),
                    help=f"per model (default: {DIGITS_ITERATIONS} on digits, 64000 elsewhere)")
-    g.add_argument("--batch-size", type=number(int, 1), default=128, help="batch size of every model")
+    g.add_argument("--batch-size", type=number(int, 1, MAX_BATCH_SIZE), default=128, help="batch size of every model")
     g.add_argument("--lr", type=number(float, 0, low_open=True), default=0.1, help="learning rate of the four models trained from scratch")
     g.add_argument("--grow-lr", type=number(float, 0, low_open=True), help="fine-tuning rate of the grown model (default: lr/10)")
     g.add_argument("--depths", default="20,56", help="shallow,deep CIFAR depths (6n+2)")
@@ -242,15 +243,20 @@ def main(argv=None):
         depths = tuple(int(x) for x in args.depths.split(","))
     except ValueError:
         parser.error(f"--depths {args.depths!r}: expected two integers, e.g. 20,56")
+    prog = "keras-resnet-experiment"
     try:
-        degradation(out_dir=args.out, dataset=args.dataset, data_dir=args.data_dir,
-                    image_size=args.image_size, iterations=args.iterations,
-                    batch_size=args.batch_size, lr=args.lr, grow_lr=args.grow_lr, depths=depths,
-                    augment=args.augment, seed=args.seed, download=args.download,
-                    overwrite=args.overwrite, verbose=0 if args.quiet else 1)
+        # A full disk, a read-only or unwritable --out: one line naming the path, exit 2.
+        with exit_on_os_error(prog):
+            degradation(out_dir=args.out, dataset=args.dataset, data_dir=args.data_dir,
+                        image_size=args.image_size, iterations=args.iterations,
+                        batch_size=args.batch_size, lr=args.lr, grow_lr=args.grow_lr, depths=depths,
+                        augment=args.augment, seed=args.seed, download=args.download,
+                        overwrite=args.overwrite, verbose=0 if args.quiet else 1)
     except (ValueError, kdata.DataError, kt.TrainingError) as e:
-        print(f"keras-resnet-experiment: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except SystemExit as e:
+        return e.code
     return 0
 
 
