@@ -1,0 +1,103 @@
+"""Grad-CAM (keras_resnet.explain) against the class activation map it must equal.
+
+On a network whose last stage feeds global average pooling and a linear classifier,
+the class score is ``y_c = sum_k w_kc * mean_ij A_k(ij) + b_c``, so the Grad-CAM channel
+weights are ``alpha_k = w_kc / (h * w)`` and Grad-CAM is ``ReLU(CAM) / (h * w)``, with CAM
+``sum_k w_kc A_k`` (Zhou et al. 2016). CAM is computed here independently, in NumPy, from
+the feature map and the classifier's kernel.
+"""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras_resnet as kr
+from keras_resnet import explain
+
+from conftest import randomize_weights
+
+
+def _model(activation, preact=False):
+    model = kr.ResNet([1, 1, 1], [16, 32, 64], stem="cifar", input_shape=(32, 32, 3), classes=5,
+                      classifier_activation=activation, preact=preact)
+    return randomize_weights(model, np.random.default_rng(0), kernel_noise=0.05, bias_noise=0.1)
+
+
+def _cam(model, images, classes, layer):
+    import keras
+
+    features = np.asarray(keras.Model(model.input, model.get_layer(layer).output)(images), "float64")
+    kernel = np.asarray(model.get_layer("predictions").kernel, "float64")       # [K, classes]
+    return np.einsum("nhwk,nk->nhw", features, kernel[:, classes].T), features.shape[1] * features.shape[2]
+
+
+@pytest.mark.parametrize("activation,preact", [(None, False), ("softmax", False), (None, True)])
+def test_grad_cam_is_the_class_activation_map(activation, preact):
+    model = _model(activation, preact)
+    images = np.random.default_rng(1).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
+    heat, classes = explain.grad_cam(model, images, return_classes=True)
+    layer = explain.default_layer(model)
+    assert layer == ("post_relu" if preact else "stage3_block1_out")
+    cam, area = _cam(model, images, classes, layer)
+    assert heat.shape == cam.shape == (3, 8, 8)
+    want = np.maximum(cam, 0) / area          # the positive scale is 1 / (h * w)
+    # float32 rounding: the sums run over 64 channels of values of the maps' scale.
+    tol = 1e-5 * float(np.abs(cam).max()) / area
+    assert float(np.abs(heat - want).max()) <= tol
+    assert (heat > 0).any() and (cam < 0).any()   # neither half of the ReLU is vacuous
+    # The top class: the logits' argmax (before the softmax, when there is one).
+    import keras
+
+    pooled = keras.Model(model.input, model.get_layer("avg_pool").output)(images)
+    logits = np.asarray(pooled) @ np.asarray(model.get_layer("predictions").kernel)
+    np.testing.assert_array_equal(classes, np.argmax(logits, axis=1))
+
+
+def test_a_chosen_class_and_bad_arguments():
+    model = _model(None)
+    images = np.random.default_rng(2).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    heat = explain.grad_cam(model, images, class_index=[4, 0])
+    cam, area = _cam(model, images, np.array([4, 0]), "stage3_block1_out")
+    assert float(np.abs(heat - np.maximum(cam, 0) / area).max()) <= 1e-5 * float(np.abs(cam).max()) / area
+    with pytest.raises(ValueError, match=r"class_index=7 is not supported; expected None, an integer in 0..4"):
+        explain.grad_cam(model, images, class_index=7)
+    with pytest.raises(ValueError, match=r"layer='nope' is not a layer"):
+        explain.grad_cam(model, images, layer="nope")
+    with pytest.raises(ValueError, match=r"needs a convolutional feature map"):
+        explain.grad_cam(model, images, layer="avg_pool")
+
+
+def test_explain_command_writes_one_overlay_per_image(tmp_path):
+    """keras-resnet-explain on a .keras file and two photos: one PNG each, the photo's size
+    and colours under the heatmap, nothing else in the folder; a missing image exits 2."""
+    from PIL import Image
+
+    model = _model("softmax")
+    import keras  # noqa: F401
+
+    path = tmp_path / "m.keras"
+    model.save(path)
+    rng = np.random.default_rng(3)
+    photos = []
+    for i in range(2):
+        p = tmp_path / f"photo{i}.png"
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(p)
+        photos.append(str(p))
+    labels = tmp_path / "labels.txt"
+    labels.write_text("cat\ndog\nfox\nowl\nbee\n")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-I", "-m", "keras_resnet.explain", str(path), *photos,
+                        "--out", str(out), "--preprocessing", "none", "--labels", str(labels)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert sorted(os.listdir(out)) == ["photo0_gradcam.png", "photo1_gradcam.png"]
+    with Image.open(out / "photo0_gradcam.png") as im:
+        assert im.format == "PNG" and im.size[1] == 40 and im.size[0] > 48
+    assert "top class" in r.stdout
+    bad = subprocess.run([sys.executable, "-I", "-m", "keras_resnet.explain", str(path),
+                          str(tmp_path / "missing.png"), "--out", str(out)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "missing.png does not exist" in bad.stderr.strip().splitlines()[-1]
