@@ -170,6 +170,7 @@ def _labels(path, classes):
 def _load(source, preprocessing):
     """``(model, preprocessing dict or None, class names or None)`` for a run directory or a
     ``.keras`` file (its run.json beside it, when there is one)."""
+    from . import models  # noqa: F401 - registers keras_resnet's classes for loading
     from .export.source import load_source
 
     src = load_source(source, preprocessing=preprocessing)

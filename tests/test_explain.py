@@ -47,13 +47,19 @@ def test_grad_cam_is_the_class_activation_map(activation, preact):
     # float32 rounding: the sums run over 64 channels of values of the maps' scale.
     tol = 1e-5 * float(np.abs(cam).max()) / area
     assert float(np.abs(heat - want).max()) <= tol
-    assert (heat > 0).any() and (cam < 0).any()   # neither half of the ReLU is vacuous
-    # The top class: the logits' argmax (before the softmax, when there is one).
+    assert (heat > 0).any()
+    # The lowest-scoring class: its map has negative parts, which the ReLU removes.
     import keras
 
     pooled = keras.Model(model.input, model.get_layer("avg_pool").output)(images)
     logits = np.asarray(pooled) @ np.asarray(model.get_layer("predictions").kernel)
     np.testing.assert_array_equal(classes, np.argmax(logits, axis=1))
+    low = np.argmin(logits, axis=1)
+    heat_low = explain.grad_cam(model, images, class_index=low, layer=layer)
+    cam_low, _ = _cam(model, images, low, layer)
+    assert (cam_low < 0).any() and (cam_low > 0).any()   # neither half of the ReLU is vacuous
+    tol = 1e-5 * float(np.abs(cam_low).max()) / area
+    assert float(np.abs(heat_low - np.maximum(cam_low, 0) / area).max()) <= tol
 
 
 def test_a_chosen_class_and_bad_arguments():
@@ -70,9 +76,10 @@ def test_a_chosen_class_and_bad_arguments():
         explain.grad_cam(model, images, layer="avg_pool")
 
 
+@pytest.mark.slow
 def test_explain_command_writes_one_overlay_per_image(tmp_path):
-    """keras-resnet-explain on a .keras file and two photos: one PNG each, the photo's size
-    and colours under the heatmap, nothing else in the folder; a missing image exits 2."""
+    """keras-resnet-explain on a .keras file and two photos: one PNG each, the photo's
+    height, nothing else in the folder."""
     from PIL import Image
 
     model = _model("softmax")
@@ -97,7 +104,11 @@ def test_explain_command_writes_one_overlay_per_image(tmp_path):
     with Image.open(out / "photo0_gradcam.png") as im:
         assert im.format == "PNG" and im.size[1] == 40 and im.size[0] > 48
     assert "top class" in r.stdout
-    bad = subprocess.run([sys.executable, "-I", "-m", "keras_resnet.explain", str(path),
-                          str(tmp_path / "missing.png"), "--out", str(out)],
+
+
+def test_explain_command_refuses_a_missing_image_before_loading_anything(tmp_path):
+    bad = subprocess.run([sys.executable, "-I", "-m", "keras_resnet.explain", str(tmp_path / "m.keras"),
+                          str(tmp_path / "missing.png"), "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "missing.png does not exist" in bad.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out").exists()
