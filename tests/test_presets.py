@@ -81,12 +81,13 @@ def test_keras_hub_backbone_preset_loads_with_the_same_features(tmp_path):
         assert tuple(pyramid.pyramid_outputs[level].shape[1:]) == tuple(tensor.shape[1:])
 
 
-@pytest.mark.parametrize("ctor,options", [("ResNet18", {}), ("ResNet50D", {})])
+@pytest.mark.parametrize("ctor,options", [("ResNet18", {}),
+                                          pytest.param("ResNet50D", {}, marks=pytest.mark.slow)])
 def test_keras_resnet_model_saved_as_a_preset_loads_in_keras_hub(ctor, options, tmp_path):
     model = getattr(kr, ctor)(classes=5, classifier_activation=None, include_preprocessing=True,
                               preprocessing="torch", **options)
     randomize_weights(model, np.random.default_rng(3), kernel_noise=0.01, bias_noise=0.1)
-    path = kr.save_to_preset(model, tmp_path / "preset", labels=list("abcde"))
+    path = kr.save_to_preset(model, tmp_path / "preset", image_size=(64, 64), labels=list("abcde"))
     loaded = keras_hub.models.ResNetImageClassifier.from_preset(path)
     pixels = _pixels(seed=4)
     want = np.asarray(model(pixels, training=False))
