@@ -182,6 +182,20 @@ def test_create_model_with_a_checkpoint_computes_what_the_library_does(name, lib
     assert rel_error(model(pixels, training=False), want) <= 1e-4
 
 
+def test_the_pretrained_cfg_travels_into_export_metadata():
+    """What SavedModel's assets.extra/signature.json holds (and the ONNX metadata's
+    keras_resnet.eval_transform entry) carries the name's configuration."""
+    from keras_resnet.export.saved_model import signature_doc
+    from keras_resnet.export.source import load_source
+
+    model = kr.create_model("resnet18.IMAGENET1K_V1", input_shape=(32, 32, 3))
+    doc = signature_doc(load_source(model))
+    cfg = doc["eval_transform"]["pretrained_cfg"]
+    assert cfg == model.pretrained_cfg and cfg["resize_size"] == 256 and cfg["crop_pct"] == 224 / 256
+    # The normalisation is inside the model: the export adds none of its own.
+    assert doc["preprocessing"] == {"scale": [1.0] * 3, "offset": [0.0] * 3}
+
+
 def test_unknown_names_offer_close_matches():
     with pytest.raises(ValueError, match=r"name='resnet50d.ra_in1k' is not supported; did you mean .*resnet50d.ra2_in1k"):
         kr.create_model("resnet50d.ra_in1k")
