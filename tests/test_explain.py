@@ -112,3 +112,19 @@ def test_explain_command_refuses_a_missing_image_before_loading_anything(tmp_pat
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "missing.png does not exist" in bad.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", ["resnet20", "preactresnet20", "plain20", "ResNet18D",
+                                  pytest.param("ResNeXt50_32x4d", marks=pytest.mark.slow),
+                                  pytest.param("ECAResNet50D", marks=pytest.mark.slow)])
+def test_grad_cam_on_registered_models_is_their_cam(name):
+    """One model of each kind in the registry (CIFAR option A, pre-activation, plain,
+    ResNet-D, grouped, ECA): the default layer feeds the linear head in every one."""
+    model = kr.resolve_model(name)(input_shape=(32, 32, 3), classes=3)
+    randomize_weights(model, np.random.default_rng(4), kernel_noise=0.01, bias_noise=0.1)
+    images = np.random.default_rng(5).uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
+    heat, classes = explain.grad_cam(model, images, return_classes=True)
+    cam, area = _cam(model, images, classes, explain.default_layer(model))
+    assert heat.shape == cam.shape
+    tol = 1e-5 * float(np.abs(cam).max()) / area
+    assert float(np.abs(heat - np.maximum(cam, 0) / area).max()) <= tol
