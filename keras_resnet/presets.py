@@ -31,7 +31,6 @@ Only local directories: a ``kaggle://`` or ``hf://`` handle is refused with the 
 that downloads it first.
 """
 
-import json
 import os
 import re
 
@@ -39,10 +38,10 @@ import numpy as np
 
 from . import files
 
+# Remote handle prefix -> the command that downloads it.
 REMOTE = {
-    "kaggle://": ("python -c \"import kagglehub; print(kagglehub.model_download('{handle}'))\"",
-                  "kagglehub"),
-    "hf://": ("huggingface-cli download {handle} --local-dir {name}", "huggingface_hub"),
+    "kaggle://": "python -c \"import kagglehub; print(kagglehub.model_download('{handle}'))\"",
+    "hf://": "huggingface-cli download {handle} --local-dir {name}",
 }
 BACKBONE = "ResNetBackbone"
 CLASSIFIER = "ResNetImageClassifier"
@@ -52,7 +51,7 @@ def _check_local(path):
     text = os.fspath(path) if isinstance(path, os.PathLike) else path
     if not isinstance(text, str):
         raise ValueError(f"preset={path!r} is not supported; expected a local preset directory")
-    for prefix, (command, _) in REMOTE.items():
+    for prefix, command in REMOTE.items():
         if text.lower().startswith(prefix):
             handle = text[len(prefix):]
             cmd = command.format(handle=handle, name=handle.rstrip("/").split("/")[-1])
@@ -364,8 +363,6 @@ def save_to_preset(model, preset, image_size=None, interpolation="bilinear", lab
     Returns the path.
     """
     keras_hub = _keras_hub()
-    from ._compat import keras
-
     preset = os.fspath(preset)
     if os.path.exists(preset) and (not os.path.isdir(preset) or os.listdir(preset)):
         raise ValueError(f"preset={preset!r} exists and is not an empty directory; "
@@ -401,7 +398,7 @@ def save_to_preset(model, preset, image_size=None, interpolation="bilinear", lab
         if labels is not None:
             with open(os.path.join(tmp, "labels.txt"), "w", encoding="utf-8") as f:
                 f.write("".join(f"{name}\n" for name in labels))
-        _check_written(tmp, model, prep, keras_hub, keras)
+        _check_written(tmp, model, prep, keras_hub)
     return preset
 
 
@@ -413,7 +410,7 @@ def _model_preprocessing(config):
     return {"scale": [1.0] * 3, "offset": [0.0] * 3}
 
 
-def _check_written(directory, model, prep, keras_hub, keras):
+def _check_written(directory, model, prep, keras_hub):
     """keras-hub loads what was written and computes what ``model`` does (float32
     rounding): the classifier's logits, or the backbone's last feature map."""
     c = model.get_config()
@@ -424,9 +421,7 @@ def _check_written(directory, model, prep, keras_hub, keras):
     if c["include_top"]:
         loaded = keras_hub.models.ImageClassifier.from_preset(directory)
         got = np.asarray(loaded.backbone(x, training=False))
-        got = np.asarray(loaded.output_dense(np.mean(got, axis=(1, 2))))
-        if c.get("classifier_activation") not in (None, "linear"):
-            want = np.asarray(want)  # both with the activation
+        got = np.asarray(loaded.output_dense(np.mean(got, axis=(1, 2))))  # with its activation
     else:
         loaded = keras_hub.models.Backbone.from_preset(directory)
         got = np.asarray(loaded(x, training=False))

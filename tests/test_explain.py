@@ -86,8 +86,6 @@ def test_explain_command_writes_one_overlay_per_image(tmp_path):
     from PIL import Image
 
     model = _model("softmax")
-    import keras  # noqa: F401
-
     path = tmp_path / "m.keras"
     model.save(path)
     rng = np.random.default_rng(3)

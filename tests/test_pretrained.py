@@ -12,7 +12,6 @@ installed libraries.
 
 import json
 import math
-import os
 import sys
 
 import numpy as np
