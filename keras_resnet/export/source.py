@@ -190,6 +190,9 @@ class ExportSource:
                 "expected one [batch, classes] output"
             )
         self.original_dtype_policy = _policy_name(model)
+        # The weights' own input configuration (keras_resnet.create_model, from_preset),
+        # recorded with the evaluation transform in every export's metadata.
+        self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
         self.model = as_float32(model)
         self.input_shape = tuple(self.model.inputs[0].shape[1:])
         if self.input_shape[-1] is None:
@@ -255,6 +258,12 @@ class ExportSource:
 
     def eval_transform_doc(self):
         """The evaluation transform in words and numbers (for signature.json and metadata)."""
+        doc = self._eval_transform_doc()
+        if self.pretrained_cfg:
+            doc["pretrained_cfg"] = dict(self.pretrained_cfg)
+        return doc
+
+    def _eval_transform_doc(self):
         h, w, _ = self.input_shape
         if self.eval_augment == "imagenet":
             from ..data.augment import CENTER_CROP_FRACTION
