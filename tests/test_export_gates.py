@@ -34,10 +34,11 @@ def test_a_model_with_logits_near_1e7_passes_every_float_check(tmp_path):
     dense.set_weights([kernel * 1e6, bias])
     images = _images(32)
     report = export_all(model, str(tmp_path / "out"), tflite_precisions="fp32", onnx_precisions="fp32",
-                        eval_data=(images, None), latency_runs=2, progress=None, check=False)
+                        openvino_precisions="fp32", eval_data=(images, None), latency_runs=2,
+                        progress=None, check=False)
     floats = [a for a in report["artifacts"] if a["format"] != "keras"]
     assert {(a["format"], a["precision"]) for a in floats} == {
-        ("savedmodel", "fp32"), ("tflite", "fp32"), ("onnx", "fp32")}
+        ("savedmodel", "fp32"), ("tflite", "fp32"), ("onnx", "fp32"), ("openvino", "fp32")}
     for a in floats:
         p = a["parity"]
         assert p["logit_scale"] > 1e6, p  # the premise: logits near 1e7 (from the 1e6 kernel)

@@ -225,7 +225,7 @@ def quantized_parity(ref_logits, logits, labels=None, min_agreement=MIN_AGREEMEN
         lost, gained = int(np.sum(ref_right & ~right)), int(np.sum(~ref_right & right))
         change, low, high = evidence.accuracy_change_interval(lost, gained, n)
         ref_acc, acc = float(np.mean(ref_right)), float(np.mean(right))
-        chance = evidence.chance_rate(labels)
+        chance = evidence.chance_rate(ref_logits.shape[-1])
         out.update(keras_accuracy=ref_acc, accuracy=acc, accuracy_ci=list(evidence.wilson_interval(
             int(np.sum(right)), n)), accuracy_change=acc - ref_acc, accuracy_change_ci=[low, high],
             lost=lost, gained=gained, mcnemar_p=evidence.mcnemar_exact(lost, gained),

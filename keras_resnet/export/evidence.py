@@ -33,7 +33,9 @@ def wilson_interval(successes, n, z=Z95):
     z2 = z * z
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    low = 0.0 if successes <= 0 else max(0.0, centre - half)
+    high = 1.0 if successes >= n else min(1.0, centre + half)
+    return low, high
 
 
 def _log_binomial_coefficients(m):
@@ -108,12 +110,9 @@ def accuracy_change_interval(b, c, n, alpha=ALPHA):
     return (c - b) / n, m * (1 - 2 * q_high) / n, m * (1 - 2 * q_low) / n
 
 
-def chance_rate(labels):
-    """The accuracy of always answering the most frequent label (1/K for balanced labels)."""
-    labels = np.asarray(labels).reshape(-1)
-    if labels.size == 0:
-        return 0.0
-    return float(np.max(np.unique(labels, return_counts=True)[1]) / labels.size)
+def chance_rate(num_classes):
+    """The accuracy of guessing among ``num_classes`` classes: 1 / classes."""
+    return 1.0 / max(int(num_classes), 1)
 
 
 def at_chance(correct, n, chance, alpha=ALPHA):

@@ -205,7 +205,7 @@ def export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs
         right = int(np.sum(np.argmax(ref, -1) == eval_labels))
         keras_entry["accuracy"] = right / len(eval_labels)
         keras_entry["accuracy_ci"] = list(evidence.wilson_interval(right, len(eval_labels)))
-        chance = evidence.chance_rate(eval_labels)
+        chance = evidence.chance_rate(src.num_classes)
         if evidence.at_chance(right, len(eval_labels), chance):
             report["float_at_chance"] = evidence.at_chance_message(keras_entry["accuracy"], chance)
             say(progress, "warning: " + report["float_at_chance"])
