@@ -5,7 +5,6 @@ Runtime, LiteRT metadata read back and the GPU delegate's compatibility, OpenVIN
 runtime with its labels.
 """
 
-import base64
 import json
 import os
 import subprocess
@@ -15,7 +14,8 @@ import zipfile
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.slow  # trains a model, then exports it once per runtime (~2 min in all)
+
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 MODEL = "digits8"
 
@@ -35,7 +35,7 @@ class Run:
         self.prep = preprocessing_from_arrays(x)
         model = kr.resnet_cifar(8, input_shape=(8, 8, 1), classes=10, name=MODEL)
         model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy")
-        model.fit(apply_preprocessing(x, self.prep), y, epochs=6, batch_size=32, verbose=0)
+        model.fit(apply_preprocessing(x, self.prep), y, epochs=3, batch_size=32, verbose=0)
         self.dir = os.path.join(root, "run")
         os.makedirs(self.dir)
         model.save(os.path.join(self.dir, "best.keras"))
@@ -221,13 +221,13 @@ def test_models_config_and_batching_parameters_are_tf_serving_protos(run, tmp_pa
         f"tensorflow_model_server --port=8500 --rest_api_port=8501 --model_config_file={base / 'models.config'} "
         f"--enable_batching=true --batching_parameters_file={base / 'batching_parameters.txt'}")
     assert serving["command"] in (out / "report_savedmodel.md").read_text()
-    _export(run, out, "savedmodel")  # version 2: still one model entry
+    _export(run, out, "savedmodel", overwrite=True)  # version 2 (never replaced): one model entry
     assert sorted(os.listdir(base / MODEL)) == ["1", "2"]
     config = text_format.Parse((base / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
     assert [c.name for c in config.model_config_list.config] == [MODEL]
     # A models.config the user wrote is never replaced.
     (base / "models.config").write_text("model_config_list {}\n")
-    report = _export(run, out, "savedmodel")
+    report = _export(run, out, "savedmodel", overwrite=True)
     assert (base / "models.config").read_text() == "model_config_list {}\n"
     assert report["serving"]["kept"] == [str(base / "models.config")]
 
