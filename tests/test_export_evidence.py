@@ -168,3 +168,41 @@ def test_a_small_export_with_a_model_at_chance_warns_and_exits_0(tmp_path, capfd
                            "train longer before judging quantization"), err
     assert (tmp_path / "out" / "tflite" / "untrained_int8.tflite").is_file()
     assert "Warning: the float model's accuracy is 33%" in out
+
+
+@pytest.mark.slow
+def test_a_two_epoch_small_folder_run_exports_and_names_the_real_cause(tmp_path, capfd):
+    """3 classes of 30 images, 2 epochs, then ``--export`` (every format and precision, QAT
+    included): the command ends 0, and whatever the quantized exports could not be judged
+    on is a warning; when the float model is at chance that is said first, and nothing is
+    blamed on quantization."""
+    import json
+
+    from PIL import Image
+
+    from keras_resnet.train import main
+
+    rng = np.random.default_rng(0)
+    for c in range(3):
+        (tmp_path / "photos" / f"class{c}").mkdir(parents=True)
+        for i in range(30):
+            y, x = np.mgrid[0:20, 0:20]
+            img = np.stack([(x * (3 + 4 * c) + y * (c + 1) + i) % 256, (y * 9 + 40 * c) % 256,
+                            rng.integers(0, 256, (20, 20))], -1).astype("uint8")
+            Image.fromarray(img).save(tmp_path / "photos" / f"class{c}" / f"{i}.png")
+    code = main(["--dataset", "folder", "--data-dir", str(tmp_path / "photos"), "--image-size", "16",
+                 "--model", "resnet8", "--epochs", "2", "--batch-size", "8", "--quiet", "--no-plot",
+                 "--no-tensorboard", "--run-dir", str(tmp_path / "run"), "--export", str(tmp_path / "out")],
+                prog="train.py")
+    out, err = capfd.readouterr()
+    assert code == 0, err[-3000:]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["passed"] and report["failures"] == []
+    quantized = [a for a in report["artifacts"] if a["parity"] and a["parity"]["kind"] == "quantized"]
+    assert {a["precision"] for a in quantized} >= {"int8", "qat", "fp16"}
+    warnings = [line[len("warning: "):] for line in err.splitlines() if line.startswith("warning: ")]
+    assert warnings == report["warnings"]
+    if report.get("float_at_chance"):
+        assert warnings[0].startswith("the float model's accuracy is ") and "(chance 33%)" in warnings[0]
+        assert all(a["parity"]["verdict"] == "warn" for a in quantized)
+        assert warnings == [report["float_at_chance"]]  # said once, and nothing else blamed
