@@ -122,5 +122,6 @@ def at_chance(correct, n, chance, alpha=ALPHA):
 
 
 def at_chance_message(accuracy, chance):
-    return (f"the float model's accuracy is {accuracy:.0%} (chance {chance:.0%}): train longer "
-            "before judging quantization")
+    digits = 0 if chance >= 0.01 else 2  # 1,000 classes: chance 0.10%
+    return (f"the float model's accuracy is {accuracy:.{digits}%} (chance {chance:.{digits}%}): "
+            "train longer before judging quantization")
