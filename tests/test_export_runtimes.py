@@ -5,6 +5,7 @@ Runtime, LiteRT metadata read back and the GPU delegate's compatibility, OpenVIN
 runtime with its labels.
 """
 
+import io
 import json
 import os
 import subprocess
@@ -318,8 +319,6 @@ def _read_metadata(content):
 
 
 def test_tflite_metadata_reads_back_and_float_files_are_gpu_compatible(run, tmp_path):
-    import tensorflow as tf
-
     from keras_resnet.export.tflite import LiteRTModel, gpu_compatibility
 
     report = _export(run, tmp_path / "out", "tflite", tflite_precisions=["fp32", "fp16", "int8"])
@@ -351,8 +350,6 @@ def test_tflite_metadata_reads_back_and_float_files_are_gpu_compatible(run, tmp_
             (label_file,) = children(o, 6)
             assert string(label_file, 0) == "labels.txt" and byte(label_file, 2) == 2  # TENSOR_AXIS_LABELS
         # The label file is packed in the zip archive appended to the model.
-        import io
-
         with zipfile.ZipFile(io.BytesIO(content)) as z:
             assert z.read("labels.txt").decode().splitlines() == NAMES
         # The model with its metadata still runs, as exported.
@@ -365,7 +362,6 @@ def test_tflite_metadata_reads_back_and_float_files_are_gpu_compatible(run, tmp_
             gpu = gpu_compatibility(content)
             assert gpu["compatible"] and gpu["incompatible"] == [], gpu
             assert entry["gpu_delegate"] == gpu
-    del tf
 
 
 # ---------------------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ExportForma
                       check_gate, latency_ms, parity_vs_keras, say, split_list, write_and_verify)
 from ._common import check_precisions as _check_precisions
 from .formats import OPENVINO_DEFAULT_PRECISIONS, TITLES
+from .saved_model import class_names
 
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_PRECISIONS = OPENVINO_DEFAULT_PRECISIONS
@@ -47,12 +48,6 @@ def _openvino():
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ExportError("the openvino format needs OpenVINO: pip install 'keras-residual[export]'") from e
     return openvino
-
-
-def class_names(source):
-    names = source.class_names
-    return [str(c) for c in names] if names and len(names) == source.num_classes else [
-        str(i) for i in range(source.num_classes)]
 
 
 def convert(source, saved_model_dir, out_dir, precision, model_name):

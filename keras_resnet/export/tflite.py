@@ -30,7 +30,7 @@ from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ExportForma
                       check_gate,
                       latency_ms, parity_vs_keras, precision_paths, say, split_list, write_and_verify)
 from .formats import TFLITE_DEFAULT_PRECISIONS, TITLES
-from .saved_model import write_saved_model
+from .saved_model import class_names, write_saved_model
 from .tflite_convert import INT8_IO, PRECISIONS, check_int8_io, check_precisions, convert_saved_model  # noqa: F401
 
 GPU_PRECISIONS = ("fp32", "fp16")
@@ -65,12 +65,6 @@ def describe(source, precision):
             f"{source.eval_transform_doc()['resize']}"
             + (f", then crop {source.eval_transform_doc()['crop']}" if source.eval_transform_doc().get("crop")
                else "") + ".")
-
-
-def class_names(source):
-    names = source.class_names
-    return [str(c) for c in names] if names and len(names) == source.num_classes else [
-        str(i) for i in range(source.num_classes)]
 
 
 def with_metadata(source, content, precision):
