@@ -37,7 +37,8 @@ def test_convert_fine_tune_export_agree(tmp_path, capsys):
     from keras_resnet.export import export_all
 
     report = export_all(str(run_dir), str(tmp_path / "exports"), tflite_precisions="fp32",
-                        onnx_precisions="fp32", latency_runs=1, progress=None)
+                        onnx_precisions="fp32", openvino_precisions="fp32", latency_runs=1,
+                        progress=None)
     assert report["passed"], report.get("failures")
 
     import keras

@@ -1,14 +1,17 @@
 """The export formats and their option defaults, as plain data: what the export command's
 argument parser needs, without TensorFlow. Each format module (``saved_model``, ``tflite``,
-``onnx_export``) takes its defaults from here; :mod:`.pipeline` checks that its format
+``onnx_export``, ``openvino_export``) takes its defaults from here; :mod:`.pipeline` checks that its format
 registry lists the same formats in the same order."""
 
 # name -> title, in the report's order
-TITLES = {"savedmodel": "SavedModel (TF Serving)", "tflite": "TFLite/LiteRT", "onnx": "ONNX"}
+TITLES = {"savedmodel": "SavedModel (TF Serving)", "tflite": "TFLite/LiteRT", "onnx": "ONNX",
+          "openvino": "OpenVINO"}
 FORMATS = tuple(TITLES)
 
 TFLITE_DEFAULT_PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "qat")
 ONNX_DEFAULT_PRECISIONS = ("fp32", "int8")
+OPENVINO_DEFAULT_PRECISIONS = ("fp32", "fp16")
+TOP_K = 5  # SavedModel: classes and scores of the top k
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 13, 18
 

@@ -2,7 +2,8 @@
 
 The graph takes ``images``: float32 ``[batch, H, W, C]`` pixels in 0..255 (NHWC,
 preprocessing baked in; ``batch`` is a dynamic dimension) and returns ``logits`` and
-``probabilities``: float32 ``[batch, classes]``.
+``probabilities``: float32 ``[batch, classes]``. ``metadata_props`` carries the class
+names (``labels``), the preprocessing and the evaluation transform (:func:`metadata_props`).
 
 Precisions:
 
@@ -24,7 +25,8 @@ import numpy as np
 import tensorflow as tf
 
 from ._common import check_precisions as _check_precisions
-from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ExportFormat, check_gate,
+from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ExportFormat, batch_timing,
+                      check_gate,
                       latency_ms, parity_vs_keras, precision_paths, say, split_list, write_and_verify)
 
 from .formats import (DEFAULT_OPSET, MAX_OPSET, MIN_OPSET,  # noqa: E402,F401
@@ -70,16 +72,41 @@ def convert_fp32(source, path, opset=DEFAULT_OPSET):
         "keras_resnet export: images float32 [batch, H, W, C] pixels 0..255 -> "
         "logits, probabilities float32 [batch, classes]"
     )
-    # What a client must do to an image before "images" (the evaluation transform of the
-    # run; the preprocessing is inside): ONNX Runtime's InferenceSession.get_modelmeta().
-    import json
-
-    for key, value in (("keras_resnet.input", "RGB pixels 0..255, float32, preprocessing inside"),
-                       ("keras_resnet.eval_transform", json.dumps(source.eval_transform_doc()))):
-        entry = model_proto.metadata_props.add()
-        entry.key, entry.value = key, value
+    set_metadata(model_proto, metadata_props(source))
     onnx.checker.check_model(model_proto)
     onnx.save(model_proto, path)
+
+
+def metadata_props(source):
+    """What a client needs besides the graph, as ``metadata_props`` (read with ONNX Runtime's
+    ``InferenceSession.get_modelmeta().custom_metadata_map``): ``labels`` (JSON list of the
+    class names, in output order), ``preprocessing`` (JSON: the input is pixels 0..255, the
+    scale/offset the graph applies inside, the colour space and layout; a client does not
+    normalise) and ``keras_resnet.eval_transform`` (JSON: how to resize/crop an image to the
+    input)."""
+    import json
+
+    from .saved_model import class_names
+
+    color = {1: "GRAYSCALE", 3: "RGB"}.get(source.channels, f"{source.channels} channels")
+    preprocessing = {"input": "pixels 0..255, float32", "layout": "NHWC", "color_space": color,
+                     "inside_model": True, "normalize": None,
+                     "model_applies": {"scale": source.preprocessing["scale"],
+                                       "offset": source.preprocessing["offset"],
+                                       "formula": "pixels * scale + offset"}}
+    return {"labels": json.dumps(class_names(source)), "preprocessing": json.dumps(preprocessing),
+            "keras_resnet.eval_transform": json.dumps(source.eval_transform_doc()),
+            "keras_resnet.input": f"{color} pixels 0..255, float32 NHWC, preprocessing inside",
+            "model_name": source.name}
+
+
+def set_metadata(model_proto, props):
+    """Replace ``props``' keys in ``model_proto.metadata_props``."""
+    keep = [(p.key, p.value) for p in model_proto.metadata_props if p.key not in props]
+    del model_proto.metadata_props[:]
+    for key, value in keep + list(props.items()):
+        entry = model_proto.metadata_props.add()
+        entry.key, entry.value = key, value
 
 
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -140,6 +167,8 @@ def verify(source, path, precision, eval_images, eval_labels=None, latency_runs=
         "quantized_op_types": sorted({n.op_type for n in proto.graph.node
                                       if any(i.endswith("_DequantizeLinear_Output") for i in n.input)}),
     }
+    info.update(batch_timing(lambda x: model.session.run(["logits"], {"images": x}),
+                             np.asarray(eval_images, "float32"), latency_runs))
     return parity, model.latency(latency_runs, eval_images[:1]), info
 
 
@@ -185,7 +214,12 @@ def export_onnx(source, out_dir, precisions=PRECISIONS, opset=DEFAULT_OPSET, cal
             if precision == "fp32":
                 shutil.copyfile(fp32, path)
             else:
+                import onnx
+
                 quantize_int8(fp32, path, calibration_images, activation_type)
+                proto = onnx.load(path)  # the quantizer keeps the graph, not always the metadata
+                set_metadata(proto, metadata_props(source))
+                onnx.save(proto, path)
 
         return write_and_verify("onnx", "ONNX Runtime", source, paths, write, verify, eval_images,
                                 eval_labels, overwrite, latency_runs, progress,

@@ -8,16 +8,19 @@ import os
 import numpy as np
 
 from .. import files
-from . import onnx_export, saved_model, tflite
+from . import onnx_export, openvino_export, saved_model, tflite
 from . import report as report_lib
-from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ParityError, check_gate,
+from . import evidence
+from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ParityError, batch_timing,
+                      check_gate,
                       check_new_path, check_writable, say, split_list)
 from .source import load_source
 from . import formats
 
 # The format registry: every format module plugs in with one ``FORMAT`` entry
 # (:class:`keras_resnet.export._common.ExportFormat`); the order is the report's.
-REGISTRY = {f.name: f for f in (saved_model.FORMAT, tflite.FORMAT, onnx_export.FORMAT)}
+REGISTRY = {f.name: f for f in (saved_model.FORMAT, tflite.FORMAT, onnx_export.FORMAT,
+                                 openvino_export.FORMAT)}
 FORMATS = tuple(REGISTRY)
 assert FORMATS == formats.FORMATS, "keras_resnet.export.formats lists the registry's formats"
 DEFAULT_TFLITE = tflite.DEFAULT_PRECISIONS
@@ -48,6 +51,13 @@ def load_images_file(path, what):
     if "images" not in data:
         raise ExportError(f"{what} file {path} has arrays {list(data.keys())}; expected 'images' (and 'labels')")
     return data["images"], (data["labels"] if "labels" in data else None)
+
+
+def _keras_batch_timing(src, images, runs):
+    import tensorflow as tf
+
+    fn = tf.function(src.serving_outputs, jit_compile=False)
+    return batch_timing(lambda x: fn(tf.constant(x))["logits"].numpy(), images, runs)
 
 
 def report_name(formats):
@@ -91,15 +101,20 @@ def _export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwarg
         source: a training run directory (``best.keras`` + ``run.json``), a ``.keras``
             file, a Keras model or an :class:`ExportSource`.
         out_dir: where to write: ``saved_model/<model_name>/<version>/``,
-            ``tflite/<model_name>_<precision>.tflite``, ``onnx/<model_name>_<precision>.onnx``
-            and ``report.json`` / ``report.md`` (``report_<formats>.*`` for a subset).
-        formats: any of ``"savedmodel"``, ``"tflite"``, ``"onnx"`` (:data:`REGISTRY`).
+            ``tflite/<model_name>_<precision>.tflite``, ``onnx/<model_name>_<precision>.onnx``,
+            ``openvino/<model_name>_<precision>/`` and ``report.json`` / ``report.md``
+            (``report_<formats>.*`` when ``formats`` is a subset, e.g. ``report_onnx.json``).
+        formats: any of ``"savedmodel"``, ``"tflite"``, ``"onnx"``, ``"openvino"``
+            (:data:`REGISTRY`).
 
     Keyword options (each format checks its own; see :data:`SHARED_OPTIONS` and each
     format's ``FORMAT.options``):
 
         tflite_precisions: any of ``fp32, fp16, dynamic, int8, qat``.
         onnx_precisions: any of ``fp32, int8``.
+        openvino_precisions: any of ``fp32, fp16``.
+        top_k: how many classes (labels) and scores the SavedModel's signatures return
+            (default 5, at most the number of classes).
         int8_io: input/output type of full-integer TFLite models: ``int8``, ``uint8``,
             ``float32``.
         dataset, dataset_kwargs: the dataset for calibration and evaluation data (default:
@@ -178,13 +193,24 @@ def _export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwarg
 
     report = report_lib.new_report(src, out_dir)
     ref = src.keras_logits(eval_images)
+    report["evaluation"] = {"n": int(len(eval_images)), "labels": eval_labels is not None,
+                            "what": ("the given evaluation data" if eval_data is not None else
+                                     f"the test split of {src.dataset}" if eval_labels is not None
+                                     else "calibration images" if calib is not None else "random pixels")}
     keras_entry = {
         "format": "keras", "precision": "fp32", "path": os.path.abspath(src.path) if src.path else None,
         "size_bytes": os.path.getsize(src.path) if src.path else None, "parity": None, "passed": True,
         "latency_ms": src.keras_latency(shared["latency_runs"]),
+        **_keras_batch_timing(src, eval_images, shared["latency_runs"]),
     }
     if eval_labels is not None:
-        keras_entry["accuracy"] = float(np.mean(np.argmax(ref, -1) == eval_labels))
+        right = int(np.sum(np.argmax(ref, -1) == eval_labels))
+        keras_entry["accuracy"] = right / len(eval_labels)
+        keras_entry["accuracy_ci"] = list(evidence.wilson_interval(right, len(eval_labels)))
+        chance = evidence.chance_rate(src.num_classes)
+        if evidence.at_chance(right, len(eval_labels), chance):
+            report["float_at_chance"] = evidence.at_chance_message(keras_entry["accuracy"], chance)
+            say(progress, "warning: " + report["float_at_chance"])
     report["artifacts"].append(keras_entry)
 
     run = dict(model_name=model_name, overwrite=overwrite, calibration_images=calib,
@@ -195,6 +221,9 @@ def _export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwarg
     try:
         for f in formats:
             report["artifacts"].extend(REGISTRY[f].export(src, dirs[f], per_format[f], run))
+        serving = [a["serving"] for a in report["artifacts"] if a.get("serving")]
+        if serving:
+            report["serving"] = serving[0]
         report_lib.finish(report)
         paths = report_lib.write(report, out_dir, name, overwrite=overwrite)
     except BaseException:

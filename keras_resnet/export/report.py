@@ -8,10 +8,24 @@ import platform
 from ._common import atomic_path
 
 
+def cpu_flags():
+    """The CPU's vector-instruction flags that change kernels' speed and rounding (AVX2,
+    AVX-512, VNNI, BF16, AMX), from /proc/cpuinfo; empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return sorted(flag for flag in line.split(":", 1)[1].split()
+                                  if flag in ("avx2", "fma") or flag.startswith(("avx512", "amx")))
+    except OSError:
+        pass
+    return []
+
+
 def machine():
     """A short description of this machine and the runtimes' versions."""
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version()}
+            "cpu_count": os.cpu_count(), "python": platform.python_version(), "cpu_flags": cpu_flags()}
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -20,12 +34,14 @@ def machine():
                     break
     except OSError:
         pass
-    for module, key in (("tensorflow", "tensorflow"), ("keras", "keras"), ("onnxruntime", "onnxruntime"),
-                        ("tf2onnx", "tf2onnx"), ("ai_edge_litert", "ai_edge_litert")):
+    import importlib.metadata
+
+    for dist, key in (("tensorflow", "tensorflow"), ("keras", "keras"), ("onnxruntime", "onnxruntime"),
+                      ("tf2onnx", "tf2onnx"), ("ai-edge-litert", "ai_edge_litert"),
+                      ("openvino", "openvino")):
         try:
-            mod = __import__(module)
-            info[key] = getattr(mod, "__version__", "?")
-        except Exception:  # noqa: BLE001 - optional runtimes
+            info[key] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:  # optional runtimes
             pass
     return info
 
@@ -39,38 +55,75 @@ def _size(n):
         n /= 1024.0
 
 
+def _pp(x):
+    return f"{x * 100:+.2f}"
+
+
 def parity_text(parity):
     if not parity:
         return "reference"
     if parity["kind"] == "float":
         return (f"max abs diff {parity['max_abs_diff']:.2g}, {parity['max_rel_diff']:.2g} of scale "
                 f"(<= {parity['rtol']:g})")
-    text = f"top-1 agreement {parity['agreement']:.2%} (>= {parity['min_agreement'] * 100:g}%)"
-    if "accuracy" in parity:
-        text += (f", accuracy {parity['accuracy']:.2%} ({parity['accuracy_change'] * 100:+.2f} pp"
-                 f" vs {parity['keras_accuracy']:.2%}; allowed -{parity['max_accuracy_drop'] * 100:g} pp)")
+    low, high = parity.get("agreement_ci", (parity["agreement"], parity["agreement"]))
+    text = (f"top-1 agreement {parity['agreement']:.2%} [{low:.1%}, {high:.1%}] of {parity.get('n', '?')}"
+            + (f" (>= {parity['min_agreement'] * 100:g}%)" if parity.get("gate") != "accuracy"
+               or "accuracy" not in parity else " (not gated: retrained)"))
+    if "accuracy_change" in parity:
+        low, high = parity["accuracy_change_ci"]
+        text += (f", accuracy {_pp(parity['accuracy_change'])} pp [{_pp(low)}, {_pp(high)}] vs "
+                 f"{parity['keras_accuracy']:.2%} (allowed -{parity['max_accuracy_drop'] * 100:g} pp; "
+                 f"{parity['lost']} lost, {parity['gained']} gained, McNemar p {parity['mcnemar_p']:.2g})")
     return text
 
 
+def _ms(value):
+    return f"{value:.2f}" if value is not None else "-"
+
+
+def status_text(artifact):
+    if not artifact["passed"]:
+        return "FAILED: " + artifact["parity"]["message"]
+    warnings = (artifact.get("parity") or {}).get("warnings") or []
+    return "warning: " + "; ".join(warnings) if warnings else "ok"
+
+
 def markdown(report):
-    """The report's artifacts as a Markdown table."""
+    """The report's runtime matrix: every artifact's accuracy on the labelled held-out data,
+    agreement with Keras, parity, batch-1 and batch-32 latency, throughput, size and status."""
     lines = [
         f"Export of `{report['source'].get('path') or report['source'].get('model')}` "
         f"({report['source'].get('model')}), {report['created']}",
         "",
-        "| format | precision | size | parity vs Keras | batch-1 latency (ms) | status | file |",
-        "|---|---|---:|---|---:|---|---|",
+    ]
+    lines += [f"Warning: {w}" for w in report.get("warnings", [])] + ([""] if report.get("warnings") else [])
+    lines += [
+        "| format | precision | accuracy | agreement | parity vs Keras | batch-1 ms | batch-32 ms "
+        "| images/s | size | status | file |",
+        "|---|---|---:|---:|---|---:|---:|---:|---:|---|---|",
     ]
     for a in report["artifacts"]:
-        status = "ok" if a["passed"] else "FAILED: " + a["parity"]["message"]
-        lat = f"{a['latency_ms']:.2f}" if a.get("latency_ms") is not None else "-"
+        p = a.get("parity") or {}
+        acc = a.get("accuracy", p.get("accuracy"))
+        agreement = "reference" if a["format"] == "keras" else (
+            f"{p['agreement']:.2%}" if "agreement" in p else "-")
         path = os.path.relpath(a["path"], report["out_dir"]) if a.get("path") and report.get("out_dir") else "-"
-        lines.append(f"| {a['format']} | {a['precision']} | {_size(a.get('size_bytes'))} | "
-                     f"{parity_text(a['parity'])} | {lat} | {status} | {path} |")
+        ips = a.get("throughput_ips")
+        lines.append(f"| {a['format']} | {a['precision']} | {f'{acc:.2%}' if acc is not None else '-'} | "
+                     f"{agreement} | {parity_text(a['parity'])} | {_ms(a.get('latency_ms'))} | "
+                     f"{_ms(a.get('latency_b32_ms'))} | {f'{ips:.0f}' if ips else '-'} | "
+                     f"{_size(a.get('size_bytes'))} | {status_text(a)} | {path} |")
     m = report.get("machine", {})
-    lines += ["", f"Machine: {m.get('processor', '?')}, {m.get('cpu_count', '?')} CPUs; "
-              f"TensorFlow {m.get('tensorflow', '?')}, ONNX Runtime {m.get('onnxruntime', '?')}, "
-              f"LiteRT {m.get('ai_edge_litert', '?')}."]
+    flags = " ".join(m.get("cpu_flags") or []) or "?"
+    n = report.get("evaluation", {}).get("n")
+    lines += ["", (f"Accuracy and agreement on {n} held-out images" + (
+        f" ({report['evaluation']['what']})" if report.get("evaluation", {}).get("what") else "")
+        + "; intervals are 95%. " if n else "")
+        + f"Machine: {m.get('processor', '?')}, {m.get('cpu_count', '?')} CPUs ({flags}); "
+        f"TensorFlow {m.get('tensorflow', '?')}, ONNX Runtime {m.get('onnxruntime', '?')}, "
+        f"LiteRT {m.get('ai_edge_litert', '?')}, OpenVINO {m.get('openvino', '-')}."]
+    if report.get("serving"):
+        lines += ["", f"Serve the SavedModel with: `{report['serving']['command']}`"]
     return "\n".join(lines) + "\n"
 
 
@@ -85,10 +138,22 @@ def new_report(source, out_dir):
 
 
 def finish(report):
+    """Collect the failures and the warnings (a float model at chance first, once)."""
     report["failures"] = [
         f"{a['format']} {a['precision']}: {a['parity']['message']}"
         for a in report["artifacts"] if not a["passed"]
     ]
+    first, warnings = [], []
+    for a in report["artifacts"]:
+        for w in (a.get("parity") or {}).get("warnings") or []:
+            if (a.get("parity") or {}).get("float_at_chance"):
+                if w not in first:
+                    first.append(w)
+            else:
+                warnings.append(f"{a['format']} {a['precision']}: {w}")
+    if report.get("float_at_chance") and report["float_at_chance"] not in first:
+        first.insert(0, report["float_at_chance"])
+    report["warnings"] = first + warnings
     report["passed"] = not report["failures"]
     return report
 

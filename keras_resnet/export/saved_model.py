@@ -10,7 +10,9 @@ Signatures (preprocessing baked in, so clients send pixels):
 ``serving_default``
     ``images``: float32 ``[batch, H, W, C]`` pixels in 0..255
     -> ``probabilities``: float32 ``[batch, classes]`` (softmax), ``logits``: float32
-    ``[batch, classes]``.
+    ``[batch, classes]``, ``classes``: string ``[batch, k]`` (the top k class names, best
+    first; k = ``top_k``, default 5, at most the number of classes) and ``scores``: float32
+    ``[batch, k]`` (their probabilities).
 ``serving_bytes``
     ``image_bytes``: string ``[batch]``, encoded JPEG/PNG/GIF/BMP images (what a REST
     client sends as ``{"b64": ...}``); each is decoded to C channels and given the run's
@@ -21,7 +23,10 @@ Signatures (preprocessing baked in, so clients send pixels):
     ``assets.extra/signature.json`` describes the transform (``eval_transform``).
 
 Warmup requests (one per signature, TF Serving's ``PredictionLog`` format) are written to
-``assets.extra/tf_serving_warmup_requests``.
+``assets.extra/tf_serving_warmup_requests``. Beside the model folders, ``models.config``
+(``--model_config_file``: every model in the folder) and ``batching_parameters.txt``
+(``--batching_parameters_file``) are written; :func:`server_command` is the command line
+that uses them. :mod:`keras_resnet.export.serving_client` builds the REST request bodies.
 """
 
 import json
@@ -35,8 +40,9 @@ import tensorflow as tf
 
 from .._compat import keras
 from ..isolated import python_command
-from .formats import TITLES
-from ._common import ExportError, ExportFormat, artifact, atomic_path, float_parity, say
+from .formats import TITLES, TOP_K
+from ._common import (ExportError, ExportFormat, artifact, atomic_path, float_parity, say,
+                      top1_fields)
 
 SIGNATURES = ("serving_default", "serving_bytes")
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
@@ -55,11 +61,34 @@ def next_version(model_dir):
     return found[-1] + 1 if found else 1
 
 
-def _serving_functions(source):
+def class_names(source):
+    """The class names (run.json's), or the class indices as strings."""
+    names = source.class_names
+    return [str(c) for c in names] if names and len(names) == source.num_classes else [
+        str(i) for i in range(source.num_classes)]
+
+
+def check_top_k(top_k):
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+        raise ExportError(f"top_k={top_k!r} is not supported; expected a positive integer")
+    return top_k
+
+
+def _serving_functions(source, top_k=None):
     h, w, c = source.input_shape
+    labels = class_names(source)
+
+    def outputs(images):
+        out = source.serving_outputs(images)
+        if top_k:
+            # What TF Serving's classifiers answer with: the top k labels and their scores.
+            top = tf.math.top_k(out["probabilities"], k=min(top_k, source.num_classes))
+            out["classes"] = tf.gather(tf.constant(labels), top.indices)
+            out["scores"] = top.values
+        return out
 
     def serving_default(images):
-        return source.serving_outputs(images)
+        return outputs(images)
 
     def serving_bytes(image_bytes):
         def decode(data):
@@ -70,19 +99,20 @@ def _serving_functions(source):
             return image
 
         images = tf.map_fn(decode, image_bytes, fn_output_signature=tf.TensorSpec((h, w, c), tf.float32))
-        return source.serving_outputs(images)
+        return outputs(images)
 
     images_spec = tf.TensorSpec((None, *source.input_shape), tf.float32, name="images")
     bytes_spec = tf.TensorSpec((None,), tf.string, name="image_bytes")
     return [("serving_default", serving_default, images_spec), ("serving_bytes", serving_bytes, bytes_spec)]
 
 
-def write_saved_model(source, path, signatures=SIGNATURES):
-    """Write the serving SavedModel (no warmup, no version layout) to ``path``."""
+def write_saved_model(source, path, signatures=SIGNATURES, top_k=None):
+    """Write the serving SavedModel (no warmup, no version layout) to ``path``; with
+    ``top_k`` its signatures also return ``classes`` (the top k labels) and ``scores``."""
     archive = keras.export.ExportArchive()
     for t in source.trackables():
         archive.track(t)
-    for name, fn, spec in _serving_functions(source):
+    for name, fn, spec in _serving_functions(source, top_k):
         if name in signatures:
             archive.add_endpoint(name, fn, input_signature=[spec])
     archive.write_out(path, verbose=False)
@@ -148,6 +178,17 @@ images = data["images"]
 logits = np.concatenate([fn(images=tf.constant(images[i:i + 64]))["logits"].numpy()
                          for i in range(0, len(images), 64)])
 res = {"signatures": sigs}
+first = fn(images=tf.constant(images[:64]))
+if "classes" in first:
+    labels = np.asarray(data["labels"]).astype(str)
+    probs = first["probabilities"].numpy()
+    k = first["classes"].shape[1]
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    got = np.char.decode(first["classes"].numpy().astype(bytes), "utf-8")
+    res["top_k"] = int(k)
+    res["classes_mismatches"] = int(np.sum(got != labels[order]))
+    res["scores_max_abs_diff"] = float(np.max(np.abs(first["scores"].numpy()
+                                                     - np.take_along_axis(probs, order, 1))))
 if "serving_bytes" in loaded.signatures:
     png = list(data["png"])
     b = loaded.signatures["serving_bytes"](image_bytes=tf.constant(png))
@@ -160,6 +201,14 @@ times = []
 for _ in range(runs):
     t = time.perf_counter(); fn(images=x)["logits"].numpy(); times.append((time.perf_counter() - t) * 1e3)
 res["latency_ms"] = statistics.median(times)
+x32 = tf.constant(np.concatenate([images] * (-(-32 // len(images))))[:32])
+for _ in range(2):
+    fn(images=x32)
+times = []
+for _ in range(max(2, runs // 5)):
+    t = time.perf_counter(); fn(images=x32)["logits"].numpy(); times.append((time.perf_counter() - t) * 1e3)
+res["latency_b32_ms"] = statistics.median(times)
+res["throughput_ips"] = 32e3 / res["latency_b32_ms"]
 np.save(out, logits)
 print("RESULT " + json.dumps(res))
 """
@@ -189,7 +238,8 @@ def check_in_fresh_process(path, images, runs=50, timeout=600, source=None):
         inp, out = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npy")
         png, png_pixels = _bytes_check_images(source, images[:8])
         np.savez(inp, images=np.asarray(images, "float32"), png_pixels=png_pixels,
-                 png=np.array(png, dtype=object))
+                 png=np.array(png, dtype=object),
+                 labels=np.array(class_names(source) if source is not None else [], dtype=object))
         env = dict(os.environ)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env.pop("TF_USE_LEGACY_KERAS", None)
@@ -210,17 +260,23 @@ def check_version(version):
 
 
 def export_saved_model(source, base_dir, model_name=None, version=None, overwrite=False,
-                       eval_images=None, warmup_images=None, latency_runs=50, progress=print):
+                       eval_images=None, warmup_images=None, latency_runs=50, progress=print,
+                       top_k=TOP_K, eval_labels=None):
     """Export ``source`` (an :class:`~keras_resnet.export.source.ExportSource`) for TF Serving.
 
     Writes ``<base_dir>/<model_name>/<version>/`` (next free version unless ``version`` is
-    given; an existing version is refused unless ``overwrite``), verifies it in a fresh
-    process (signatures listed, ``serving_default`` logits within 1e-5 of the logits' scale of Keras, the bytes
-    signature equal to the pixel one) and returns the report entry.
+    given; an existing version is refused unless ``overwrite``) whose signatures return
+    ``probabilities``, ``logits``, ``classes`` (the ``top_k`` labels, best first) and
+    ``scores``; writes ``<base_dir>/models.config`` and ``<base_dir>/batching_parameters.txt``
+    (:func:`write_serving_config`); verifies the version in a fresh process (signatures
+    listed, ``serving_default`` logits within 1e-5 of the logits' scale of Keras, the bytes
+    signature equal to the pixel one, ``classes``/``scores`` the top k of ``probabilities``)
+    and returns the report entry.
     """
     model_name = model_name or source.name
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", model_name):
         raise ExportError(f"model_name={model_name!r} is not supported; use letters, digits, '_', '-', '.'")
+    top_k = check_top_k(top_k)
     model_dir = os.path.join(base_dir, model_name)
     version = next_version(model_dir) if check_version(version) is None else version
     path = os.path.join(model_dir, str(version))
@@ -229,42 +285,122 @@ def export_saved_model(source, base_dir, model_name=None, version=None, overwrit
     warmup_images = eval_images if warmup_images is None else warmup_images
     say(progress, f"[savedmodel] writing {path}")
     with atomic_path(path, overwrite=overwrite, directory=True) as tmp:
-        write_saved_model(source, tmp)
+        write_saved_model(source, tmp, top_k=top_k)
         write_warmup(os.path.join(tmp, WARMUP_FILE), model_name, warmup_images)
         with open(os.path.join(tmp, "assets.extra", "signature.json"), "w") as f:
-            json.dump(signature_doc(source), f, indent=2)
+            json.dump(signature_doc(source, top_k), f, indent=2)
+    serving = write_serving_config(base_dir, progress)
     say(progress, "[savedmodel] verifying in a fresh process")
     logits, info = check_in_fresh_process(path, eval_images, runs=latency_runs, source=source)
-    parity = float_parity("savedmodel", source.keras_logits(eval_images), logits)
+    ref = source.keras_logits(eval_images)
+    parity = dict(float_parity("savedmodel", ref, logits), **top1_fields(ref, logits, eval_labels))
+    problems = [parity["message"]] if parity["message"] else []
     missing = [s for s in SIGNATURES if s not in info["signatures"]]
     if missing:
-        parity["passed"] = False
-        parity["message"] = f"signatures {missing} missing from {info['signatures']}"
+        problems.append(f"signatures {missing} missing from {info['signatures']}")
     if info.get("bytes_max_abs_diff", 0.0) > parity["threshold"]:  # same scale, same rule
-        parity["passed"] = False
-        parity["message"] = (parity["message"] + "; " if parity["message"] else "") + (
-            f"serving_bytes differs from serving_default by {info['bytes_max_abs_diff']:.3g}"
-        )
+        problems.append(f"serving_bytes differs from serving_default by {info['bytes_max_abs_diff']:.3g}")
+    if info.get("classes_mismatches") or info.get("scores_max_abs_diff", 0.0) > 1e-6:
+        problems.append(f"classes/scores are not the top {top_k} of probabilities "
+                        f"({info.get('classes_mismatches')} labels differ)")
+    parity.update(passed=not problems, message="; ".join(problems))
     parity["bytes_signature_max_abs_diff"] = info.get("bytes_max_abs_diff")
     return artifact("savedmodel", "fp32", path, parity, info["latency_ms"], model_name=model_name,
-                    version=version, signatures=info["signatures"])
+                    version=version, signatures=info["signatures"], top_k=info.get("top_k"),
+                    latency_b32_ms=info.get("latency_b32_ms"), throughput_ips=info.get("throughput_ips"),
+                    serving=serving)
 
 
-def signature_doc(source):
+# ----------------------------------------------------------------------------------------
+# TF Serving configuration beside the versioned directories
+
+CONFIG_FILE, BATCHING_FILE = "models.config", "batching_parameters.txt"
+_OURS = "# written by keras_resnet export"
+
+
+def _ours(path):
+    """Whether ``path`` is absent or a file this export wrote (never replace a user's)."""
+    if not os.path.lexists(path):
+        return True
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readline().startswith(_OURS)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def models_config(base_dir):
+    """TF Serving's ``--model_config_file`` (a ModelServerConfig text proto) listing every
+    model under ``base_dir`` that has a numeric version (each serves its latest version)."""
+    base = os.path.abspath(base_dir)
+    names = sorted(d for d in os.listdir(base) if versions(os.path.join(base, d))) if os.path.isdir(base) else []
+    lines = [f"{_OURS}: every model under this folder; TF Serving serves each one's latest version",
+             "model_config_list {"]
+    for name in names:
+        lines += ["  config {", f'    name: "{name}"', f'    base_path: "{os.path.join(base, name)}"',
+                  '    model_platform: "tensorflow"', "  }"]
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def batching_parameters(max_batch_size=32, batch_timeout_micros=1000, threads=None):
+    """TF Serving's ``--batching_parameters_file`` (a BatchingParameters text proto): batches of
+    up to ``max_batch_size`` requests, waiting at most ``batch_timeout_micros`` to fill one,
+    one batching thread per CPU."""
+    threads = threads or os.cpu_count() or 1
+    return (f"{_OURS}: TF Serving's server-side batching (--enable_batching)\n"
+            f"max_batch_size {{ value: {max_batch_size} }}\n"
+            f"batch_timeout_micros {{ value: {batch_timeout_micros} }}\n"
+            f"max_enqueued_batches {{ value: 100 }}\n"
+            f"num_batch_threads {{ value: {threads} }}\n")
+
+
+def server_command(base_dir):
+    """The ``tensorflow_model_server`` command line that serves ``base_dir`` with its files."""
+    base = os.path.abspath(base_dir)
+    return (f"tensorflow_model_server --port=8500 --rest_api_port=8501 "
+            f"--model_config_file={os.path.join(base, CONFIG_FILE)} --enable_batching=true "
+            f"--batching_parameters_file={os.path.join(base, BATCHING_FILE)}")
+
+
+def write_serving_config(base_dir, progress=None):
+    """Write ``models.config`` and ``batching_parameters.txt`` into ``base_dir`` (atomically;
+    a file of the same name that this export did not write is left alone and named in the
+    result). Returns the paths and the server command line."""
+    out = {"models_config": os.path.abspath(os.path.join(base_dir, CONFIG_FILE)),
+           "batching_parameters": os.path.abspath(os.path.join(base_dir, BATCHING_FILE)),
+           "command": server_command(base_dir), "kept": []}
+    for key, text in (("models_config", models_config(base_dir)), ("batching_parameters", batching_parameters())):
+        path = out[key]
+        if not _ours(path):
+            out["kept"].append(path)
+            say(progress, f"[savedmodel] {path} was not written by keras_resnet: left as it is")
+            continue
+        with atomic_path(path, overwrite=True) as tmp:
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(text)
+    return out
+
+
+def signature_doc(source, top_k=TOP_K):
     """What the signatures take and return (also written to ``assets.extra/signature.json``)."""
     h, w, c = source.input_shape
+    k = min(top_k, source.num_classes) if top_k else None
+    outputs = {"probabilities": f"float32 [batch, {source.num_classes}] softmax",
+               "logits": f"float32 [batch, {source.num_classes}]"}
+    if k:
+        outputs.update(classes=f"string [batch, {k}]: the top k={k} class names, best first",
+                       scores=f"float32 [batch, {k}]: their probabilities")
     return {
         "serving_default": {
             "inputs": {"images": f"float32 [batch, {h}, {w}, {c}] pixels in 0..255"},
-            "outputs": {"probabilities": f"float32 [batch, {source.num_classes}] softmax",
-                        "logits": f"float32 [batch, {source.num_classes}]"},
+            "outputs": outputs,
         },
         "serving_bytes": {
             "inputs": {"image_bytes": "string [batch] encoded JPEG/PNG/GIF/BMP images, "
                                       "decoded, then given eval_transform"},
-            "outputs": {"probabilities": f"float32 [batch, {source.num_classes}] softmax",
-                        "logits": f"float32 [batch, {source.num_classes}]"},
+            "outputs": outputs,
         },
+        "top_k": k,
         "eval_transform": source.eval_transform_doc(),
         "preprocessing": source.preprocessing,
         "class_names": source.class_names,
@@ -280,7 +416,8 @@ def _export(source, out_dir, options, run):
     return [export_saved_model(
         source, out_dir, model_name=run["model_name"], version=options["version"],
         overwrite=run["overwrite"], eval_images=run["eval_images"], warmup_images=warmup,
-        latency_runs=run["latency_runs"], progress=run["progress"])]
+        latency_runs=run["latency_runs"], progress=run["progress"], top_k=options["top_k"],
+        eval_labels=run["eval_labels"])]
 
 
 def _pin(out_dir, model_name, options, interrupted):
@@ -295,8 +432,9 @@ def _pin(out_dir, model_name, options, interrupted):
 
 FORMAT = ExportFormat(
     name="savedmodel", directory="saved_model", title=TITLES["savedmodel"],
-    options=dict(version=None),
-    check=lambda options: dict(options, version=check_version(options["version"])),
+    options=dict(version=None, top_k=TOP_K),
+    check=lambda options: dict(options, version=check_version(options["version"]),
+                               top_k=check_top_k(options["top_k"])),
     outputs=lambda out_dir, model_name, options: [
         os.path.join(out_dir, model_name, str(options["version"]))],  # pinned by _pin
     needs_calibration=lambda options: False,

@@ -26,11 +26,57 @@ import numpy as np
 
 from ..cli_util import native_logs_quieted
 from . import qat
-from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ExportFormat, check_gate,
+from ._common import (MAX_ACCURACY_DROP, MIN_AGREEMENT, ExportError, ExportFormat, batch_timing,
+                      check_gate,
                       latency_ms, parity_vs_keras, precision_paths, say, split_list, write_and_verify)
 from .formats import TFLITE_DEFAULT_PRECISIONS, TITLES
-from .saved_model import write_saved_model
+from .saved_model import class_names, write_saved_model
 from .tflite_convert import INT8_IO, PRECISIONS, check_int8_io, check_precisions, convert_saved_model  # noqa: F401
+
+GPU_PRECISIONS = ("fp32", "fp16")
+
+
+def gpu_compatibility(content):
+    """LiteRT's model analyser (``tf.lite.experimental.Analyzer``) with GPU-delegate
+    compatibility on ``content`` (a ``.tflite`` flatbuffer): ``{"compatible": bool,
+    "incompatible": [the analyser's lines naming what the GPU delegate cannot run]}``."""
+    import contextlib
+    import io
+
+    import tensorflow as tf
+
+    text = io.StringIO()
+    with contextlib.redirect_stdout(text), native_logs_quieted():
+        tf.lite.experimental.Analyzer.analyze(model_content=content, gpu_compatibility=True)
+    lines = text.getvalue().splitlines()
+    bad = [ln.strip() for ln in lines if "GPU COMPATIBILITY WARNING" in ln or "Not supported" in ln]
+    compatible = not bad and any("compatible with GPU delegate" in ln for ln in lines)
+    return {"compatible": compatible, "incompatible": bad}
+
+
+def describe(source, precision):
+    """The model description written into the ``.tflite`` metadata."""
+    what = {"fp32": "float32", "fp16": "float16 weights", "dynamic": "dynamic-range int8 weights",
+            "int8": "full-integer int8", "qat": "int8 after quantization-aware training"}[precision]
+    prep = source.preprocessing
+    return (f"{source.name}: residual network image classifier, {source.num_classes} classes, "
+            f"{what}; exported by keras_resnet. Input: pixels 0..255; the model applies its own "
+            f"preprocessing (pixels * {prep['scale']} + {prep['offset']}). Resize images as "
+            f"{source.eval_transform_doc()['resize']}"
+            + (f", then crop {source.eval_transform_doc()['crop']}" if source.eval_transform_doc().get("crop")
+               else "") + ".")
+
+
+def with_metadata(source, content, precision):
+    """``content`` with LiteRT model metadata and the label file (:mod:`.tflite_metadata`)."""
+    from .. import __version__
+    from .tflite_metadata import add_metadata
+
+    if None in source.input_shape:
+        return content
+    return add_metadata(content, source.name, describe(source, precision), __version__,
+                        "keras_resnet export", source.input_shape, class_names(source))
+
 
 def write_pixel_saved_model(source, path):
     """A SavedModel with only the pixel ``serving_default`` signature (the TFLite input)."""
@@ -136,7 +182,10 @@ def verify(source, path, precision, eval_images, eval_labels=None, latency_runs=
         parity["message"] = (parity["message"] + "; " if parity["message"] else "") + (
             f"non-builtin ops {bad_ops}")
     in_type, out_type = model.io_types()
-    info = {"ops": ops, "input_type": in_type, "output_type": out_type}
+    info = {"ops": ops, "input_type": in_type, "output_type": out_type,
+            **batch_timing(lambda x: model(x), eval_images, latency_runs)}
+    if precision in GPU_PRECISIONS:
+        info["gpu_delegate"] = gpu_compatibility(model.content)
     return parity, model.latency(latency_runs, eval_images[:1]), info
 
 
@@ -180,12 +229,18 @@ def export_tflite(source, out_dir, precisions=("fp32", "fp16", "dynamic", "int8"
             write_pixel_saved_model(source, saved)
 
         def write(precision, path):
+            extra = None
             if precision == "qat":
-                return {"qat": qat.qat_tflite(source, path, calibration_images=calibration_images,
-                                              int8_io=int8_io, progress=progress, **(qat_options or {}))}
+                extra = {"qat": qat.qat_tflite(source, path, calibration_images=calibration_images,
+                                               int8_io=int8_io, progress=progress, **(qat_options or {}))}
+                with open(path, "rb") as f:
+                    content = f.read()
+            else:
+                with native_logs_quieted():  # the converter's own lines ("fully_quantize: 0, ...")
+                    content = convert_saved_model(saved, precision, calibration_images, int8_io)
             with open(path, "wb") as f:
-                f.write(convert_saved_model(saved, precision, calibration_images, int8_io))
-            return None
+                f.write(with_metadata(source, content, precision))
+            return extra
 
         return write_and_verify("tflite", "LiteRT", source, paths, write, verify, eval_images,
                                 eval_labels, overwrite, latency_runs, progress,
