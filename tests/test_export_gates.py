@@ -25,6 +25,7 @@ def _images(n, seed=0):
     return np.random.default_rng(seed).uniform(0, 255, (n, 8, 8, 1)).astype("float32")
 
 
+@pytest.mark.slow  # exports to every float runtime (about a minute)
 def test_a_model_with_logits_near_1e7_passes_every_float_check(tmp_path):
     """float32 carries ~7 significant digits: at logits of 1e7 exports differ by whole units
     and are still exact to float32 rounding, so an absolute threshold cannot be the gate."""
