@@ -9,7 +9,8 @@
 get *worse* as they get deeper (higher training error, so it is not overfitting), residual
 networks get better. It trains plain-20, plain-56, ResNet-20 and ResNet-56 with one recipe
 and one budget (the paper's CIFAR recipe: SGD, batch 128, lr 0.1, momentum 0.9, weight
-decay 1e-4, lr / 10 at 50% and 75% of the iterations), then grows the trained ResNet-20 into
+decay 1e-4, lr / 10 at 50% and 75% of the iterations; the default budget adds a 5-epoch
+linear learning-rate warm-up, ``budget="small"`` has none: :data:`BUDGETS`), then grows the trained ResNet-20 into
 a ResNet-56 with :func:`keras_resnet.deepen` (inserted blocks start as the identity) and
 fine-tunes it with the same recipe at a tenth of the learning rate for the same budget.
 
@@ -604,6 +605,9 @@ def main(argv=None):
                     augment=args.augment, seed=args.seed, download=args.download,
                     overwrite=args.overwrite, verbose=0 if args.quiet else 1,
                     budget=args.budget, warmup_epochs=args.warmup_epochs)
+    except kt.TrainingStopped as e:  # saved on SIGTERM / Ctrl-C; the same command resumes
+        print(f"keras-resnet-experiment: {e}", file=sys.stderr, flush=True)
+        return e.exit_status
     except (ValueError, kdata.DataError, kt.TrainingError) as e:
         print(f"keras-resnet-experiment: error: {e}", file=sys.stderr)
         return 2
@@ -641,6 +645,9 @@ def _main_shortcuts(parser, args, argv):
                       lr=args.lr, warmup_epochs=args.warmup_epochs, augment=args.augment,
                       download=args.download,
                       overwrite=args.overwrite, verbose=verbose)
+    except kt.TrainingStopped as e:  # saved on SIGTERM / Ctrl-C; the same command resumes
+        print(f"keras-resnet-experiment: {e}", file=sys.stderr, flush=True)
+        return e.exit_status
     except (ValueError, kdata.DataError, kt.TrainingError) as e:
         print(f"keras-resnet-experiment: error: {e}", file=sys.stderr)
         return 2
