@@ -6,6 +6,9 @@
     deeper = keras_resnet.deepen(trained_resnet20, depth=56)   # same function, more blocks
     mine = keras_resnet.fine_tune("resnet18.keras", classes=3)   # same backbone, new head
     keras_resnet.list_models("*50*")                          # the registry's names
+    timm = keras_resnet.create_model("resnet50d.ra2_in1k", checkpoint_path="w.safetensors")
+    hub = keras_resnet.from_preset("resnet_50_imagenet/")     # a keras-hub preset directory
+    keras_resnet.explain.grad_cam(model, images)              # what the model looks at
 
 The names below are imported on first use (PEP 562), so ``import keras_resnet`` changes
 nothing of the host process (no environment variable, file descriptor or ``sys.argv``)
@@ -31,6 +34,9 @@ _NAMES = table(
     finetune=("fine_tune", "set_backbone_trainable"),
     preprocessing=("preprocess_input",),
     registry=("list_models", "resolve_model"),
+    pretrained=("create_model", "list_pretrained"),
+    presets=("from_preset", "save_to_preset"),
+    pyramid=("pyramid_outputs", "feature_pyramid"),
     models=(
         "ResNet", "feature_extractor", "resnet_cifar", "resnet_imagenet",
         "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNet200",
@@ -42,15 +48,17 @@ _NAMES = table(
         "ResNeXt101_64x4d", "WideResNet50_2", "WideResNet101_2", "SEResNet50", "SEResNet101",
         "ECAResNet50D"),
 )
-_SUBMODULES = ("data", "export", "files", "finetune", "growth", "layers", "models", "preprocessing",
-               "registry", "specs", "training", "weights", "experiments")
+_SUBMODULES = ("data", "export", "explain", "files", "finetune", "growth", "layers", "models",
+               "preprocessing", "pretrained", "presets", "pyramid", "registry", "specs", "training",
+               "weights", "experiments")
 __getattr__, __dir__ = attach(__name__, _NAMES, _SUBMODULES)
 
 __all__ = [
     "BasicBlock", "BottleneckBlock", "DropPath", "GroupedConv2D", "FusedBatchNormalization", "ProjectionShortcut",
     "ZeroPadShortcut", "basic_block", "bottleneck_block", "ResNet", "feature_extractor",
     "resnet_cifar", "resnet_imagenet", "deepen", "fine_tune", "set_backbone_trainable",
-    "preprocess_input", "list_models", "resolve_model",
+    "preprocess_input", "list_models", "resolve_model", "create_model", "list_pretrained",
+    "from_preset", "save_to_preset", "pyramid_outputs", "feature_pyramid",
     "ResNet18", "ResNet34", "ResNet50", "ResNet101", "ResNet152", "ResNet200", "PreActResNet18",
     "PreActResNet34", "PreActResNet50", "PreActResNet101", "PreActResNet152", "PreActResNet200",
     "ResNet20CIFAR", "ResNet32CIFAR", "ResNet44CIFAR", "ResNet56CIFAR", "ResNet110CIFAR",

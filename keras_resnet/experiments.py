@@ -48,11 +48,13 @@ import math
 import os
 import sys
 
-from .cli_util import HelpFormatter, add_version, given_flags, number, setup_process
+from .cli_util import (HelpFormatter, add_version, exit_on_os_error, given_flags, number,
+                       setup_process)
 from . import data as kdata
 from . import files
 from . import training as kt
 from .specs import MAX_DEPTH
+from .training.config import MAX_BATCH_SIZE, MAX_STEPS
 
 # One colour per depth, as in the paper's figures (thin = shallow, bold = deep).
 COLORS = {"shallow": "#1f77b4", "deep": "#d62728", "grown": "#2ca02c"}
@@ -520,12 +522,12 @@ def _parser():
     g.add_argument("--budget", choices=list(BUDGETS), default="default",
                    help="on digits: default = 640 iterations with a 5-epoch learning-rate "
                         "warm-up; small = 640 iterations without warm-up (the earlier default)")
-    g.add_argument("--iterations", type=number(int, 1),
+    g.add_argument("--iterations", type=number(int, 1, MAX_STEPS),
                    help=f"per model (default: {DIGITS_ITERATIONS} on digits, 64000 elsewhere)")
     g.add_argument("--warmup-epochs", type=number(float, 0),
                    help="linear learning-rate warm-up of the models trained from scratch "
                         "(default: the budget's, 5 or 0)")
-    g.add_argument("--batch-size", type=number(int, 1), default=128, help="batch size of every model")
+    g.add_argument("--batch-size", type=number(int, 1, MAX_BATCH_SIZE), default=128, help="batch size of every model")
     g.add_argument("--lr", type=number(float, 0, low_open=True), default=0.1, help="learning rate of the four models trained from scratch")
     g.add_argument("--grow-lr", type=number(float, 0, low_open=True), help="fine-tuning rate of the grown model (default: lr/10)")
     g.add_argument("--depths", default="20,56", help="shallow,deep CIFAR depths (6n+2)")
@@ -566,11 +568,11 @@ def _parser():
                    help="model input size for folder datasets; with --bottleneck, the "
                         "ResNet-50 input size (default 224)")
     h.add_argument("--download", action="store_true", help="allow keras.datasets to download")
-    h.add_argument("--iterations", type=number(int, 1),
+    h.add_argument("--iterations", type=number(int, 1, MAX_STEPS),
                    help=f"per model (default: {DIGITS_ITERATIONS} on digits, 64000 elsewhere)")
     h.add_argument("--warmup-epochs", type=number(float, 0), default=BUDGETS["default"]["warmup_epochs"],
                    help="linear learning-rate warm-up of every model")
-    h.add_argument("--batch-size", type=number(int, 1),
+    h.add_argument("--batch-size", type=number(int, 1, MAX_BATCH_SIZE),
                    help="batch size of every model (default 128); with --bottleneck, of the "
                         "timed steps (default 8)")
     h.add_argument("--lr", type=number(float, 0, low_open=True), default=0.1,
@@ -598,19 +600,29 @@ def main(argv=None):
         depths = tuple(int(x) for x in args.depths.split(","))
     except ValueError:
         parser.error(f"--depths {args.depths!r}: expected two integers, e.g. 20,56")
+    return _run(lambda: degradation(
+        out_dir=args.out, dataset=args.dataset, data_dir=args.data_dir,
+        image_size=args.image_size, iterations=args.iterations, batch_size=args.batch_size,
+        lr=args.lr, grow_lr=args.grow_lr, depths=depths, augment=args.augment, seed=args.seed,
+        download=args.download, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
+        budget=args.budget, warmup_epochs=args.warmup_epochs))
+
+
+def _run(work):
+    """Runs an experiment; returns the command's exit status."""
+    prog = "keras-resnet-experiment"
     try:
-        degradation(out_dir=args.out, dataset=args.dataset, data_dir=args.data_dir,
-                    image_size=args.image_size, iterations=args.iterations,
-                    batch_size=args.batch_size, lr=args.lr, grow_lr=args.grow_lr, depths=depths,
-                    augment=args.augment, seed=args.seed, download=args.download,
-                    overwrite=args.overwrite, verbose=0 if args.quiet else 1,
-                    budget=args.budget, warmup_epochs=args.warmup_epochs)
+        # A full disk, a read-only or unwritable --out: one line naming the path, exit 2.
+        with exit_on_os_error(prog):
+            work()
     except kt.TrainingStopped as e:  # saved on SIGTERM / Ctrl-C; the same command resumes
-        print(f"keras-resnet-experiment: {e}", file=sys.stderr, flush=True)
+        print(f"{prog}: {e}", file=sys.stderr, flush=True)
         return e.exit_status
     except (ValueError, kdata.DataError, kt.TrainingError) as e:
-        print(f"keras-resnet-experiment: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
+    except SystemExit as e:
+        return e.code
     return 0
 
 
@@ -634,24 +646,16 @@ def _main_shortcuts(parser, args, argv):
                   "56, 110, ...)")
     setup_process(args.verbose)
     verbose = 0 if args.quiet else 1
-    try:
-        if args.bottleneck:
-            bottleneck_costs(out_dir=args.out, image_size=args.image_size or 224,
-                             batch_size=args.batch_size or 8, steps=args.steps, verbose=verbose)
-        else:
-            shortcuts(out_dir=args.out, dataset=args.dataset, data_dir=args.data_dir,
-                      image_size=args.image_size, depth=args.depth, seeds=args.seeds,
-                      iterations=args.iterations, batch_size=args.batch_size or 128,
-                      lr=args.lr, warmup_epochs=args.warmup_epochs, augment=args.augment,
-                      download=args.download,
-                      overwrite=args.overwrite, verbose=verbose)
-    except kt.TrainingStopped as e:  # saved on SIGTERM / Ctrl-C; the same command resumes
-        print(f"keras-resnet-experiment: {e}", file=sys.stderr, flush=True)
-        return e.exit_status
-    except (ValueError, kdata.DataError, kt.TrainingError) as e:
-        print(f"keras-resnet-experiment: error: {e}", file=sys.stderr)
-        return 2
-    return 0
+    if args.bottleneck:
+        return _run(lambda: bottleneck_costs(
+            out_dir=args.out, image_size=args.image_size or 224,
+            batch_size=args.batch_size or 8, steps=args.steps, verbose=verbose))
+    return _run(lambda: shortcuts(
+        out_dir=args.out, dataset=args.dataset, data_dir=args.data_dir,
+        image_size=args.image_size, depth=args.depth, seeds=args.seeds,
+        iterations=args.iterations, batch_size=args.batch_size or 128, lr=args.lr,
+        warmup_epochs=args.warmup_epochs, augment=args.augment, download=args.download,
+        overwrite=args.overwrite, verbose=verbose))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,64 @@ def file_write_error(exc, path, action="write"):
     return error
 
 
+# A library that reports a failed write in words rather than an OSError (TensorFlow's
+# OpError) carries the operating system's message; these are the ones worth naming.
+_OS_MESSAGES = {"No space left on device": errno.ENOSPC, "Disk quota exceeded": errno.EDQUOT,
+                "Read-only file system": errno.EROFS, "Permission denied": errno.EACCES}
+
+
+def write_error_from_message(exc, path, action="write"):
+    """The :class:`FileWriteError` naming ``path`` for an error whose message carries the
+    operating system's words (a full disk, a read-only filesystem, ...), or None."""
+    code = next((c for text, c in _OS_MESSAGES.items() if text in str(exc)), None)
+    return None if code is None else file_write_error(OSError(code, os.strerror(code)), path, action)
+
+
+class DirectoryInUse(OSError):
+    """Another process holds the lock on a directory (:func:`lock_directory`)."""
+
+
+@contextlib.contextmanager
+def lock_directory(path, create=True):
+    """An exclusive ``flock`` on the directory ``path`` itself for the life of the block (no
+    lock file; the kernel releases it when the process ends, so a killed holder never
+    leaves it stuck), as training does for its run directory. Raises
+    :class:`DirectoryInUse` at once when another process holds it. With ``create`` a
+    missing ``path`` is made, and removed again at the end when it is still empty."""
+    import fcntl
+
+    path = os.path.abspath(os.fspath(path))
+    for _ in range(3):
+        made = False
+        if create and not os.path.lexists(path):
+            os.makedirs(path, exist_ok=True)
+            made = True
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise DirectoryInUse(errno.EBUSY, "in use by another process", path) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder before us removed it (empty) as we opened it: again
+    else:
+        raise DirectoryInUse(errno.EBUSY, "changing under another process", path)
+    try:
+        yield path
+    finally:
+        if made:
+            try:
+                os.rmdir(path)  # only when empty (nothing was written); still locked here
+            except OSError:
+                pass
+        os.close(fd)
+
+
 def _fsync_dir(directory):
     try:
         fd = os.open(directory, os.O_RDONLY)

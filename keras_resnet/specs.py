@@ -12,7 +12,10 @@ Plain data and the checks of it; nothing here imports Keras or TensorFlow.
 * The layout options each kind of public checkpoint fixes: :data:`KERAS_V1`,
   :data:`KERAS_V2`, :data:`TORCHVISION` (see :mod:`keras_resnet.weights`).
 * Input preprocessing constants live in :mod:`keras_resnet.preprocessing`.
+* Limits before work (:data:`MAX_DEPTH` ... :func:`check_memory`).
 """
+
+import os
 
 # ----------------------------------------------------------------------------------------
 # Depth -> stages
@@ -172,3 +175,31 @@ def check_tensor_bytes(nbytes, what, total=None):
     if total is not None and total > MAX_CHECKPOINT_BYTES:
         raise ValueError(f"{what}: the tensors so far claim {_gib(total)}; at most "
                          f"{_gib(MAX_CHECKPOINT_BYTES)} per checkpoint is supported")
+
+
+def memory_bytes():
+    """This machine's memory as a process may use it: the physical memory, or the control
+    group's limit (a container's) when that is lower; None when unknown."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = None
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                limit = int(f.read().strip())
+        except (OSError, ValueError):  # absent, or "max"
+            continue
+        if limit > 0 and (total is None or limit < total):
+            total = limit
+    return total
+
+
+def check_memory(nbytes, what, advice):
+    """Refuses, in one line, ``what`` when the ``nbytes`` it needs at the least already
+    exceed this machine's memory (:func:`memory_bytes`): it could only fail later, after
+    minutes of work or in an out-of-memory kill."""
+    total = memory_bytes()
+    if total is not None and nbytes > total:
+        raise ValueError(f"{what} needs at least {_gib(nbytes)}, more than this machine's "
+                         f"{_gib(total)} of memory; {advice}")

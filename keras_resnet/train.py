@@ -37,6 +37,15 @@ EVALUATE_FLAGS = {"evaluate", "dataset", "data_dir", "image_size", "num_classes"
                   "on_corrupt", "download", "quiet", "verbose"}
 
 
+def _ranged(name, kind=int):
+    """An argparse ``type`` for the numeric setting ``name`` in its documented range
+    (:data:`keras_resnet.training.config.RANGES`), checked as the flags are parsed."""
+    from .training import config
+
+    low, high = config.RANGES[name]
+    return number(kind, low, high, low_open=name in config.LOW_OPEN)
+
+
 def _parser(prog="train.py"):
     from . import data as kdata
     from . import training as kt
@@ -63,9 +72,9 @@ def _parser(prog="train.py"):
                    "(default: digits; with --evaluate: the run's)")
     d.add_argument("--data-dir", help="folder: <dir>/<class>/<image> (or <dir>/{train,test}/...); "
                    "tfrecord: directory with train-* and validation-* files; tfds: data_dir")
-    d.add_argument("--image-size", type=number(int, 8, 4096), help="model input size for folder/tfrecord/tfds/synthetic")
-    d.add_argument("--num-classes", type=number(int, 2), help="classes (tfrecord, synthetic)")
-    d.add_argument("--label-offset", type=int,
+    d.add_argument("--image-size", type=_ranged("image_size"), help="model input size for folder/tfrecord/tfds/synthetic")
+    d.add_argument("--num-classes", type=_ranged("num_classes"), help="classes (tfrecord, synthetic)")
+    d.add_argument("--label-offset", type=_ranged("label_offset"),
                    help="added to TFRecord labels (-1 for 1-based ImageNet TFRecords; default: 0)")
     d.add_argument("--on-corrupt", choices=("fail", "skip"),
                    help="an unreadable image met while reading a folder or TFRecords: stop the run "
@@ -95,25 +104,26 @@ def _parser(prog="train.py"):
                    "inserted blocks start as the identity). Another head or none (e.g. ImageNet "
                    "weights): fine-tuning, the backbone is kept and a new head built for the "
                    "dataset's classes")
-    r.add_argument("--freeze-epochs", type=number(int, 0), metavar="N",
+    r.add_argument("--freeze-epochs", type=_ranged("freeze_epochs"), metavar="N",
                    help="with --init-from: train only the new head for the first N epochs "
                    "(backbone frozen, its BatchNormalization in inference mode), then the "
                    "whole network (default: 0)")
-    r.add_argument("--backbone-lr-mult", type=number(float, 0, low_open=True), metavar="M",
+    r.add_argument("--backbone-lr-mult", type=_ranged("backbone_lr_mult", float), metavar="M",
                    help="with --init-from and --optimizer sgd: the backbone's learning rate is "
                    "the head's x M, e.g. 0.1 (default: 1)")
-    r.add_argument("--epochs", type=number(int, 1), help="training epochs (default: the preset's)")
-    r.add_argument("--iterations", type=number(int, 1), help="total steps (instead of --epochs)")
-    r.add_argument("--steps-per-epoch", type=number(int, 1), help="default: one pass over the training split")
-    r.add_argument("--batch-size", type=number(int, 1), help="per replica (global = this x replicas)")
-    r.add_argument("--lr", type=number(float, 0, low_open=True), help="learning rate for one replica's batch (scaled x replicas)")
+    r.add_argument("--epochs", type=_ranged("epochs"), help="training epochs (default: the preset's)")
+    r.add_argument("--iterations", type=_ranged("iterations"),
+                   help="total steps (instead of --epochs; either one beats the preset's length)")
+    r.add_argument("--steps-per-epoch", type=_ranged("steps_per_epoch"), help="default: one pass over the training split")
+    r.add_argument("--batch-size", type=_ranged("batch_size"), help="per replica (global = this x replicas)")
+    r.add_argument("--lr", type=_ranged("lr", float), help="learning rate for one replica's batch (scaled x replicas)")
     r.add_argument("--optimizer", choices=kt.OPTIMIZERS,
                    help="sgd (momentum, L2 weight decay) or adamw (decoupled weight decay); "
                    "default: the preset's")
     r.add_argument("--momentum", type=number(float, 0, 1, high_open=True), help="SGD momentum (default: the preset's)")
     r.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
                    help="Nesterov momentum for SGD (default: the preset's)")
-    r.add_argument("--weight-decay", type=number(float, 0),
+    r.add_argument("--weight-decay", type=_ranged("weight_decay", float),
                    help="on conv/dense kernels only (not BN parameters or biases); SGD: L2 "
                    "term in the loss, AdamW: decoupled")
     r.add_argument("--schedule", choices=kt.SCHEDULES,
@@ -122,9 +132,9 @@ def _parser(prog="train.py"):
                    nargs="+",
                    metavar="FRACTION",
                    help="step schedule: fractions of training where lr /= 10, e.g. 0.5,0.75 or 0.5 0.75")
-    r.add_argument("--warmup-epochs", type=number(float, 0), help="linear learning-rate warmup")
+    r.add_argument("--warmup-epochs", type=_ranged("warmup_epochs", float), help="linear learning-rate warmup")
     r.add_argument("--label-smoothing", type=number(float, 0, 1, high_open=True), help="label smoothing factor in [0, 1)")
-    r.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=0, help="seed of weights, data order and augmentation")
+    r.add_argument("--seed", type=_ranged("seed"), default=0, help="seed of weights, data order and augmentation")
     r.add_argument("--deterministic", action="store_true",
                    help="deterministic TensorFlow ops and input order (the data order is always "
                    "seeded; without this flag parallel decoding of files may deliver "
@@ -133,7 +143,7 @@ def _parser(prog="train.py"):
     s.add_argument("--strategy", choices=kt.STRATEGIES, default="auto",
                    help="auto: multi_worker when TF_CONFIG names several tasks, mirrored when "
                    "more than one GPU is visible, else one_device")
-    s.add_argument("--cpu-replicas", type=number(int, 1),
+    s.add_argument("--cpu-replicas", type=_ranged("cpu_replicas"),
                    help="split the CPU into N logical devices (MirroredStrategy without GPUs)")
     s.add_argument("--sync-bn", action="store_true",
                    help="synchronized BatchNormalization (global-batch statistics); without it "
@@ -141,11 +151,11 @@ def _parser(prog="train.py"):
     s.add_argument("--precision", choices=kt.PRECISIONS, default="float32",
                    help="mixed_float16 uses dynamic loss scaling")
     s.add_argument("--jit", action="store_true", help="XLA-compile the forward/backward pass")
-    s.add_argument("--steps-per-execution", type=number(int, 1), default=16,
+    s.add_argument("--steps-per-execution", type=_ranged("steps_per_execution"), default=16,
                    help="training steps per tf.function call")
     o = p.add_argument_group("output")
     o.add_argument("--run-dir", help="default: runs/<dataset>_<model>")
-    o.add_argument("--checkpoint-steps", type=number(int, 1),
+    o.add_argument("--checkpoint-steps", type=_ranged("checkpoint_steps"),
                    help="also checkpoint every N steps inside an epoch (default: every epoch)")
     o.add_argument("--overwrite", action="store_true", help="start the run directory afresh")
     o.add_argument("--include-preprocessing", action=argparse.BooleanOptionalAction, default=None,

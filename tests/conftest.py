@@ -1,9 +1,12 @@
 """Shared test helpers."""
 
+import json
 import os
+import resource
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -88,10 +91,63 @@ SLOW_FIXTURES = {"exported", "recording"}
 SLOW_IDS = ("[1202]", "[1001]", "[ResNet1202CIFAR]", "[PreActResNet1001CIFAR]")
 
 
+# The CPU seconds each test took in a recorded run (tests/durations.json, written from a
+# KERAS_RESNET_TEST_CPU_LOG file by ``python tests/durations.py LOG``). The longest tests
+# start first, and pytest-xdist's workers steal queued tests from each other (below), so
+# that they end together instead of one of them running a long test alone at the end.
+DURATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "durations.json")
+
+
+def _recorded_seconds():
+    try:
+        with open(DURATIONS) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.nodeid.endswith(SLOW_IDS):
             item.add_marker(pytest.mark.slow)
+    seconds = _recorded_seconds()
+    if seconds:  # a stable sort: unrecorded tests keep their order, after the recorded long ones
+        items.sort(key=lambda item: -seconds.get(item.nodeid, 1.0))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``-n N`` alone distributes by pytest-xdist's default ("load"): make that work stealing,
+    which rebalances the queues as tests end. An explicit ``--dist`` other than load is kept."""
+    if config.getoption("dist") == "load":
+        from xdist.scheduler import WorkStealingScheduling
+
+        return WorkStealingScheduling(config, log)
+    return None
+
+
+# Where the suite's time goes, robust to a busy machine: with KERAS_RESNET_TEST_CPU_LOG=FILE
+# every test appends its wall seconds and the CPU seconds of its process and of the child
+# processes it waited for (setup, call and teardown together) as one JSON line.
+CPU_LOG = os.environ.get("KERAS_RESNET_TEST_CPU_LOG")
+
+
+def _cpu_seconds():
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if not CPU_LOG:
+        yield
+        return
+    (own, children), wall = _cpu_seconds(), time.monotonic()
+    yield
+    (own2, children2), wall2 = _cpu_seconds(), time.monotonic()
+    with open(CPU_LOG, "a") as f:
+        f.write(json.dumps({"test": item.nodeid, "wall": round(wall2 - wall, 2),
+                            "cpu": round(own2 - own, 2), "children": round(children2 - children, 2)}) + "\n")
 
 
 @pytest.fixture

@@ -78,7 +78,13 @@ def test_tensorflow_files_compute_the_same_function_under_torch(tmp_path):
     assert got["_roundtrip"] == 0.0
 
 
-def test_model_layer_and_serialization_tests_pass_under_torch():
+# Each file in a process of its own, so that the three share the machine's cores; at least
+# this many of each file's tests run under torch (the whole selection passes, none skipped).
+RERUN = {"test_layers.py": 30, "test_models.py": 10, "test_serialization.py": 20}
+
+
+@pytest.mark.parametrize("test_file", sorted(RERUN))
+def test_model_layer_and_serialization_tests_pass_under_torch(test_file):
     """The model, layer and serialization tests, run again on Keras's PyTorch backend. Left
     out: the tf_keras test (TensorFlow's legacy Keras), mixed_float16 (PyTorch has no float16
     convolutions on CPU), the parameter counts and stage shapes of every named model
@@ -87,17 +93,17 @@ def test_model_layer_and_serialization_tests_pass_under_torch():
     checks of the two deepest pre-activation models (the same layers as the smaller ones of
     their family, which stay in), and the fresh-process load (the test above
     loads files in a fresh torch process)."""
-    tests = [os.path.join(ROOT, "tests", f) for f in ("test_layers.py", "test_models.py",
-                                                      "test_serialization.py")]
     env = dict(os.environ, KERAS_BACKEND="torch", PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")
     env.pop("PYTEST_XDIST_WORKER", None)
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", *tests,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
+         os.path.join(ROOT, "tests", test_file),
          "-k", "not tf_keras and not mixed_precision and not parameter_counts and not stage_shapes"
                " and not fresh_process and not PreActResNet164CIFAR and not PreActResNet50"],
         env=env, capture_output=True, text=True, timeout=1200, cwd=ROOT)
     tail = proc.stdout[-3000:]
     assert proc.returncode == 0, tail
     summary = [line for line in proc.stdout.splitlines() if " passed" in line][-1]
-    assert "failed" not in summary and "error" not in summary, summary
-    assert int(summary.split(" passed")[0].split()[-1]) >= 55, summary
+    for word in ("failed", "error", "skipped", "xfail"):
+        assert word not in summary, summary
+    assert int(summary.split(" passed")[0].split()[-1]) >= RERUN[test_file], summary

@@ -52,7 +52,7 @@ def _probe(script, target, *args):
 
 
 def test_every_console_script_is_checked():
-    assert len(SCRIPTS) == 8 and all(target.startswith("keras_resnet") for _, target in SCRIPTS)
+    assert len(SCRIPTS) == 9 and all(target.startswith("keras_resnet") for _, target in SCRIPTS)
 
 
 @pytest.mark.parametrize("script,target", SCRIPTS)

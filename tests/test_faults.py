@@ -192,3 +192,76 @@ def test_a_truncated_tfrecord_shard_is_one_line_naming_it(recording):
     results = faults._run_all(cases, workdir)
     assert [name for name, _ in results] == ["truncated TFRecord shard"]
     assert [(name, p) for name, p in results if p] == []
+
+
+def _checksums(folder):
+    from test_safety import checksums
+
+    return checksums(folder)
+
+
+@needs_mount
+def test_make_tfrecords_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path, capsys):
+    from keras_resnet.data import make_tfrecords_main, sample_photo_folder
+
+    photos = tmp_path / "photos"
+    sample_photo_folder(str(photos), per_class=20, size=64)  # ~150 KB of JPEGs
+    before = _checksums(tmp_path)
+    with faults.tmpfs("64k") as where:
+        out = os.path.join(where, "records")
+        capsys.readouterr()
+        code = make_tfrecords_main([str(photos), out, "--quiet"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        assert err[0] == (f"keras-resnet-make-tfrecords: error: cannot write {out}: no space left on "
+                          "the device; free some space and rerun"), err
+        assert os.listdir(where) == []  # no records folder, no .records.partial-*
+    assert _checksums(tmp_path) == before
+
+
+def _experiment(argv, capsys):
+    from keras_resnet.experiments import main
+
+    capsys.readouterr()
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.slow
+@needs_mount
+def test_experiment_on_a_full_disk_is_one_line_and_leaves_no_temporary(tmp_path, capsys, monkeypatch):
+    """The disk full from the start (the first run's checkpoint), and full when a finished
+    experiment is rerun on a disk filled since (it rewrites its runs' files derived from their
+    checkpoints, then its table and figure; the old code's traceback came from a
+    FileWriteError there): one line, exit status 2, no temporary, nothing else changed."""
+    monkeypatch.chdir(tmp_path)
+    before = _checksums(tmp_path)
+    argv = ["degradation", "--depths", "8,14", "--iterations", "2", "--batch-size", "8", "--quiet"]
+    with faults.tmpfs("128k") as where:
+        rc, err = _experiment(argv + ["--out", os.path.join(where, "exp")], capsys)
+        assert rc == 2 and "Traceback" not in "\n".join(err), err
+        assert err[-1].startswith("keras-resnet-experiment: error: ") and "no space left on the device" in err[-1], err
+        assert faults.temporaries(where) == []
+    with faults.tmpfs("64m") as where:
+        out = os.path.join(where, "exp")
+        rc, err = _experiment(argv + ["--out", out], capsys)
+        assert rc == 0, err
+        os.remove(os.path.join(out, "degradation.csv"))
+        finished = _checksums(where)
+        with open(os.path.join(where, "filler"), "wb") as f:  # the rest of the disk
+            try:
+                while True:
+                    f.write(bytes(1 << 20))
+                    f.flush()
+            except OSError:
+                pass
+        rc, err = _experiment(argv + ["--out", out], capsys)
+        assert rc == 2 and "Traceback" not in "\n".join(err), err
+        assert err[-1].startswith("keras-resnet-experiment: error: ") and "no space left on the device" in err[-1], err
+        assert faults.temporaries(where) == []
+        os.remove(os.path.join(where, "filler"))
+        assert _checksums(where) == finished
+    assert _checksums(tmp_path) == before

@@ -90,9 +90,11 @@ def test_a_child_process_does_not_import_files_of_the_working_directory(tmp_path
 
 @pytest.mark.slow
 def test_no_command_runs_a_statistics_or_sitecustomize_planted_in_the_working_directory(tmp_path):
-    """Train (one short epoch), export to every format and precision (QAT included),
-    convert, make-tfrecords, all run from a folder holding a planted statistics.py and
-    sitecustomize.py: neither runs."""
+    """Train (one short epoch), export to every format, convert, make-tfrecords, all run
+    from a folder holding a planted statistics.py and sitecustomize.py: neither runs. The
+    export's child processes (the SavedModel check in a fresh process, QAT under tf_keras)
+    are where the working directory could reach the import path; the other precisions
+    convert in the command's own process, whose path never holds the working directory."""
     from test_weights_cli import torchvision_state
     from safetensors.numpy import save_file
 
@@ -114,12 +116,12 @@ def test_no_command_runs_a_statistics_or_sitecustomize_planted_in_the_working_di
         "--steps-per-epoch", "2", "--run-dir", str(run_dir), "--no-plot"])
     out = tmp_path / "exports"
     go(command("keras-resnet-export") + [str(run_dir), "--out", str(out), "--tflite",
-       "fp32,fp16,dynamic,int8,qat", "--onnx", "fp32,int8", "--qat-epochs", "1", "--num-samples", "32",
+       "fp32,qat", "--onnx", "fp32", "--qat-epochs", "1", "--num-samples", "32",
        "--latency-runs", "2", "--min-agreement", "0", "--max-accuracy-drop", "1"])
     with open(out / "report.json") as f:
         report = json.load(f)
     done = {(a["format"], a["precision"]) for a in report["artifacts"]}
-    assert {("savedmodel", "fp32"), ("tflite", "qat"), ("onnx", "int8")} <= done, done
+    assert {("savedmodel", "fp32"), ("tflite", "qat"), ("onnx", "fp32")} <= done, done
     weights = tmp_path / "resnet18.safetensors"
     save_file(torchvision_state(np.random.default_rng(0)), str(weights))
     go(command("keras-resnet-convert") + [str(weights), str(tmp_path / "resnet18.keras"),
@@ -721,4 +723,410 @@ def test_a_class_folder_named_with_a_line_break_is_one_line_not_two_classes(tmp_
     before = checksums(tmp_path)
     code, err = _make_tfrecords([photos, tmp_path / "records"], capsys)
     assert code == 2 and len(err) == 1 and "has a line break in its name" in err[0], err
+    assert checksums(tmp_path) == before
+
+
+# --- sane numbers: documented ranges, warmup within training, memory estimates --------------
+
+def _memory_total():
+    """MemTotal of /proc/meminfo, in bytes: the machine's memory, read independently of
+    keras_resnet (None where /proc is unavailable)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--warmup-epochs", "1e308"], "argument --warmup-epochs: 1e308 is not accepted; expected a number in [0, 100000]"),
+    (["--dataset", "synthetic", "--num-classes", "1000000000"],
+     "argument --num-classes: 1000000000 is not accepted; expected an integer in [2, 100000]"),
+    (["--batch-size", "1000000000", "--steps-per-epoch", "1"],
+     "argument --batch-size: 1000000000 is not accepted; expected an integer in [1, 65536]"),
+    (["--dataset", "synthetic", "--image-size", "4097"], "argument --image-size: 4097 is not accepted; expected an integer in [8, 4096]"),
+    (["--epochs", "100001"], "argument --epochs: 100001 is not accepted; expected an integer in [1, 100000]"),
+])
+def test_numbers_past_their_documented_range_are_one_line_before_any_work(tmp_path, capsys, monkeypatch, flags, says):
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("mine\n")
+    before = checksums(tmp_path)
+    start = time.perf_counter()
+    rc, err = _train_main(["--model", "resnet8", "--run-dir", tmp_path / "run"] + flags, capsys)
+    assert rc == 2 and err[-1] == f"train.py: error: {says}", err
+    assert time.perf_counter() - start < 10  # at parse time: no billion class names, no TensorFlow work
+    assert checksums(tmp_path) == before
+
+
+def test_the_library_checks_the_same_numbers_before_it_builds_anything(tmp_path):
+    import time
+
+    from keras_resnet import training as kt
+
+    for overrides, says in [
+        # a billion class names were built before any other check
+        (dict(dataset="synthetic", num_classes=10 ** 9),
+         "num_classes=1000000000 is not supported for the synthetic dataset; expected an integer in [2, 100,000]"),
+        (dict(warmup_epochs=1e308), "warmup_epochs=1e+308 is not supported; expected a value in [0, 100,000]"),
+        (dict(batch_size=10 ** 9, steps_per_epoch=1), "batch_size=1000000000 is not supported; expected a value in [1, 65,536]"),
+    ]:
+        start = time.perf_counter()
+        with pytest.raises(ValueError) as e:
+            kt.train(kt.TrainConfig(model="resnet8", run_dir=str(tmp_path / "run"), verbose=0, **overrides))
+        assert str(e.value) == says
+        assert time.perf_counter() - start < 20
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("flags, says", [
+    # the digits preset trains 30 epochs
+    (["--warmup-epochs", "31"], "warmup_epochs=31 (--warmup-epochs) is longer than training (30 epochs)"),
+    # 4 iterations of 2 steps an epoch: 2 epochs
+    (["--iterations", "4", "--steps-per-epoch", "2", "--warmup-epochs", "2.5"],
+     "warmup_epochs=2.5 (--warmup-epochs) is longer than training (2 epochs)"),
+])
+def test_a_warmup_longer_than_training_is_one_line(tmp_path, capsys, flags, says):
+    before = checksums(tmp_path)
+    rc, err = _train_main(["--model", "resnet8", "--run-dir", tmp_path / "run"] + flags, capsys)
+    assert rc == 2 and err[-1].startswith(f"train.py: error: {says}"), err
+    assert checksums(tmp_path) == before
+
+
+def test_memory_estimates_past_the_machines_memory_are_one_line(tmp_path, capsys):
+    """Synthetic 4096x4096x3 images (1,280 held in memory as float32) and a batch of 4,096
+    such images: what each needs at the least is computed here from the sizes alone."""
+    from keras_resnet.data import sample_photo_folder
+
+    photos = tmp_path / "photos"
+    sample_photo_folder(str(photos), per_class=3, size=16)
+    cases = [
+        (["--dataset", "synthetic", "--image-size", "4096"], 1280 * 4096 * 4096 * 3 * 4,
+         "the synthetic dataset (1,280 float32 images of 4096x4096x3 held in memory) needs at least"),
+        (["--dataset", "folder", "--data-dir", photos, "--image-size", "4096", "--batch-size", "4096",
+          "--steps-per-epoch", "1"], 4 * 4096 * (4096 * 4096 * 3 + 2),
+         "a training batch of 4,096 images of 4096x4096x3 and 2 classes"),
+    ]
+    total = _memory_total()
+    before = checksums(tmp_path)
+    for flags, need, says in cases:
+        if total is None or need <= total:
+            continue  # a machine this large would try it (and that is not a test of a refusal)
+        rc, err = _train_main(["--model", "resnet8", "--run-dir", tmp_path / "run"] + flags, capsys)
+        assert rc == 2 and says in err[-1], err
+        assert f"needs at least {need / (1 << 30):.3g} GiB, more than this machine's" in err[-1], err
+        assert checksums(tmp_path) == before
+    if total is None or total >= cases[0][1]:
+        pytest.skip("the machine's memory is unknown or larger than the estimates")
+
+
+def test_iterations_given_beat_the_presets_epochs(tmp_path, capsys):
+    """The digits preset counts 30 epochs; --iterations 3 of 2 steps an epoch trains 2 epochs
+    (the last one whole). Both explicitly (Python API) is one line, as on the command line."""
+    from keras_resnet import data as kdata
+    from keras_resnet import training as kt
+
+    digits = kdata.get_dataset("digits")
+    cfg = kt.TrainConfig(iterations=3).resolved(digits)
+    assert (cfg.epochs, cfg.iterations) == (None, 3)
+    cfg = kt.TrainConfig(preset="cifar", epochs=2).resolved(digits)  # the cifar preset counts iterations
+    assert (cfg.epochs, cfg.iterations) == (2, None)
+    with pytest.raises(ValueError, match=r"^epochs=2 and iterations=3 both set the length of training; give one of them$"):
+        kt.TrainConfig(epochs=2, iterations=3).resolved(digits)
+    run_dir = tmp_path / "run"
+    rc, err = _train_main(["--model", "resnet8", "--iterations", "3", "--steps-per-epoch", "2",
+                           "--batch-size", "8", "--run-dir", run_dir, "--no-plot", "--no-tensorboard",
+                           "--quiet"], capsys)
+    assert rc == 0, err
+    with open(run_dir / "run.json") as f:
+        run = json.load(f)
+    assert run["epochs_finished"] == 2 and run["config"]["epochs"] == 2 and run["config"]["iterations"] == 3
+    with open(run_dir / "metrics.csv") as f:
+        assert len(f.read().strip().splitlines()) == 1 + 2
+
+
+# --- image folders: hidden folders said, one class refused -----------------------------------
+
+def test_hidden_class_folders_are_said_and_a_single_class_is_refused(tmp_path, capsys):
+    import shutil
+
+    from keras_resnet.data import DataError, get_dataset, make_tfrecords_main, sample_photo_folder
+
+    photos = tmp_path / "photos"
+    sample_photo_folder(str(photos), per_class=3, size=16)
+    shutil.copytree(photos / "flower", photos / ".flower_backup")
+    said = []
+    ds = get_dataset("folder", data_dir=str(photos), image_size=16, progress=said.append)
+    assert ds.class_names == ["china", "flower"]
+    assert [m for m in said if "left out 1 hidden folder" in m and ".flower_backup" in m
+            and "is not a class" in m], said
+    capsys.readouterr()
+    assert make_tfrecords_main([str(photos), str(tmp_path / "records"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"left out 1 hidden folder {photos / '.flower_backup'}" in out, out
+    # Only one class left visible: refused, naming the hidden folders, by every command.
+    shutil.rmtree(tmp_path / "records")
+    os.rename(photos / "flower", photos / ".flower")
+    with pytest.raises(DataError) as e:
+        get_dataset("folder", data_dir=str(photos), image_size=16)
+    assert str(e.value).startswith(f"{photos} has 1 class folder (china); a classifier needs at least 2 classes")
+    assert str(photos / ".flower") in str(e.value) and "\n" not in str(e.value)
+    before = checksums(tmp_path)
+    code, err = _make_tfrecords([photos, tmp_path / "records"], capsys)
+    assert code == 2 and len(err) == 1 and "has 1 class folder (china)" in err[0], err
+    rc, err = _train_main(["--model", "resnet8", "--dataset", "folder", "--data-dir", photos, "--image-size",
+                           "16", "--epochs", "1", "--run-dir", tmp_path / "run"], capsys)
+    assert rc == 2 and "has 1 class folder (china)" in err[-1], err
+    assert checksums(tmp_path) == before
+
+
+# --- an image deleted while training runs ----------------------------------------------------
+
+def test_an_image_deleted_after_listing_is_one_line_naming_it_or_skipped(tmp_path):
+    import tensorflow as tf
+
+    from keras_resnet.data import DataError, get_dataset, make_dataset, sample_photo_folder, \
+        unreadable_image_error
+
+    photos = tmp_path / "photos"
+    sample_photo_folder(str(photos), per_class=4, size=16)
+    for on_corrupt in ("fail", "skip"):
+        ds = get_dataset("folder", data_dir=str(photos), image_size=16, on_corrupt=on_corrupt)
+        gone = ds.files("train")[2][0]
+        os.rename(gone, tmp_path / "aside.jpg")  # after the listing, as a user deleting it mid-run
+        try:
+            seen = 0
+            try:
+                for x, _ in make_dataset(ds, "train", batch_size=2, seed=0):
+                    seen += int(x.shape[0])
+            except tf.errors.OpError as e:
+                assert on_corrupt == "fail"
+                err = unreadable_image_error(e, ds, "train", seed=0)
+                assert isinstance(err, DataError)
+                assert str(err).startswith(f"{gone} no longer exists; it was listed"), str(err)
+                assert "\n" not in str(err) and "--on-corrupt skip" in str(err)
+            else:
+                assert on_corrupt == "skip"
+                # the epoch's batches are filled from the next pass over the files
+                assert ds.unreadable == [gone] and seen == 2 * (ds.sizes["train"] // 2)
+        finally:
+            os.rename(tmp_path / "aside.jpg", gone)
+
+
+def test_training_stops_in_one_line_when_its_images_are_deleted_mid_run(tmp_path):
+    """Every training image deleted after epoch 1 of 20 (the input pipeline's read-ahead
+    cannot hold the 19 epochs left, and they cost nothing: the run stops at the first file
+    it misses): one line naming one of them, not a TensorFlow traceback."""
+    from keras_resnet import training as kt
+    from keras_resnet.data import DataError, get_dataset, sample_photo_folder
+
+    photos = tmp_path / "photos"
+    sample_photo_folder(str(photos), per_class=8, size=16)
+    train_files = [p for p, _ in get_dataset("folder", data_dir=str(photos)).files("train")]
+
+    def delete_all(epoch, model):
+        if epoch == 1:
+            for p in train_files:
+                if os.path.exists(p):
+                    os.remove(p)
+
+    cfg = kt.TrainConfig(dataset="folder", data_dir=str(photos), image_size=16, model="resnet8",
+                         epochs=20, batch_size=4, run_dir=str(tmp_path / "run"), plot=False,
+                         tensorboard=False, verbose=0)
+    with pytest.raises(DataError) as e:
+        kt.train(cfg, on_epoch_end=delete_all)
+    message = str(e.value)
+    assert "\n" not in message and any(message.startswith(f"{p} no longer exists") for p in train_files), message
+    assert "rerunning resumes from" in message
+
+
+# --- exports: the model decides what it outputs; one export per folder at a time ------------
+
+def _export_main(argv, capsys):
+    from keras_resnet.export.cli import main
+
+    capsys.readouterr()
+    rc = main([str(a) for a in argv])
+    return rc, capsys.readouterr().err.strip().splitlines()
+
+
+def test_an_export_follows_the_models_own_softmax_not_run_json(tiny_run, tmp_path, capsys):
+    import keras
+
+    from keras_resnet.data import apply_preprocessing
+    from keras_resnet.export import ExportError, ExportSource, load_source
+
+    run_dir = _copy_run(tiny_run, tmp_path)
+    with open(run_dir / "run.json") as f:
+        run = json.load(f)
+    assert run["outputs"] == "probabilities"
+    with open(run_dir / "run.json", "w") as f:
+        json.dump(dict(run, outputs="logits"), f)
+    before = checksums(tmp_path)
+    rc, err = _export_main([run_dir, "--out", tmp_path / "out", "--formats", "onnx", "--quiet"], capsys)
+    assert rc == 2 and len(err) == 1, err
+    assert "outputs='logits' (from run.json) contradicts the model" in err[0], err
+    assert "applies softmax, so it outputs probabilities" in err[0], err
+    assert checksums(tmp_path) == before
+    # Without the entry, the model decides: the exported logits' softmax is the model's own output.
+    del run["outputs"]
+    with open(run_dir / "run.json", "w") as f:
+        json.dump(run, f)
+    source = load_source(str(run_dir))
+    assert source.outputs == "probabilities"
+    x = source.sample_input(4)
+    probabilities = np.asarray(keras.saving.load_model(run_dir / "best.keras")(
+        np.asarray(apply_preprocessing(x, source.preprocessing), "float32")))
+    logits = source.keras_logits(x).astype("float64")
+    softmax = np.exp(logits - logits.max(-1, keepdims=True))
+    softmax /= softmax.sum(-1, keepdims=True)
+    np.testing.assert_allclose(softmax, probabilities, atol=1e-5)
+    # A classifier without activation says logits: "probabilities" given for it is refused.
+    linear = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(), keras.layers.Dense(3)])
+    with pytest.raises(ExportError, match=r"outputs='probabilities' contradicts the model .* has no "
+                                          r"activation, so it outputs logits"):
+        ExportSource(linear, outputs="probabilities")
+
+
+_HOLDER = """
+import sys
+from keras_resnet.files import lock_directory
+with lock_directory(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_export_into_a_folder_in_use_is_refused_and_touches_nothing(tiny_run, tmp_path, capsys):
+    """A real second process holds the output folder's lock, as a running export does, with
+    an export's marker and a temporary in the folder: the export is refused at once and
+    leaves them alone. Once the holder is gone, the marker is an interrupted export's."""
+    out = tmp_path / "out"
+    (out / "onnx").mkdir(parents=True)
+    (out / ".report_onnx.incomplete").write_text('{"note": "an export to this directory started", "pinned": {}}')
+    (out / "onnx" / ".model_fp32.onnx.tmp-live").write_bytes(b"half an onnx file")
+    argv, env = python_command([str(out)], env=train_env(), code=_HOLDER)
+    holder = subprocess.Popen(argv, env=env, cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert holder.stdout.readline().strip() == b"held"
+        before = checksums(tmp_path)
+        rc, err = _export_main([tiny_run[0], "--out", out, "--formats", "onnx", "--onnx", "fp32",
+                                "--latency-runs", "1", "--quiet"], capsys)
+        assert rc == 2 and len(err) == 1, err
+        assert err[0] == (f"error: {out} is in use by another export (it holds the folder's lock); "
+                          "wait for it to finish, or choose another --out"), err
+        assert checksums(tmp_path) == before
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    rc, err = _export_main([tiny_run[0], "--out", out, "--formats", "onnx", "--onnx", "fp32",
+                            "--latency-runs", "1", "--quiet"], capsys)
+    assert rc == 0, err
+    assert not (out / ".report_onnx.incomplete").exists() and (out / "report_onnx.json").exists()
+
+
+# --- keras-resnet-convert: integer keys, quantized tensors, forged sizes ---------------------
+
+@pytest.mark.filterwarnings("ignore:torch.quantize_per_tensor:UserWarning")
+@pytest.mark.parametrize("how, says", [
+    ("int key first", "key 0 (int) is not a parameter name"),
+    ("int key last", "key 7 (int) is not a parameter name"),
+    ("quantized", "key 'layer1.0.conv1.weight'"),
+])
+def test_convert_names_integer_keys_and_quantized_tensors(tmp_path, capsys, how, says):
+    torch = pytest.importorskip("torch")
+    from test_weights_cli import torchvision_state
+
+    state = {k: torch.from_numpy(v) for k, v in torchvision_state(np.random.default_rng(0)).items()}
+    if how == "int key first":
+        state = {0: torch.zeros(3), **state}
+    elif how == "int key last":
+        state[7] = torch.zeros(3)
+    else:
+        key = "layer1.0.conv1.weight"
+        state[key] = torch.quantize_per_tensor(state[key], 0.01, 0, torch.qint8)
+    source = tmp_path / "resnet18.pt"
+    torch.save(state, source)
+    before = checksums(tmp_path)
+    rc, err = _convert([source, tmp_path / "out.keras", "--input-shape", "32,32,3"], capsys)
+    assert rc == 2 and len(err) == 1 and says in err[0], err
+    assert checksums(tmp_path) == before
+
+
+def _forged_pt(path, numel, legacy=False):
+    """A torch.save file (its zip format, or with ``legacy`` the pickle format of torch < 1.6)
+    whose one tensor's storage claims ``numel`` float32 elements while the file holds 64
+    bytes of them."""
+    import collections
+    import io
+    import pickle
+    import struct
+    import zipfile
+
+    import torch
+
+    storage = object()
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "0", "cpu", numel) if obj is storage else None
+
+    class Tensor:
+        def __reduce__(self):
+            return (torch._utils._rebuild_tensor_v2,
+                    (storage, 0, (numel,), (1,), False, collections.OrderedDict()))
+
+    if legacy:  # magic number, protocol, system info, the tensors, their storage keys, the data
+        Pickler.persistent_id = lambda self, obj: (
+            ("storage", torch.FloatStorage, "0", "cpu", numel, None) if obj is storage else None)
+        with open(path, "wb") as f:
+            for obj in (0x1950a86a20f9469cfc6c, 1001, {"protocol_version": 1001, "little_endian": True,
+                                                       "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+                pickle.dump(obj, f, protocol=2)
+            Pickler(f, protocol=2).dump({"conv1.weight": Tensor()})
+            pickle.dump(["0"], f, protocol=2)
+            f.write(struct.pack("<q", 16) + bytes(64))
+        return
+    buf = io.BytesIO()
+    Pickler(buf, protocol=2).dump({"conv1.weight": Tensor()})
+    with zipfile.ZipFile(path, "w") as z:  # stored, not compressed, as torch.save writes
+        z.writestr("archive/data.pkl", buf.getvalue())
+        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/data/0", bytes(64))
+        z.writestr("archive/version", "3\n")
+
+
+def test_convert_refuses_files_whose_tensors_claim_terabytes_or_more_than_they_hold(tmp_path, capsys):
+    import struct
+    import time
+
+    torch = pytest.importorskip("torch")
+    # The forgeries are files torch.load reads when their claim is true (16 elements, 64 bytes).
+    for legacy in (False, True):
+        _forged_pt(tmp_path / "honest.pt", 16, legacy)
+        assert torch.load(tmp_path / "honest.pt", weights_only=True)["conv1.weight"].shape == (16,)
+        (tmp_path / "honest.pt").unlink()
+    # The legacy format's loader allocates what a storage claims before it reads it.
+    for prefix, legacy in (("", False), ("legacy-", True)):
+        _forged_pt(tmp_path / f"{prefix}tebibytes.pt", 1 << 40, legacy)
+        _forged_pt(tmp_path / f"{prefix}gigabyte.pt", 1 << 28, legacy)
+    header = json.dumps({"conv1.weight": {"dtype": "F32", "shape": [1 << 20, 1 << 20],
+                                          "data_offsets": [0, 16]}}).encode()
+    (tmp_path / "huge.safetensors").write_bytes(struct.pack("<Q", len(header)) + header + bytes(16))
+    before = checksums(tmp_path)
+    for name, says in [
+        ("tebibytes.pt", "storage '0' (FloatStorage, 1,099,511,627,776 elements) claims 4.1e+03 GiB; at most 4 GiB"),
+        ("gigabyte.pt", "its tensors claim 1,073,741,824 bytes but the file holds"),
+        ("legacy-tebibytes.pt", "storage '0' (FloatStorage, 1,099,511,627,776 elements) claims 4.1e+03 GiB; at most 4 GiB"),
+        ("legacy-gigabyte.pt", "its tensors claim 1,073,741,824 bytes but the file holds"),
+        ("huge.safetensors", "key 'conv1.weight' of shape [1048576, 1048576] claims 4.1e+03 GiB; at most 4 GiB"),
+    ]:
+        start = time.perf_counter()
+        rc, err = _convert([tmp_path / name, tmp_path / "out.keras"], capsys)
+        assert rc == 2 and len(err) == 1 and says in err[0] and name in err[0], err
+        assert time.perf_counter() - start < 20
     assert checksums(tmp_path) == before

@@ -39,11 +39,11 @@ def test_bad_flags_and_missing_data_fail_clearly_and_write_nothing(tmp_path, mon
 
     cases = [
         (["--strategy", "bogus"], "invalid choice: 'bogus'"),
-        (["--batch-size", "0"], "argument --batch-size: 0 is not accepted; expected an integer >= 1"),
+        (["--batch-size", "0"], "argument --batch-size: 0 is not accepted; expected an integer in [1, 65536]"),
         (["--model", "resnet19"], "model='resnet19' is not supported"),
         (["--dataset", "cifar10"], "--download"),
         (["--dataset", "folder", "--data-dir", str(tmp_path / "nowhere")], "not a directory"),
-        (["--lr", "-1"], "argument --lr: -1 is not accepted; expected a number > 0"),
+        (["--lr", "-1"], "argument --lr: -1 is not accepted; expected a number in (0, 100]"),
         (["--evaluate", str(tmp_path / "missing.keras")], "does not exist"),
         (["--batch-size", "5000"], "larger than the training set"),
         (["--val-split", "1.5"], "argument --val-split: 1.5 is not accepted; expected a number in [0, 1)"),

@@ -16,6 +16,7 @@ import time
 import numpy as np
 import pytest
 from conftest import train_env
+from shared_fixture import shared_once
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "train.py")
@@ -68,13 +69,15 @@ def _assert_same_state(run_dir, reference):
     assert _metrics(run_dir) == _metrics(reference)
 
 
-@pytest.fixture(scope="module")
-def digits_reference(tmp_path_factory):
-    """One uninterrupted run, shared by every point."""
-    tmp = tmp_path_factory.mktemp("reference")
-    r = _train(DIGITS, tmp / "run", tmp)
+def _reference_run(root):
+    r = _train(DIGITS, root / "run", root)
     assert r.returncode == 0, r.stderr[-3000:]
-    return tmp / "run"
+
+
+@pytest.fixture(scope="session")
+def digits_reference(tmp_path_factory):
+    """One uninterrupted run, shared by every point (built once across the xdist workers)."""
+    return shared_once(tmp_path_factory, "preemption_digits_reference", _reference_run) / "run"
 
 
 def _stopped_and_resumed(tmp_path, reference, args, hook, epoch, step, finished, run_json=None):

@@ -33,7 +33,7 @@ BUDGET = {
     "tfrecords": [("--epochs 10", "--epochs 3")],
     "export": [("--epochs 30", "--epochs 4")],
     "convert": [],
-    "finetune": [("--epochs 5", "--epochs 2")],
+    "finetune": [("--image-size 64", "--image-size 32"), ("--epochs 5", "--epochs 2")],
     "grow": [("--model resnet20 --epochs 30", "--model resnet20 --epochs 2 --steps-per-epoch 6"),
              ("--lr 0.01 --epochs 30", "--lr 0.01 --epochs 3 --steps-per-epoch 4")],
 }

@@ -1,9 +1,8 @@
 """Importing PyTorch ResNet checkpoints with torchvision's parameter names.
 
-The expectation is PyTorch itself: a small ResNet written here with torchvision's module
-names (so its ``state_dict`` has torchvision's keys), random weights and non-trivial
-BatchNorm running statistics, run in eval mode; the keras_resnet model loaded from its
-checkpoint must give the same logits.
+The expectation is torchvision itself: its ResNet-18 and ResNet-50 (10 classes), random
+weights and non-trivial BatchNorm running statistics, run in eval mode; the keras_resnet
+model loaded from its checkpoint must give the same logits.
 """
 
 import sys
@@ -11,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from torch_libraries import libraries
 from torch_reference import randomized_eval, rel_error, torch_logits
 
 import keras
@@ -23,100 +22,28 @@ from keras_resnet import weights as W
 from conftest import run_python
 
 
-# ----------------------------------------------------------------------------------------
-# A reference ResNet with torchvision's module names (conv1, bn1, layer1.0.conv1,
-# layer1.0.downsample.0, fc, ...), following torchvision/models/resnet.py.
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, cin, width, stride, downsample):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, width, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x):
-        s = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        return self.relu(self.bn2(self.conv2(y)) + s)
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, cin, width, stride, downsample):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, width, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(width)
-        self.conv3 = nn.Conv2d(width, width * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(width * 4)
-        self.relu = nn.ReLU()
-        self.downsample = downsample
-
-    def forward(self, x):
-        s = x if self.downsample is None else self.downsample(x)
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.relu(self.bn2(self.conv2(y)))
-        return self.relu(self.bn3(self.conv3(y)) + s)
-
-
-class TorchResNet(nn.Module):
-    def __init__(self, block, layers, classes=1000):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.relu = nn.ReLU()
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin = 64
-        for i, (n, width) in enumerate(zip(layers, [64, 128, 256, 512])):
-            stride = 1 if i == 0 else 2
-            blocks = []
-            for b in range(n):
-                s = stride if b == 0 else 1
-                downsample = None
-                if b == 0 and (s != 1 or cin != width * block.expansion):
-                    downsample = nn.Sequential(
-                        nn.Conv2d(cin, width * block.expansion, 1, s, bias=False),
-                        nn.BatchNorm2d(width * block.expansion),
-                    )
-                blocks.append(block(cin, width, s, downsample))
-                cin = width * block.expansion
-            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
-        self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(cin, classes)
-
-    def features(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        for i in range(1, 5):
-            x = getattr(self, f"layer{i}")(x)
-        return torch.flatten(self.avgpool(x), 1)
-
-    def forward(self, x):
-        return self.fc(self.features(x))
-
-
-ARCHS = {18: (BasicBlock, [2, 2, 2, 2]), 50: (Bottleneck, [3, 4, 6, 3])}
 CLASSES = 10
+torchvision = libraries()[0]
 
 
 def reference(depth, seed=0):
-    """A ResNet with random weights and BN running statistics, in eval mode.
+    """torchvision's ResNet-``depth`` with random weights and BN running statistics, in
+    eval mode.
 
     The running statistics are those of a real batch (so activations keep a sane scale
     through the network), then perturbed, and gamma/beta are random: nothing is at its
     default of 1/0.
     """
     torch.manual_seed(seed)
-    block, layers = ARCHS[depth]
-    net = TorchResNet(block, layers, classes=CLASSES)
+    net = getattr(torchvision.models, f"resnet{depth}")(weights=None, num_classes=CLASSES)
     return randomized_eval(net, 96)
+
+
+def features(net, x):
+    """torchvision's forward pass without the classifier (global average pooled)."""
+    body = torch.nn.Sequential(*list(net.children())[:-1])  # all but fc
+    with torch.no_grad():
+        return torch.flatten(body(torch.from_numpy(x).permute(0, 3, 1, 2)), 1).numpy()
 
 
 def images(n=2, size=224, seed=1):
@@ -175,8 +102,7 @@ def test_features_without_classifier(r18_pth):
     net, path = r18_pth
     x = images(size=96)
     model = kr.ResNet18(weights=path, include_top=False, pooling="avg")
-    with torch.no_grad():
-        want = net.features(torch.from_numpy(x).permute(0, 3, 1, 2)).numpy()
+    want = features(net, x)
     assert rel_error(model(x), want) <= 1e-4
 
 

@@ -1,181 +1,23 @@
 """Importing ResNeXt, Wide ResNet, ResNet-D, SE- and ECA-ResNet checkpoints.
 
-The expectation is PyTorch itself: the networks written here after torchvision's
-``models/resnet.py`` (ResNeXt, Wide ResNet) and timm's ``models/resnet.py`` (deep stem,
-average-pool shortcuts, ``se.fc1``/``se.fc2``, ``se.conv``, dilation), with their module
-names, so their ``state_dict`` keys are the published checkpoints' keys. Random weights and
-non-trivial BatchNorm statistics; eval mode; the keras_resnet model loaded from the
-``state_dict`` must give the same logits. Their parameter counts are counted by PyTorch and
-compared with torchvision's and timm's published numbers.
+The expectation is timm itself: its ``ResNet`` class built with the options (grouped and
+wide bottlenecks, deep stem, average-pool shortcuts, SE and ECA, dilation) on shallow
+networks, random weights and non-trivial BatchNorm statistics, eval mode; the keras_resnet
+model loaded from its ``state_dict`` must give the same logits. The full-size named models
+are checked against torchvision's and timm's own in test_reference_libraries.py.
 """
-
-import math
 
 import numpy as np
 import pytest
 import torch
-from torch import nn
+from torch_libraries import libraries
 from torch_reference import randomized_eval, rel_error, torch_logits
-from torch.nn import functional as F
 
 import keras_resnet as kr
 from keras_resnet import weights as W
 
 
-# ----------------------------------------------------------------------------------------
-# A reference after torchvision's Bottleneck/BasicBlock and timm's options.
-
-
-def make_divisible(v, divisor=8, round_limit=0.0):
-    new = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new + divisor if new < round_limit * v else new
-
-
-class SEModule(nn.Module):  # timm.layers.squeeze_excite.SEModule
-    def __init__(self, channels):
-        super().__init__()
-        rd = make_divisible(channels / 16, 8)
-        self.fc1 = nn.Conv2d(channels, rd, 1, bias=True)
-        self.fc2 = nn.Conv2d(rd, channels, 1, bias=True)
-
-    def forward(self, x):
-        s = F.relu(self.fc1(x.mean((2, 3), keepdim=True)))
-        return x * torch.sigmoid(self.fc2(s))
-
-
-class EcaModule(nn.Module):  # timm.layers.eca.EcaModule
-    def __init__(self, channels, gamma=2, beta=1):
-        super().__init__()
-        t = int(abs(math.log(channels, 2) + beta) / gamma)
-        k = max(t if t % 2 else t + 1, 3)
-        self.conv = nn.Conv1d(1, 1, k, padding=(k - 1) // 2, bias=False)
-
-    def forward(self, x):
-        y = self.conv(x.mean((2, 3)).view(x.shape[0], 1, -1))
-        return x * torch.sigmoid(y).view(x.shape[0], -1, 1, 1)
-
-
-def attention(kind, channels):
-    return {"se": SEModule, "eca": EcaModule}[kind](channels) if kind else None
-
-
-class BasicBlock(nn.Module):
-    expansion = 1
-
-    def __init__(self, cin, planes, stride, downsample, groups=1, width=64, attn=None,
-                 dilation=1, first_dilation=1):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, planes, 3, stride, first_dilation, first_dilation, bias=False)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, 1, dilation, dilation, bias=False)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.se = attention(attn, planes)
-        self.downsample = downsample
-
-    def forward(self, x):
-        s = x if self.downsample is None else self.downsample(x)
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        if self.se is not None:
-            y = self.se(y)
-        return F.relu(y + s)
-
-
-class Bottleneck(nn.Module):
-    expansion = 4
-
-    def __init__(self, cin, planes, stride, downsample, groups=1, width=64, attn=None,
-                 dilation=1, first_dilation=1):
-        super().__init__()
-        w = int(planes * (width / 64.0)) * groups  # torchvision's width rule
-        self.conv1 = nn.Conv2d(cin, w, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(w)
-        self.conv2 = nn.Conv2d(w, w, 3, stride, first_dilation, first_dilation, groups=groups, bias=False)
-        self.bn2 = nn.BatchNorm2d(w)
-        self.conv3 = nn.Conv2d(w, planes * 4, 1, bias=False)
-        self.bn3 = nn.BatchNorm2d(planes * 4)
-        self.se = attention(attn, planes * 4)
-        self.downsample = downsample
-
-    def forward(self, x):
-        s = x if self.downsample is None else self.downsample(x)
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = F.relu(self.bn2(self.conv2(y)))
-        y = self.bn3(self.conv3(y))
-        if self.se is not None:
-            y = self.se(y)
-        return F.relu(y + s)
-
-
-class AvgPool2dSame(nn.AvgPool2d):  # timm: "same" zero padding, then an average pool
-    def forward(self, x):
-        return F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 2, 1)
-
-
-def downsample(cin, cout, stride, dilation, avg_down):
-    if not avg_down:  # torchvision: downsample.0 conv, downsample.1 BN
-        return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-    # timm's downsample_avg: downsample.0 pool, downsample.1 conv, downsample.2 BN
-    if stride == 1 and dilation == 1:
-        pool = nn.Identity()
-    elif stride == 1:
-        pool = AvgPool2dSame(2, 1)
-    else:
-        pool = nn.AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
-    return nn.Sequential(pool, nn.Conv2d(cin, cout, 1, 1, bias=False), nn.BatchNorm2d(cout))
-
-
-class TorchResNet(nn.Module):
-    def __init__(self, block, layers, classes=10, groups=1, width=64, deep_stem=False,
-                 avg_down=False, attn=None, output_stride=32):
-        super().__init__()
-        if deep_stem:  # timm stem_type="deep", stem_width=32: conv1.0/1/3/4/6
-            self.conv1 = nn.Sequential(
-                nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-                nn.Conv2d(32, 32, 3, 1, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(),
-                nn.Conv2d(32, 64, 3, 1, 1, bias=False),
-            )
-        else:
-            self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin, net_stride, dilation = 64, 4, 1
-        for i, (n, planes) in enumerate(zip(layers, [64, 128, 256, 512])):
-            stride = 1 if i == 0 else 2
-            prev = dilation
-            if net_stride >= output_stride:  # timm's make_blocks
-                dilation *= stride
-                stride = 1
-            else:
-                net_stride *= stride
-            blocks = []
-            for b in range(n):
-                s = stride if b == 0 else 1
-                ds = None
-                if b == 0 and (s != 1 or cin != planes * block.expansion):
-                    ds = downsample(cin, planes * block.expansion, s, dilation, avg_down)
-                blocks.append(block(cin, planes, s, ds, groups, width, attn, dilation, prev))
-                prev = dilation
-                cin = planes * block.expansion
-            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
-        self.fc = nn.Linear(cin, classes)
-
-    def forward(self, x):
-        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
-        for i in range(1, 5):
-            x = getattr(self, f"layer{i}")(x)
-        return self.fc(x.mean((2, 3)))
-
-
 CLASSES = 10
-# name: (keras_resnet constructor, reference options, published parameter count at 1000
-# classes: torchvision's model docs / timm's model cards)
-MODELS = {
-    "resnext50_32x4d": ("ResNeXt50_32x4d", dict(groups=32, width=4), 25_028_904, "ResNeXt-50 32x4d"),
-    "wide_resnet50_2": ("WideResNet50_2", dict(width=128), 68_883_240, "Wide ResNet-50-2"),
-    "resnet50d": ("ResNet50D", dict(deep_stem=True, avg_down=True), 25_576_264, "ResNet-50-D"),
-    "seresnet50": ("SEResNet50", dict(attn="se"), 28_088_024, "SE-ResNet-50"),
-}
 
 
 def test_resnext101_32x8d_parameter_count_matches_torchvision():
@@ -196,10 +38,18 @@ def test_convert_builds_the_eca_resnet_d_a_checkpoint_holds():
     assert rel_error(model(x, training=False), torch_logits(net, x)) <= 1e-4
 
 
-def reference(layers=(3, 4, 6, 3), block=Bottleneck, seed=0, classes=CLASSES, **options):
-    """A reference network with random weights and BN running statistics, in eval mode."""
+def reference(layers=(3, 4, 6, 3), block="bottleneck", seed=0, classes=CLASSES, groups=1, width=64,
+              deep_stem=False, avg_down=False, attn=None, output_stride=32):
+    """timm's ResNet with these options, random weights and BN running statistics, in eval
+    mode (its module names are the published checkpoints' keys)."""
+    timm_resnet = libraries()[1].models.resnet
     torch.manual_seed(seed)
-    net = TorchResNet(block, list(layers), classes=classes, **options)
+    net = timm_resnet.ResNet(
+        timm_resnet.BasicBlock if block == "basic" else timm_resnet.Bottleneck, list(layers),
+        num_classes=classes, cardinality=groups, base_width=width,
+        stem_type="deep" if deep_stem else "", stem_width=32 if deep_stem else 64,
+        avg_down=avg_down, output_stride=output_stride,
+        block_args=dict(attn_layer=attn) if attn else None)
     return randomized_eval(net, 64)
 
 
@@ -209,31 +59,6 @@ def images(n=2, size=64, seed=1):
 
 def trainable(model):
     return int(sum(np.prod(w.shape) for w in model.trainable_weights))
-
-
-@pytest.mark.parametrize("name", sorted(MODELS))
-def test_checkpoint_logits_and_parameter_count_match_pytorch(name, tmp_path):
-    ctor, options, published, label = MODELS[name]
-    net = reference(**options)
-    torch_count = sum(p.numel() for p in net.parameters())
-    fc_delta = (1000 - CLASSES) * (net.fc.in_features + 1)  # the published count has 1000 classes
-    if published is not None:
-        assert torch_count + fc_delta == published
-    source = net.state_dict()
-    if name == "resnext50_32x4d":  # one through a file (the others' files would be large)
-        source = str(tmp_path / f"{name}.pth")
-        torch.save(net.state_dict(), source)
-    x = images()
-    want = torch_logits(net, x)
-    assert np.std(want) > 1e-2
-    model = getattr(kr, ctor)(weights=source, classes=CLASSES, classifier_activation=None)
-    assert trainable(model) == torch_count
-    assert rel_error(model(x, training=False), want) <= 1e-4
-    assert W.inspect_checkpoint(source).describe() == f"torchvision/timm {label}"
-    if name == "resnet50d":  # convert() builds the architecture from the keys alone
-        converted = W.convert(source, classifier_activation=None)
-        assert converted.name == "resnet50d"
-        assert rel_error(converted(x, training=False), want) <= 1e-4
 
 
 @pytest.mark.parametrize("output_stride", [8, 16])
@@ -253,7 +78,7 @@ def test_dilated_checkpoint_matches_pytorch(output_stride):
 
 
 def test_basic_block_variants_match_pytorch():
-    net = reference(layers=(1, 1, 1, 1), block=BasicBlock, deep_stem=True, avg_down=True, attn="eca")
+    net = reference(layers=(1, 1, 1, 1), block="basic", deep_stem=True, avg_down=True, attn="eca")
     x = images(size=40)
     model = kr.ResNet([1, 1, 1, 1], [64, 128, 256, 512], stem="deep", avg_down=True, attention="eca",
                       weights=net.state_dict(), classes=CLASSES, classifier_activation=None)

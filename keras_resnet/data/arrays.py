@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from .._compat import keras
+from ..specs import MAX_CLASSES, MAX_INPUT_SIZE, check_memory
 from .base import DIGITS_SPLIT_SEED, DIGITS_TEST_FRACTION, CIFAR10_CLASSES, DataError, Dataset, \
     IndexedSource, preprocessing_from_arrays
 
@@ -103,9 +104,20 @@ def _cifar(name, download):
 
 
 def _synthetic(image_size, num_classes, channels=3, train_size=1024, test_size=256):
-    rng = np.random.default_rng(0)
     size = image_size or 224
     classes = num_classes or 1000
+    # Checked before anything is made: a billion class names, or 4096x4096 images held in
+    # memory, would take minutes or the machine's memory before any later check.
+    for name, value, low, high in (("num_classes", classes, 2, MAX_CLASSES),
+                                   ("image_size", size, 8, MAX_INPUT_SIZE)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+            raise DataError(f"{name}={value!r} is not supported for the synthetic dataset; "
+                            f"expected an integer in [{low}, {high:,}]")
+    n = train_size + test_size
+    check_memory(n * size * size * channels * 4,
+                 f"the synthetic dataset ({n:,} float32 images of {size}x{size}x{channels} held in memory)",
+                 "use a smaller --image-size")
+    rng = np.random.default_rng(0)
 
     def make(n):
         # A small bank of random images repeated: cheap to hold, random to the model.

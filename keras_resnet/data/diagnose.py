@@ -1,5 +1,6 @@
 """Naming the file behind a decoding error: the unreadable image, the damaged TFRecord shard."""
 
+import os
 import re
 
 import tensorflow as tf
@@ -40,6 +41,9 @@ def unreadable_image_error(error, dataset, split="train", **where):
     when ``error`` is something else. ``where``: ``seed``, ``epoch``, ``shard``,
     ``shuffle``, ``start`` of that iteration, as for :func:`locate_unreadable`, which
     this calls (it decodes the split from ``start`` until it meets the file)."""
+    vanished = _vanished_file(error, dataset, split)
+    if vanished is not None:
+        return vanished
     if not isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
                               tf.errors.UnknownError)):
         return None
@@ -64,6 +68,44 @@ def unreadable_image_error(error, dataset, split="train", **where):
     if name is None:
         return None
     return DataError(f"unreadable image {name} (use --on-corrupt skip to leave such images out)")
+
+
+# TensorFlow's words for a file it could not open: "<path>; No such file or directory".
+_OPEN_FAILURES = ("No such file or directory", "Permission denied", "Is a directory",
+                  "Not a directory", "Too many levels of symbolic links")
+
+
+def _vanished_file(error, dataset, split):
+    """A :class:`DataError` naming the file behind ``error`` when TensorFlow could not open
+    it (deleted, moved or made unreadable after the dataset was listed, while training
+    ran), else None. The name is taken from TensorFlow's message and must be one of the
+    split's listed files."""
+    if not isinstance(error, (tf.errors.NotFoundError, tf.errors.PermissionDeniedError,
+                              tf.errors.FailedPreconditionError, tf.errors.UnknownError)):
+        return None
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(getattr(error, "message", None) or error))
+    for reason in _OPEN_FAILURES:
+        found = re.search(rf"(?:^|\s)([^\n]*?); {reason}", text)
+        if found is None:
+            continue
+        path = found.group(1).strip()
+        listed = getattr(dataset, "files", None) or getattr(getattr(dataset, "base", None), "files", None)
+        if listed is not None:
+            try:
+                paths = {p for p, _ in listed(split if split != "validation" else "train")}
+            except (ValueError, KeyError):
+                paths = set()
+            if path not in paths:  # words before the name: find the listed file named
+                path = next((p for p in paths if f"{p}; {reason}" in text), None)
+                if path is None:
+                    continue
+        elif not dataset._source(split).encoded:
+            return None
+        state = "no longer exists" if not os.path.lexists(path) else f"cannot be opened ({reason})"
+        return DataError(f"{path} {state}; it was listed when the dataset was read and changed while "
+                         "training ran: restore it, or rerun (the folder is listed again), or use "
+                         "--on-corrupt skip to leave such images out")
+    return None
 
 
 def damaged_file(dataset, split="train"):

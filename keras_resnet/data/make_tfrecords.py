@@ -53,6 +53,10 @@ def make_tfrecords_main(argv=None):
         out = write_tfrecords(args.data_dir, args.out_dir, args.images_per_shard, args.seed,
                               args.on_corrupt, args.overwrite, None if args.quiet else bar)
     except (ValueError, OSError) as e:
+        from ..files import FileWriteError, describe_os_error
+
+        if isinstance(e, OSError) and not isinstance(e, FileWriteError):
+            e = describe_os_error(e, e.filename or args.out_dir, "use")
         sys.stderr.write("\n" if not args.quiet else "")
         print(f"keras-resnet-make-tfrecords: error: {e}", file=sys.stderr)
         return 2
@@ -60,4 +64,8 @@ def make_tfrecords_main(argv=None):
           f"{os.path.abspath(args.out_dir)} ({len(out['files']) - 1} TFRecord files"
           + (f"; skipped {len(out['skipped'])} unreadable image(s)" if out["skipped"] else "")
           + ")")
+    if out["hidden"]:
+        from .on_disk import _hidden_note
+
+        print(_hidden_note(out["hidden"]))
     return 0

@@ -8,6 +8,7 @@ import stat
 import numpy as np
 import tensorflow as tf
 
+from ..specs import MAX_CLASSES
 from .base import FOLDER_TEST_FRACTION, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, DataError, \
     Dataset, _check_split, FileSource, IndexedSource, _mean_std_preprocessing, StreamSource
 
@@ -53,19 +54,26 @@ class FolderDataset(FileDataset):
         test_name = next((d for d in ("test", "val", "validation")
                           if os.path.isdir(os.path.join(data_dir, d))), None)
         if os.path.isdir(os.path.join(data_dir, "train")) and test_name:
-            class_names = _class_dirs(os.path.join(data_dir, "train"))
+            root = os.path.join(data_dir, "train")
+            class_names, hidden = _class_dirs(root)
             for split, sub in (("train", "train"), ("test", test_name)):
                 splits[split] = _list_images(os.path.join(data_dir, sub), class_names,
                                              every_class=split == "train", on_corrupt=on_corrupt,
                                              skipped=skipped)
         else:
-            class_names = _class_dirs(data_dir)
+            root = data_dir
+            class_names, hidden = _class_dirs(data_dir)
             files = _list_images(data_dir, class_names, on_corrupt=on_corrupt, skipped=skipped)
             splits = _stratified_split(files)
+        # A classifier of one class learns nothing, and would still train with exit status 0.
+        _check_class_count(root, class_names, hidden)
         for split in ("train", "test"):
             if not splits[split]:
                 raise DataError(f"the folder dataset {data_dir} has no {split} images")
+        self.hidden = hidden  # folders named ".*" left out (not classes), said in the log
         if progress:
+            if hidden:
+                progress(_hidden_note(hidden))
             progress(f"found {sum(len(v) for v in splits.values())} images in "
                      f"{len(class_names)} classes in {data_dir} (read as training goes)")
         self._files = splits
@@ -83,24 +91,54 @@ class FolderDataset(FileDataset):
         _check_split(split)
         paths = tf.constant([p for p, _ in self._files[split]])
         labels = tf.constant([y for _, y in self._files[split]], tf.int64)
+        # on_corrupt="skip": a file gone since the listing (deleted while training runs) reads
+        # as no bytes, fails to decode and is skipped like any unreadable image.
+        read = _read_or_nothing if self.on_corrupt == "skip" else tf.io.read_file
 
         def load(i):
             path = tf.gather(paths, i)
-            return tf.io.read_file(path), tf.gather(labels, i), path
+            return read(path), tf.gather(labels, i), path
 
         return IndexedSource(len(self._files[split]), load, encoded=True)
 
 
+def _read_or_nothing(path):
+    """The bytes of the file ``path``, or ``b""`` when it cannot be opened."""
+    good = tf.data.Dataset.from_tensors(path).map(tf.io.read_file).ignore_errors()
+    empty = tf.data.Dataset.from_tensors(tf.constant(b""))
+    return good.concatenate(empty).take(1).get_single_element()
+
+
 def _class_dirs(root):
-    names = sorted(d for d in os.listdir(root)
-                   if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+    """``(class folder names, hidden folders)`` of ``root``: each sub-folder is a class, except
+    those named ``.*`` (``.git``, ``.ipynb_checkpoints``, ...), which are left out and
+    returned as paths so the caller can say so."""
+    names, hidden = [], []
+    for d in sorted(os.listdir(root)):
+        if os.path.isdir(os.path.join(root, d)):
+            (hidden if d.startswith(".") else names).append(d)
+    hidden = [os.path.join(root, d) for d in hidden]
     if not names:
-        raise DataError(f"{root} has no class sub-folders; expected {root}/<class_name>/<images>")
+        raise DataError(f"{root} has no class sub-folders; expected {root}/<class_name>/<images>"
+                        + (f" ({_hidden_note(hidden)})" if hidden else ""))
     odd = [n for n in names if any(c in n for c in "\n\r\x00")]
     if odd:  # classes.txt holds one class name a line: such a name would become two classes
         raise DataError(f"class folder {os.path.join(root, odd[0])!r} has a line break in its name; "
                         "rename it (class names are written one a line)")
-    return names
+    return names, hidden
+
+
+def _check_class_count(root, names, hidden):
+    if len(names) < 2:
+        raise DataError(f"{root} has 1 class folder ({names[0]}); a classifier needs at least 2 "
+                        f"classes, one sub-folder of images each"
+                        + (f" ({_hidden_note(hidden)})" if hidden else ""))
+
+
+def _hidden_note(hidden):
+    shown = ", ".join(hidden[:3]) + (f" and {len(hidden) - 3} more" if len(hidden) > 3 else "")
+    return (f"left out {len(hidden)} hidden folder{'s' if len(hidden) > 1 else ''} {shown}: "
+            "a name starting with '.' is not a class; rename it to make it one")
 
 
 _SPECIAL = ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
@@ -227,6 +265,8 @@ class TFRecordDataset(FileDataset):
                 raise DataError(f"--num-classes {num_classes} disagrees with {listed} "
                                 f"({len(class_names)} classes)")
             num_classes = len(class_names)
+        if num_classes and num_classes > MAX_CLASSES:
+            raise DataError(f"num_classes={num_classes:,} is not supported; at most {MAX_CLASSES:,}")
         if not num_classes:
             raise DataError("the tfrecord dataset needs --num-classes (labels are not scanned; "
                             f"no {TFRECORD_CLASSES_FILE} in {data_dir!r})")

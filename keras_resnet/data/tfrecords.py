@@ -1,5 +1,6 @@
 """An image folder written as shuffled, sharded TFRecords (``keras-resnet-make-tfrecords``)."""
 
+import errno
 import fcntl
 import json
 import os
@@ -9,7 +10,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from ..files import current_umask, read_json_object
+from ..files import (FileWriteError, current_umask, file_write_error, read_json_object,
+                     write_error_from_message)
 from .base import DataError
 from .on_disk import TFRECORD_CLASSES_FILE, FolderDataset
 
@@ -115,7 +117,8 @@ def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt
     shuffled with ``seed`` before sharding, so every shard holds every class. The output is
     written to a temporary folder that is renamed to ``out_dir`` at the end: a failure
     leaves nothing at ``out_dir``. ``progress(done, total)`` is called as records are
-    written. Returns ``{"train": n, "validation": n, "skipped": [paths], "files": [...]}``.
+    written. Returns ``{"train": n, "validation": n, "skipped": [paths], "hidden": [folders
+    named ".*", left out: not classes], "files": [...]}``.
     """
     if isinstance(images_per_shard, bool) or not isinstance(images_per_shard, int) or images_per_shard < 1:
         raise ValueError(f"images_per_shard={images_per_shard!r} is not supported; expected a "
@@ -210,11 +213,19 @@ def write_tfrecords(data_dir, out_dir, images_per_shard=1024, seed=0, on_corrupt
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, out_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        # A write the operating system refused (a full disk, ...): one line naming the output.
+        if isinstance(e, tf.errors.OpError):
+            refused = write_error_from_message(e, out_dir)
+            if refused is not None and refused.errno != errno.EACCES:  # (an input may be unreadable)
+                raise refused from None
+        elif isinstance(e, OSError) and not isinstance(e, FileWriteError):
+            raise file_write_error(e, out_dir) from None
         raise
     finally:
         if lock is not None:
             os.close(lock)
     return {"train": counts["train"], "validation": counts["test"], "skipped": skipped,
+            "hidden": list(folder.hidden),
             "files": sorted(n for n in os.listdir(out_dir) if n != MANIFEST)}

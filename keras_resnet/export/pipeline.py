@@ -1,5 +1,7 @@
 """Export a trained model to every format at once, verify each, write the report."""
 
+import contextlib
+import functools
 import json
 import os
 
@@ -80,9 +82,9 @@ def _read_marker(marker):
     return pinned if isinstance(pinned, dict) else {}
 
 
-def export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs=None,
-               preprocessing=None, model_name=None, overwrite=False, check=True, progress=print,
-               **options):
+def _export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs=None,
+                preprocessing=None, model_name=None, overwrite=False, check=True, progress=print,
+                **options):
     """Export ``source`` to every requested format, verify each export, write the report.
 
     Args:
@@ -206,3 +208,19 @@ def export_all(source, out_dir, formats=FORMATS, *, dataset=None, dataset_kwargs
     if check and not report["passed"]:
         raise ParityError(report["failures"], report)
     return report
+
+
+@functools.wraps(_export_all, assigned=("__doc__",))  # its signature and docstring
+def export_all(source, out_dir, *args, **kwargs):
+    # One export at a time per output folder: the folder is locked (flock on the folder
+    # itself, as training locks its run directory) before its marker is read, so a second
+    # export is refused at once instead of taking the live one's marker for an interrupted
+    # export's and replacing what it writes. The lock goes with the process.
+    check_writable(out_dir)  # before the folder is made
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(files.lock_directory(out_dir))
+        except files.DirectoryInUse:
+            raise ExportError(f"{out_dir} is in use by another export (it holds the folder's lock); "
+                              "wait for it to finish, or choose another --out") from None
+        return _export_all(source, out_dir, *args, **kwargs)

@@ -118,6 +118,21 @@ def as_float32(model):
     return rebuilt
 
 
+def model_outputs(model):
+    """What ``model``'s last layer says its output is: ``"probabilities"`` (a softmax
+    activation, or a Softmax layer), ``"logits"`` (a layer whose activation is linear), or
+    None when the last layer does not say (another kind of layer)."""
+    last = model.layers[-1]
+    if type(last).__name__ == "Softmax":
+        return "probabilities"
+    activation = getattr(getattr(last, "activation", None), "__name__", None)
+    if activation == "softmax":
+        return "probabilities"
+    if activation == "linear":
+        return "logits"
+    return None
+
+
 def _identity_preprocessing(channels):
     return {"scale": [1.0] * channels, "offset": [0.0] * channels}
 
@@ -145,7 +160,10 @@ class ExportSource:
         model: a Keras model with one image input ``[batch, H, W, C]`` and one output
             ``[batch, classes]`` (class probabilities or logits).
         preprocessing: ``{"scale": [...], "offset": [...]}`` (default: identity).
-        outputs: ``"probabilities"`` or ``"logits"`` (default: read from the model).
+        outputs: ``"probabilities"`` or ``"logits"`` (default: read from the model). A value
+            that contradicts the model's own last layer (a softmax, or a Dense without
+            activation: :func:`model_outputs`) is refused; the model decides.
+        outputs_from: where ``outputs`` came from, named in that refusal (``"run.json"``).
         dataset: dataset name for calibration and evaluation data (see
             :mod:`keras_resnet.data`); None when you pass arrays yourself.
         dataset_kwargs: extra arguments for :func:`keras_resnet.data.get_dataset`.
@@ -158,7 +176,7 @@ class ExportSource:
 
     def __init__(self, model, preprocessing=None, outputs=None, dataset=None,
                  dataset_kwargs=None, class_names=None, path=None, run=None, name=None,
-                 eval_augment=None):
+                 eval_augment=None, outputs_from=None):
         if not isinstance(model, keras.Model):
             raise ExportError(f"expected a Keras model; got {type(model).__name__}")
         if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
@@ -172,6 +190,9 @@ class ExportSource:
                 "expected one [batch, classes] output"
             )
         self.original_dtype_policy = _policy_name(model)
+        # The weights' own input configuration (keras_resnet.create_model, from_preset),
+        # recorded with the evaluation transform in every export's metadata.
+        self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
         self.model = as_float32(model)
         self.input_shape = tuple(self.model.inputs[0].shape[1:])
         if self.input_shape[-1] is None:
@@ -183,12 +204,20 @@ class ExportSource:
             self.channels,
         )
         last = self.model.layers[-1]
-        activation = getattr(getattr(last, "activation", None), "__name__", None)
-        detected = "probabilities" if activation == "softmax" else "logits"
+        own = model_outputs(self.model)
+        detected = own or "logits"
         if outputs is None:
             outputs = detected
         if outputs not in OUTPUT_KINDS:
             raise ExportError(f"outputs={outputs!r} is not supported; accepted: {', '.join(OUTPUT_KINDS)}")
+        if own is not None and outputs != own:
+            # The model decides: a softmax of probabilities (or a log of logits) would be
+            # exported as the model's answer, and parity against itself would still pass.
+            raise ExportError(
+                f"outputs={outputs!r}{f' (from {outputs_from})' if outputs_from else ''} contradicts the "
+                f"model {self.model.name!r}: its last layer {last.name!r} "
+                f"{'applies softmax' if own == 'probabilities' else 'has no activation'}, so it "
+                f"outputs {own}; correct or remove that outputs entry")
         self.outputs = outputs
         # Logits of a softmax classifier: its features times its kernel, plus bias.
         self._dense = last if (outputs == "probabilities" and detected == "probabilities"
@@ -229,6 +258,12 @@ class ExportSource:
 
     def eval_transform_doc(self):
         """The evaluation transform in words and numbers (for signature.json and metadata)."""
+        doc = self._eval_transform_doc()
+        if self.pretrained_cfg:
+            doc["pretrained_cfg"] = dict(self.pretrained_cfg)
+        return doc
+
+    def _eval_transform_doc(self):
         h, w, _ = self.input_shape
         if self.eval_augment == "imagenet":
             from ..data.augment import CENTER_CROP_FRACTION
@@ -402,6 +437,7 @@ def load_source(source, preprocessing=None, outputs=None, dataset=None, dataset_
         model,
         preprocessing=preprocessing if preprocessing is not None else run.get("preprocessing"),
         outputs=outputs if outputs is not None else run.get("outputs"),
+        outputs_from="run.json" if outputs is None and run.get("outputs") is not None else None,
         dataset=dataset if dataset is not None else run.get("dataset"),
         dataset_kwargs=kwargs,
         class_names=run.get("class_names"), path=path, run=run or None, name=name,

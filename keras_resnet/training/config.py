@@ -4,6 +4,7 @@ import dataclasses
 import math
 
 from .. import data as kdata
+from ..specs import MAX_CLASSES, MAX_INPUT_SIZE, check_memory
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("sgd", "adamw")
@@ -33,6 +34,27 @@ PRESETS = {
     ),
 }
 PRESET_FOR_AUGMENT = {"shift": "digits", "cifar": "cifar", "imagenet": "imagenet", "none": "imagenet"}
+
+
+# The range of every numeric setting, inclusive ((low, high); a low in parentheses, such as
+# lr's, is exclusive: see LOW_OPEN). The command line refuses a value outside it when it
+# parses its flags, before any work; check_config refuses it for the Python API. The bounds
+# are generous for real training (ImageNet's 90 epochs, the largest published batches of
+# 32k-64k images over many replicas, LARS's peak rates of ~30) and keep every count
+# (epochs x steps, warmup steps) an exact integer. docs/safety.md lists them.
+MAX_EPOCHS = 100_000
+MAX_STEPS = 10 ** 9
+MAX_BATCH_SIZE = 65_536  # per replica
+RANGES = {
+    "image_size": (8, MAX_INPUT_SIZE), "num_classes": (2, MAX_CLASSES),
+    "label_offset": (-MAX_CLASSES, MAX_CLASSES),
+    "epochs": (1, MAX_EPOCHS), "iterations": (1, MAX_STEPS), "steps_per_epoch": (1, MAX_STEPS),
+    "batch_size": (1, MAX_BATCH_SIZE), "lr": (0, 100), "weight_decay": (0, 1),
+    "warmup_epochs": (0, MAX_EPOCHS), "freeze_epochs": (0, MAX_EPOCHS),
+    "backbone_lr_mult": (0, 100), "cpu_replicas": (1, 256), "steps_per_execution": (1, 100_000),
+    "checkpoint_steps": (1, MAX_STEPS), "seed": (0, 2 ** 32 - 1),
+}
+LOW_OPEN = ("lr", "backbone_lr_mult")
 
 
 class TrainingError(RuntimeError):
@@ -92,12 +114,18 @@ class TrainConfig:
         if preset not in PRESETS:
             raise ValueError(f"preset={preset!r} is not supported; accepted: {', '.join(PRESETS)}")
         values = dict(PRESETS[preset])
+        if self.epochs is not None and self.iterations is not None:
+            raise ValueError(f"epochs={self.epochs!r} and iterations={self.iterations!r} both set "
+                             "the length of training; give one of them")
         cfg = dataclasses.replace(self, preset=preset)
         for key, value in values.items():
             if getattr(cfg, key) is None:
                 setattr(cfg, key, value)
+        # The length given beats the preset's, whichever way the preset counts it.
         if self.epochs is not None:  # explicit epochs win over the preset's iterations
-            cfg.iterations = self.iterations
+            cfg.iterations = None
+        elif self.iterations is not None:  # explicit iterations win over the preset's epochs
+            cfg.epochs = None
         if cfg.step_boundaries is None:
             cfg.step_boundaries = (0.5, 0.75)
         cfg.step_boundaries = tuple(float(b) for b in cfg.step_boundaries)
@@ -133,6 +161,11 @@ def check_config(cfg):
     positive("warmup_epochs", integer=False, zero=True)
     positive("freeze_epochs", zero=True)
     positive("backbone_lr_mult", integer=False)
+    for name, (low, high) in RANGES.items():
+        v = getattr(cfg, name)
+        if v is not None and not isinstance(v, bool) and isinstance(v, (int, float)) and not (
+                (low < v if name in LOW_OPEN else low <= v) and v <= high):
+            raise ValueError(f"{name}={v!r} is not supported; expected {_range(name)}")
     for name, default in (("freeze_epochs", 0), ("backbone_lr_mult", 1.0)):
         if getattr(cfg, name) != default and not cfg.init_from:
             raise ValueError(f"{name}={getattr(cfg, name)!r} applies to fine-tuning; pass "
@@ -153,6 +186,26 @@ def check_config(cfg):
     if any(not 0 < b < 1 for b in cfg.step_boundaries):
         raise ValueError(f"step_boundaries={cfg.step_boundaries!r}: expected fractions between 0 and 1")
     resolve_model(cfg.model)
+
+
+def _range(name):
+    low, high = RANGES[name]
+    return f"a value in {'(' if name in LOW_OPEN else '['}{low:,}, {high:,}]"
+
+
+def check_plan(cfg, input_shape, num_classes, host_batch):
+    """Refuses, in one line and before the model is built, a warmup longer than training
+    (``cfg.epochs`` is resolved by then, from --iterations too) and a batch whose images and
+    logits alone clearly exceed this machine's memory."""
+    if cfg.warmup_epochs > cfg.epochs:
+        raise ValueError(f"warmup_epochs={cfg.warmup_epochs:g} (--warmup-epochs) is longer than "
+                         f"training ({cfg.epochs} epoch{'s' if cfg.epochs != 1 else ''}); expected "
+                         "at most the number of epochs")
+    pixels = math.prod(int(d) for d in input_shape)
+    check_memory(4 * host_batch * (pixels + int(num_classes)),
+                 f"a training batch of {host_batch:,} images of {'x'.join(str(int(d)) for d in input_shape)} "
+                 f"and {num_classes:,} classes (its float32 images and logits alone; the network's "
+                 "activations come on top)", "lower --batch-size or --image-size")
 
 
 

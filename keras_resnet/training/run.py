@@ -17,7 +17,7 @@ from .. import data as kdata
 from .. import files
 from .._compat import keras
 from . import artifacts, checkpoints, notice
-from .config import TrainConfig, TrainingError, check_config, small_data_recipe
+from .config import TrainConfig, TrainingError, check_config, check_plan, small_data_recipe
 from .loop import eval_dataset, make_eval_fn, make_train_chunk, named_data_errors, train_input_fn
 from .recipe import build_model, decayed_variables, learning_rate_schedule, make_optimizer
 from .strategy import is_chief, make_strategy, num_workers, strategy_name
@@ -140,6 +140,7 @@ def _plan(cfg, strategy, log):
             raise ValueError(f"batch_size={cfg.batch_size} x {replicas} replicas = {global_batch} "
                              f"is larger than the training set ({train_size} images); lower --batch-size")
     cfg.epochs = cfg.epochs or math.ceil(cfg.iterations / steps_per_epoch)
+    check_plan(cfg, dataset.input_shape, dataset.num_classes, global_batch // num_workers(strategy))
     return dataset, cfg, _Plan(replicas, global_batch, cfg.lr * replicas, steps_per_epoch,
                                cfg.epochs)
 

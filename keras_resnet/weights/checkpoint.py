@@ -166,6 +166,12 @@ def _unwrap_state_dict(state, origin_name):
         if isinstance(inner, dict) and not any(hasattr(v, "shape") for v in state.values()):
             state = inner
             break
+    odd = next((k for k in state if not isinstance(k, str)), None)
+    if odd is not None:
+        shown = repr(odd)[:60] if isinstance(odd, (bool, float, bytes, tuple)) or not isinstance(odd, int) \
+            or abs(odd) < 10 ** 50 else "(a huge integer)"
+        raise ValueError(f"{origin_name}: key {shown} ({type(odd).__name__}) is not a parameter name; "
+                         "expected a state_dict whose keys are names such as 'conv1.weight'")
     for prefix in _PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}

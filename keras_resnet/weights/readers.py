@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from .._compat import keras
-from ..specs import MAX_CHECKPOINT_BYTES, _gib, check_tensor_bytes
+from ..specs import MAX_CHECKPOINT_BYTES, MAX_CONFIG_BYTES, _gib, check_tensor_bytes
 from ..keras_file import load_model as load_keras_model
 from .checkpoint import (Checkpoint, _arrays_from_model, _checkpoint_from_model, from_keras_applications_arrays,
                          from_torch_state_dict, resnet_config)
@@ -297,11 +297,102 @@ def read_torch(path, model=None):
     if not (pickled or zipfile.is_zipfile(path)):
         raise ValueError(f"weights={path!r} is not a loadable PyTorch state_dict: neither torch.save's "
                          "zip archive nor a pickle; expected a state_dict saved with torch.save")
+    _check_torch_claims(path, torch, zipped=not pickled)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a bad file
         raise ValueError(f"weights={path!r} is not a loadable PyTorch state_dict ({_first_line(e)})") from None
     return from_torch_state_dict(state, f"weights file {path!r}")
+
+
+class _Inert:
+    """What every global of a scanned pickle becomes: accepts any construction, state and
+    items, and does nothing (no module is imported, nothing of the file's is called)."""
+
+    def __new__(cls, *args, **kwargs):
+        return object.__new__(cls)
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def append(self, value):
+        pass
+
+    def extend(self, values):
+        pass
+
+
+def _storage_claims(stream, claims):
+    """Reads one pickle from ``stream`` with every global replaced by an :class:`_Inert`
+    stand-in, recording each ``("storage", type, key, location, numel, ...)`` persistent id
+    (how torch.save refers to a tensor's storage) in ``claims``: {key: (type name, numel)}."""
+    import pickle
+
+    stand_ins = {}
+
+    class Scanner(pickle.Unpickler):
+        def find_class(self, module, name):
+            return stand_ins.setdefault((module, name), type(str(name)[:100], (_Inert,), {}))
+
+        def persistent_load(self, pid):
+            if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+                numel = pid[4]
+                if isinstance(numel, int) and not isinstance(numel, bool):
+                    claims[str(pid[2])[:100]] = (getattr(pid[1], "__name__", "?"), numel)
+            return _Inert()
+
+    Scanner(stream).load()
+
+
+def _check_torch_claims(path, torch, zipped):
+    """Refuses, before torch.load allocates anything, a ``.pt`` file whose storages claim more
+    than the limits, or more bytes than the file holds (torch.save stores every storage
+    whole, uncompressed): read from its pickle alone, with :func:`_storage_claims`."""
+    import io
+    import pickle
+
+    claims = {}
+    try:
+        if zipped:
+            with zipfile.ZipFile(path) as z:
+                entry = next((i for i in z.infolist() if i.filename.endswith("data.pkl")), None)
+                if entry is None:
+                    return  # not torch.save's layout: torch.load names the problem
+                if entry.file_size > MAX_CONFIG_BYTES:
+                    raise ValueError(f"weights={path!r}: its pickle {entry.filename} claims "
+                                     f"{entry.file_size:,} bytes; at most {MAX_CONFIG_BYTES:,} are read")
+                with z.open(entry) as f:
+                    _storage_claims(io.BytesIO(f.read(MAX_CONFIG_BYTES + 1)), claims)
+        else:
+            with open(path, "rb") as f:
+                for _ in range(4):  # magic number, protocol, system info, then the tensors
+                    _storage_claims(f, claims)
+    except ValueError as e:
+        if str(e).startswith(f"weights={path!r}"):
+            raise
+        return  # not a pickle we can read: torch.load names the problem
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, TypeError, AttributeError,
+            IndexError, KeyError, OverflowError, MemoryError, RecursionError):
+        return
+    total = 0
+    for key, (kind, numel) in sorted(claims.items()):
+        with warnings.catch_warnings():  # (torch's typed storages are deprecated, still named)
+            warnings.simplefilter("ignore")
+            dtype = getattr(getattr(torch, kind, None), "dtype", None) if kind.endswith("Storage") else None
+        itemsize = getattr(dtype, "itemsize", 1) if dtype is not None else 1
+        nbytes = max(numel, 0) * int(itemsize)
+        total += nbytes
+        check_tensor_bytes(nbytes, f"weights={path!r}: storage '{key}' ({kind}, {numel:,} elements)", total)
+    size = os.path.getsize(path)
+    if total > size:
+        raise ValueError(f"weights={path!r}: its tensors claim {total:,} bytes but the file holds "
+                         f"{size:,}; it is truncated or forged (torch.save stores every tensor whole)")
 
 
 READERS = [
