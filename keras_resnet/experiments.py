@@ -111,7 +111,8 @@ def degradation(out_dir="runs/degradation", dataset="digits", data_dir=None, ima
     digits, the paper's ``"cifar"`` (pad 4, random crop, flip) elsewhere.
     """
     s, d = _check_depths(depths)
-    iterations, warmup_epochs = _budget(budget, dataset, iterations, warmup_epochs)
+    iterations, warmup_epochs = _budget(budget, dataset, iterations, warmup_epochs, data_dir,
+                                        image_size, download, batch_size)
     for name, value in (("iterations", iterations), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} is not supported; expected a positive integer")
@@ -165,14 +166,26 @@ def degradation(out_dir="runs/degradation", dataset="digits", data_dir=None, ima
     return dict(rows=rows, final=final, png=png_path, csv=csv_path, table=md_path)
 
 
-def _budget(budget, dataset, iterations, warmup_epochs):
-    """``(iterations, warmup_epochs)`` of ``budget`` (:data:`BUDGETS`), where not given."""
+def _budget(budget, dataset, iterations, warmup_epochs, data_dir=None, image_size=None,
+            download=False, batch_size=128):
+    """``(iterations, warmup_epochs)`` of ``budget`` (:data:`BUDGETS`), where not given. The
+    budget's warm-up is cut to the run's length when the run is shorter (a few
+    ``iterations``, a small ``batch_size``); a warm-up given explicitly is kept as given."""
     if budget not in BUDGETS:
         raise ValueError(f"budget={budget!r} is not supported; accepted: {', '.join(BUDGETS)}")
     if iterations is None:
         iterations = BUDGETS[budget]["iterations"] if dataset == "digits" else 64000
+    for name, value in (("iterations", iterations), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} is not supported; expected a positive integer")
     if warmup_epochs is None:
         warmup_epochs = BUDGETS[budget]["warmup_epochs"]
+        if warmup_epochs:
+            sizes = kdata.get_dataset(dataset, data_dir=data_dir, image_size=image_size,
+                                      download=download).sizes
+            if sizes.get("train"):
+                steps = max(1, sizes["train"] // batch_size)  # one replica: the fewest epochs
+                warmup_epochs = min(warmup_epochs, math.ceil(iterations / steps))
     if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, (int, float)) \
             or not 0 <= warmup_epochs < float("inf"):
         raise ValueError(f"warmup_epochs={warmup_epochs!r} is not supported; expected a "
@@ -314,7 +327,8 @@ def shortcuts(out_dir="runs/shortcuts", dataset="digits", data_dir=None, image_s
     from .keras_file import load_model
 
     depth = _check_cifar_depth(depth)
-    iterations, warmup_epochs = _budget("default", dataset, iterations, warmup_epochs)
+    iterations, warmup_epochs = _budget("default", dataset, iterations, warmup_epochs,
+                                        data_dir, image_size, download, batch_size)
     for name, value in (("seeds", seeds), ("iterations", iterations), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} is not supported; expected a positive integer")
@@ -526,7 +540,7 @@ def _parser():
                    help=f"per model (default: {DIGITS_ITERATIONS} on digits, 64000 elsewhere)")
     g.add_argument("--warmup-epochs", type=number(float, 0),
                    help="linear learning-rate warm-up of the models trained from scratch "
-                        "(default: the budget's, 5 or 0)")
+                        "(default: the budget's, 5 or 0; at most the whole run)")
     g.add_argument("--batch-size", type=number(int, 1, MAX_BATCH_SIZE), default=128, help="batch size of every model")
     g.add_argument("--lr", type=number(float, 0, low_open=True), default=0.1, help="learning rate of the four models trained from scratch")
     g.add_argument("--grow-lr", type=number(float, 0, low_open=True), help="fine-tuning rate of the grown model (default: lr/10)")
@@ -570,8 +584,9 @@ def _parser():
     h.add_argument("--download", action="store_true", help="allow keras.datasets to download")
     h.add_argument("--iterations", type=number(int, 1, MAX_STEPS),
                    help=f"per model (default: {DIGITS_ITERATIONS} on digits, 64000 elsewhere)")
-    h.add_argument("--warmup-epochs", type=number(float, 0), default=BUDGETS["default"]["warmup_epochs"],
-                   help="linear learning-rate warm-up of every model")
+    h.add_argument("--warmup-epochs", type=number(float, 0),
+                   help="linear learning-rate warm-up of every model (default: 5, or the "
+                        "whole run when it is shorter)")
     h.add_argument("--batch-size", type=number(int, 1, MAX_BATCH_SIZE),
                    help="batch size of every model (default 128); with --bottleneck, of the "
                         "timed steps (default 8)")
