@@ -2,12 +2,15 @@
 
     keras-resnet-experiment degradation                 # digits, about 10 minutes on 2 CPU cores
     keras-resnet-experiment degradation --dataset cifar10 --iterations 64000   # the paper, GPU
+    keras-resnet-experiment shortcuts                   # Table 3: plain, A, B, C; 3 seeds
+    keras-resnet-experiment shortcuts --bottleneck      # ResNet-50 B against C: size and time
 
 ``degradation`` reproduces He et al. 2015, Fig. 6 (and the idea of Fig. 1): plain networks
 get *worse* as they get deeper (higher training error, so it is not overfitting), residual
 networks get better. It trains plain-20, plain-56, ResNet-20 and ResNet-56 with one recipe
 and one budget (the paper's CIFAR recipe: SGD, batch 128, lr 0.1, momentum 0.9, weight
-decay 1e-4, lr / 10 at 50% and 75% of the iterations), then grows the trained ResNet-20 into
+decay 1e-4, lr / 10 at 50% and 75% of the iterations; the default budget adds a 5-epoch
+linear learning-rate warm-up, ``budget="small"`` has none: :data:`BUDGETS`), then grows the trained ResNet-20 into
 a ResNet-56 with :func:`keras_resnet.deepen` (inserted blocks start as the identity) and
 fine-tunes it with the same recipe at a tenth of the learning rate for the same budget.
 
@@ -24,16 +27,29 @@ after a kill resumes where it stopped. Written next to them, atomically:
 
 Training error is measured as the paper measures it: on the augmented training batches
 during the epoch (with the model in training mode), so it lags the test error early on.
+
+``shortcuts`` reproduces He et al. 2015, Table 3 at laptop scale: the plain network and the
+residual networks with shortcut options A (zero-padding), B (projections where dimensions
+change) and C (projections everywhere) at one CIFAR depth, one recipe and one budget, with
+several seeds; each model and seed is a run directory (``plain20_seed0``,
+``resnet20a_seed0``, ...). It writes ``shortcuts.md`` (training and test error, mean and
+spread over the seeds, parameters and multiply-adds of each model), ``shortcuts.csv`` (one
+row per run) and ``shortcuts.json``. ``shortcuts --bottleneck`` measures the paper's remark
+that projections on every shortcut of a bottleneck network double its cost: ResNet-50 B
+against C, parameters, multiply-adds (:mod:`keras_resnet.complexity`, two independent
+counts), training-step and inference time (``bottleneck.md``, ``bottleneck.json``).
 """
 
 import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 
-from .cli_util import HelpFormatter, add_version, exit_on_os_error, number, setup_process
+from .cli_util import (HelpFormatter, add_version, exit_on_os_error, given_flags, number,
+                       setup_process)
 from . import data as kdata
 from . import files
 from . import training as kt
@@ -43,6 +59,16 @@ from .training.config import MAX_BATCH_SIZE, MAX_STEPS
 # One colour per depth, as in the paper's figures (thin = shallow, bold = deep).
 COLORS = {"shallow": "#1f77b4", "deep": "#d62728", "grown": "#2ca02c"}
 DIGITS_ITERATIONS = 640  # 1% of the paper's 64k; ~10 minutes for all five models on 2 cores
+# The budgets of the degradation experiment on digits. "default": the CIFAR recipe with a
+# linear learning-rate warm-up over the first 5 epochs (50 iterations), the laptop-scale
+# form of the paper's warm-up for deep networks (lr 0.01 for the first ~400 iterations of
+# ResNet-110); with it ResNet-56 trains as well as ResNet-20 while plain-56 stays far worse
+# than plain-20 (docs/growth.md has the runs). "small": the same without warm-up, where
+# ResNet-56 is still catching up at the end.
+BUDGETS = {
+    "default": dict(iterations=DIGITS_ITERATIONS, warmup_epochs=5),
+    "small": dict(iterations=DIGITS_ITERATIONS, warmup_epochs=0),
+}
 
 
 def _runs(depths):
@@ -72,18 +98,21 @@ def _check_depths(depths):
 
 def degradation(out_dir="runs/degradation", dataset="digits", data_dir=None, image_size=None,
                 iterations=None, batch_size=128, lr=0.1, grow_lr=None, depths=(20, 56),
-                augment=None, seed=0, download=False, overwrite=False, verbose=1):
+                augment=None, seed=0, download=False, overwrite=False, verbose=1,
+                budget="default", warmup_epochs=None):
     """Runs (or resumes) the degradation experiment; returns a dict with ``rows`` (the CSV
     rows), ``final`` (per model: train/test error at the end), and the written paths.
 
-    ``iterations``: the budget of every model (default: 640 on digits, the paper's 64,000
-    elsewhere). ``grow_lr``: learning rate for fine-tuning the grown model (default
+    ``budget``: ``"default"`` or ``"small"`` (:data:`BUDGETS`): the iterations on digits and
+    the warm-up. ``iterations``: the budget of every model (default: the budget's on digits,
+    the paper's 64,000 elsewhere). ``warmup_epochs``: linear learning-rate warm-up of the
+    four models trained from scratch (default: the budget's; the grown model has none). ``grow_lr``: learning rate for fine-tuning the grown model (default
     ``lr / 10``: it starts from a trained network). ``augment``: default ``"shift"`` on
     digits, the paper's ``"cifar"`` (pad 4, random crop, flip) elsewhere.
     """
     s, d = _check_depths(depths)
-    if iterations is None:
-        iterations = DIGITS_ITERATIONS if dataset == "digits" else 64000
+    iterations, warmup_epochs = _budget(budget, dataset, iterations, warmup_epochs, data_dir,
+                                        image_size, download, batch_size)
     for name, value in (("iterations", iterations), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} is not supported; expected a positive integer")
@@ -100,17 +129,13 @@ def degradation(out_dir="runs/degradation", dataset="digits", data_dir=None, ima
         if verbose:
             print(f"[{i}/{len(runs)}] {label}: {iterations} iterations"
                   + (f", from {os.path.join(out_dir, parent)}" if parent else ""), flush=True)
-        cfg = kt.TrainConfig(
-            dataset=dataset, data_dir=data_dir, image_size=image_size, download=download,
-            preset="cifar", model=model, iterations=iterations, batch_size=batch_size,
-            lr=grow_lr if parent else lr, augment=augment, seed=seed,
+        result, info = _train_run(
+            os.path.join(out_dir, key), model, dataset=dataset, data_dir=data_dir,
+            image_size=image_size, download=download, iterations=iterations,
+            batch_size=batch_size, lr=grow_lr if parent else lr, augment=augment, seed=seed,
             init_from=os.path.join(out_dir, parent) if parent else None,
-            run_dir=os.path.join(out_dir, key), overwrite=overwrite, tensorboard=False,
-            plot=False, verbose=verbose)
-        result = kt.train(cfg)
-        with open(os.path.join(result.run_dir, "run.json")) as f:
-            steps = json.load(f)["steps_per_epoch"]
-        results[key] = (result.history, steps)
+            warmup_epochs=0 if parent else warmup_epochs, overwrite=overwrite, verbose=verbose)
+        results[key] = (result.history, info["steps_per_epoch"])
 
     rows = []
     for key, _, label, _, parent in runs:
@@ -130,13 +155,61 @@ def degradation(out_dir="runs/degradation", dataset="digits", data_dir=None, ima
     png_path = os.path.join(out_dir, "degradation.png")
     md_path = os.path.join(out_dir, "degradation.md")
     _write_csv(csv_path, rows)
-    plot_degradation(rows, runs, png_path, title=f"{dataset}, {iterations} iterations per model")
-    table = format_table(final, dataset, iterations, batch_size)
+    warm = f", {warmup_epochs:g}-epoch warm-up" if warmup_epochs else ""
+    plot_degradation(rows, runs, png_path,
+                     title=f"{dataset}, {iterations} iterations per model{warm}")
+    table = format_table(final, dataset, iterations, batch_size, warmup_epochs)
     files.write_text(md_path, table + "\n")
     if verbose:
         print(table, flush=True)
         print(f"wrote {png_path}, {csv_path}, {md_path}", flush=True)
     return dict(rows=rows, final=final, png=png_path, csv=csv_path, table=md_path)
+
+
+def _budget(budget, dataset, iterations, warmup_epochs, data_dir=None, image_size=None,
+            download=False, batch_size=128):
+    """``(iterations, warmup_epochs)`` of ``budget`` (:data:`BUDGETS`), where not given. The
+    budget's warm-up is cut to the run's length when the run is shorter (a few
+    ``iterations``, a small ``batch_size``); a warm-up given explicitly is kept as given."""
+    if budget not in BUDGETS:
+        raise ValueError(f"budget={budget!r} is not supported; accepted: {', '.join(BUDGETS)}")
+    if iterations is None:
+        iterations = BUDGETS[budget]["iterations"] if dataset == "digits" else 64000
+    for name, value in (("iterations", iterations), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} is not supported; expected a positive integer")
+    if warmup_epochs is None:
+        warmup_epochs = BUDGETS[budget]["warmup_epochs"]
+        if warmup_epochs:
+            sizes = kdata.get_dataset(dataset, data_dir=data_dir, image_size=image_size,
+                                      download=download).sizes
+            if sizes.get("train"):
+                steps = max(1, sizes["train"] // batch_size)  # one replica: the fewest epochs
+                warmup_epochs = min(warmup_epochs, math.ceil(iterations / steps))
+    if isinstance(warmup_epochs, bool) or not isinstance(warmup_epochs, (int, float)) \
+            or not 0 <= warmup_epochs < float("inf"):
+        raise ValueError(f"warmup_epochs={warmup_epochs!r} is not supported; expected a "
+                         "non-negative number")
+    return iterations, warmup_epochs
+
+
+def _train_run(run_dir, model, *, dataset, data_dir, image_size, download, iterations,
+               batch_size, lr, augment, seed, init_from=None, warmup_epochs=None,
+               overwrite=False, verbose=1):
+    """One model of an experiment: an ordinary training run directory (``train.py``'s),
+    trained with the paper's CIFAR recipe for ``iterations``, or resumed where it stopped.
+    Returns ``(TrainResult, run.json)``."""
+    cfg = kt.TrainConfig(
+        dataset=dataset, data_dir=data_dir, image_size=image_size, download=download,
+        preset="cifar", model=model, iterations=iterations, batch_size=batch_size, lr=lr,
+        warmup_epochs=warmup_epochs, augment=augment, seed=seed, init_from=init_from,
+        run_dir=run_dir, overwrite=overwrite, tensorboard=False, plot=False, verbose=verbose)
+    result = kt.train(cfg)
+    info = files.read_json_object(os.path.join(result.run_dir, "run.json"))
+    if info is None:
+        raise kt.TrainingError(f"{result.run_dir}: run.json is missing or unreadable after "
+                               "training; rerun the command to resume")
+    return result, info
 
 
 CSV_FIELDS = ("model", "label", "epoch", "iteration", "total_iteration", "train_error",
@@ -151,9 +224,11 @@ def _write_csv(path, rows):
     files.write_text(path, buf.getvalue())
 
 
-def format_table(final, dataset, iterations, batch_size):
+def format_table(final, dataset, iterations, batch_size, warmup_epochs=0):
+    warm = (f", linear learning-rate warm-up over the first {warmup_epochs:g} epochs of the "
+            "models trained from scratch" if warmup_epochs else "")
     lines = [f"Final errors on {dataset} ({iterations} iterations of batch {batch_size} per "
-             "model; training error on the augmented batches of the last epoch):", "",
+             f"model{warm}; training error on the augmented batches of the last epoch):", "",
              "| model | training error (%) | test error (%) |", "|---|---:|---:|"]
     for v in final.values():
         lines.append(f"| {v['label']} | {100 * v['train_error']:.2f} | {100 * v['test_error']:.2f} |")
@@ -195,6 +270,245 @@ def plot_degradation(rows, runs, path, title=""):
         fig.savefig(tmp, format="png", dpi=72)
     plt.close(fig)
 
+# ----------------------------------------------------------------------------------------
+# shortcuts: He et al. 2015, Table 3 (plain against options A, B and C) and the cost of
+# projection shortcuts in bottleneck networks (section 4.1)
+
+SHORTCUT_OPTIONS = ("plain", "A", "B", "C")
+SHORTCUT_WORDS = {"plain": "none (plain network)", "A": "A: zero-padding, parameter free",
+                  "B": "B: projection where dimensions change", "C": "C: projection everywhere"}
+DEFAULT_SEEDS = 3
+SHORTCUT_CSV_FIELDS = ("option", "model", "seed", "iterations", "train_error", "test_error",
+                       "parameters", "multiply_adds", "run_dir")
+
+
+def _check_cifar_depth(depth):
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6 \
+            or depth > MAX_DEPTH:
+        raise ValueError(f"depth={depth!r} is not supported; expected a CIFAR depth (6n+2, 8 to "
+                         f"{MAX_DEPTH}), e.g. 20")
+    return depth
+
+
+def shortcut_model_name(option, depth):
+    """The registry name of the CIFAR ``depth`` network with shortcut ``option``
+    (``"plain"``, ``"A"``, ``"B"`` or ``"C"``): ``plain20cifar``, ``resnet20cifar-shortcut-b``."""
+    if option == "plain":
+        return f"plain{depth}cifar"
+    return f"resnet{depth}cifar-shortcut-{option.lower()}"
+
+
+def _label(option, depth):
+    return f"plain-{depth}" if option == "plain" else f"ResNet-{depth} {option}"
+
+
+def _spread(values):
+    """``(mean, sample standard deviation or None for one value)``."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+def shortcuts(out_dir="runs/shortcuts", dataset="digits", data_dir=None, image_size=None,
+              depth=20, seeds=DEFAULT_SEEDS, iterations=None, batch_size=128, lr=0.1,
+              warmup_epochs=None, augment=None, download=False, overwrite=False, verbose=1):
+    """Runs (or resumes) He et al. 2015 Table 3 at laptop scale: the plain network and the
+    residual networks with shortcut options A, B and C, at one CIFAR ``depth``, each trained
+    with the paper's CIFAR recipe for ``iterations`` with seeds ``0 .. seeds - 1``: the
+    recipe and budget of ``degradation`` (``iterations`` and ``warmup_epochs`` default to
+    its default budget's).
+
+    Each model and seed is a training run directory under ``out_dir``
+    (``plain20_seed0``, ``resnet20a_seed0``, ...). Writes ``shortcuts.md`` (the table),
+    ``shortcuts.csv`` (one row per run) and ``shortcuts.json`` (the table's numbers and
+    settings). Returns the summary written to ``shortcuts.json``, with the paths."""
+    from . import complexity
+    from .keras_file import load_model
+
+    depth = _check_cifar_depth(depth)
+    iterations, warmup_epochs = _budget("default", dataset, iterations, warmup_epochs,
+                                        data_dir, image_size, download, batch_size)
+    for name, value in (("seeds", seeds), ("iterations", iterations), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r} is not supported; expected a positive integer")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr={lr!r} is not supported; expected a positive number")
+    augment = augment or ("shift" if dataset == "digits" else "cifar")
+    os.makedirs(out_dir, exist_ok=True)
+    plan = [(seed, option) for seed in range(seeds) for option in SHORTCUT_OPTIONS]
+    rows, costs, input_shape = [], {}, None
+    for i, (seed, option) in enumerate(plan, start=1):
+        model = shortcut_model_name(option, depth)
+        key = f"plain{depth}" if option == "plain" else f"resnet{depth}{option.lower()}"
+        run_dir = os.path.join(out_dir, f"{key}_seed{seed}")
+        if verbose:
+            print(f"[{i}/{len(plan)}] {_label(option, depth)}, seed {seed}: {iterations} "
+                  "iterations", flush=True)
+        result, info = _train_run(
+            run_dir, model, dataset=dataset, data_dir=data_dir, image_size=image_size,
+            download=download, iterations=iterations, batch_size=batch_size, lr=lr,
+            warmup_epochs=warmup_epochs, augment=augment, seed=seed, overwrite=overwrite,
+            verbose=verbose)
+        if option not in costs:  # counted on the trained model, as saved
+            trained = load_model(os.path.join(run_dir, "last.keras"))
+            costs[option] = (int(trained.count_params()), complexity.multiply_adds(trained))
+            input_shape = list(trained.input_shape[1:])
+        last = result.history[-1]
+        rows.append(dict(option=option, model=model, seed=seed,
+                         iterations=last["epoch"] * info["steps_per_epoch"],
+                         train_error=1.0 - last["accuracy"], test_error=1.0 - last["test_accuracy"],
+                         parameters=costs[option][0], multiply_adds=costs[option][1],
+                         run_dir=run_dir))
+
+    summary = dict(experiment="shortcuts", dataset=dataset, depth=depth, seeds=list(range(seeds)),
+                   iterations=iterations, batch_size=batch_size, lr=lr,
+                   warmup_epochs=warmup_epochs, augment=augment,
+                   input_shape=input_shape, options={})
+    for option in SHORTCUT_OPTIONS:
+        mine = [r for r in rows if r["option"] == option]
+        entry = dict(label=_label(option, depth), shortcut=SHORTCUT_WORDS[option],
+                     model=mine[0]["model"], parameters=costs[option][0],
+                     multiply_adds=costs[option][1])
+        for what in ("train_error", "test_error"):
+            values = [r[what] for r in mine]
+            mean, std = _spread(values)
+            entry[what] = dict(mean=mean, std=std, min=min(values), max=max(values),
+                               per_seed=values)
+        summary["options"][option] = entry
+    csv_path = os.path.join(out_dir, "shortcuts.csv")
+    md_path = os.path.join(out_dir, "shortcuts.md")
+    json_path = os.path.join(out_dir, "shortcuts.json")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=SHORTCUT_CSV_FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    files.write_text(csv_path, buf.getvalue())
+    files.write_text(json_path, json.dumps(summary, indent=2) + "\n")
+    table = format_shortcuts_table(summary)
+    files.write_text(md_path, table + "\n")
+    if verbose:
+        print(table, flush=True)
+        print(f"wrote {md_path}, {csv_path}, {json_path}", flush=True)
+    return dict(summary, rows=rows, table=md_path, csv=csv_path, json=json_path)
+
+
+def _pm(stat):
+    mean = f"{100 * stat['mean']:.2f}"
+    return mean if stat["std"] is None else f"{mean} ± {100 * stat['std']:.2f}"
+
+
+def _millions(n):
+    return f"{n / 1e6:.3f} M" if n < 1e9 else f"{n / 1e9:.3f} G"
+
+
+def format_shortcuts_table(summary):
+    """The markdown table of :func:`shortcuts` (He et al. 2015, Table 3's shape)."""
+    n = len(summary["seeds"])
+    spread = (f"mean ± standard deviation over {n} seeds" if n > 1 else "one seed")
+    shape = "×".join(str(d) for d in summary["input_shape"])
+    warm = (f", {summary['warmup_epochs']:g}-epoch warm-up" if summary["warmup_epochs"] else "")
+    lines = [f"Shortcut options on {summary['dataset']} ({summary['iterations']} iterations of "
+             f"batch {summary['batch_size']} per model{warm}, {spread}; training error on the "
+             "augmented batches of the last epoch; multiply-adds of conv and dense layers for "
+             f"one {shape} image):", "",
+             "| model | shortcut | training error (%) | test error (%) | parameters | "
+             "multiply-adds |", "|---|---|---:|---:|---:|---:|"]
+    for entry in summary["options"].values():
+        lines.append(f"| {entry['label']} | {entry['shortcut']} | {_pm(entry['train_error'])} | "
+                     f"{_pm(entry['test_error'])} | {entry['parameters']:,} | "
+                     f"{_millions(entry['multiply_adds'])} |")
+    return "\n".join(lines)
+
+
+PAPER_BOTTLENECK_CLAIM = (
+    "He et al. 2015, section 4.1: replacing the identity shortcut of a bottleneck block with a "
+    "projection doubles its time complexity and model size")
+
+
+def bottleneck_costs(out_dir="runs/shortcuts", image_size=224, batch_size=8, steps=5,
+                     verbose=1):
+    """ResNet-50 with option-B shortcuts (identity, projections where dimensions change)
+    against option C (projections everywhere), at ``image_size``, in the paper's layout
+    (stride on the first 1x1 of a bottleneck): parameters, multiply-adds by two methods
+    (:mod:`keras_resnet.complexity`), one stage-interior block's share, and measured
+    training-step and inference time for a batch of ``batch_size`` (median of ``steps``
+    alternated steps). Writes ``bottleneck.md`` and ``bottleneck.json`` to ``out_dir``."""
+    from . import complexity
+    from .registry import resolve_model
+
+    for name, value, low in (("image_size", image_size, 32), ("batch_size", batch_size, 1),
+                             ("steps", steps, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}={value!r} is not supported; expected an integer >= {low}")
+    os.makedirs(out_dir, exist_ok=True)
+    built, figures = {}, {}
+    for option in ("B", "C"):
+        name = f"resnet50-shortcut-{option.lower()}"
+        model = resolve_model(name)(input_shape=(image_size, image_size, 3), classes=1000,
+                                    stride_on="1x1")
+        built[f"ResNet-50 {option}"] = model
+        analytic = complexity.multiply_adds(model)
+        profiled, _ = complexity.profiler_multiply_adds(model)
+        block = complexity.block_costs(model)["stage3_block2"]  # 1024-d in and out
+        figures[option] = dict(model=name, parameters=int(model.count_params()),
+                               multiply_adds=analytic, profiler_multiply_adds=profiled,
+                               block="stage3_block2", block_parameters=block[0],
+                               block_multiply_adds=block[1])
+        if verbose:
+            print(f"ResNet-50 {option}: {figures[option]['parameters']:,} parameters, "
+                  f"{analytic / 1e9:.3f} G multiply-adds (TensorFlow profiler: "
+                  f"{profiled / 1e9:.3f} G)", flush=True)
+    if verbose:
+        print(f"timing {steps} training steps and inference batches of {batch_size} each, "
+              "alternated", flush=True)
+    times = complexity.time_steps(built, batch_size=batch_size, steps=steps)
+    for option in ("B", "C"):
+        figures[option].update(times[f"ResNet-50 {option}"])
+    ratios = {k: figures["C"][k] / figures["B"][k] for k in (
+        "parameters", "multiply_adds", "block_parameters", "block_multiply_adds",
+        "train_step_s", "inference_s")}
+    summary = dict(experiment="shortcuts --bottleneck", image_size=image_size,
+                   batch_size=batch_size, steps=steps, layout="stride on the first 1x1 (paper)",
+                   options=figures, c_over_b=ratios, paper=PAPER_BOTTLENECK_CLAIM)
+    md_path = os.path.join(out_dir, "bottleneck.md")
+    json_path = os.path.join(out_dir, "bottleneck.json")
+    files.write_text(json_path, json.dumps(summary, indent=2) + "\n")
+    table = format_bottleneck_table(summary)
+    files.write_text(md_path, table + "\n")
+    if verbose:
+        print(table, flush=True)
+        print(f"wrote {md_path}, {json_path}", flush=True)
+    return dict(summary, table=md_path, json=json_path)
+
+
+def format_bottleneck_table(summary):
+    b, c, r = summary["options"]["B"], summary["options"]["C"], summary["c_over_b"]
+    size, batch = summary["image_size"], summary["batch_size"]
+    rows = [
+        ("parameters", f"{b['parameters']:,}", f"{c['parameters']:,}", r["parameters"]),
+        (f"multiply-adds, {size}×{size} (layer shapes)", _millions(b["multiply_adds"]),
+         _millions(c["multiply_adds"]), r["multiply_adds"]),
+        (f"multiply-adds, {size}×{size} (TensorFlow profiler)",
+         _millions(b["profiler_multiply_adds"]), _millions(c["profiler_multiply_adds"]),
+         c["profiler_multiply_adds"] / b["profiler_multiply_adds"]),
+        (f"one block inside stage 3 ({b['block']}): parameters", f"{b['block_parameters']:,}",
+         f"{c['block_parameters']:,}", r["block_parameters"]),
+        (f"one block inside stage 3 ({b['block']}): multiply-adds",
+         _millions(b["block_multiply_adds"]), _millions(c["block_multiply_adds"]),
+         r["block_multiply_adds"]),
+        (f"training step, batch {batch} (s, median of {b['train_steps']})",
+         f"{b['train_step_s']:.3f}", f"{c['train_step_s']:.3f}", r["train_step_s"]),
+        (f"inference, batch {batch} (s, median of {b['inference_steps']})",
+         f"{b['inference_s']:.3f}", f"{c['inference_s']:.3f}", r["inference_s"]),
+    ]
+    lines = [f"ResNet-50, option B (identity shortcuts, projections where dimensions change) "
+             f"against option C (projections everywhere), {summary['layout']}; "
+             f"{summary['paper']}:", "",
+             "| | ResNet-50 B | ResNet-50 C | C / B |", "|---|---:|---:|---:|"]
+    lines += [f"| {a} | {x} | {y} | {z:.2f} |" for a, x, y, z in rows]
+    return "\n".join(lines)
+
 
 def _parser():
     p = argparse.ArgumentParser(
@@ -219,8 +533,14 @@ def _parser():
     g.add_argument("--data-dir", help="for folder/tfrecord datasets")
     g.add_argument("--image-size", type=number(int, 8, 4096), help="model input size for folder datasets")
     g.add_argument("--download", action="store_true", help="allow keras.datasets to download")
+    g.add_argument("--budget", choices=list(BUDGETS), default="default",
+                   help="on digits: default = 640 iterations with a 5-epoch learning-rate "
+                        "warm-up; small = 640 iterations without warm-up (the earlier default)")
     g.add_argument("--iterations", type=number(int, 1, MAX_STEPS),
                    help=f"per model (default: {DIGITS_ITERATIONS} on digits, 64000 elsewhere)")
+    g.add_argument("--warmup-epochs", type=number(float, 0),
+                   help="linear learning-rate warm-up of the models trained from scratch "
+                        "(default: the budget's, 5 or 0; at most the whole run)")
     g.add_argument("--batch-size", type=number(int, 1, MAX_BATCH_SIZE), default=128, help="batch size of every model")
     g.add_argument("--lr", type=number(float, 0, low_open=True), default=0.1, help="learning rate of the four models trained from scratch")
     g.add_argument("--grow-lr", type=number(float, 0, low_open=True), help="fine-tuning rate of the grown model (default: lr/10)")
@@ -232,32 +552,125 @@ def _parser():
     g.add_argument("--overwrite", action="store_true", help="start every run afresh")
     g.add_argument("--quiet", action="store_true", help="no progress output")
     g.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines")
+
+    h = sub.add_parser(
+        "shortcuts", formatter_class=HelpFormatter,
+        help="He et al. 2015 Table 3: plain against shortcut options A, B and C; with "
+             "--bottleneck, the cost of projection shortcuts in ResNet-50",
+        description=(
+            "Trains the plain network and the residual networks with shortcut options A "
+            "(zero-padding), B (projection where dimensions change) and C (projection "
+            "everywhere) at one CIFAR depth with the paper's CIFAR recipe, one budget and "
+            "several seeds; writes shortcuts.md (training and test error, mean ± standard "
+            "deviation over the seeds, parameters, multiply-adds), shortcuts.csv and "
+            "shortcuts.json to --out. Each model and seed is a run directory; rerunning the "
+            "same command resumes.\n"
+            "--bottleneck instead builds ResNet-50 with option B and option C, counts their "
+            "parameters and multiply-adds (from the layer shapes and from TensorFlow's "
+            "profiler), times training steps and inference, and writes bottleneck.md and "
+            "bottleneck.json."),
+        epilog=("The paper's setting (on a GPU): keras-resnet-experiment shortcuts --dataset "
+                "cifar10 --iterations 64000 --depth 32 --out runs/shortcuts_cifar10"))
+    h.add_argument("--depth", type=number(int, 8, MAX_DEPTH), default=20,
+                   help="CIFAR depth (6n+2) of every model")
+    h.add_argument("--seeds", type=number(int, 1, 100), default=DEFAULT_SEEDS,
+                   help="seeds 0 .. N-1 for every model")
+    h.add_argument("--dataset", default="digits",
+                   help="digits (bundled, default) | cifar10 | cifar100 | folder | ...")
+    h.add_argument("--data-dir", help="for folder/tfrecord datasets")
+    h.add_argument("--image-size", type=number(int, 8, 4096),
+                   help="model input size for folder datasets; with --bottleneck, the "
+                        "ResNet-50 input size (default 224)")
+    h.add_argument("--download", action="store_true", help="allow keras.datasets to download")
+    h.add_argument("--iterations", type=number(int, 1, MAX_STEPS),
+                   help=f"per model (default: {DIGITS_ITERATIONS} on digits, 64000 elsewhere)")
+    h.add_argument("--warmup-epochs", type=number(float, 0),
+                   help="linear learning-rate warm-up of every model (default: 5, or the "
+                        "whole run when it is shorter)")
+    h.add_argument("--batch-size", type=number(int, 1, MAX_BATCH_SIZE),
+                   help="batch size of every model (default 128); with --bottleneck, of the "
+                        "timed steps (default 8)")
+    h.add_argument("--lr", type=number(float, 0, low_open=True), default=0.1,
+                   help="learning rate of every model")
+    h.add_argument("--augment", choices=kdata.AUGMENTATIONS,
+                   help="default: shift on digits, cifar elsewhere")
+    h.add_argument("--bottleneck", action="store_true",
+                   help="ResNet-50 B against C: parameters, multiply-adds, time (no training)")
+    h.add_argument("--steps", type=number(int, 1, 1000), default=5,
+                   help="with --bottleneck: timed steps of each model")
+    h.add_argument("--out", default="runs/shortcuts", help="output directory")
+    h.add_argument("--overwrite", action="store_true", help="start every run afresh")
+    h.add_argument("--quiet", action="store_true", help="no progress output")
+    h.add_argument("--verbose", action="store_true", help="also show TensorFlow's own log lines")
     return p
 
 
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.experiment == "shortcuts":
+        return _main_shortcuts(parser, args, argv)
     setup_process(args.verbose)
     try:
         depths = tuple(int(x) for x in args.depths.split(","))
     except ValueError:
         parser.error(f"--depths {args.depths!r}: expected two integers, e.g. 20,56")
+    return _run(lambda: degradation(
+        out_dir=args.out, dataset=args.dataset, data_dir=args.data_dir,
+        image_size=args.image_size, iterations=args.iterations, batch_size=args.batch_size,
+        lr=args.lr, grow_lr=args.grow_lr, depths=depths, augment=args.augment, seed=args.seed,
+        download=args.download, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
+        budget=args.budget, warmup_epochs=args.warmup_epochs))
+
+
+def _run(work):
+    """Runs an experiment; returns the command's exit status."""
     prog = "keras-resnet-experiment"
     try:
         # A full disk, a read-only or unwritable --out: one line naming the path, exit 2.
         with exit_on_os_error(prog):
-            degradation(out_dir=args.out, dataset=args.dataset, data_dir=args.data_dir,
-                        image_size=args.image_size, iterations=args.iterations,
-                        batch_size=args.batch_size, lr=args.lr, grow_lr=args.grow_lr, depths=depths,
-                        augment=args.augment, seed=args.seed, download=args.download,
-                        overwrite=args.overwrite, verbose=0 if args.quiet else 1)
+            work()
+    except kt.TrainingStopped as e:  # saved on SIGTERM / Ctrl-C; the same command resumes
+        print(f"{prog}: {e}", file=sys.stderr, flush=True)
+        return e.exit_status
     except (ValueError, kdata.DataError, kt.TrainingError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except SystemExit as e:
         return e.code
     return 0
+
+
+# Flags of the training form that --bottleneck (which trains nothing) does not take.
+_TRAINING_ONLY = ("depth", "seeds", "dataset", "data_dir", "download", "iterations", "lr",
+                  "warmup_epochs", "augment", "overwrite")
+
+
+def _main_shortcuts(parser, args, argv):
+    sub = parser._subparsers._group_actions[0].choices["shortcuts"]
+    given = given_flags(sub, sys.argv[1:] if argv is None else argv)
+    wrong = sorted(given & set(_TRAINING_ONLY)) if args.bottleneck else (
+        ["steps"] if "steps" in given else [])
+    if wrong:
+        flag = "--" + wrong[0].replace("_", "-")
+        sub.error(f"{flag} applies to the training form; --bottleneck trains nothing (it "
+                  "takes --image-size, --batch-size, --steps, --out)" if args.bottleneck
+                  else "--steps applies to --bottleneck (the timed steps of each model)")
+    if args.depth < 8 or (args.depth - 2) % 6:
+        sub.error(f"--depth {args.depth}: expected a CIFAR depth 6n+2 (8, 14, 20, 32, 44, "
+                  "56, 110, ...)")
+    setup_process(args.verbose)
+    verbose = 0 if args.quiet else 1
+    if args.bottleneck:
+        return _run(lambda: bottleneck_costs(
+            out_dir=args.out, image_size=args.image_size or 224,
+            batch_size=args.batch_size or 8, steps=args.steps, verbose=verbose))
+    return _run(lambda: shortcuts(
+        out_dir=args.out, dataset=args.dataset, data_dir=args.data_dir,
+        image_size=args.image_size, depth=args.depth, seeds=args.seeds,
+        iterations=args.iterations, batch_size=args.batch_size or 128, lr=args.lr,
+        warmup_epochs=args.warmup_epochs, augment=args.augment, download=args.download,
+        overwrite=args.overwrite, verbose=verbose))
 
 
 if __name__ == "__main__":

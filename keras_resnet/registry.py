@@ -14,6 +14,11 @@ Two kinds of names:
   (18, 34, 50, 101, 152, 200) or CIFAR depth 6n+2 (``resnet8``, ``resnet20``, ...;
   ``<name>cifar`` forces the CIFAR layout).
 
+Any residual name takes a shortcut option as a suffix, ``-shortcut-a``, ``-shortcut-b`` or
+``-shortcut-c`` (He et al. 2015, section 3.3: A zero-pads, B projects where the dimensions
+change, C projects everywhere): ``resnet20-shortcut-c``, ``ResNet50-shortcut-c``. Such
+names are accepted, not listed; the shortcuts experiment trains them.
+
 Names are matched without regard to case, ``-`` or ``_`` (``resnext50-32x4d`` is
 ``ResNeXt50_32x4d``). Every name lookup in keras_resnet goes through :func:`resolve_model`:
 the training command's ``--model`` (and ``--init-from`` deepening, which builds the
@@ -41,6 +46,7 @@ FAMILIES = {
     "preactresnet": dict(plain=False, preact=True),
 }
 _FAMILY = re.compile(r"(%s)(\d+)(cifar)?" % "|".join(sorted(FAMILIES, key=len, reverse=True)))
+_SHORTCUT = re.compile(r"(.+)shortcut([abc])")
 
 
 class UnknownModelError(ValueError):
@@ -107,6 +113,9 @@ def resolve_model(name):
     """
     if isinstance(name, str):
         key = _key(name)
+        m = _SHORTCUT.fullmatch(key)
+        if m and key not in _BY_KEY:
+            return _with_shortcut(name, m.group(1), m.group(2).upper())
         if key in _BY_KEY:
             return _BY_KEY[key]
         if key + "cifar" in _BY_KEY:
@@ -115,6 +124,21 @@ def resolve_model(name):
         if built is not None:
             return built
     raise UnknownModelError(_unknown(name))
+
+
+def _with_shortcut(name, base, option):
+    """The constructor of ``base`` (a key) with ``shortcut=option``."""
+    family = _FAMILY.fullmatch(base)
+    if family and FAMILIES[family.group(1)]["plain"]:
+        raise UnknownModelError(
+            f"model={name!r} is not supported: a plain network has no shortcuts; accepted: a "
+            f"residual name with -shortcut-{option.lower()} (e.g. resnet20-shortcut-"
+            f"{option.lower()}), or the plain name alone")
+    try:
+        build = resolve_model(base)
+    except UnknownModelError:
+        raise UnknownModelError(_unknown(name)) from None
+    return functools.partial(build, shortcut=option)
 
 
 def _unknown(name):

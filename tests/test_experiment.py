@@ -57,6 +57,13 @@ def test_degradation_tiny_budget_writes_png_csv_and_table(tmp_path):
     assert info["init_from"]["depth"] == 8 and info["init_from"]["grown_to_depth"] == 14
     assert info["init_from"]["inserted_blocks"] == 3
     assert info["config"]["lr"] == 0.01  # a tenth of the recipe's rate
+    # The default budget warms the four models trained from scratch up over 5 epochs, cut
+    # to the run's length (20 iterations, 10 an epoch: 2); the grown model starts from a
+    # trained network and has no warm-up.
+    assert info["config"]["warmup_epochs"] == 0
+    for key in keys[:4]:
+        with open(out / key / "run.json") as f:
+            assert json.load(f)["config"]["warmup_epochs"] == 2
 
     # train.py --init-from refuses a source of another family, naming the difference.
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), "--model", "plain14",
@@ -99,6 +106,7 @@ def test_help_bad_input_and_console_script(tmp_path, capsys):
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--iterations" in out and "--iterations 64000" in out
+    assert "--budget {default,small}" in out
     assert experiments.main(["degradation", "--depths", "20,21", "--out", str(tmp_path / "x")]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "keras-resnet-experiment: error: depths=(20, 21) is not supported; expected two CIFAR "
