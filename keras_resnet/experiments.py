@@ -29,13 +29,12 @@ during the epoch (with the model in training mode), so it lags the test error ea
 import argparse
 import csv
 import io
-import json
 import os
 import sys
 
 from .cli_util import HelpFormatter, add_version, number, setup_process
 from . import data as kdata
-from . import files
+from . import files, rundir
 from . import training as kt
 from .specs import MAX_DEPTH
 
@@ -107,8 +106,7 @@ def degradation(out_dir="runs/degradation", dataset="digits", data_dir=None, ima
             run_dir=os.path.join(out_dir, key), overwrite=overwrite, tensorboard=False,
             plot=False, verbose=verbose)
         result = kt.train(cfg)
-        with open(os.path.join(result.run_dir, "run.json")) as f:
-            steps = json.load(f)["steps_per_epoch"]
+        steps = rundir.read_run_json(os.path.join(result.run_dir, rundir.RUN_JSON))["steps_per_epoch"]
         results[key] = (result.history, steps)
 
     rows = []
