@@ -112,6 +112,13 @@ def test_builds_and_trains_one_step_from_the_training_command(name, tmp_path_fac
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
     y = as_numpy(model(x, training=False))
     assert y.shape == (2, 3) and np.allclose(y.sum(axis=1), 1, atol=1e-5)
+    # --evaluate reads the run's test split as the run did (its augment preset's evaluation
+    # transform): the loaded model scores what the training process's model scored.
+    from keras_resnet.training import evaluate
+
+    scored = evaluate(str(run_dir), verbose=0)
+    assert scored["accuracy"] == info["test_accuracy"], (scored, info["test_accuracy"])
+    assert abs(scored["loss"] - float(rows[0]["test_loss"])) <= 1e-5 * max(1.0, scored["loss"])
     np.save(run_dir / "x.npy", x)
     np.save(run_dir / "y.npy", y)
     SAVED[name] = run_dir

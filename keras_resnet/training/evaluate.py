@@ -26,9 +26,10 @@ def evaluate(model_path, dataset=None, batch_size=256, verbose=1, **dataset_kwar
     if isinstance(dataset, str) and dataset == info.get("dataset"):
         given = {**rundir.dataset_kwargs(info), **given}
     ds = dataset if isinstance(dataset, kdata.Dataset) else kdata.get_dataset(dataset, **given)
-    outputs, pre = info.get("outputs", "probabilities"), ds.preprocessing
-    if info.get("dataset") == ds.name:
+    outputs, pre, augment = info.get("outputs", "probabilities"), ds.preprocessing, ds.augment
+    if info.get("dataset") == ds.name:  # the run's data: read as the run evaluated it
         pre = info.get("preprocessing") or pre
+        augment = info["config"].get("augment") or augment
     try:
         model = load_keras_model(model_path, safe_mode=True)
     except Exception as e:
@@ -41,7 +42,7 @@ def evaluate(model_path, dataset=None, batch_size=256, verbose=1, **dataset_kwar
             f"dataset {ds.name!r} has {ds.input_shape} images and {ds.num_classes} classes")
     with named_data_errors(ds, "test"):
         loss, acc, n = make_eval_fn(model, outputs=outputs)(
-            eval_dataset(ds, ds.augment, batch_size, preprocessing=pre))
+            eval_dataset(ds, augment, batch_size, preprocessing=pre))
     result = {"accuracy": acc, "loss": loss, "num_examples": n, "dataset": ds.name,
               "model": model_path}
     if verbose:
