@@ -64,7 +64,7 @@ def model_depth(config):
     return _layers_per_block(config["block"]) * sum(config["stackwise_num_blocks"]) + 2
 
 
-def _check_source(model):
+def check_source(model):
     if not isinstance(model, ResNet):
         raise ValueError(
             f"deepen needs a keras_resnet ResNet model; got {type(model).__name__}; accepted: "
@@ -206,7 +206,7 @@ def grown_weights(source, target, fine_tune=False):
     weights in their places, and the inserted blocks' fresh weights with their residual
     branch zeroed (see the module docstring). ``target`` is not modified. ``fine_tune``:
     the source's head is dropped and ``target``'s (fresh) head kept."""
-    src_config, tgt_config = _check_source(source), _check_source(target)
+    src_config, tgt_config = check_source(source), check_source(target)
     check_growable(src_config, tgt_config, fine_tune)
     tgt_blocks = tgt_config["stackwise_num_blocks"]
     rename = _target_name(src_config, tgt_blocks, src_config["stride_block"])
@@ -273,7 +273,7 @@ def deepen(model, depth=None, blocks_per_stage=None):
     Raises ``ValueError`` for plain networks, option-C shortcuts, fewer blocks than the
     source and a different family.
     """
-    config = _check_source(model)
+    config = check_source(model)
     if (depth is None) == (blocks_per_stage is None):
         raise ValueError("deepen needs exactly one of depth= or blocks_per_stage=; got "
                          f"depth={depth!r}, blocks_per_stage={blocks_per_stage!r}")

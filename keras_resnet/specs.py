@@ -130,7 +130,7 @@ MAX_TENSOR_BYTES = 4 << 30  # one tensor (a 2048 x 100,000 classifier is 0.8 GB)
 MAX_CHECKPOINT_BYTES = 16 << 30  # a whole checkpoint (ResNet-200: 0.26 GB; checkpoints of a few GB)
 
 
-def _gib(n):
+def gib(n):
     return f"{n / (1 << 30):.3g} GiB"
 
 
@@ -167,8 +167,8 @@ def check_stage_count(name, values):
 def check_tensor_bytes(nbytes, what, total=None):
     """Refuses a tensor (or, with ``total``, a running total) that claims more than the limits."""
     if nbytes > MAX_TENSOR_BYTES:
-        raise ValueError(f"{what} claims {_gib(nbytes)}; at most {_gib(MAX_TENSOR_BYTES)} per tensor "
+        raise ValueError(f"{what} claims {gib(nbytes)}; at most {gib(MAX_TENSOR_BYTES)} per tensor "
                          "is supported")
     if total is not None and total > MAX_CHECKPOINT_BYTES:
-        raise ValueError(f"{what}: the tensors so far claim {_gib(total)}; at most "
-                         f"{_gib(MAX_CHECKPOINT_BYTES)} per checkpoint is supported")
+        raise ValueError(f"{what}: the tensors so far claim {gib(total)}; at most "
+                         f"{gib(MAX_CHECKPOINT_BYTES)} per checkpoint is supported")

@@ -4,7 +4,7 @@ the dataset arguments a run records."""
 import numpy as np
 import tensorflow as tf
 
-from .arrays import ArrayDataset, _cifar, _digits, _synthetic
+from .arrays import ArrayDataset, cifar_dataset, digits_dataset, synthetic_dataset
 from .base import DATASETS, DataError, Dataset, FileSource, IndexedSource, StreamSource
 from .on_disk import FolderDataset, TFDSDataset, TFRecordDataset
 # The get_dataset arguments a run records in run.json (keras_resnet.rundir owns run.json).
@@ -111,11 +111,11 @@ def get_dataset(name="digits", data_dir=None, image_size=None, num_classes=None,
     if not isinstance(name, str):
         raise ValueError(f"dataset={name!r} is not supported; accepted: {', '.join(DATASETS)}")
     if name == "digits":
-        return _digits()
+        return digits_dataset()
     if name in ("cifar10", "cifar100"):
-        return _cifar(name, download)
+        return cifar_dataset(name, download)
     if name == "synthetic":
-        return _synthetic(image_size, num_classes)
+        return synthetic_dataset(image_size, num_classes)
     if name == "folder":
         return FolderDataset(data_dir, image_size, on_corrupt=on_corrupt, progress=progress)
     if name == "tfrecord":

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from .base import FOLDER_TEST_FRACTION, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, DataError, \
-    Dataset, _check_split, FileSource, IndexedSource, _mean_std_preprocessing, StreamSource
+    Dataset, check_split, FileSource, IndexedSource, mean_std_preprocessing, StreamSource
 
 
 class FileDataset(Dataset):
@@ -22,7 +22,7 @@ class FileDataset(Dataset):
         self.on_corrupt = on_corrupt
         self.unreadable = []  # paths of unreadable images met so far (on_corrupt="skip")
         if channels == 3:
-            pre = _mean_std_preprocessing(IMAGENET_MEAN, IMAGENET_STD)
+            pre = mean_std_preprocessing(IMAGENET_MEAN, IMAGENET_STD)
         else:
             pre = {"scale": [1 / 127.5] * channels, "offset": [-1.0] * channels}
         super().__init__(name, (image_size, image_size, channels), num_classes, class_names,
@@ -76,11 +76,11 @@ class FolderDataset(FileDataset):
 
     def files(self, split):
         """``[(path, label), ...]`` of a split, class by class (the listing order)."""
-        _check_split(split)
+        check_split(split)
         return list(self._files[split])
 
     def _source(self, split):
-        _check_split(split)
+        check_split(split)
         paths = tf.constant([p for p, _ in self._files[split]])
         labels = tf.constant([y for _, y in self._files[split]], tf.int64)
 
@@ -250,7 +250,7 @@ class TFRecordDataset(FileDataset):
                          on_corrupt=on_corrupt)
 
     def _source(self, split):
-        _check_split(split)
+        check_split(split)
         features = {
             "image/encoded": tf.io.FixedLenFeature([], tf.string),
             "image/class/label": tf.io.FixedLenFeature([], tf.int64),
@@ -318,7 +318,7 @@ class TFDSDataset(FileDataset):
                          augment="cifar" if size <= 64 else "imagenet")
 
     def _source(self, split):
-        _check_split(split)
+        check_split(split)
         def make():
             ds = self._builder.as_dataset(split=self._split_names[split], shuffle_files=False,
                                           decoders=None)
