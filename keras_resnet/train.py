@@ -213,10 +213,11 @@ def _flag(dest):
 
 
 def _check_keras_file(path, prefer):
-    """An --evaluate or --init-from model that exists but is not a .keras archive: one line
-    saying so (rather than Keras's "file not found"). In a run directory, the file the
-    command will load: ``prefer`` (--evaluate: best.keras; --init-from: last.keras), else
-    the other."""
+    """An --evaluate or --init-from path that exists but holds no model (a directory without
+    best.keras or last.keras, a file that is not a .keras archive): one line saying so
+    (rather than Keras's "file not found"), from :func:`keras_resnet.rundir.model_file`,
+    which picks the file the command will load: ``prefer`` (--evaluate: best.keras;
+    --init-from: last.keras), else the other."""
     from . import rundir
 
     if not os.path.exists(path):
@@ -321,6 +322,7 @@ def _export(run_dir, args, prog):
     if args.quiet:
         print(markdown(report))
     return 0
+
 
 if __name__ == "__main__":
     sys.exit(main(prog="python -m keras_resnet.train"))
