@@ -51,7 +51,7 @@ import sys
 from .cli_util import (HelpFormatter, add_version, exit_on_os_error, given_flags, number,
                        setup_process)
 from . import data as kdata
-from . import files
+from . import files, rundir
 from . import training as kt
 from .specs import MAX_DEPTH
 from .training.config import MAX_BATCH_SIZE, MAX_STEPS
@@ -205,11 +205,7 @@ def _train_run(run_dir, model, *, dataset, data_dir, image_size, download, itera
         warmup_epochs=warmup_epochs, augment=augment, seed=seed, init_from=init_from,
         run_dir=run_dir, overwrite=overwrite, tensorboard=False, plot=False, verbose=verbose)
     result = kt.train(cfg)
-    info = files.read_json_object(os.path.join(result.run_dir, "run.json"))
-    if info is None:
-        raise kt.TrainingError(f"{result.run_dir}: run.json is missing or unreadable after "
-                               "training; rerun the command to resume")
-    return result, info
+    return result, rundir.read_run_json(os.path.join(result.run_dir, rundir.RUN_JSON))
 
 
 CSV_FIELDS = ("model", "label", "epoch", "iteration", "total_iteration", "train_error",

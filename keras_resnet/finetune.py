@@ -20,7 +20,7 @@ transfer-learning guide recommends while a new head is trained on a frozen backb
 """
 
 from ._compat import keras
-from .growth import HEAD_LAYERS, _check_source, grow_into, load_source
+from .growth import HEAD_LAYERS, check_source, grow_into, load_source
 from .models import ResNet
 
 
@@ -41,7 +41,7 @@ def fine_tune(source, classes, input_shape=None, classifier_activation="softmax"
     """
     if not isinstance(source, keras.Model):
         source, _ = load_source(source)
-    config = dict(_check_source(source))
+    config = dict(check_source(source))
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 1:
         raise ValueError(f"classes={classes!r} is not supported; expected a positive integer")
     config.update(include_top=True, pooling=None, classes=classes,

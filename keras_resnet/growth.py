@@ -35,9 +35,11 @@ import re
 
 import numpy as np
 
+from . import rundir
 from ._compat import keras
 from .keras_file import load_model as load_keras_model
-from .models import CIFAR_DEPTHS, IMAGENET_DEPTHS, ResNet, _positive_list
+from .models import CIFAR_DEPTHS, IMAGENET_DEPTHS, ResNet
+from .specs import positive_list
 
 # Settings that define a family: two models with equal values (and per-stage block counts
 # that only grow) have the same layers in the same places.
@@ -62,7 +64,7 @@ def model_depth(config):
     return _layers_per_block(config["block"]) * sum(config["stackwise_num_blocks"]) + 2
 
 
-def _check_source(model):
+def check_source(model):
     if not isinstance(model, ResNet):
         raise ValueError(
             f"deepen needs a keras_resnet ResNet model; got {type(model).__name__}; accepted: "
@@ -204,7 +206,7 @@ def grown_weights(source, target, fine_tune=False):
     weights in their places, and the inserted blocks' fresh weights with their residual
     branch zeroed (see the module docstring). ``target`` is not modified. ``fine_tune``:
     the source's head is dropped and ``target``'s (fresh) head kept."""
-    src_config, tgt_config = _check_source(source), _check_source(target)
+    src_config, tgt_config = check_source(source), check_source(target)
     check_growable(src_config, tgt_config, fine_tune)
     tgt_blocks = tgt_config["stackwise_num_blocks"]
     rename = _target_name(src_config, tgt_blocks, src_config["stride_block"])
@@ -271,13 +273,13 @@ def deepen(model, depth=None, blocks_per_stage=None):
     Raises ``ValueError`` for plain networks, option-C shortcuts, fewer blocks than the
     source and a different family.
     """
-    config = _check_source(model)
+    config = check_source(model)
     if (depth is None) == (blocks_per_stage is None):
         raise ValueError("deepen needs exactly one of depth= or blocks_per_stage=; got "
                          f"depth={depth!r}, blocks_per_stage={blocks_per_stage!r}")
     if blocks_per_stage is None:
         blocks_per_stage = blocks_for_depth(config, depth)
-    blocks_per_stage = _positive_list("blocks_per_stage", blocks_per_stage)
+    blocks_per_stage = positive_list("blocks_per_stage", blocks_per_stage)
     target = dict(config, stackwise_num_blocks=list(blocks_per_stage))
     check_growable(config, target)
     old_depth, new_depth = model_depth(config), model_depth(target)
@@ -295,17 +297,7 @@ def deepen(model, depth=None, blocks_per_stage=None):
 def source_path(run_or_keras):
     """The ``.keras`` file ``--init-from`` names: the file itself, or a run directory's
     ``last.keras`` (the finished model; ``best.keras`` when there is no ``last.keras``)."""
-    path = str(run_or_keras)
-    if os.path.isdir(path):
-        for name in ("last.keras", "best.keras"):
-            if os.path.isfile(os.path.join(path, name)):
-                return os.path.join(path, name)
-        raise ValueError(f"init_from={path!r} is a directory without last.keras or best.keras; "
-                         "accepted: a run directory or a .keras file")
-    if not os.path.isfile(path) or not path.endswith(".keras"):
-        raise ValueError(f"init_from={path!r} is not a run directory or an existing .keras file; "
-                         "accepted: a run directory (its last.keras) or a .keras file")
-    return path
+    return rundir.model_file(str(run_or_keras), prefer=rundir.LAST, label="init_from=")
 
 
 def load_source(run_or_keras):

@@ -11,7 +11,7 @@ A ``ResNet`` config never opens a file it names (see ``ResNet.from_config``).
 import json
 import zipfile
 
-from .specs import (MAX_CHECKPOINT_BYTES, MAX_CONFIG_BYTES, _gib, check_limits,
+from .specs import (MAX_CHECKPOINT_BYTES, MAX_CONFIG_BYTES, gib, check_limits,
                     check_stage_count)
 
 _MAX_NESTING = 200
@@ -61,8 +61,8 @@ def check_archive(path):
         infos = zf.infolist()
         total = sum(i.file_size for i in infos)
         if total > MAX_CHECKPOINT_BYTES:
-            raise ValueError(f"{path}: its contents claim {_gib(total)} uncompressed; at most "
-                             f"{_gib(MAX_CHECKPOINT_BYTES)} is supported")
+            raise ValueError(f"{path}: its contents claim {gib(total)} uncompressed; at most "
+                             f"{gib(MAX_CHECKPOINT_BYTES)} is supported")
         config = next((i for i in infos if i.filename == "config.json"), None)
         if config is None:
             return

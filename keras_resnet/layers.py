@@ -275,37 +275,56 @@ else:
 # (``wire_block``). The functions and the layer classes below both use these two.
 
 
-class BlockSpec:
-    """The options of one residual block (:data:`keras_resnet.specs.SPEC_OPTIONS`), checked once."""
+def check_bottleneck_width(filters, width_per_group, groups):
+    """Refuses a bottleneck whose 3x3 convolution would have no channels."""
+    if int(filters * width_per_group / 64) * groups < 1:
+        raise ValueError(
+            f"filters={filters}, width_per_group={width_per_group}, groups={groups} give a "
+            "bottleneck width below 1"
+        )
 
-    def __init__(self, kind, filters, in_channels, strides=1, **options):
-        unknown = sorted(set(options) - set(SPEC_OPTIONS))
-        if unknown:
-            raise TypeError(f"unexpected block option {unknown[0]!r}; accepted: {', '.join(SPEC_OPTIONS)}")
+
+def check_block_options(kind, filters, strides, options):
+    """Refuses, in one line, a block option that is unknown or out of its accepted values."""
+    unknown = sorted(set(options) - set(SPEC_OPTIONS))
+    if unknown:
+        raise TypeError(f"unexpected block option {unknown[0]!r}; accepted: {', '.join(SPEC_OPTIONS)}")
+    o = dict(SPEC_OPTIONS, **options)
+    _positive_int("filters", filters)
+    _positive_int("strides", strides)
+    for name, accepted in (("shortcut", SHORTCUTS), ("use_bias", USE_BIAS),
+                           ("stride_on", STRIDE_ON), ("grouped_conv", GROUPED_CONV)):
+        _choice(name, o[name], accepted)
+    for name in ("groups", "width_per_group", "dilation"):
+        _positive_int(name, o[name])
+    _choice("attention", o["attention"], ATTENTIONS)
+    if o["expansion"] is not None:
+        _positive_int("expansion", o["expansion"])
+    _positive_int("first_dilation", o["first_dilation"] or o["dilation"])
+    if kind != "bottleneck" and (o["groups"] != 1 or o["width_per_group"] != 64):
+        raise ValueError(
+            f"groups={o['groups']}, width_per_group={o['width_per_group']}: basic blocks support "
+            "only groups=1 and width_per_group=64; use bottleneck blocks for ResNeXt/Wide ResNet"
+        )
+    if kind == "bottleneck":
+        check_bottleneck_width(filters, o["width_per_group"], o["groups"])
+
+
+class BlockSpec:
+    """The options of one residual block (:data:`keras_resnet.specs.SPEC_OPTIONS`), checked
+    once (:func:`check_block_options`)."""
+
+    def __init__(self, kind, filters, in_channels, strides=1, *, checked=False, **options):
+        """``checked=True``: the options come from a :class:`keras_resnet.models.ResNetSpec`,
+        which has checked them all; they are only normalised here."""
+        if not checked:
+            check_block_options(kind, filters, strides, options)
         o = dict(SPEC_OPTIONS, **options)
-        _positive_int("filters", filters)
-        _positive_int("strides", strides)
-        _choice("shortcut", o["shortcut"], SHORTCUTS)
-        _choice("use_bias", o["use_bias"], USE_BIAS)
-        _choice("stride_on", o["stride_on"], STRIDE_ON)
-        _choice("grouped_conv", o["grouped_conv"], GROUPED_CONV)
-        _positive_int("groups", o["groups"])
-        _positive_int("width_per_group", o["width_per_group"])
-        _positive_int("dilation", o["dilation"])
-        _choice("attention", o["attention"], ATTENTIONS)
-        if o["expansion"] is not None:
-            _positive_int("expansion", o["expansion"])
-        groups, width_per_group = o["groups"], o["width_per_group"]
-        if kind != "bottleneck" and (groups != 1 or width_per_group != 64):
-            raise ValueError(
-                f"groups={groups}, width_per_group={width_per_group}: basic blocks support only "
-                "groups=1 and width_per_group=64; use bottleneck blocks for ResNeXt/Wide ResNet"
-            )
         for key in ("preact", "zero_init", "residual", "avg_down"):
             o[key] = bool(o[key])
         o["drop_path"] = float(o["drop_path"])
         o["expansion"] = o["expansion"] or (4 if kind == "bottleneck" else 1)
-        o["first_dilation"] = _positive_int("first_dilation", o["first_dilation"] or o["dilation"])
+        o["first_dilation"] = o["first_dilation"] or o["dilation"]
         self.__dict__.update(o)
         self.kind = kind
         self.filters = filters
@@ -313,12 +332,7 @@ class BlockSpec:
         self.in_channels = in_channels
         self.strides = strides
         # torchvision's rule: ResNeXt 32x4d has 4 channels per group at 64 filters.
-        self.width = int(filters * width_per_group / 64) * groups
-        if kind == "bottleneck" and self.width < 1:
-            raise ValueError(
-                f"filters={filters}, width_per_group={width_per_group}, groups={groups} give a "
-                "bottleneck width below 1"
-            )
+        self.width = int(filters * self.width_per_group / 64) * self.groups
 
     # which shortcut this block gets ---------------------------------------------------
     @property
@@ -335,7 +349,7 @@ class BlockSpec:
         return "pool" if self.strides > 1 else "identity"
 
 
-def _conv(spec, filters, kernel, strides, name, normalized, zero=False, groups=1, dilation=1):
+def conv_layer(spec, filters, kernel, strides, name, normalized, zero=False, groups=1, dilation=1):
     bias = spec.use_bias is True or (spec.use_bias == "unnormalized" and not normalized)
     extra, cls = {}, layers.Conv2D
     if groups != 1:
@@ -377,7 +391,7 @@ def eca_kernel_size(channels, gamma=2, beta=1):
     return max(t if t % 2 else t + 1, 3)
 
 
-def _bn(spec, name, zero=False):
+def bn_layer(spec, name, zero=False):
     return FusedBatchNormalization(
         epsilon=spec.bn_epsilon,
         momentum=spec.bn_momentum,
@@ -392,7 +406,7 @@ def block_parts(spec, prefix=""):
     post = not spec.preact
     n = lambda role: prefix + role  # noqa: E731
     if spec.preact:
-        p["preact_bn"] = _bn(spec, n("preact_bn"))
+        p["preact_bn"] = bn_layer(spec, n("preact_bn"))
         p["preact_relu"] = layers.ReLU(name=n("preact_relu"))
     # (filters, kernel, stride, groups, dilation) of each convolution
     d0, d = spec.first_dilation, spec.dilation
@@ -409,10 +423,10 @@ def block_parts(spec, prefix=""):
             p[f"pad{i}"] = layers.ZeroPadding2D((k - 1) // 2 * dil, name=n(f"pad{i}"))
         normalized = post or not is_last
         zero_conv = spec.zero_init and spec.preact and is_last
-        p[f"conv{i}"] = _conv(spec, f, k, s, n(f"conv{i}"), normalized, zero=zero_conv,
+        p[f"conv{i}"] = conv_layer(spec, f, k, s, n(f"conv{i}"), normalized, zero=zero_conv,
                               groups=g, dilation=dil)
         if normalized:
-            p[f"bn{i}"] = _bn(spec, n(f"bn{i}"), zero=spec.zero_init and post and is_last)
+            p[f"bn{i}"] = bn_layer(spec, n(f"bn{i}"), zero=spec.zero_init and post and is_last)
         if not is_last:
             p[f"relu{i}"] = layers.ReLU(name=n(f"relu{i}"))
     c = spec.out_channels
@@ -451,11 +465,11 @@ def block_parts(spec, prefix=""):
                     2, strides=1, padding="valid", name=n("shortcut_avgpool")
                 )
             conv_stride = 1
-        p["shortcut_conv"] = _conv(
+        p["shortcut_conv"] = conv_layer(
             spec, spec.out_channels, 1, conv_stride, n("shortcut_conv"), normalized=post
         )
         if post:
-            p["shortcut_bn"] = _bn(spec, n("shortcut_bn"))
+            p["shortcut_bn"] = bn_layer(spec, n("shortcut_bn"))
     elif kind == "zeropad":
         p["shortcut_pad"] = ZeroPadShortcut(spec.out_channels, spec.strides, name=n("shortcut_pad"))
     elif kind == "pool":

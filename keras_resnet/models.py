@@ -25,12 +25,12 @@ output layer is ``stage{s}_block{b}_out``), ``post_bn``/``post_relu`` (pre-activ
 models), ``avg_pool``/``max_pool`` and ``predictions``.
 """
 
+import dataclasses
 import os
 import sys
-import types
 
 from ._compat import get_source_inputs, is_keras_tensor, keras, register
-from .layers import block_parts, _bn, _conv, BlockSpec, wire_block
+from .layers import BlockSpec, block_parts, bn_layer, check_bottleneck_width, conv_layer, wire_block
 from .preprocessing import preprocessing_spec
 from .specs import (ATTENTIONS, BLOCKS, BOTTLENECK_ONLY, CIFAR_DEPTHS, CIFAR_FILTERS,  # noqa: F401
                     CIFAR_PREACT_DEPTHS, GROUPED_CONV, IMAGENET_DEPTHS, IMAGENET_FILTERS,
@@ -101,51 +101,123 @@ def _check_input_shape(input_shape, minimum):
     return tuple(input_shape)
 
 
-def _check_arguments(args):
-    """Check ``ResNet``'s arguments (a dict of them); returns the blocks, filters and strides
-    of each stage and the stem's filters, defaults filled in."""
-    a = types.SimpleNamespace(**args)
-    for name in ("stackwise_num_blocks", "stackwise_num_filters", "stackwise_strides"):
-        check_stage_count(name, args[name])  # before a long list is even printed
-    blocks = _positive_list("stackwise_num_blocks", a.stackwise_num_blocks)
-    filters = _positive_list("stackwise_num_filters", a.stackwise_num_filters, len(blocks))
-    if a.stackwise_strides is None:
-        a.stackwise_strides = [1] + [2] * (len(blocks) - 1)
-    strides = _positive_list("stackwise_strides", a.stackwise_strides, len(blocks))
-    _choice("block", a.block, BLOCKS)
-    _choice("stem", a.stem, STEMS)
-    _choice("shortcut", a.shortcut, SHORTCUTS)
-    _choice("stride_on", a.stride_on, STRIDE_ON)
-    _choice("stride_block", a.stride_block, STRIDE_BLOCK)
-    _choice("use_bias", a.use_bias, USE_BIAS)
-    _choice("pooling", a.pooling, POOLINGS)
-    if isinstance(a.classes, bool) or not isinstance(a.classes, int) or a.classes < 1:
-        raise ValueError(f"classes={a.classes!r} is not supported; expected a positive integer")
-    a.stem_filters = filters[0] if a.stem_filters is None else a.stem_filters
-    if isinstance(a.stem_filters, bool) or not isinstance(a.stem_filters, int) or a.stem_filters < 1:
-        raise ValueError(f"stem_filters={a.stem_filters!r} is not supported; expected a positive integer")
-    _positive_int("groups", a.groups)
-    _positive_int("width_per_group", a.width_per_group)
-    _choice("attention", a.attention, ATTENTIONS)
-    _choice("output_stride", a.output_stride, OUTPUT_STRIDES)
-    _choice("grouped_conv", a.grouped_conv, GROUPED_CONV)
-    if (
-        isinstance(a.drop_path_rate, bool) or not isinstance(a.drop_path_rate, (int, float))
-        or not 0 <= a.drop_path_rate < 1
-    ):
-        raise ValueError(
-            f"drop_path_rate={a.drop_path_rate!r} is not supported; expected a number in [0, 1)")
-    if a.block == "basic" and (a.groups != 1 or a.width_per_group != 64):
-        raise ValueError(
-            f"groups={a.groups}, width_per_group={a.width_per_group}: basic blocks support only "
-            "groups=1 and width_per_group=64; use block='bottleneck' for ResNeXt/Wide ResNet"
-        )
-    if a.stem == "deep" and a.stem_filters % 2:
-        raise ValueError(f"stem_filters={a.stem_filters} must be even with stem='deep'")
-    if a.output_stride is not None and a.stride_block != "first":
-        raise ValueError("output_stride needs stride_block='first'")
-    check_limits(blocks, filters, a.stem_filters, a.groups, a.width_per_group, a.classes)
-    return blocks, filters, strides, a.stem_filters
+@dataclasses.dataclass(frozen=True)
+class ResNetSpec:
+    """The options of a :class:`ResNet` as data, checked once and normalised: what
+    ``ResNet.get_config`` returns (:meth:`config`), beside the model's name. ``ResNet``
+    builds one from its arguments (their defaults are the constructor's) and builds the
+    network from it; ``model.spec`` is the model's.
+
+    Besides the fields, a spec knows each stage's ``layout`` (stride, dilation, first
+    dilation), each stage's output stride (``stage_strides``), the smallest input it takes
+    (``min_input_size``) and its input ``rescaling`` (``{"scale", "offset"}`` or None).
+    """
+
+    stackwise_num_blocks: tuple
+    stackwise_num_filters: tuple
+    stackwise_strides: tuple
+    block: str
+    stem: str
+    stem_filters: int
+    shortcut: str
+    preact: bool
+    zero_init: bool
+    stride_on: str
+    stride_block: str
+    use_bias: object
+    bn_epsilon: float
+    bn_momentum: float
+    residual: bool
+    groups: int
+    width_per_group: int
+    avg_down: bool
+    attention: object
+    drop_path_rate: float
+    output_stride: object
+    grouped_conv: str
+    include_preprocessing: bool
+    preprocessing: object
+    include_top: bool
+    input_shape: tuple
+    pooling: object
+    classes: int
+    classifier_activation: object
+
+    def __post_init__(self):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        for name in ("stackwise_num_blocks", "stackwise_num_filters", "stackwise_strides"):
+            check_stage_count(name, getattr(self, name))  # before a long list is even printed
+        blocks = _positive_list("stackwise_num_blocks", self.stackwise_num_blocks)
+        put("stackwise_num_blocks", tuple(blocks))
+        put("stackwise_num_filters", tuple(_positive_list(
+            "stackwise_num_filters", self.stackwise_num_filters, len(blocks))))
+        strides = self.stackwise_strides
+        put("stackwise_strides", tuple(_positive_list(
+            "stackwise_strides", [1] + [2] * (len(blocks) - 1) if strides is None else strides,
+            len(blocks))))
+        for name, accepted in (("block", BLOCKS), ("stem", STEMS), ("shortcut", SHORTCUTS),
+                               ("stride_on", STRIDE_ON), ("stride_block", STRIDE_BLOCK),
+                               ("use_bias", USE_BIAS), ("pooling", POOLINGS)):
+            _choice(name, getattr(self, name), accepted)
+        _positive_int("classes", self.classes)
+        put("stem_filters", _positive_int("stem_filters", self.stackwise_num_filters[0]
+                                          if self.stem_filters is None else self.stem_filters))
+        _positive_int("groups", self.groups)
+        _positive_int("width_per_group", self.width_per_group)
+        for name, accepted in (("attention", ATTENTIONS), ("output_stride", OUTPUT_STRIDES),
+                               ("grouped_conv", GROUPED_CONV)):
+            _choice(name, getattr(self, name), accepted)
+        rate = self.drop_path_rate
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+            raise ValueError(f"drop_path_rate={rate!r} is not supported; expected a number in [0, 1)")
+        put("drop_path_rate", float(rate))
+        for name in ("preact", "zero_init", "residual", "avg_down", "include_preprocessing",
+                     "include_top"):
+            put(name, bool(getattr(self, name)))
+        if self.block == "basic" and (self.groups != 1 or self.width_per_group != 64):
+            raise ValueError(
+                f"groups={self.groups}, width_per_group={self.width_per_group}: basic blocks "
+                "support only groups=1 and width_per_group=64; use block='bottleneck' for "
+                "ResNeXt/Wide ResNet")
+        if self.block == "bottleneck":
+            for f in self.stackwise_num_filters:
+                check_bottleneck_width(f, self.width_per_group, self.groups)
+        if self.stem == "deep" and self.stem_filters % 2:
+            raise ValueError(f"stem_filters={self.stem_filters} must be even with stem='deep'")
+        if self.output_stride is not None and self.stride_block != "first":
+            raise ValueError("output_stride needs stride_block='first'")
+        check_limits(blocks, self.stackwise_num_filters, self.stem_filters, self.groups,
+                     self.width_per_group, self.classes)
+        layout, stage_strides = stage_layout(self.stem, self.stackwise_strides, self.output_stride)
+        put("layout", tuple(layout))
+        put("stage_strides", tuple(stage_strides))
+        put("min_input_size", stage_strides[-1])
+        put("input_shape", _check_input_shape(
+            (None, None, 3) if self.input_shape is None else self.input_shape, self.min_input_size))
+        rescaling = None
+        if self.include_preprocessing:
+            rescaling, reverse = preprocessing_spec(self.preprocessing, self.input_shape[-1])
+            if reverse:
+                raise ValueError(f"include_preprocessing with preprocessing={self.preprocessing!r} "
+                                 "is not supported (it reverses the channels); accepted: torch, "
+                                 "tf, none, or a {'scale', 'offset'} dict")
+        put("rescaling", rescaling)
+
+    def config(self):
+        """The options as ``get_config`` gives them (lists for the stage-wise values and the
+        input shape)."""
+        return {f.name: (list(v) if isinstance(v, tuple) else v)
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    def block_options(self):
+        """The options every block of the network shares (:data:`keras_resnet.specs.SPEC_OPTIONS`)."""
+        return {k: getattr(self, k) for k in SPEC_OPTIONS if hasattr(self, k)
+                and (self.block == "bottleneck" or k not in BOTTLENECK_ONLY)}
+
+
+SPEC_FIELDS = tuple(f.name for f in dataclasses.fields(ResNetSpec))
 
 
 @register(package="keras_resnet")
@@ -245,14 +317,9 @@ class ResNet(keras.Model):
         name="resnet",
         **kwargs,
     ):
-        args = {k: v for k, v in locals().items() if k not in ("self", "kwargs", "__class__")}
         unknown = sorted(set(kwargs) - {"trainable", "dtype"})
         if unknown:  # as keras.applications: a misspelt argument is an error, not ignored
             raise TypeError(f"ResNet() got an unexpected keyword argument {unknown[0]!r}")
-        blocks, filters, strides, stem_filters = _check_arguments(args)
-        layout, stage_strides = stage_layout(stem, strides, output_stride)
-        minimum = stage_strides[-1]
-
         if input_tensor is not None:
             if not is_keras_tensor(input_tensor):
                 raise ValueError(
@@ -264,75 +331,43 @@ class ResNet(keras.Model):
                 raise ValueError(
                     f"input_shape={tuple(input_shape)!r} does not match input_tensor's shape {shape}"
                 )
-            input_shape = _check_input_shape(shape, minimum)
-            x = img_input = input_tensor
-        else:
-            input_shape = _check_input_shape(
-                (None, None, 3) if input_shape is None else input_shape, minimum
-            )
-            x = img_input = keras.Input(shape=input_shape, name="images")
-        if include_preprocessing:
+            input_shape = shape
+        # Every option checked once, here; the blocks below trust them.
+        given = locals()
+        spec = ResNetSpec(**{k: given[k] for k in SPEC_FIELDS})
+        x = img_input = (input_tensor if input_tensor is not None
+                         else keras.Input(shape=spec.input_shape, name="images"))
+        if spec.rescaling is not None:
             # Pixels 0..255 in: the scale/offset as a serializable built-in layer.
-            prep, reverse = preprocessing_spec(preprocessing, input_shape[-1])
-            if reverse:
-                raise ValueError(f"include_preprocessing with preprocessing={preprocessing!r} "
-                                 "is not supported (it reverses the channels); accepted: torch, "
-                                 "tf, none, or a {'scale', 'offset'} dict")
-            x = layers.Rescaling(prep["scale"], prep["offset"], name="preprocessing")(x)
-
-        # The block options ResNet shares with the blocks (keras_resnet.specs.SPEC_OPTIONS).
-        spec = {k: v for k, v in args.items() if k in SPEC_OPTIONS
-                and (block == "bottleneck" or k not in BOTTLENECK_ONLY)}
-        # A spec for the stem convolution, so it shares the conv/BN settings.
-        stem_spec = BlockSpec("basic", stem_filters, input_shape[-1],
-                          **{k: v for k, v in spec.items() if k not in BOTTLENECK_ONLY})
-
-        x = _stem(x, stem, stem_filters, stem_spec)
-        total, index = sum(blocks), 0
-        for s, (n_blocks, f, (stride, dilation, first)) in enumerate(zip(blocks, filters, layout), start=1):
-            stride_at = 0 if stride_block == "first" else n_blocks - 1
-            for b in range(n_blocks):
-                rate = drop_path_rate * index / (total - 1) if total > 1 else 0.0
-                index += 1
-                block_spec = BlockSpec(
-                    block, f, int(x.shape[-1]), stride if b == stride_at else 1,
-                    dilation=dilation, first_dilation=first if b == 0 else dilation,
-                    drop_path=rate, **spec,
-                )
-                x = wire_block(x, block_parts(block_spec, f"stage{s}_block{b + 1}_"), block_spec)
-        if preact:
-            x = _bn(stem_spec, "post_bn")(x)
-            x = layers.ReLU(name="post_relu")(x)
-        if include_top:
+            x = layers.Rescaling(spec.rescaling["scale"], spec.rescaling["offset"],
+                                 name="preprocessing")(x)
+        x = _backbone(x, spec)
+        if spec.include_top:
             x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
             x = layers.Dense(
-                classes, activation=classifier_activation, dtype="float32", name="predictions"
-            )(x)
-        elif pooling == "avg":
+                spec.classes, activation=spec.classifier_activation, dtype="float32",
+                name="predictions")(x)
+        elif spec.pooling == "avg":
             x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
-        elif pooling == "max":
+        elif spec.pooling == "max":
             x = layers.GlobalMaxPooling2D(name="max_pool")(x)
 
         inputs = get_source_inputs(input_tensor) if input_tensor is not None else img_input
         # Keras walks the layer graph recursively; the deepest models (ResNet-1202 has
         # ~3,600 layers) need more than Python's default recursion limit.
-        _ensure_recursion_limit(20 * sum(blocks) * (4 if block == "bottleneck" else 3))
+        _ensure_recursion_limit(20 * sum(spec.stackwise_num_blocks)
+                                * (4 if spec.block == "bottleneck" else 3))
         super().__init__(inputs=inputs, outputs=x, name=name, **kwargs)
-
-        # The constructor's arguments, as given but normalised: what get_config returns.
-        config = {k: v for k, v in args.items() if k not in ("weights", "input_tensor", "name")}
-        config.update(
-            stackwise_num_blocks=blocks, stackwise_num_filters=filters, stackwise_strides=strides,
-            stem_filters=stem_filters, drop_path_rate=float(drop_path_rate),
-            input_shape=list(input_shape),
-            **{k: bool(args[k]) for k in ("preact", "zero_init", "residual", "avg_down",
-                                          "include_preprocessing", "include_top")},
-        )
-        self._resnet_config = config
-        self.min_input_size = minimum
-        self._stage_strides = stage_strides
+        self._resnet_spec = spec
+        self._resnet_config = spec.config()  # what get_config returns, with the name
+        self.min_input_size = spec.min_input_size
         if weights is not None:
             load_weights(self, weights)
+
+    @property
+    def spec(self):
+        """The model's options (:class:`ResNetSpec`)."""
+        return self._resnet_spec
 
     @property
     def num_stages(self):
@@ -345,7 +380,7 @@ class ResNet(keras.Model):
 
     def stage_strides(self):
         """Each stage's output stride (input size / feature map size), first to last."""
-        return list(self._stage_strides)
+        return list(self._resnet_spec.stage_strides)
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, **self._resnet_config}
@@ -370,6 +405,33 @@ def _ensure_recursion_limit(needed):
         sys.setrecursionlimit(needed)
 
 
+def _backbone(x, spec):
+    """The stem, the stages of blocks and (pre-activation) the final BN-ReLU of ``spec``."""
+    options = spec.block_options()
+    # A block spec for the stem convolution, so it shares the conv/BN settings.
+    stem_spec = BlockSpec("basic", spec.stem_filters, spec.input_shape[-1], checked=True,
+                          **{k: v for k, v in options.items() if k not in BOTTLENECK_ONLY})
+    x = _stem(x, spec.stem, spec.stem_filters, stem_spec)
+    blocks = spec.stackwise_num_blocks
+    total, index = sum(blocks), 0
+    for s, (n_blocks, f, (stride, dilation, first)) in enumerate(
+            zip(blocks, spec.stackwise_num_filters, spec.layout), start=1):
+        stride_at = 0 if spec.stride_block == "first" else n_blocks - 1
+        for b in range(n_blocks):
+            rate = spec.drop_path_rate * index / (total - 1) if total > 1 else 0.0
+            index += 1
+            block_spec = BlockSpec(
+                spec.block, f, int(x.shape[-1]), stride if b == stride_at else 1, checked=True,
+                dilation=dilation, first_dilation=first if b == 0 else dilation,
+                drop_path=rate, **options,
+            )
+            x = wire_block(x, block_parts(block_spec, f"stage{s}_block{b + 1}_"), block_spec)
+    if spec.preact:
+        x = bn_layer(stem_spec, "post_bn")(x)
+        x = layers.ReLU(name="post_relu")(x)
+    return x
+
+
 def _stem(x, stem, filters, spec):
     """The stem: ImageNet 7x7/2 conv + 3x3/2 max-pool, deep (3x3/2, 3x3, 3x3 convs) +
     3x3/2 max-pool, or CIFAR 3x3 conv."""
@@ -377,15 +439,15 @@ def _stem(x, stem, filters, spec):
         # timm's "deep" stem: conv1.0/1.1 (conv, BN), conv1.3/1.4, conv1.6, then bn1.
         half = filters // 2
         x = layers.ZeroPadding2D(1, name="stem_pad")(x)
-        x = _conv(spec, half, 3, 2, "stem_conv1", normalized=True)(x)
-        x = _bn(spec, "stem_bn1")(x)
+        x = conv_layer(spec, half, 3, 2, "stem_conv1", normalized=True)(x)
+        x = bn_layer(spec, "stem_bn1")(x)
         x = layers.ReLU(name="stem_relu1")(x)
-        x = _conv(spec, half, 3, 1, "stem_conv2", normalized=True)(x)
-        x = _bn(spec, "stem_bn2")(x)
+        x = conv_layer(spec, half, 3, 1, "stem_conv2", normalized=True)(x)
+        x = bn_layer(spec, "stem_bn2")(x)
         x = layers.ReLU(name="stem_relu2")(x)
-        x = _conv(spec, filters, 3, 1, "stem_conv3", normalized=not spec.preact)(x)
+        x = conv_layer(spec, filters, 3, 1, "stem_conv3", normalized=not spec.preact)(x)
         if not spec.preact:
-            x = _bn(spec, "stem_bn")(x)
+            x = bn_layer(spec, "stem_bn")(x)
             x = layers.ReLU(name="stem_relu")(x)
         x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
         return layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
@@ -393,9 +455,9 @@ def _stem(x, stem, filters, spec):
     if strides > 1:
         x = layers.ZeroPadding2D(kernel // 2, name="stem_pad")(x)
     # The stem conv is followed by BN unless the blocks are pre-activation ones.
-    x = _conv(spec, filters, kernel, strides, "stem_conv", normalized=not spec.preact)(x)
+    x = conv_layer(spec, filters, kernel, strides, "stem_conv", normalized=not spec.preact)(x)
     if not spec.preact:
-        x = _bn(spec, "stem_bn")(x)
+        x = bn_layer(spec, "stem_bn")(x)
         x = layers.ReLU(name="stem_relu")(x)
     if stem == "imagenet":
         # Zero padding equals PyTorch's -inf padding after a ReLU, and is what

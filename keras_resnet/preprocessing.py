@@ -49,7 +49,7 @@ def preprocessing_spec(mode, channels=3):
         raise ValueError(f"mode={mode!r} is not supported; accepted: {', '.join(MODES)}, or a "
                          "dict with 'scale' and 'offset'")
     if MODES[mode] is None:
-        return {"scale": [1.0] * channels, "offset": [0.0] * channels}, False
+        return identity_preprocessing(channels), False
     if channels != 3:
         raise ValueError(f"mode={mode!r} is for RGB images; got {channels} channels")
     return dict(PREPROCESSING[MODES[mode]]), mode == "caffe"
@@ -104,3 +104,8 @@ def _mode_of(model):
         "(include_preprocessing=False), so its input convention is not recorded; pass mode= "
         "(torch for torchvision/timm weights, caffe for keras.applications ResNet, tf for "
         "ResNetV2, or its run.json's preprocessing)")
+
+
+def identity_preprocessing(channels):
+    """``{"scale": [1, ...], "offset": [0, ...]}`` for ``channels`` channels: pixels as they are."""
+    return {"scale": [1.0] * channels, "offset": [0.0] * channels}

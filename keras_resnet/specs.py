@@ -133,7 +133,7 @@ MAX_TENSOR_BYTES = 4 << 30  # one tensor (a 2048 x 100,000 classifier is 0.8 GB)
 MAX_CHECKPOINT_BYTES = 16 << 30  # a whole checkpoint (ResNet-200: 0.26 GB; checkpoints of a few GB)
 
 
-def _gib(n):
+def gib(n):
     return f"{n / (1 << 30):.3g} GiB"
 
 
@@ -170,11 +170,11 @@ def check_stage_count(name, values):
 def check_tensor_bytes(nbytes, what, total=None):
     """Refuses a tensor (or, with ``total``, a running total) that claims more than the limits."""
     if nbytes > MAX_TENSOR_BYTES:
-        raise ValueError(f"{what} claims {_gib(nbytes)}; at most {_gib(MAX_TENSOR_BYTES)} per tensor "
+        raise ValueError(f"{what} claims {gib(nbytes)}; at most {gib(MAX_TENSOR_BYTES)} per tensor "
                          "is supported")
     if total is not None and total > MAX_CHECKPOINT_BYTES:
-        raise ValueError(f"{what}: the tensors so far claim {_gib(total)}; at most "
-                         f"{_gib(MAX_CHECKPOINT_BYTES)} per checkpoint is supported")
+        raise ValueError(f"{what}: the tensors so far claim {gib(total)}; at most "
+                         f"{gib(MAX_CHECKPOINT_BYTES)} per checkpoint is supported")
 
 
 def memory_bytes():
@@ -201,5 +201,5 @@ def check_memory(nbytes, what, advice):
     minutes of work or in an out-of-memory kill."""
     total = memory_bytes()
     if total is not None and nbytes > total:
-        raise ValueError(f"{what} needs at least {_gib(nbytes)}, more than this machine's "
-                         f"{_gib(total)} of memory; {advice}")
+        raise ValueError(f"{what} needs at least {gib(nbytes)}, more than this machine's "
+                         f"{gib(total)} of memory; {advice}")

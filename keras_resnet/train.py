@@ -19,7 +19,6 @@ import os
 import signal
 import sys
 import threading
-import zipfile
 
 from .cli_util import (HelpFormatter, add_version, check_distribution, exit_on_os_error, flag_error, flatten,
                        given_flags, list_of, number, setup_process)
@@ -224,18 +223,19 @@ def _flag(dest):
 
 
 def _check_keras_file(path, prefer):
-    """An --evaluate or --init-from model that exists but is not a .keras archive: one line
-    saying so (rather than Keras's "file not found"). In a run directory, the file the
-    command will load: ``prefer`` (--evaluate: best.keras; --init-from: last.keras), else
-    the other."""
-    if os.path.isdir(path):
-        for name in (prefer, ({"best.keras", "last.keras"} - {prefer}).pop()):
-            if os.path.isfile(os.path.join(path, name)):
-                path = os.path.join(path, name)
-                break
-    if os.path.isfile(path) and not zipfile.is_zipfile(path):
-        return (f"{path} is not a valid .keras file (not a zip archive: truncated, corrupt or "
-                "another format); pass a model saved by Keras 3 or a training run directory")
+    """An --evaluate or --init-from path that exists but holds no model (a directory without
+    best.keras or last.keras, a file that is not a .keras archive): one line saying so
+    (rather than Keras's "file not found"), from :func:`keras_resnet.rundir.model_file`,
+    which picks the file the command will load: ``prefer`` (--evaluate: best.keras;
+    --init-from: last.keras), else the other."""
+    from . import rundir
+
+    if not os.path.exists(path):
+        return None  # said by the command itself (--init-from is not read when resuming)
+    try:
+        rundir.model_file(path, prefer)
+    except rundir.RunDirError as e:
+        return str(e)
     return None
 
 
@@ -308,12 +308,29 @@ def _run(args, prog):
         except (ValueError, kdata.DataError, kt.TrainingError) as e:
             return flag_error(prog, e)
     if args.export and kt.is_chief(result.strategy):  # one export, by the chief
-        from .export import cli as export_cli
+        return _export(result.run_dir, args, prog)
+    return 0
 
-        extra = (["--overwrite"] if args.overwrite else []) + (["--quiet"] if args.quiet else [])
-        extra += ["--verbose"] if args.verbose else []
-        return export_cli.main([str(result.run_dir), "--out", args.export, *extra],
-                               prog=f"{prog} --export")
+
+def _export(run_dir, args, prog):
+    """``--export DIR``: every format of the finished run, through the export library;
+    exit status 0, 1 (an export missed its parity threshold) or 2 (bad input)."""
+    from .export import ExportError, ParityError, export_all
+    from .export.report import markdown
+
+    with exit_on_os_error(prog):
+        try:
+            report = export_all(str(run_dir), args.export, overwrite=args.overwrite,
+                                progress=None if args.quiet else (lambda m: print(m, flush=True)))
+        except ParityError as e:
+            if args.quiet and e.report:  # the table shows what failed and by how much
+                print(markdown(e.report))
+            print(f"{prog}: error: parity check failed: {e}", file=sys.stderr)
+            return 1
+        except (ExportError, ValueError) as e:
+            return flag_error(prog, " ".join(str(e).split()))
+    if args.quiet:
+        print(markdown(report))
     return 0
 
 

@@ -141,7 +141,7 @@ def test_init_from_sources_are_checked(tmp_path):
     cases = [(tmp_path / "empty_run", "is a directory without last.keras or best.keras"),
              (tmp_path / "weights.h5", "is not a run directory or an existing .keras file"),
              (tmp_path / "missing.keras", "is not a run directory or an existing .keras file"),
-             (tmp_path / "broken.keras", "could not load"),
+             (tmp_path / "broken.keras", "is not a valid .keras file"),
              (tmp_path / "other.keras", "holds a Sequential")]
     for path, message in cases:
         with pytest.raises(ValueError) as info:

@@ -11,7 +11,7 @@ from conftest import run_python, run_train
 
 from keras_resnet import data as kdata
 from keras_resnet import training as kt
-from keras_resnet.data.augment import _decode_random_crop  # a private helper's own contract
+from keras_resnet.data.augment import decode_random_crop  # the helper's own contract
 
 
 def _photos():
@@ -152,12 +152,12 @@ def test_fused_jpeg_decode_crops_what_the_decoded_image_transform_crops():
     for i in range(6):
         seed = tf.constant([7, i], tf.int64)
         want = kdata.transform(decoded, (24, 24, 3), "imagenet", True, seed=seed).numpy()
-        got = _decode_random_crop(jpeg, 24, 3, seed).numpy()
+        got = decode_random_crop(jpeg, 24, 3, seed).numpy()
         # decode_and_crop_jpeg decodes the same DCT blocks; only the crop's edge column
         # lacks its right neighbour for chroma upsampling (a few levels there, 0 elsewhere).
         diff = np.abs(got - want)
         assert diff.max() <= 4 and np.mean(diff > 1e-3) <= 2 / 24, (diff.max(), np.mean(diff > 1e-3))
-        from_png = _decode_random_crop(png, 24, 3, seed).numpy()
+        from_png = decode_random_crop(png, 24, 3, seed).numpy()
         expected = kdata.transform(tf.constant(photo, tf.float32), (24, 24, 3), "imagenet",
                                    True, seed=seed).numpy()
         np.testing.assert_allclose(from_png, expected, atol=1e-3)

@@ -2,41 +2,74 @@
 
 For each name in ``keras_resnet.list_models()``, at the smallest input it accepts: build it
 (and see one pixel less refused), train one step through the training command
-(``keras_resnet.train.main``, in this process), load the saved ``.keras`` file in a fresh
-process and compare its outputs, and (slow) export it to SavedModel, TFLite fp32 and ONNX
-fp32 with the export's own parity check. A model added to the registry is in this matrix
-at once.
+(``keras_resnet.train.main``), load the saved ``.keras`` file in another process and compare
+what it computes, and export it to SavedModel, TFLite fp32 and ONNX fp32 with the export's
+own parity check. A model added to the registry is in this matrix at once.
 
-The fast part covers one cheap model of each kind of stem, block and shortcut; the rest of
-the registry (the deep and wide ones) is marked ``slow`` for the full CI run.
+* Fast: one cheap model of each kind of stem, block and shortcut (:data:`FAST`), trained in
+  this process and loaded in one fresh process.
+* Slow (``-m slow``): every other registered model, each trained, saved and loaded in a child
+  process of its own (``sys.executable``, isolated from the working directory), so that its
+  memory is returned when it ends: the whole registry trained in one process ran a CI
+  machine out of memory. The export path, slow too, takes the smallest model of each family
+  (:func:`family`).
 """
 
 import csv
 import json
 import os
+import re
+import subprocess
 
 import numpy as np
 import pytest
 from conftest import as_numpy, run_python
 
 import keras_resnet as kr
+from keras_resnet.isolated import python_command
+from keras_resnet.specs import IMAGENET_DEPTHS
 from keras_resnet.train import main as train_main
 
 # One cheap model per kind: CIFAR option A, plain, CIFAR pre-activation, ImageNet stem
 # (projection shortcuts), deep stem with average-pool shortcuts (ResNet-D).
 FAST = ("ResNet20CIFAR", "plain20", "preactresnet20", "ResNet18", "ResNet18D")
 NAMES = kr.list_models()
-# The rest of the registry (deep and wide models, up to ResNet-1202) trained in one process
-# ran the CI machine out of memory (24 GiB, pytest-xdist workers killed): until each runs in a
-# process of its own, the matrix trains and exports the cheap model of every kind only, and
-# test_registry.py checks that every registered name passes the training command's checks.
 PARAMS = [n for n in NAMES if n in FAST]
+SLOW = [n for n in NAMES if n not in FAST]
 BATCH = 4  # BatchNormalization needs more than a couple of values per channel at 1x1 maps
+
+
+def family(name):
+    """``(kind, input)`` of a registered name: its constructor name without depth and width
+    (``resnext``, ``resnetd``, ``preactresnetcifar``, ...) and whether it is a CIFAR or an
+    ImageNet network."""
+    lower = name.lower()
+    m = re.fullmatch(r"(plain|preactresnet|resnet)(\d+)", lower)
+    if m:  # a family name: its depth says which network it is
+        return m.group(1), "imagenet" if int(m.group(2)) in IMAGENET_DEPTHS else "cifar"
+    return re.sub(r"\d+x\d+d|_\d+|\d+|_", "", lower), "cifar" if "cifar" in lower else "imagenet"
+
+
+def _depth(name):
+    return int(re.search(r"\d+", name).group())
+
+
+# The export path: the smallest model of each family (fast ones first).
+EXPORTED = sorted({family(n): n for n in sorted(NAMES, key=lambda n: (n in FAST, -_depth(n)))}.values(),
+                  key=NAMES.index)
 SAVED = {}  # name -> (.keras path, input .npy, output .npy), for the fresh-process load
 
 
 def test_fast_models_are_registered():
     assert set(FAST) <= set(NAMES)
+
+
+def test_every_family_is_exported():
+    assert {family(n) for n in NAMES} == {family(n) for n in EXPORTED}
+    assert len(EXPORTED) == len(set(map(family, EXPORTED)))
+    assert {family("ResNeXt50_32x4d"), family("WideResNet50_2"), family("ResNet20CIFAR"),
+            family("plain20"), family("plain18")} <= set(map(family, EXPORTED))
+    assert family("plain20") != family("plain18") and family("ResNet50D") == family("ResNet18D")
 
 
 def _smallest_input(name):
@@ -54,14 +87,18 @@ def _smallest_input(name):
     return size
 
 
+def _train_args(name, size, run_dir):
+    return ["--model", name, "--dataset", "synthetic", "--image-size", str(size),
+            "--num-classes", "3", "--epochs", "1", "--steps-per-epoch", "1",
+            "--batch-size", str(BATCH), "--lr", "1e-4", "--warmup-epochs", "0",
+            "--no-tensorboard", "--no-plot", "--quiet", "--run-dir", str(run_dir)]
+
+
 @pytest.mark.parametrize("name", PARAMS)
 def test_builds_and_trains_one_step_from_the_training_command(name, tmp_path_factory):
     size = max(8, _smallest_input(name))  # the command's --image-size starts at 8
     run_dir = tmp_path_factory.mktemp(f"run_{name}")
-    code = train_main(["--model", name, "--dataset", "synthetic", "--image-size", str(size),
-                       "--num-classes", "3", "--epochs", "1", "--steps-per-epoch", "1",
-                       "--batch-size", str(BATCH), "--lr", "1e-4", "--warmup-epochs", "0",
-                       "--no-tensorboard", "--no-plot", "--quiet", "--run-dir", str(run_dir)])
+    code = train_main(_train_args(name, size, run_dir))
     assert code == 0
     info = json.loads((run_dir / "run.json").read_text())
     assert info["model"] == name and info["epochs_finished"] == 1
@@ -75,6 +112,13 @@ def test_builds_and_trains_one_step_from_the_training_command(name, tmp_path_fac
     x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
     y = as_numpy(model(x, training=False))
     assert y.shape == (2, 3) and np.allclose(y.sum(axis=1), 1, atol=1e-5)
+    # --evaluate reads the run's test split as the run did (its augment preset's evaluation
+    # transform): the loaded model scores what the training process's model scored.
+    from keras_resnet.training import evaluate
+
+    scored = evaluate(str(run_dir), verbose=0)
+    assert scored["accuracy"] == info["test_accuracy"], (scored, info["test_accuracy"])
+    assert abs(scored["loss"] - float(rows[0]["test_loss"])) <= 1e-5 * max(1.0, scored["loss"])
     np.save(run_dir / "x.npy", x)
     np.save(run_dir / "y.npy", y)
     SAVED[name] = run_dir
@@ -103,8 +147,85 @@ def test_saved_models_load_in_a_fresh_process():
         assert kind == "ResNet" and diff <= 1e-5, (name, kind, diff)
 
 
+# One registered model, in a child process of its own: its smallest input (and one pixel less
+# refused), one training step through the training command, then its saved last.keras loaded
+# (safe_mode) and evaluated on the run's test split; prints what the run recorded and what the
+# loaded model computes.
+CHILD = """
+import json, re, sys
+import numpy as np
+import keras_resnet as kr
+from keras_resnet import training
+from keras_resnet.train import main
+name, run_dir = sys.argv[1], sys.argv[2]
+try:  # refused before anything is built, naming the smallest input
+    kr.resolve_model(name)(input_shape=(1, 1, 3), classes=3)
+    size = 1
+except ValueError as e:
+    size = int(re.search(r"at least (\\d+)", str(e)).group(1))
+try:
+    kr.resolve_model(name)(input_shape=(size - 1, size - 1, 3), classes=3)
+    refused = False
+except ValueError as e:
+    refused = "below this network's minimum input size" in str(e)
+size = max(8, size)  # the command's --image-size starts at 8
+code = main(json.loads(sys.argv[3]) + [str(size), "--run-dir", run_dir])
+with open(run_dir + "/run.json") as f:
+    run = json.load(f)
+with open(run_dir + "/metrics.csv") as f:
+    last_row = f.read().strip().splitlines()[-1].split(",")
+loaded = training.evaluate(run_dir + "/last.keras", verbose=0)
+import keras
+model = keras.saving.load_model(run_dir + "/last.keras", safe_mode=True)
+x = np.random.default_rng(0).uniform(0, 255, (2, size, size, 3)).astype("float32")
+y = keras.ops.convert_to_numpy(model(x, training=False))
+print("RESULT " + json.dumps(dict(
+    code=code, refused=refused, size=size, model=run["model"], epochs=run["epochs_finished"],
+    run_accuracy=run["test_accuracy"], run_loss=float(last_row[3]), kind=type(model).__name__,
+    input_shape=list(model.input_shape[1:]), accuracy=loaded["accuracy"], loss=loaded["loss"],
+    sums=[float(v) for v in y.sum(axis=1)], finite=bool(np.isfinite(y).all()))))
+"""
+
+
+# Measured: these plain networks (the ImageNet-layout ones of 100+ layers, and the CIFAR
+# plain-1202) give a non-finite test loss after 8 steps at these settings (the training
+# command stops on it, as it should). Strict: when they train, this mark must go.
+NON_FINITE = {"plain101", "plain152", "plain200", "plain1202"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", PARAMS)
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="non-finite test loss of a 100+ "
+                                             "layer plain network after 8 steps"))
+    if n in NON_FINITE else n for n in SLOW])
+def test_every_model_trains_saves_and_loads_in_a_process_of_its_own(name, tmp_path):
+    # Eight steps: the BatchNormalization moving statistics are then 1 - 0.9^8 = 57% of the way
+    # to the data's; after one step (10%) the inference-mode outputs of the 100+ layer networks
+    # (plain101 and deeper, ResNet200) overflow, and the training command stops on the NaN.
+    args = ["--dataset", "synthetic", "--num-classes", "3", "--epochs", "1",
+            "--steps-per-epoch", "8", "--batch-size", str(BATCH), "--lr", "1e-4",
+            "--warmup-epochs", "0", "--no-tensorboard", "--no-plot", "--quiet",
+            "--model", name, "--image-size"]
+    argv, env = python_command([name, str(tmp_path / "run"), json.dumps(args)], code=CHILD)
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stderr[-3000:]
+    r = json.loads(lines[-1][len("RESULT "):])
+    stem = 1 if family(name)[1] == "cifar" else 4  # the downsampling, computed independently
+    stages = 3 if family(name)[1] == "cifar" else 4
+    assert r["size"] == max(8, stem * 2 ** (stages - 1)) and r["refused"], r
+    assert r["code"] == 0 and r["model"] == name and r["epochs"] == 1, r
+    assert r["kind"] == "ResNet" and r["input_shape"] == [r["size"], r["size"], 3], r
+    assert r["finite"] and np.allclose(r["sums"], 1, atol=1e-5), r
+    # The loaded model scores the test split as the training process's model did: the same
+    # weights and kernels on the same images (float32 loss to its rounding).
+    assert r["accuracy"] == r["run_accuracy"], r
+    assert abs(r["loss"] - r["run_loss"]) <= 1e-5 * max(1.0, abs(r["run_loss"])), r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXPORTED)
 def test_exports_to_every_runtime_with_parity(name, tmp_path):
     from keras_resnet.export import export_all
 
@@ -112,11 +233,7 @@ def test_exports_to_every_runtime_with_parity(name, tmp_path):
     run_dir = SAVED.get(name)
     if run_dir is None:
         run_dir = tmp_path / "run"
-        assert train_main(["--model", name, "--dataset", "synthetic", "--image-size", str(size),
-                           "--num-classes", "3", "--epochs", "1", "--steps-per-epoch", "1",
-                           "--batch-size", str(BATCH), "--lr", "1e-4", "--warmup-epochs", "0",
-                           "--no-tensorboard", "--no-plot", "--quiet", "--run-dir",
-                           str(run_dir)]) == 0
+        assert train_main(_train_args(name, size, run_dir)) == 0
     report = export_all(str(run_dir), str(tmp_path / "exports"), ("savedmodel", "tflite", "onnx"),
                         tflite_precisions=["fp32"], onnx_precisions=["fp32"], latency_runs=1,
                         progress=lambda *a, **k: None)

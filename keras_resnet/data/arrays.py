@@ -68,7 +68,7 @@ class ArrayDataset(Dataset):
                         encoded=False)
 
 
-def _digits():
+def digits_dataset():
     return ArrayDataset(
         "digits", {s: digits_arrays(s) for s in ("train", "test")},
         [str(i) for i in range(10)], augment="shift",
@@ -80,7 +80,7 @@ def _keras_cache_dir():
     return os.path.join(base, "datasets")
 
 
-def _cifar(name, download):
+def cifar_dataset(name, download):
     folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
     cached = os.path.isdir(os.path.join(_keras_cache_dir(), folder))
     if not cached and not download:
@@ -103,7 +103,7 @@ def _cifar(name, download):
     return ArrayDataset(name, arrays, classes, augment="cifar")
 
 
-def _synthetic(image_size, num_classes, channels=3, train_size=1024, test_size=256):
+def synthetic_dataset(image_size, num_classes, channels=3, train_size=1024, test_size=256):
     size = image_size or 224
     classes = num_classes or 1000
     # Checked before anything is made: a billion class names, or 4096x4096 images held in

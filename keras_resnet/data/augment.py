@@ -66,7 +66,7 @@ def transform(image, input_shape, augment, training, seed=None):
     return image
 
 
-def _decode_random_crop(data, size, channels, seed):
+def decode_random_crop(data, size, channels, seed):
     """Random-resized-crop of encoded ``data`` to ``size`` (+ flip), decoding only the crop
     for JPEGs (``decode_and_crop_jpeg``); other formats are decoded whole, then cropped.
 

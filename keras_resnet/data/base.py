@@ -18,7 +18,7 @@ def preprocessing_from_arrays(images):
     return {"scale": (1.0 / std).tolist(), "offset": (-mean / std).tolist()}
 
 
-def _mean_std_preprocessing(mean, std):
+def mean_std_preprocessing(mean, std):
     return {
         "scale": [1.0 / s for s in std],
         "offset": [-m / s for m, s in zip(mean, std)],
@@ -86,7 +86,7 @@ class Dataset:
         }
 
 
-def _check_split(split):
+def check_split(split):
     if split not in ("train", "test"):
         raise ValueError(f"split={split!r} is not supported; accepted: 'train', 'test'")
 

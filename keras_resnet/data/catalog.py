@@ -4,9 +4,12 @@ the dataset arguments a run records."""
 import numpy as np
 import tensorflow as tf
 
-from .arrays import ArrayDataset, _cifar, _digits, _synthetic
+from .arrays import ArrayDataset, cifar_dataset, digits_dataset, synthetic_dataset
 from .base import DATASETS, DataError, Dataset, FileSource, IndexedSource, StreamSource
 from .on_disk import FolderDataset, TFDSDataset, TFRecordDataset
+# The get_dataset arguments a run records in run.json (keras_resnet.rundir owns run.json).
+from ..rundir import RUN_DATASET_ARGS  # noqa: F401
+from ..rundir import dataset_kwargs as run_dataset_kwargs  # noqa: F401
 
 
 VALIDATION_SEED = 0
@@ -108,11 +111,11 @@ def get_dataset(name="digits", data_dir=None, image_size=None, num_classes=None,
     if not isinstance(name, str):
         raise ValueError(f"dataset={name!r} is not supported; accepted: {', '.join(DATASETS)}")
     if name == "digits":
-        return _digits()
+        return digits_dataset()
     if name in ("cifar10", "cifar100"):
-        return _cifar(name, download)
+        return cifar_dataset(name, download)
     if name == "synthetic":
-        return _synthetic(image_size, num_classes)
+        return synthetic_dataset(image_size, num_classes)
     if name == "folder":
         return FolderDataset(data_dir, image_size, on_corrupt=on_corrupt, progress=progress)
     if name == "tfrecord":
@@ -122,22 +125,3 @@ def get_dataset(name="digits", data_dir=None, image_size=None, num_classes=None,
         return TFDSDataset(name[5:], data_dir, image_size, download)
     raise ValueError(f"dataset={name!r} is not supported; accepted: {', '.join(DATASETS)}")
 
-
-# Arguments of get_dataset that a run records in run.json ("dataset_kwargs").
-RUN_DATASET_ARGS = ("data_dir", "image_size", "num_classes", "label_offset", "on_corrupt")
-
-
-def run_dataset_kwargs(run):
-    """The :func:`get_dataset` arguments of a training run, from its ``run.json`` dict.
-
-    Runs record them as ``dataset_kwargs``; for older run.json files the image size and
-    class count are taken from ``input_shape`` and ``num_classes``.
-    """
-    kwargs = dict(run.get("dataset_kwargs") or {})
-    name = str(run.get("dataset") or "")
-    if name in ("folder", "tfrecord", "synthetic") or name.startswith("tfds:"):
-        if "image_size" not in kwargs and run.get("input_shape"):
-            kwargs["image_size"] = int(run["input_shape"][0])
-        if name in ("tfrecord", "synthetic") and "num_classes" not in kwargs and run.get("num_classes"):
-            kwargs["num_classes"] = int(run["num_classes"])
-    return {k: v for k, v in kwargs.items() if k in RUN_DATASET_ARGS and v is not None}

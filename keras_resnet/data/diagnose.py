@@ -6,7 +6,7 @@ import re
 import tensorflow as tf
 
 from .base import DataError, Dataset, IndexedSource
-from .pipeline import _epoch_records, _guarded
+from .pipeline import epoch_records, guarded
 
 
 def locate_unreadable(dataset, split="train", seed=0, epoch=0, shard=None, shuffle=None,
@@ -22,11 +22,11 @@ def locate_unreadable(dataset, split="train", seed=0, epoch=0, shard=None, shuff
 
     def check(key, item):
         raw, _, name = src.load(item) if isinstance(src, IndexedSource) else item
-        _, ok = _guarded(lambda r: tf.shape(tf.io.decode_image(
+        _, ok = guarded(lambda r: tf.shape(tf.io.decode_image(
             r, channels=channels, expand_animations=False))[0], raw, tf.constant(0, tf.int32))
         return ok, name
 
-    ds = _epoch_records(src, tf.constant(int(epoch), tf.int64), shuffle,
+    ds = epoch_records(src, tf.constant(int(epoch), tf.int64), shuffle,
                         tf.constant(int(seed), tf.int64), shard or (1, 0), True)
     ds = ds.skip(max(0, int(start))).map(check, num_parallel_calls=tf.data.AUTOTUNE)
     for ok, name in ds.as_numpy_iterator():

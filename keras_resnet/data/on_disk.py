@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from ..specs import MAX_CLASSES
 from .base import FOLDER_TEST_FRACTION, IMAGE_EXTENSIONS, IMAGENET_MEAN, IMAGENET_STD, DataError, \
-    Dataset, _check_split, FileSource, IndexedSource, _mean_std_preprocessing, StreamSource
+    Dataset, check_split, FileSource, IndexedSource, mean_std_preprocessing, StreamSource
 
 
 class FileDataset(Dataset):
@@ -23,7 +23,7 @@ class FileDataset(Dataset):
         self.on_corrupt = on_corrupt
         self.unreadable = []  # paths of unreadable images met so far (on_corrupt="skip")
         if channels == 3:
-            pre = _mean_std_preprocessing(IMAGENET_MEAN, IMAGENET_STD)
+            pre = mean_std_preprocessing(IMAGENET_MEAN, IMAGENET_STD)
         else:
             pre = {"scale": [1 / 127.5] * channels, "offset": [-1.0] * channels}
         super().__init__(name, (image_size, image_size, channels), num_classes, class_names,
@@ -84,11 +84,11 @@ class FolderDataset(FileDataset):
 
     def files(self, split):
         """``[(path, label), ...]`` of a split, class by class (the listing order)."""
-        _check_split(split)
+        check_split(split)
         return list(self._files[split])
 
     def _source(self, split):
-        _check_split(split)
+        check_split(split)
         paths = tf.constant([p for p, _ in self._files[split]])
         labels = tf.constant([y for _, y in self._files[split]], tf.int64)
         # on_corrupt="skip": a file gone since the listing (deleted while training runs) reads
@@ -290,7 +290,7 @@ class TFRecordDataset(FileDataset):
                          on_corrupt=on_corrupt)
 
     def _source(self, split):
-        _check_split(split)
+        check_split(split)
         features = {
             "image/encoded": tf.io.FixedLenFeature([], tf.string),
             "image/class/label": tf.io.FixedLenFeature([], tf.int64),
@@ -358,7 +358,7 @@ class TFDSDataset(FileDataset):
                          augment="cifar" if size <= 64 else "imagenet")
 
     def _source(self, split):
-        _check_split(split)
+        check_split(split)
         def make():
             ds = self._builder.as_dataset(split=self._split_names[split], shuffle_files=False,
                                           decoders=None)

@@ -5,7 +5,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..preprocessing import apply_preprocessing
-from .augment import _decode_random_crop, transform
+from .augment import decode_random_crop, transform
 from .base import AUGMENTATIONS, DataError, Dataset, FileSource, IndexedSource, StreamSource
 from .catalog import get_dataset
 
@@ -14,7 +14,7 @@ SHUFFLE_WINDOW = 10_000  # records; TFRecord/TFDS streams, after their file orde
 CACHE_BYTES = 512 * 2**20  # evaluation batches are kept in memory only when they fit this
 
 
-def _epoch_records(src, epoch, shuffle, seed, shard, deterministic):
+def epoch_records(src, epoch, shuffle, seed, shard, deterministic):
     """One epoch's ``(key, item)`` records, shuffled for ``(seed, epoch)`` when ``shuffle``,
     this input pipeline's shard only. ``key`` (an int64 fixed per record whatever the
     order) keys the record's random augmentation; ``item`` goes to :func:`_load`."""
@@ -148,7 +148,7 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
                           (preprocessing or dataset.preprocessing) if preprocess else None, seed_)
 
     def one_epoch(e):
-        ds = _epoch_records(src, e, shuffle, seed_, (num, index), deterministic)
+        ds = epoch_records(src, e, shuffle, seed_, (num, index), deterministic)
         if training and steps_per_epoch:
             if isinstance(src, IndexedSource) and not (encoded and on_corrupt == "skip"):
                 ds = ds.repeat().take(steps_per_epoch * batch_size)  # exact, before reading
@@ -197,7 +197,7 @@ def _example_fn(dataset, src, augment, training, preprocessing, seed):
     def pixels(e, key, raw):
         s = tf.stack([seed * 1000003 + e, key])
         if fused:
-            x = _decode_random_crop(raw, shape[0], channels, s)
+            x = decode_random_crop(raw, shape[0], channels, s)
         else:
             x = dataset.decode(raw) if encoded else raw
             x = transform(x, shape, augment, training, seed=s)
@@ -223,7 +223,7 @@ def _example_fn(dataset, src, augment, training, preprocessing, seed):
         # on_corrupt="skip": an unreadable file must not end the pipeline. Decode in a
         # nested dataset that ignores the error and falls back to a placeholder marked not
         # ok (about 15% more CPU per image than the fast path).
-        x, ok = _guarded(lambda r: pixels(e, key, r), raw, tf.zeros(shape, tf.float32))
+        x, ok = guarded(lambda r: pixels(e, key, r), raw, tf.zeros(shape, tf.float32))
         ok = tf.cond(ok, lambda: ok, lambda: tf.ensure_shape(
             tf.py_function(note_unreadable, [name], tf.bool), []))
         return x, label, ok, name
@@ -241,7 +241,7 @@ def _fits(src, shape, limit, cache_bytes):
     return n * int(np.prod(shape)) * 4 <= cache_bytes
 
 
-def _guarded(fn, raw, fallback):
+def guarded(fn, raw, fallback):
     """``(fn(raw), True)``, or ``(fallback, False)`` where ``fn`` raises."""
     good = tf.data.Dataset.from_tensors(raw).map(lambda r: (fn(r), True)).ignore_errors()
     bad = tf.data.Dataset.from_tensors((fallback, False))

@@ -12,48 +12,28 @@ may also be exported: a ``run.json`` beside it is used when present, otherwise p
 preprocessing (default: identity) and calibration data yourself.
 """
 
-import json
-import os
 import re
-import zipfile
 
 import numpy as np
 import tensorflow as tf
 
-from .. import data
+from .. import data, rundir
 from .._compat import keras
 from ..keras_file import load_model as _load_model
-from ..preprocessing import apply_preprocessing
+from ..preprocessing import apply_preprocessing, identity_preprocessing
 from ._common import ExportError, latency_ms
 
-RUN_MODEL_FILES = ("best.keras", "last.keras")
 OUTPUT_KINDS = ("probabilities", "logits")
 
 
 def resolve_model_path(path):
-    """``(model file, run.json or None)`` for a run directory or a ``.keras`` file."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise ExportError(f"expected a run directory or a .keras file path; got {type(path).__name__}")
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        for name in RUN_MODEL_FILES:
-            candidate = os.path.join(path, name)
-            if os.path.isfile(candidate):
-                run = os.path.join(path, "run.json")
-                return candidate, run if os.path.isfile(run) else None
-        raise ExportError(
-            f"{path} is a directory without a model; expected a run directory holding "
-            f"{' or '.join(RUN_MODEL_FILES)} (and run.json)"
-        )
-    if not os.path.exists(path):
-        raise ExportError(f"model file {path} does not exist; expected a .keras file or a run directory")
-    if not path.endswith(".keras") or not zipfile.is_zipfile(path):
-        raise ExportError(
-            f"{path} is not a Keras .keras file; expected a model saved with model.save('....keras') "
-            "or a run directory"
-        )
-    run = os.path.join(os.path.dirname(os.path.abspath(path)), "run.json")
-    return path, run if os.path.isfile(run) else None
+    """``(model file, run.json or None)`` for a run directory (its ``best.keras``, else
+    ``last.keras``) or a ``.keras`` file, as :mod:`keras_resnet.rundir` resolves them."""
+    try:
+        path = rundir.model_file(path, prefer=rundir.BEST)
+    except rundir.RunDirError as e:
+        raise ExportError(str(e)) from None
+    return path, rundir.run_json_beside(path)
 
 
 def load_keras_model(path):
@@ -133,10 +113,6 @@ def model_outputs(model):
     return None
 
 
-def _identity_preprocessing(channels):
-    return {"scale": [1.0] * channels, "offset": [0.0] * channels}
-
-
 def _check_preprocessing(prep, channels):
     if not isinstance(prep, dict) or "scale" not in prep or "offset" not in prep:
         raise ExportError(f"preprocessing={prep!r} is not supported; expected {{'scale': [...], 'offset': [...]}}")
@@ -200,7 +176,7 @@ class ExportSource:
         self.channels = int(self.input_shape[-1])
         self.num_classes = int(self.model.outputs[0].shape[-1])
         self.preprocessing = _check_preprocessing(
-            _identity_preprocessing(self.channels) if preprocessing is None else preprocessing,
+            identity_preprocessing(self.channels) if preprocessing is None else preprocessing,
             self.channels,
         )
         last = self.model.layers[-1]
@@ -361,7 +337,7 @@ class ExportSource:
 def _dataset_kwargs(run, dataset, given):
     """The run's dataset arguments (data directory, image size, ...) when the export uses the
     run's dataset, overridden by ``given``."""
-    base = data.run_dataset_kwargs(run) if run and dataset in (None, run.get("dataset")) else {}
+    base = rundir.dataset_kwargs(run) if run and dataset in (None, run.get("dataset")) else {}
     return {**base, **{k: v for k, v in (given or {}).items() if v is not None}}
 
 
@@ -412,12 +388,9 @@ def load_source(source, preprocessing=None, outputs=None, dataset=None, dataset_
         path, run_path = resolve_model_path(source)
         if run_path:
             try:
-                with open(run_path) as f:
-                    run = json.load(f)
-            except (OSError, ValueError) as e:
-                raise ExportError(f"could not read {run_path}: {e}") from e
-            if not isinstance(run, dict):
-                raise ExportError(f"{run_path} does not hold a JSON object")
+                run = rundir.read_run_json(run_path)
+            except rundir.RunDirError as e:
+                raise ExportError(str(e)) from None
         model = load_keras_model(path)
         if (not run and preprocessing is None and not _model_takes_pixels(model)):
             raise ExportError(

@@ -50,8 +50,9 @@ The checkpoint is the commit point; every other file derives from it (see
 
 Parts: :mod:`.config` (settings, presets), :mod:`.strategy`, :mod:`.recipe` (model,
 schedule, optimizer), :mod:`.loop` (input, training step, evaluation), :mod:`.checkpoints`,
-:mod:`.artifacts` (run.json, metrics.csv, models, curves, TensorBoard), :mod:`.run`
-(``train``) and :mod:`.evaluate`.
+:mod:`.artifacts` (metrics.csv, models, curves, TensorBoard), :mod:`.run`
+(``train``) and :mod:`.evaluate`. The run directory's layout, ``run.json`` and lock belong to
+:mod:`keras_resnet.rundir`.
 """
 
 from .._lazy import attach, table

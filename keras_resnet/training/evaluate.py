@@ -1,9 +1,7 @@
 """Evaluating a saved model on a dataset's test split (``train.py --evaluate``)."""
 
-import json
-import os
-
 from .. import data as kdata
+from .. import rundir
 from .. import models  # noqa: F401  (registers keras_resnet classes for loading)
 from .._compat import keras
 from ..keras_file import load_model as load_keras_model
@@ -20,33 +18,18 @@ def evaluate(model_path, dataset=None, batch_size=256, verbose=1, **dataset_kwar
     defaults to digits. Returns ``{"accuracy", "loss", "num_examples", "dataset", "model"}``.
     """
 
-    if os.path.isdir(model_path):
-        found = [os.path.join(model_path, n) for n in ("best.keras", "last.keras")
-                 if os.path.isfile(os.path.join(model_path, n))]
-        if not found:
-            raise ValueError(f"{model_path} holds no best.keras or last.keras; expected a "
-                             "training run directory or a .keras file")
-        model_path = found[0]
-    if not os.path.isfile(model_path):
-        raise ValueError(f"model file {model_path!r} does not exist; expected a .keras file "
-                         "or a training run directory (e.g. runs/<name>)")
-    run_json = os.path.join(os.path.dirname(os.path.abspath(model_path)), "run.json")
-    info = {}
-    if os.path.exists(run_json):
-        try:
-            with open(run_json) as f:
-                info = json.load(f)
-        except (OSError, ValueError) as e:
-            raise ValueError(f"could not read {run_json}: {e}; remove it or fix it") from e
+    model_path, run = rundir.resolve(model_path, prefer=rundir.BEST)
+    info = run or {}
     given = {k: v for k, v in dataset_kwargs.items() if v is not None}
     if dataset is None:
         dataset = info.get("dataset", "digits")
     if isinstance(dataset, str) and dataset == info.get("dataset"):
-        given = {**kdata.run_dataset_kwargs(info), **given}
+        given = {**rundir.dataset_kwargs(info), **given}
     ds = dataset if isinstance(dataset, kdata.Dataset) else kdata.get_dataset(dataset, **given)
-    outputs, pre = info.get("outputs", "probabilities"), ds.preprocessing
-    if info.get("dataset") == ds.name:
-        pre = info.get("preprocessing", pre)
+    outputs, pre, augment = info.get("outputs", "probabilities"), ds.preprocessing, ds.augment
+    if info.get("dataset") == ds.name:  # the run's data: read as the run evaluated it
+        pre = info.get("preprocessing") or pre
+        augment = info["config"].get("augment") or augment
     try:
         model = load_keras_model(model_path, safe_mode=True)
     except Exception as e:
@@ -59,7 +42,7 @@ def evaluate(model_path, dataset=None, batch_size=256, verbose=1, **dataset_kwar
             f"dataset {ds.name!r} has {ds.input_shape} images and {ds.num_classes} classes")
     with named_data_errors(ds, "test"):
         loss, acc, n = make_eval_fn(model, outputs=outputs)(
-            eval_dataset(ds, ds.augment, batch_size, preprocessing=pre))
+            eval_dataset(ds, augment, batch_size, preprocessing=pre))
     result = {"accuracy": acc, "loss": loss, "num_examples": n, "dataset": ds.name,
               "model": model_path}
     if verbose:

@@ -3,7 +3,6 @@ each epoch and write the files that derive from it."""
 
 import contextlib
 import dataclasses
-import fcntl
 import math
 import os
 import signal
@@ -14,8 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from .. import data as kdata
-from .. import files
+from .. import files, rundir
 from .._compat import keras
+from ..preprocessing import identity_preprocessing
 from . import artifacts, checkpoints, notice
 from .config import TrainConfig, TrainingError, check_config, check_plan, small_data_recipe
 from .loop import eval_dataset, make_eval_fn, make_train_chunk, named_data_errors, train_input_fn
@@ -61,31 +61,6 @@ def default_run_dir(cfg):
     return os.path.join("runs", f"{name}_{cfg.model}")
 
 
-class _RunLock:
-    """An exclusive lock on a run directory for the life of one training run: ``flock`` on
-    the directory itself (no lock file), which the kernel releases when the process ends, so
-    a killed run never leaves it stuck."""
-
-    def __init__(self):
-        self.fd = None
-
-    def acquire(self, run_dir):
-        if self.fd is not None:
-            return
-        self.fd = os.open(run_dir, os.O_RDONLY)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.release()
-            raise TrainingError(f"{run_dir} is in use by another training run; wait for it to "
-                                "finish, or use another --run-dir") from None
-
-    def release(self):
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
 def train(config=None, *, on_epoch_end=None, **overrides):
     """Trains (or resumes) the run described by ``config`` (a :class:`TrainConfig`, or
     keyword arguments); returns a :class:`TrainResult`.
@@ -93,7 +68,7 @@ def train(config=None, *, on_epoch_end=None, **overrides):
     ``on_epoch_end(epoch, model)``, if given, is called on every worker after epoch
     ``epoch`` (1-based) is committed and its files are written, with the training model.
     """
-    lock = _RunLock()
+    lock = rundir.RunLock(TrainingError)
     try:
         return _train(dataclasses.replace(config or TrainConfig(), **overrides), lock,
                       on_epoch_end)
@@ -195,16 +170,16 @@ def _check_checkpoint_link(run_dir):
 def _check_ours(run_dir, resume):
     """A folder that is not a keras_resnet run is never trained into without --overwrite,
     and a run whose committed checkpoint is missing is not retrained over its saved models."""
-    foreign = artifacts.foreign_entries(run_dir)
+    foreign = rundir.foreign_entries(run_dir)
     if foreign:
         shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
         raise TrainingError(
             f"{run_dir} is not a keras_resnet run directory (it holds {shown}, and no "
-            f"{artifacts.RUN_MARKER} or run.json of a run); use another --run-dir, or --overwrite "
+            f"{rundir.RUN_MARKER} or run.json of a run); use another --run-dir, or --overwrite "
             "to train into it (replacing its checkpoint/, run.json, metrics.csv, best.keras, "
             "last.keras, curves.png and tensorboard/)")
     if resume is None and os.path.isdir(run_dir):
-        saved = [n for n in ("last.keras", "best.keras", "metrics.csv")
+        saved = [n for n in (rundir.LAST, rundir.BEST, rundir.METRICS)
                  if os.path.lexists(os.path.join(run_dir, n))]
         if saved:
             raise TrainingError(
@@ -321,11 +296,11 @@ class _Run:
         if self.chief:  # only now: bad settings above leave nothing behind
             os.makedirs(run_dir, exist_ok=True)
             lock.acquire(run_dir)
-            artifacts.write_run_marker(run_dir)  # first: the folder is a keras_resnet run
+            rundir.write_run_marker(run_dir)  # first: the folder is a keras_resnet run
             files.remove_stale_temporaries(run_dir, self.log)
             if cfg.overwrite:
                 files.discard(self.state.directory)  # first: the old run can no longer resume
-                artifacts.remove_derived(run_dir)
+                rundir.remove_derived(run_dir)
             self.state.sweep(self.log)
         self.history, self.best = self.progress["history"], self.progress["best"]
         plan = self.plan
@@ -349,7 +324,7 @@ class _Run:
             self.input_fn = train_input_fn(dataset, cfg, plan.global_batch, plan.steps_per_epoch,
                                            start_epoch, start_step, plan.epochs)
             self.train_iter = iter(self.strategy.distribute_datasets_from_function(self.input_fn))
-        host_input = artifacts.identity_preprocessing(dataset) if cfg.include_preprocessing else None
+        host_input = identity_preprocessing(dataset.input_shape[-1]) if cfg.include_preprocessing else None
         self.test_ds = eval_dataset(dataset, cfg.augment, preprocessing=host_input)
         self.val_ds = (eval_dataset(dataset, cfg.augment, preprocessing=host_input,
                                     split="validation") if cfg.val_split else None)
@@ -358,7 +333,7 @@ class _Run:
         self.writer = None
         if self.chief and cfg.tensorboard:
             with _tensorboard_errors(self.run_dir):
-                self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, "tensorboard"))
+                self.writer = tf.summary.create_file_writer(os.path.join(self.run_dir, rundir.TENSORBOARD))
                 if self.history and self.progress["step"] == 0:
                     # A kill may have come between the last epoch's commit and its summary:
                     # write it again (a repeated point at the same step draws as one).
@@ -406,13 +381,13 @@ class _Run:
         it was the best) hold; ``status``: run.json's."""
         if models:
             self.host.set_weights(self.model.get_weights())
-            last = os.path.join(self.run_dir, "last.keras")
+            last = os.path.join(self.run_dir, rundir.LAST)
             artifacts.save_keras(self.host, last)
             if self.best["epoch"] == len(self.history):
                 # The same weights: copied, not saved again (a save walks every layer).
-                files.copy_file(last, os.path.join(self.run_dir, "best.keras"))
-        artifacts.write_metrics(os.path.join(self.run_dir, "metrics.csv"), self.history)
-        artifacts.write_run_json(self.run_dir, self.dataset, self.cfg, self.facts, self.history,
+                files.copy_file(last, os.path.join(self.run_dir, rundir.BEST))
+        artifacts.write_metrics(os.path.join(self.run_dir, rundir.METRICS), self.history)
+        rundir.write_run_json(self.run_dir, self.dataset, self.cfg, self.facts, self.history,
                                  self.best, status)
 
     def commit(self, epoch, step, sums, seconds=0.0):
@@ -609,10 +584,10 @@ class _Run:
         self.host.set_weights(self.model.get_weights())
         _, test_acc = self.evaluate()
         if self.chief:
-            artifacts.write_run_json(self.run_dir, self.dataset, cfg, self.facts, self.history,
+            rundir.write_run_json(self.run_dir, self.dataset, cfg, self.facts, self.history,
                                      best, "finished", test_acc)
             if cfg.plot and self.history:
-                artifacts.plot_history(self.history, os.path.join(self.run_dir, "curves.png"))
+                artifacts.plot_history(self.history, os.path.join(self.run_dir, rundir.CURVES))
         tested = self.dataset.sizes.get("test")
         self.log(f"test accuracy {test_acc:.4f} (last model, "
                  + (f"{tested} test images" if tested is not None else "the test split")
@@ -631,7 +606,7 @@ def _tensorboard_errors(run_dir):
     try:
         yield
     except tf.errors.OpError as e:
-        raise checkpoints.write_error(e, os.path.join(run_dir, "tensorboard"), "TensorBoard events",
+        raise checkpoints.write_error(e, os.path.join(run_dir, rundir.TENSORBOARD), "TensorBoard events",
                                       "the last committed checkpoint is kept; rerun once fixed"
                                       ) from None
 

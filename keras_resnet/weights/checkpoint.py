@@ -7,8 +7,8 @@ import re
 import numpy as np
 
 from ..specs import KERAS_V1, KERAS_V2, MAX_BLOCKS, MAX_STAGES, TORCHVISION, depth_of
-from .names import (_BN_PARAMS, _CONV_PARAMS, _IGNORED, _KR_BLOCK, _PREFIXES, to_keras_applications_name,
-                    _app_weight_names, _torch_key_for, _variant_label, is_keras_applications_names,
+from .names import (BN_PARAMS, CONV_PARAMS, IGNORED, KR_BLOCK, PREFIXES, to_keras_applications_name,
+                    app_weight_names, torch_key_for, variant_label, is_keras_applications_names,
                     keras_applications_name, torch_key_layer)
 
 class Checkpoint(dict):
@@ -46,16 +46,16 @@ class Checkpoint(dict):
                 return f"keras.applications ResNet{depth}{'V2' if c.get('preact') else ''}"
             return f"keras.applications-style ResNet{'V2' if c.get('preact') else ''} ({c['block']} blocks {blocks})"
         if depth is not None:
-            return f"torchvision/timm {_variant_label(c, depth)}"
+            return f"torchvision/timm {variant_label(c, depth)}"
         return f"torchvision-style ResNet ({c.get('block')} blocks {blocks})"
 
 
 
-def _arrays_from_model(model):
+def arrays_from_model(model):
     return {layer.name: [np.asarray(w) for w in layer.get_weights()] for layer in model.layers if layer.weights}
 
 
-def _shape(a):
+def array_shape(a):
     return tuple(int(d) for d in np.shape(a))
 
 
@@ -86,7 +86,7 @@ def from_keras_applications_arrays(named, origin_name="keras.applications model"
             unknown.append(app_name)
             continue
         arrays[kr_name] = [np.asarray(v) for v in values]
-        keys[kr_name] = _app_weight_names(app_name, len(values))
+        keys[kr_name] = app_weight_names(app_name, len(values))
     if unknown:
         raise ValueError(
             f"{origin_name}: layer '{unknown[0]}' is not part of a keras.applications ResNet "
@@ -96,15 +96,15 @@ def from_keras_applications_arrays(named, origin_name="keras.applications model"
     config = _keras_applications_config(arrays, origin_name)
     return Checkpoint(
         arrays, origin="keras.applications", config=config, keys=keys,
-        shapes={k: [_shape(a) for a in v] for k, v in arrays.items()},
-        key_for=lambda layer, i: _app_weight_names(to_keras_applications_name(layer), i + 1)[i],
+        shapes={k: [array_shape(a) for a in v] for k, v in arrays.items()},
+        key_for=lambda layer, i: app_weight_names(to_keras_applications_name(layer), i + 1)[i],
     )
 
 
 def _stage_counts(names, origin_name):
     blocks = {}
     for n in names:
-        m = _KR_BLOCK.match(n)
+        m = KR_BLOCK.match(n)
         if m:
             s, b = int(m.group(1)), int(m.group(2))
             blocks[s] = max(blocks.get(s, 0), b)
@@ -172,7 +172,7 @@ def _unwrap_state_dict(state, origin_name):
             or abs(odd) < 10 ** 50 else "(a huge integer)"
         raise ValueError(f"{origin_name}: key {shown} ({type(odd).__name__}) is not a parameter name; "
                          "expected a state_dict whose keys are names such as 'conv1.weight'")
-    for prefix in _PREFIXES:
+    for prefix in PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
     return state
@@ -211,17 +211,17 @@ def from_torch_state_dict(state, origin_name="state_dict"):
             raise ValueError(f"{origin_name}: key {key!r} is not a parameter name")
         _check_block_index(key, origin_name)
         param = key.rpartition(".")[2]
-        if param in _IGNORED:
+        if param in IGNORED:
             continue
         found = torch_key_layer(key, avg_down)
         if found is None:
             raise ValueError(
-                f"{origin_name}: unexpected key '{key}' (shape {_shape(_to_numpy(value))}); not part "
+                f"{origin_name}: unexpected key '{key}' (shape {array_shape(_to_numpy(value))}); not part "
                 "of a torchvision/timm ResNet (accepted: conv1 or conv1.0/1/3/4/6, bn1, "
                 "layer<s>.<b>.conv<i>/bn<i>/downsample.<0|1|2>/se.fc1/se.fc2/se.conv, fc)"
             )
         layer, kind = found
-        params = _BN_PARAMS if kind == "bn" else _CONV_PARAMS
+        params = BN_PARAMS if kind == "bn" else CONV_PARAMS
         if param not in params:
             raise ValueError(
                 f"{origin_name}: unexpected key '{key}'; a {kind} module has "
@@ -239,7 +239,7 @@ def from_torch_state_dict(state, origin_name="state_dict"):
 
     arrays, keys, shapes = {}, {}, {}
     for layer, (kind, params) in modules.items():
-        wanted = _BN_PARAMS if kind == "bn" else ("weight", "bias") if "bias" in params else ("weight",)
+        wanted = BN_PARAMS if kind == "bn" else ("weight", "bias") if "bias" in params else ("weight",)
         for p in wanted:
             if p not in params:
                 module = params[next(iter(params))][0].rpartition(".")[0]
@@ -250,31 +250,31 @@ def from_torch_state_dict(state, origin_name="state_dict"):
             key, a = params[p]
             check_values(a, f"{origin_name}: key '{key}'", variance=p == "running_var")
             names.append(key)
-            src.append(_shape(a))
+            src.append(array_shape(a))
             if kind == "conv" and p == "weight":
                 if a.ndim != 4:
-                    raise ValueError(f"{origin_name}: key '{key}' has shape {_shape(a)}; a conv weight is 4-D (out, in, h, w)")
+                    raise ValueError(f"{origin_name}: key '{key}' has shape {array_shape(a)}; a conv weight is 4-D (out, in, h, w)")
                 a = a.transpose(2, 3, 1, 0)
             elif kind == "conv1d" and p == "weight":
                 if a.ndim != 3:
-                    raise ValueError(f"{origin_name}: key '{key}' has shape {_shape(a)}; a Conv1d weight is 3-D (out, in, k)")
+                    raise ValueError(f"{origin_name}: key '{key}' has shape {array_shape(a)}; a Conv1d weight is 3-D (out, in, k)")
                 a = a.transpose(2, 1, 0)
             elif kind == "fc" and p == "weight":
                 if a.ndim != 2:
-                    raise ValueError(f"{origin_name}: key '{key}' has shape {_shape(a)}; a Linear weight is 2-D (out, in)")
+                    raise ValueError(f"{origin_name}: key '{key}' has shape {array_shape(a)}; a Linear weight is 2-D (out, in)")
                 a = a.T
             values.append(np.ascontiguousarray(a, dtype="float32"))
         arrays[layer], keys[layer], shapes[layer] = values, names, src
 
     config = _torch_config(arrays, origin_name, avg_down)
     return Checkpoint(arrays, origin="torchvision", config=config, keys=keys, shapes=shapes,
-                      key_for=lambda layer, i: _torch_key_for(layer, i, avg_down))
+                      key_for=lambda layer, i: torch_key_for(layer, i, avg_down))
 
 
 def _torch_config(arrays, origin_name, avg_down=False):
     blocks = _stage_counts(arrays, origin_name)
     bottleneck = any(n.endswith("_conv3") for n in arrays if n.startswith("stage"))
-    key = lambda n: f"key '{_torch_key_for(n, 0, avg_down)}'"  # noqa: E731
+    key = lambda n: f"key '{torch_key_for(n, 0, avg_down)}'"  # noqa: E731
     widths = _stage_widths(arrays, len(blocks), origin_name, key)
     groups, width_per_group = 1, 64
     filters = widths
@@ -349,8 +349,8 @@ def _to_numpy(value):
     return np.asarray(value)
 
 
-def _checkpoint_from_model(source, origin_name):
-    named = _arrays_from_model(source)
+def checkpoint_from_model(source, origin_name):
+    named = arrays_from_model(source)
     if not is_keras_applications_names(named):
         return Checkpoint(named)
     checkpoint = from_keras_applications_arrays(named, origin_name)

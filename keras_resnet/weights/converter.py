@@ -11,8 +11,8 @@ from ..models import ResNet
 from ..preprocessing import preprocessing_spec
 from ..specs import depth_of
 from .checkpoint import check_values
-from .loading import _arch_summary, _source_checkpoint, assign
-from .names import _variant_name
+from .loading import arch_summary, source_checkpoint, assign
+from .names import variant_name
 
 FROM_SOURCE = "from_source"
 # The preprocessing keras-resnet-convert records in the models it writes (--preprocessing).
@@ -86,7 +86,7 @@ def convert(source, include_top=None, input_shape=None, pooling=None,
             where it cannot be known. ``"torch"``, ``"tf"``, ``"caffe"``, ``"none"``: that
             one (``"none"``: pixels as they are).
     """
-    return _convert(*_source_checkpoint(source), include_top=include_top, input_shape=input_shape,
+    return _convert(*source_checkpoint(source), include_top=include_top, input_shape=input_shape,
                     pooling=pooling, classifier_activation=classifier_activation, name=name,
                     stride_on=stride_on, preprocessing=preprocessing)
 
@@ -123,7 +123,7 @@ def _convert(checkpoint, description, include_top=None, input_shape=None, poolin
         suffix = "v2" if config["preact"] and checkpoint.origin == "keras.applications" else ""
         name = f"resnet{depth}{suffix}" if depth else "resnet"
         if depth and checkpoint.origin == "torchvision":
-            name = _variant_name(config, depth)
+            name = variant_name(config, depth)
     model = ResNet(
         **config,
         include_top=include_top,
@@ -162,9 +162,9 @@ def convert_file(source, output, log=print, preprocessing=FROM_SOURCE, **options
     if not os.path.isdir(folder):
         raise ValueError(f"output={output!r}: folder {folder!r} does not exist")
     log(f"reading {source}")
-    checkpoint, description = _source_checkpoint(source)
+    checkpoint, description = source_checkpoint(source)
     if checkpoint.config:
-        log(f"found {checkpoint.describe()} ({_arch_summary(checkpoint.config)}, "
+        log(f"found {checkpoint.describe()} ({arch_summary(checkpoint.config)}, "
             f"{sum(len(v) for v in checkpoint.values())} arrays)")
     model = _convert(checkpoint, description, preprocessing=preprocessing, **options)
     log(f"built {model.name}: {model.count_params():,} parameters")

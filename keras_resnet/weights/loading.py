@@ -11,7 +11,7 @@ import numpy as np
 
 from .._compat import keras
 from ..specs import KERAS_V1, KERAS_V2, LAYOUT_OPTIONS
-from .checkpoint import (Checkpoint, _checkpoint_from_model, _shape, find_layer, from_torch_state_dict,
+from .checkpoint import (Checkpoint, checkpoint_from_model, array_shape, find_layer, from_torch_state_dict,
                          resnet_config)
 from .readers import keras_applications_spec, h5_kind, read
 
@@ -48,7 +48,7 @@ def check_layout(model, checkpoint, source="weights"):
         )
 
 
-def _arch_summary(config):
+def arch_summary(config):
     return f"{config.get('block')} blocks {list(config.get('stackwise_num_blocks', []))}"
 
 
@@ -79,7 +79,7 @@ def assign(model, arrays, source="weights"):
             if key_for is not None:
                 problems.append(
                     f"key '{key_for(name, 0)}' is not in the checkpoint (model layer '{name}', "
-                    f"shape {_shape(current[0])})"
+                    f"shape {array_shape(current[0])})"
                 )
             else:
                 problems.append(f"missing weights for layer '{name}'")
@@ -92,18 +92,18 @@ def assign(model, arrays, source="weights"):
             )
             continue
         for i, (c, g) in enumerate(zip(current, given)):
-            if tuple(c.shape) != _shape(g):
+            if tuple(c.shape) != array_shape(g):
                 if name in keys:
                     src = shapes.get(name, [None] * len(given))[i]
-                    layout = f" (as Keras {_shape(g)})" if src is not None and tuple(src) != _shape(g) else ""
+                    layout = f" (as Keras {array_shape(g)})" if src is not None and tuple(src) != array_shape(g) else ""
                     problems.append(
-                        f"key '{keys[name][i]}' has shape {tuple(src) if src else _shape(g)}{layout}; "
+                        f"key '{keys[name][i]}' has shape {tuple(src) if src else array_shape(g)}{layout}; "
                         f"model layer '{name}' weight {i} has shape {tuple(c.shape)}"
                     )
                 else:
                     problems.append(
                         f"layer '{name}' weight {i}: model shape {tuple(c.shape)}, "
-                        f"{source} shape {_shape(g)}"
+                        f"{source} shape {array_shape(g)}"
                     )
         plan.append((layer, given))
     unexpected = sorted(set(arrays) - set(expected) - ({"predictions"} if top is None else set()))
@@ -122,8 +122,8 @@ def assign(model, arrays, source="weights"):
             have = model.get_config()
             if any(have.get(k) is not None and config.get(k) != have.get(k) for k in _ARCH_OPTIONS):
                 prefix = (
-                    f"{source} holds {arrays.describe()} ({_arch_summary(config)}); "
-                    f"{model.name} has {_arch_summary(have)}: "
+                    f"{source} holds {arrays.describe()} ({arch_summary(config)}); "
+                    f"{model.name} has {arch_summary(have)}: "
                 )
         if not prefix:
             prefix = f"{source} does not fit {model.name}: "
@@ -132,13 +132,13 @@ def assign(model, arrays, source="weights"):
         layer.set_weights(given)
 
 
-def _source_checkpoint(source, model=None):
+def source_checkpoint(source, model=None):
     """(Checkpoint, description) from a path, a keras model, or a state_dict."""
     if isinstance(source, (str, os.PathLike)):
         path = os.fspath(source)
         return read(path, model), f"weights file {path!r}"
     if isinstance(source, keras.Model):
-        return _checkpoint_from_model(source, f"model '{source.name}'"), f"model '{source.name}'"
+        return checkpoint_from_model(source, f"model '{source.name}'"), f"model '{source.name}'"
     if isinstance(source, dict):
         return from_torch_state_dict(source, "state_dict"), "state_dict"
     raise ValueError(
@@ -153,7 +153,7 @@ def load_weights(model, path):
     ``path`` may also be a keras.applications ResNet model or a torchvision/timm
     ``state_dict`` (a dict of arrays or tensors).
     """
-    checkpoint, source = _source_checkpoint(path, model)
+    checkpoint, source = source_checkpoint(path, model)
     check_layout(model, checkpoint, source)
     assign(model, checkpoint, source=source)
     return model
@@ -165,7 +165,7 @@ def load_weights(model, path):
 
 def inspect_checkpoint(source):
     """The :class:`Checkpoint` of ``source`` (path, keras.applications model or state_dict)."""
-    return _source_checkpoint(source)[0]
+    return source_checkpoint(source)[0]
 
 
 def checkpoint_options(source):

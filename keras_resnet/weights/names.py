@@ -6,7 +6,7 @@ Pure name maps (no arrays, no Keras): each direction of each source, and the mod
 
 import re
 
-def _variant_label(c, depth):
+def variant_label(c, depth):
     """``ResNet-50``, ``ResNeXt-50 32x4d``, ``Wide ResNet-50-2``, ``SE-ResNet-50-D``, ..."""
     groups, wpg = c.get("groups", 1), c.get("width_per_group", 64)
     if groups > 1:
@@ -21,7 +21,7 @@ def _variant_label(c, depth):
     return f"{attention.upper()}-{label}" if attention else label
 
 
-def _variant_name(c, depth):
+def variant_name(c, depth):
     """torchvision's / timm's model name: ``resnext50_32x4d``, ``wide_resnet50_2``,
     ``resnet50d``, ``seresnet50``, ``ecaresnet50d`` (``resnet{depth}`` otherwise)."""
     groups, wpg = c.get("groups", 1), c.get("width_per_group", 64)
@@ -45,7 +45,7 @@ def _variant_name(c, depth):
 # bias; gamma, beta, moving mean, moving variance).
 
 _APP_BLOCK = re.compile(r"^conv(\d+)_block(\d+)_(0_conv|0_bn|\d+_conv|\d+_bn|preact_bn)$")
-_KR_BLOCK = re.compile(r"^stage(\d+)_block(\d+)_(shortcut_conv|shortcut_bn|conv\d+|bn\d+|preact_bn)$")
+KR_BLOCK = re.compile(r"^stage(\d+)_block(\d+)_(shortcut_conv|shortcut_bn|conv\d+|bn\d+|preact_bn)$")
 _APP_FIXED = {"conv1_conv": "stem_conv", "conv1_bn": "stem_bn", "post_bn": "post_bn",
               "predictions": "predictions"}
 
@@ -76,7 +76,7 @@ def to_keras_applications_name(kr_name):
     for app, kr in _APP_FIXED.items():
         if kr == kr_name:
             return app
-    m = _KR_BLOCK.match(kr_name)
+    m = KR_BLOCK.match(kr_name)
     if not m:
         return kr_name
     stage, block, role = int(m.group(1)) + 1, m.group(2), m.group(3)
@@ -93,7 +93,7 @@ def is_keras_applications_names(names):
     return "conv1_conv" in names and any(_APP_BLOCK.match(n) for n in names)
 
 
-def _app_weight_names(layer, n):
+def app_weight_names(layer, n):
     kinds = ["gamma", "beta", "moving_mean", "moving_variance"] if layer.endswith("bn") else ["kernel", "bias"]
     return [f"{layer}/{k}" for k in kinds[:n]]
 
@@ -110,10 +110,10 @@ _TORCH_DEEP_STEM = {"conv1.0": ("stem_conv1", "conv"), "conv1.1": ("stem_bn1", "
                     "conv1.6": ("stem_conv3", "conv")}
 _TORCH_ATTENTION = {"se.fc1": ("se_fc1", "conv"), "se.fc2": ("se_fc2", "conv"),
                     "se.conv": ("eca_conv", "conv1d")}
-_BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
-_CONV_PARAMS = ("weight", "bias")
-_IGNORED = ("num_batches_tracked",)
-_PREFIXES = ("module.", "_orig_mod.", "model.")
+BN_PARAMS = ("weight", "bias", "running_mean", "running_var")
+CONV_PARAMS = ("weight", "bias")
+IGNORED = ("num_batches_tracked",)
+PREFIXES = ("module.", "_orig_mod.", "model.")
 
 
 def torch_key_layer(key, avg_down=False):
@@ -169,9 +169,9 @@ def _torch_module_of(layer, avg_down=False):
     return f"layer{stage}.{block}.{role}"
 
 
-def _torch_key_for(layer, index, avg_down=False):
+def torch_key_for(layer, index, avg_down=False):
     module = _torch_module_of(layer, avg_down)
-    params = _BN_PARAMS if (layer.endswith("_bn") or re.search(r"_bn\d+$", layer)) else _CONV_PARAMS
+    params = BN_PARAMS if (layer.endswith("_bn") or re.search(r"_bn\d+$", layer)) else CONV_PARAMS
     return f"{module}.{params[index] if index < len(params) else index}"
 
 

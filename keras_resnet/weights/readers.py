@@ -14,9 +14,9 @@ import h5py
 import numpy as np
 
 from .._compat import keras
-from ..specs import MAX_CHECKPOINT_BYTES, MAX_CONFIG_BYTES, _gib, check_tensor_bytes
+from ..specs import MAX_CHECKPOINT_BYTES, MAX_CONFIG_BYTES, gib, check_tensor_bytes
 from ..keras_file import load_model as load_keras_model
-from .checkpoint import (Checkpoint, _arrays_from_model, _checkpoint_from_model, from_keras_applications_arrays,
+from .checkpoint import (Checkpoint, arrays_from_model, checkpoint_from_model, from_keras_applications_arrays,
                          from_torch_state_dict, resnet_config)
 from .names import is_keras_applications_names
 
@@ -34,7 +34,7 @@ def read_keras_file(path, model=None):
         source = load_keras_model(path, compile=False, safe_mode=True)
     except (ValueError, TypeError, KeyError, OSError) as e:
         raise ValueError(f"weights={path!r} is not a loadable .keras model ({_first_line(e)})") from None
-    return _checkpoint_from_model(source, f"weights file {path!r}")
+    return checkpoint_from_model(source, f"weights file {path!r}")
 
 
 def _h5_classes(path):
@@ -130,7 +130,7 @@ def read_weights_h5(path, model=None):
         except ValueError as e:
             first = str(e).strip().splitlines()[0]
             raise ValueError(f"weights={path!r} does not fit keras.applications {app.name}: {first}") from None
-        return _checkpoint_from_model(app, f"weights file {path!r}")
+        return checkpoint_from_model(app, f"weights file {path!r}")
     own = resnet_config(model)
     if own is None:
         raise ValueError(
@@ -150,7 +150,7 @@ def read_weights_h5(path, model=None):
         raise ValueError(
             f"weights={path!r} does not fit this architecture ({model.name}): {first}"
         ) from None
-    return Checkpoint(_arrays_from_model(twin))
+    return Checkpoint(arrays_from_model(twin))
 
 
 def _quiet_load(model, path):
@@ -419,7 +419,7 @@ def read(path, model=None):
         raise ValueError(f"weights={path!r}: no such file; pass None or the path of a local weights file")
     size = os.path.getsize(path)
     if size > MAX_CHECKPOINT_BYTES:
-        raise ValueError(f"weights={path!r} is {_gib(size)}; at most {_gib(MAX_CHECKPOINT_BYTES)} "
+        raise ValueError(f"weights={path!r} is {gib(size)}; at most {gib(MAX_CHECKPOINT_BYTES)} "
                          "per checkpoint is supported")
     for suffix, reader in READERS:
         if path.endswith(suffix):
