@@ -8,7 +8,8 @@ own parity check. A model added to the registry is in this matrix at once.
 
 * Fast: one cheap model of each kind of stem, block and shortcut (:data:`FAST`), trained in
   this process and loaded in one fresh process.
-* Slow (``-m slow``): every other registered model, each trained, saved and loaded in a child
+* Slow (``-m slow``): the fast models exported. With ``KERAS_RESNET_FULL_MATRIX=1`` also
+  every other registered model, each trained, saved and loaded in a child
   process of its own (``sys.executable``, isolated from the working directory), so that its
   memory is returned when it ends: the whole registry trained in one process ran a CI
   machine out of memory. The export path, slow too, takes the smallest model of each family
@@ -58,6 +59,13 @@ def _depth(name):
 EXPORTED = sorted({family(n): n for n in sorted(NAMES, key=lambda n: (n in FAST, -_depth(n)))}.values(),
                   key=NAMES.index)
 SAVED = {}  # name -> (.keras path, input .npy, output .npy), for the fresh-process load
+
+# The whole registry (every model in a child process of its own, every family exported) takes
+# about 30 CPU minutes on 2 cores: it runs when asked for, and the suite runs the fast models.
+FULL = os.environ.get("KERAS_RESNET_FULL_MATRIX") == "1"
+full_matrix_only = pytest.mark.skipif(
+    not FULL, reason="the full registry matrix: KERAS_RESNET_FULL_MATRIX=1 pytest -m slow "
+                     "tests/test_registry_matrix.py (about 30 CPU minutes)")
 
 
 def test_fast_models_are_registered():
@@ -194,6 +202,7 @@ NON_FINITE = {"plain101", "plain152", "plain200", "plain1202"}
 
 
 @pytest.mark.slow
+@full_matrix_only
 @pytest.mark.parametrize("name", [
     pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="non-finite test loss of a 100+ "
                                              "layer plain network after 8 steps"))
@@ -225,7 +234,8 @@ def test_every_model_trains_saves_and_loads_in_a_process_of_its_own(name, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", EXPORTED)
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=full_matrix_only)
+                                  for n in sorted(set(EXPORTED) | set(FAST), key=NAMES.index)])
 def test_exports_to_every_runtime_with_parity(name, tmp_path):
     from keras_resnet.export import export_all
 
