@@ -257,6 +257,7 @@ def check_run(run_dir, reference=None, epochs=EPOCHS, models=None):
     import numpy as np
 
     from keras_resnet import training
+    import keras_resnet.models  # noqa: F401  (registers ResNet for loading)
     from keras_resnet._compat import keras
 
     problems = []
@@ -488,7 +489,8 @@ def run_dir_is_a_file(workdir):
 # Export
 
 
-EXPORT_ARGS = ("--tflite", "fp32", "--onnx", "fp32", "--latency-runs", "1", "--quiet")
+EXPORT_ARGS = ("--tflite", "fp32", "--onnx", "fp32", "--openvino", "fp32", "--latency-runs", "1",
+               "--quiet")
 
 
 def export_command(source, out):
@@ -498,10 +500,11 @@ def export_command(source, out):
 
 def check_export(out, source):
     """What an export directory must hold after a rerun: no temporary, a report, and every
-    artifact it lists loads in its own runtime (TensorFlow, LiteRT, ONNX Runtime) and gives
+    artifact it lists loads in its own runtime (TensorFlow, LiteRT, ONNX Runtime, OpenVINO) and gives
     the Keras model's probabilities (float32 conversions: within 1e-4) on test images."""
     import numpy as np
 
+    import keras_resnet.models  # noqa: F401  (registers ResNet for loading)
     from keras_resnet._compat import keras
 
     problems = [f"temporary left: {os.path.relpath(p, out)}" for p in temporaries(out)]
@@ -536,6 +539,13 @@ def check_export(out, source):
                 it.set_tensor(it.get_input_details()[0]["index"], x)
                 it.invoke()
                 outs = {d["name"]: it.get_tensor(d["index"]) for d in it.get_output_details()}
+            elif a["format"] == "openvino":  # a folder holding <name>.xml and .bin
+                import openvino as ov
+
+                (xml,) = [os.path.join(path, f) for f in os.listdir(path) if f.endswith(".xml")]
+                compiled = ov.Core().compile_model(xml, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+                result = compiled(x)
+                outs = {o.get_any_name(): np.asarray(result[o]) for o in compiled.outputs}
             else:
                 import onnxruntime as ort
 

@@ -30,7 +30,9 @@ def test_every_flag_has_help_and_no_default_none(parser):
 
 
 def test_list_flags_take_commas_or_spaces():
-    parser = build_parser(["savedmodel", "tflite", "onnx"])
+    from keras_resnet.export.formats import FORMATS
+
+    parser = build_parser(list(FORMATS))  # --formats is offered where every format is
     a = parser.parse_args(["run", "--tflite", "fp32", "int8", "--formats", "tflite,onnx", "--onnx", "fp32"])
     b = parser.parse_args(["run", "--tflite", "fp32,int8", "--formats", "tflite", "onnx", "--onnx", "fp32"])
     from keras_resnet.cli_util import flatten
