@@ -316,7 +316,7 @@ def _export(run_dir, args, prog):
     """``--export DIR``: every format of the finished run, through the export library;
     exit status 0, 1 (an export missed its parity threshold) or 2 (bad input)."""
     from .export import ExportError, ParityError, export_all
-    from .export.report import markdown
+    from .export.report import markdown, print_outcome
 
     with exit_on_os_error(prog):
         try:
@@ -329,8 +329,7 @@ def _export(run_dir, args, prog):
             return 1
         except (ExportError, ValueError) as e:
             return flag_error(prog, " ".join(str(e).split()))
-    if args.quiet:
-        print(markdown(report))
+    print_outcome(report, args.quiet)
     return 0
 
 

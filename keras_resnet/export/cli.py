@@ -118,7 +118,7 @@ def main(argv=None, formats=None, prog=None):
 
     from ._common import ExportError, ParityError
     from .pipeline import export_all
-    from .report import markdown
+    from .report import markdown, print_outcome
 
     kwargs = dict(
         formats=flatten(getattr(args, "formats", None)) or formats,
@@ -156,10 +156,7 @@ def main(argv=None, formats=None, prog=None):
         message = " ".join(str(e).split())
         print(f"error: {message}", file=sys.stderr)
         return 2
-    if args.quiet:
-        print(markdown(report))
-    for warning in report.get("warnings", []):  # what the evaluation could not tell: exit 0
-        print(f"warning: {warning}", file=sys.stderr)
+    print_outcome(report, args.quiet)
     return 0
 
 

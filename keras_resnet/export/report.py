@@ -4,6 +4,7 @@ import datetime
 import json
 import os
 import platform
+import sys
 
 from ._common import atomic_path
 
@@ -168,3 +169,13 @@ def write(report, out_dir, name="report", overwrite=True):
         with open(tmp, "w") as f:
             f.write(markdown(report))
     return paths
+
+
+def print_outcome(report, quiet):
+    """What an export command prints when the export passed: the table when its progress
+    lines were quiet, then each warning (what the evaluation could not tell; exit 0) on
+    standard error."""
+    if quiet:
+        print(markdown(report))
+    for warning in report.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
