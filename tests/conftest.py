@@ -92,9 +92,9 @@ SLOW_IDS = ("[1202]", "[1001]", "[ResNet1202CIFAR]", "[PreActResNet1001CIFAR]")
 
 
 # The CPU seconds each test took in a recorded run (tests/durations.json, written from a
-# KERAS_RESNET_TEST_CPU_LOG file by ``python tests/durations.py LOG``). The longest tests
-# start first, and pytest-xdist's workers steal queued tests from each other (below), so
-# that they end together instead of one of them running a long test alone at the end.
+# KERAS_RESNET_TEST_CPU_LOG file by ``python tests/durations.py LOG``). The longest test
+# files start first, and pytest-xdist's workers steal queued tests from each other (below),
+# so that they end together instead of one of them running a long test alone at the end.
 DURATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "durations.json")
 
 
@@ -111,8 +111,15 @@ def pytest_collection_modifyitems(items):
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.nodeid.endswith(SLOW_IDS):
             item.add_marker(pytest.mark.slow)
     seconds = _recorded_seconds()
-    if seconds:  # a stable sort: unrecorded tests keep their order, after the recorded long ones
-        items.sort(key=lambda item: -seconds.get(item.nodeid, 1.0))
+    if seconds:
+        # Whole files, the longest first; a file's own order is kept, since a test may use
+        # what an earlier one of its file made (test_registry_matrix's fresh-process load).
+        per_file = {}
+        for item in items:
+            name = item.nodeid.split("::")[0]
+            per_file[name] = per_file.get(name, 0.0) + seconds.get(item.nodeid, 1.0)
+        order = {id(item): i for i, item in enumerate(items)}
+        items.sort(key=lambda item: (-per_file[item.nodeid.split("::")[0]], order[id(item)]))
 
 
 @pytest.hookimpl(optionalhook=True)
