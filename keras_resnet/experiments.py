@@ -208,6 +208,16 @@ def _train_run(run_dir, model, *, dataset, data_dir, image_size, download, itera
     return result, rundir.read_run_json(os.path.join(result.run_dir, rundir.RUN_JSON))
 
 
+
+def _write_summary(summary, table, md_path, json_path, verbose, also=()):
+    """An experiment's summary as JSON and its table as Markdown (each written atomically);
+    the table and the files' names printed when ``verbose``."""
+    files.write_text(json_path, json.dumps(summary, indent=2) + "\n")
+    files.write_text(md_path, table + "\n")
+    if verbose:
+        print(table, flush=True)
+        print(f"wrote {', '.join((md_path, *also, json_path))}", flush=True)
+
 CSV_FIELDS = ("model", "label", "epoch", "iteration", "total_iteration", "train_error",
               "test_error", "lr")
 
@@ -380,12 +390,8 @@ def shortcuts(out_dir="runs/shortcuts", dataset="digits", data_dir=None, image_s
     writer.writeheader()
     writer.writerows(rows)
     files.write_text(csv_path, buf.getvalue())
-    files.write_text(json_path, json.dumps(summary, indent=2) + "\n")
-    table = format_shortcuts_table(summary)
-    files.write_text(md_path, table + "\n")
-    if verbose:
-        print(table, flush=True)
-        print(f"wrote {md_path}, {csv_path}, {json_path}", flush=True)
+    _write_summary(summary, format_shortcuts_table(summary), md_path, json_path, verbose,
+                   also=(csv_path,))
     return dict(summary, rows=rows, table=md_path, csv=csv_path, json=json_path)
 
 
@@ -469,12 +475,7 @@ def bottleneck_costs(out_dir="runs/shortcuts", image_size=224, batch_size=8, ste
                    options=figures, c_over_b=ratios, paper=PAPER_BOTTLENECK_CLAIM)
     md_path = os.path.join(out_dir, "bottleneck.md")
     json_path = os.path.join(out_dir, "bottleneck.json")
-    files.write_text(json_path, json.dumps(summary, indent=2) + "\n")
-    table = format_bottleneck_table(summary)
-    files.write_text(md_path, table + "\n")
-    if verbose:
-        print(table, flush=True)
-        print(f"wrote {md_path}, {json_path}", flush=True)
+    _write_summary(summary, format_bottleneck_table(summary), md_path, json_path, verbose)
     return dict(summary, table=md_path, json=json_path)
 
 
