@@ -197,3 +197,217 @@ def test_float_images_keep_dtype_and_agree_with_uint8():
         u = fn(tf.constant(image)).numpy().astype(np.float32)
         assert np.all(np.abs(f.numpy() - u) < 2.0)
         assert f.numpy().min() >= 0 and f.numpy().max() <= 255
+
+
+# --------------------------------------------------------------------------- policies
+
+@pytest.fixture(scope="module")
+def timm_aa():
+    _, timm = libraries()
+    from timm.data import auto_augment
+
+    return auto_augment
+
+
+def test_rand_augment_ops_and_levels_match_timm(timm_aa):
+    """The op list is timm's ``_RAND_INCREASING_TRANSFORMS``; every op's argument at several
+    magnitudes is one of the two values timm's ``LEVEL_TO_ARG`` gives (it negates signed
+    ops at random), and both signs occur for the signed ones."""
+    assert randaug.RAND_AUGMENT_OPS == tuple(timm_aa._RAND_INCREASING_TRANSFORMS)
+    ops = timm_aa.rand_augment_ops(magnitude=9, prob=0.5, transforms=timm_aa._RAND_INCREASING_TRANSFORMS)
+    assert [op.name for op in ops] == list(randaug.RAND_AUGMENT_OPS)
+    assert all(op.prob == 0.5 for op in ops)
+    hparams = dict(timm_aa._HPARAMS_DEFAULT)
+    for name in randaug.RAND_AUGMENT_OPS:
+        level_fn = timm_aa.LEVEL_TO_ARG[name]
+        for m in [0.0, 0.7, 3.0, 5.5, 9.0, 9.37, 10.0]:
+            if level_fn is None:
+                assert float(randaug.rand_augment_level(name, m)) == 0.0
+                continue
+            theirs = {round(float(level_fn(m, hparams)[0]), 5) for _ in range(40)}
+            ours = {round(float(randaug.rand_augment_level(name, m, s)), 5) for s in (1.0, -1.0)}
+            assert theirs <= ours, f"{name} at {m}: timm {theirs}, ours {ours}"
+            if m > 0 and len(ours) == 2:
+                assert theirs == ours, f"{name} at {m}: timm draws {theirs}, ours {ours}"
+
+
+def _timm_args(name, arg):
+    if name in ("PosterizeIncreasing", "SolarizeIncreasing", "SolarizeAdd"):
+        return (int(arg),)
+    if name in ("AutoContrast", "Equalize", "Invert"):
+        return ()
+    return (float(arg),)
+
+
+def test_rand_augment_applies_timms_ops(timm_aa):
+    """One op at a time (``num_ops=1, prob=1``): the output equals timm's PIL op at the
+    drawn magnitude and sign. Tolerances (PIL rather than torchvision arithmetic): exact for
+    the integer ops; at most 2 levels for the enhancement blends (PIL rounds its grayscale
+    and the contrast mean to integers, torchvision floors / keeps the float mean, times
+    |1 - factor| < 1, plus the truncation); geometric ops (nearest) differ on at most 1%
+    of the pixels (sampling points within rounding of a pixel boundary)."""
+    from PIL import Image
+
+    image = IMAGES["photo"]
+    pil = Image.fromarray(image)
+    seen = set()
+    for i in range(60):
+        seed = tf.constant([i, 17], tf.int64)
+        op, applied, mags, sign = randaug.rand_augment_plan(seed, 1, 9, 0.5, 1.0)
+        name = randaug.RAND_AUGMENT_OPS[int(op[0])]
+        seen.add(name)
+        arg = randaug.rand_augment_level(name, mags[0], sign[0])
+        if name == "PosterizeIncreasing" and int(arg) == 0:
+            continue  # magnitude clipped to 10: 0 bits, which PIL >= 10 refuses (ours: black)
+        want = np.asarray(timm_aa.NAME_TO_OP[name](
+            pil, *_timm_args(name, arg), fillcolor=(128, 128, 128), resample=Image.NEAREST))
+        got = randaug.rand_augment(tf.constant(image), seed, num_ops=1, magnitude=9,
+                                   magnitude_std=0.5, prob=1.0, interpolation="nearest").numpy()
+        diff = np.abs(got.astype(int) - want.astype(int))
+        if name in ("Rotate", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel"):
+            assert np.any(diff > 0, axis=-1).mean() <= 0.01, (name, float(arg))
+        elif name.endswith("Increasing") and not name.startswith(("Posterize", "Solarize")):
+            assert diff.max() <= 2, (name, float(arg), diff.max())
+        elif name == "AutoContrast":
+            assert diff.max() <= 1, (name, diff.max())  # PIL's LUT in float64
+        else:
+            assert diff.max() == 0, (name, float(arg))
+    assert len(seen) >= 12, seen
+
+
+def test_rand_augment_draws_follow_timm_distribution():
+    """Over 4000 seeds: ops uniform over 15, applied with probability p, magnitudes
+    N(9, 0.5) clipped to [0, 10], signs fair; each within 5 standard errors."""
+    n = 4000
+    seeds = tf.stack([tf.range(n, dtype=tf.int64), tf.fill([n], tf.constant(3, tf.int64))], 1)
+    plans = tf.function(lambda: tf.vectorized_map(
+        lambda s: randaug.rand_augment_plan(s, 2, 9, 0.5, 0.5), seeds))()
+    op, applied, mags, sign = [p.numpy().ravel() for p in plans]
+    counts = np.bincount(op, minlength=15)
+    expected, sd = op.size / 15, math.sqrt(op.size * (1 / 15) * (14 / 15))
+    assert np.all(np.abs(counts - expected) < 5 * sd), counts
+    assert abs(applied.mean() - 0.5) < 5 * math.sqrt(0.25 / op.size)
+    assert abs((sign > 0).mean() - 0.5) < 5 * math.sqrt(0.25 / op.size)
+    ref = np.clip(np.random.default_rng(0).normal(9, 0.5, 10 ** 6), 0, 10)
+    assert abs(mags.mean() - ref.mean()) < 5 * ref.std() / math.sqrt(op.size)
+    assert abs(mags.std() - ref.std()) < 0.05 * ref.std()
+    assert mags.min() >= 0 and mags.max() <= 10
+
+
+def test_trivial_augment_space_matches_torchvision():
+    torchvision, _ = libraries()
+    from torchvision.transforms import TrivialAugmentWide
+
+    theirs = TrivialAugmentWide()._augmentation_space(31)
+    ours = randaug.trivial_augment_space(31)
+    assert tuple(theirs) == randaug.TRIVIAL_AUGMENT_OPS == tuple(ours)
+    for name, (mags, signed) in theirs.items():
+        np.testing.assert_allclose(np.atleast_1d(mags.numpy()), ours[name][0], rtol=1e-6,
+                                   atol=1e-6, err_msg=name)
+        assert signed == ours[name][1], name
+
+
+def test_trivial_augment_wide_applies_torchvisions_ops():
+    """Each seed's output is torchvision's ``_apply_op`` for the drawn op, magnitude and
+    sign (nearest, fill 128), within the functional ops' tolerances above; over the seeds
+    every op occurs."""
+    import torch
+
+    libraries()
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.autoaugment import _apply_op
+
+    image = IMAGES["photo"]
+    t = torch.from_numpy(image.transpose(2, 0, 1).copy())
+    space = randaug.trivial_augment_space(31)
+    seen = set()
+    for i in range(70):
+        seed = tf.constant([i, 5], tf.int64)
+        op, b, negate = [int(v) for v in randaug.trivial_augment_plan(seed)]
+        name = randaug.TRIVIAL_AUGMENT_OPS[op]
+        seen.add(name)
+        mags, signed = space[name]
+        m = mags[b] if len(mags) > 1 else mags[0]
+        if signed and negate:
+            m = -m
+        want = _apply_op(t, name, m, interpolation=InterpolationMode.NEAREST,
+                         fill=[128.0] * 3).numpy().transpose(1, 2, 0)
+        got = randaug.trivial_augment_wide(tf.constant(image), seed, fill=128).numpy()
+        diff = np.abs(got.astype(int) - want.astype(int))
+        if name in ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate"):
+            assert np.any(diff > 0, axis=-1).mean() <= 0.01, (name, m)
+        else:
+            # torchvision's (v1) _apply_op uses the v1 functional ops, whose blends and
+            # autocontrast round each product separately (v2's, which ours follow exactly,
+            # fuse them): a result on an exact integer can truncate one level lower
+            assert diff.max() <= 1, (name, m, diff.max())
+    assert seen == set(randaug.TRIVIAL_AUGMENT_OPS), seen
+
+
+@pytest.mark.parametrize("dtype", [tf.uint8, tf.float32])
+def test_policies_deterministic_in_tf_data(dtype):
+    """The same seed gives the same pixels in a tf.data map (graph) run twice, and eagerly up
+    to float32 rounding (graph optimizations reorder float arithmetic: float images within
+    1e-3, uint8 images within one level where a value sits at a rounding boundary); other
+    seeds give other pixels; dtype, shape and the 0..255 range are kept."""
+    image = tf.cast(tf.constant(IMAGES["photo"]), dtype)
+    policies = {
+        "rand": lambda x, s: randaug.rand_augment(x, s, num_ops=2, magnitude=9),
+        "trivial": lambda x, s: randaug.trivial_augment_wide(x, s),
+        "erasing": lambda x, s: randaug.random_erasing(x, s, probability=1.0, value="pixel"),
+    }
+    seeds = tf.constant([[i, 1] for i in range(5)], tf.int64)
+    for name, policy in policies.items():
+        ds = tf.data.Dataset.from_tensor_slices(seeds).map(lambda s: policy(image, s))
+        graph = [x.numpy() for x in ds]
+        again = [x.numpy() for x in ds]
+        eager = [policy(image, s).numpy() for s in seeds]
+        for g, a, e in zip(graph, again, eager):
+            assert g.dtype == dtype.as_numpy_dtype and g.shape == image.shape
+            np.testing.assert_array_equal(g, a, err_msg=name)
+            diff = np.abs(g.astype(np.float64) - e.astype(np.float64))
+            if dtype == tf.uint8:
+                assert diff.max() <= 1 and (diff > 0).mean() <= 0.001, name
+            else:
+                assert diff.max() <= 1e-3, name
+            if not (name == "erasing" and dtype == tf.float32):  # noise is left unclipped
+                assert g.min() >= 0 and g.max() <= 255
+        assert len({g.tobytes() for g in graph}) >= 4, name
+
+
+def test_random_erasing_box_statistics():
+    """The erased box follows timm's RandomErasing: area fraction in [0.02, 1/3] (rounded
+    sides), aspect ratio in [0.3, 3.3] (rounded), inside the image, erased with probability
+    ``probability``."""
+    h, w = 40, 50
+    image = tf.fill([h, w, 3], tf.constant(200, tf.uint8))
+    erased = 0
+    n = 300
+    for i in range(n):
+        out = randaug.random_erasing(image, tf.constant([i, 9], tf.int64), probability=0.5,
+                                     value=0).numpy()
+        mask = out[..., 0] == 0
+        if not mask.any():
+            continue
+        erased += 1
+        rows, cols = np.where(mask.any(1))[0], np.where(mask.any(0))[0]
+        bh, bw = np.ptp(rows) + 1, np.ptp(cols) + 1
+        assert mask.sum() == bh * bw  # one solid box
+        assert 0.02 * h * w - (bh + bw) <= bh * bw <= h * w / 3 + (bh + bw)
+        assert 0.3 * (bw - 1) / (bh + 1) <= 1 and (bh - 1) / (bw + 1) <= 3.3 + 1e-9
+    assert abs(erased / n - 0.5) < 5 * math.sqrt(0.25 / n)
+
+
+def test_parse_rand_augment():
+    assert randaug.parse_rand_augment("rand-m9-mstd0.5-inc1") == {
+        "num_ops": 2, "magnitude": 9.0, "magnitude_std": 0.5, "increasing": True,
+        "prob": 0.5, "magnitude_max": 10.0}
+    kw = randaug.parse_rand_augment("rand-n3-m7-mstd101-inc1-p0.8")
+    assert kw["num_ops"] == 3 and kw["magnitude"] == 7 and kw["prob"] == 0.8
+    assert kw["magnitude_std"] == float("inf")
+    with pytest.raises(ValueError, match="bad key 'x3'.*accepted keys"):
+        randaug.parse_rand_augment("rand-m9-x3-inc1")
+    with pytest.raises(ValueError, match="must start with 'rand-'"):
+        randaug.parse_rand_augment("augmix-m5")
+    with pytest.raises(ValueError, match="inc1"):
+        randaug.parse_rand_augment("rand-m9")

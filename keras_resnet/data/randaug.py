@@ -480,16 +480,23 @@ def _trivial_op(name, image, m, fill, interpolation):
     return equalize(image)
 
 
+def trivial_augment_plan(seed, num_bins=31):
+    """The draws :func:`trivial_augment_wide` makes for ``seed``: ``(op_index, bin_index,
+    negate)`` scalar tensors, each uniform."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
+    op_index = tf.random.stateless_uniform([], seeds[0], 0, len(TRIVIAL_AUGMENT_OPS), tf.int32)
+    bin_index = tf.random.stateless_uniform([], seeds[1], 0, num_bins, tf.int32)
+    negate = tf.random.stateless_uniform([], seeds[2]) < 0.5
+    return op_index, bin_index, negate
+
+
 def trivial_augment_wide(image, seed, fill=128, num_bins=31, interpolation="nearest"):
     """torchvision's ``TrivialAugmentWide``: one op drawn uniformly from
     :data:`TRIVIAL_AUGMENT_OPS`, one of ``num_bins`` magnitudes drawn uniformly, negated with
     probability 1/2 for signed ops. torchvision's defaults are nearest interpolation and
     fill 0; ``fill`` here defaults to mid-gray 128."""
     space = trivial_augment_space(num_bins)
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 3)
-    op_index = tf.random.stateless_uniform([], seeds[0], 0, len(TRIVIAL_AUGMENT_OPS), tf.int32)
-    bin_index = tf.random.stateless_uniform([], seeds[1], 0, num_bins, tf.int32)
-    negate = tf.random.stateless_uniform([], seeds[2]) < 0.5
+    op_index, bin_index, negate = trivial_augment_plan(seed, num_bins)
 
     def branch(name):
         def apply():
@@ -559,6 +566,6 @@ __all__ = [
     "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "posterize", "solarize",
     "solarize_add", "equalize", "autocontrast", "color", "contrast", "brightness",
     "sharpness", "invert", "erase", "rand_augment", "rand_augment_plan", "rand_augment_level",
-    "parse_rand_augment", "trivial_augment_wide", "trivial_augment_space", "random_erasing",
+    "parse_rand_augment", "trivial_augment_wide", "trivial_augment_space", "trivial_augment_plan", "random_erasing",
     "RAND_AUGMENT_OPS", "TRIVIAL_AUGMENT_OPS",
 ]
