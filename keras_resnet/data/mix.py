@@ -3,7 +3,7 @@
 One ``lambda`` per batch; the batch is mixed with itself reversed (example ``i`` with
 example ``B-1-i``). With probability ``switch_prob`` (when both are enabled) the batch gets
 CutMix instead of mixup: a box of side ``sqrt(1 - lambda)`` times the image's, centred
-uniformly, clipped to the image, is pasted from the reversed batch, and ``lambda`` is
+uniformly, clipped to the image (timm 1.0's ``rand_bbox``), is pasted from the reversed batch, and ``lambda`` is
 corrected to ``1 - box area / image area``. Targets are one-hot (or the given soft labels),
 label-smoothed (``on = 1 - s + s/K``, ``off = s/K``), then mixed:
 ``lambda * y + (1 - lambda) * y_reversed``.
@@ -32,22 +32,29 @@ def smooth_targets(labels, num_classes, label_smoothing=0.0, dtype=tf.float32):
     return y * (1.0 - s) + s / num_classes
 
 
-def cutmix_box(height, width, lam, seed):
-    """timm's ``rand_bbox``: the box ``(top, bottom, left, right)`` (int32 tensors, bottom and
-    right exclusive) for ``lam``: cut ``int(H sqrt(1-lam))`` by ``int(W sqrt(1-lam))``,
-    centre uniform over the image, half-sides ``cut // 2``, clipped to the image."""
+def cutmix_box_at(height, width, lam, cy, cx):
+    """timm's ``rand_bbox`` for a given centre ``(cy, cx)``: the box ``(top, bottom, left,
+    right)`` (int32, bottom and right exclusive) of ``int(H sqrt(1-lam))`` by
+    ``int(W sqrt(1-lam))`` pixels around the centre (``cut // 2`` before it, ``(cut + 1) // 2``
+    from it), clipped to the image."""
     ratio = tf.sqrt(1.0 - tf.cast(lam, tf.float32))
     h, w = tf.cast(height, tf.int32), tf.cast(width, tf.int32)
     cut_h = tf.cast(tf.cast(h, tf.float32) * ratio, tf.int32)
     cut_w = tf.cast(tf.cast(w, tf.float32) * ratio, tf.int32)
-    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
-    cy = tf.random.stateless_uniform([], seeds[0], 0, h, tf.int32)
-    cx = tf.random.stateless_uniform([], seeds[1], 0, w, tf.int32)
+    cy, cx = tf.cast(cy, tf.int32), tf.cast(cx, tf.int32)
     top = tf.clip_by_value(cy - cut_h // 2, 0, h)
-    bottom = tf.clip_by_value(cy + cut_h // 2, 0, h)
+    bottom = tf.clip_by_value(cy + (cut_h + 1) // 2, 0, h)
     left = tf.clip_by_value(cx - cut_w // 2, 0, w)
-    right = tf.clip_by_value(cx + cut_w // 2, 0, w)
+    right = tf.clip_by_value(cx + (cut_w + 1) // 2, 0, w)
     return top, bottom, left, right
+
+
+def cutmix_box(height, width, lam, seed):
+    """:func:`cutmix_box_at` with the centre drawn uniformly over the image from ``seed``."""
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), 2)
+    cy = tf.random.stateless_uniform([], seeds[0], 0, tf.cast(height, tf.int32), tf.int32)
+    cx = tf.random.stateless_uniform([], seeds[1], 0, tf.cast(width, tf.int32), tf.int32)
+    return cutmix_box_at(height, width, lam, cy, cx)
 
 
 def apply_mix(images, targets, lam, use_cutmix, box):
@@ -55,6 +62,8 @@ def apply_mix(images, targets, lam, use_cutmix, box):
     smoothed, ``[B, K]``) with their reversal. With ``use_cutmix`` the ``box`` ``(top,
     bottom, left, right)`` is pasted and ``lam`` is replaced by ``1 - box area / H W``; else
     the images are blended with ``lam``. Returns ``(images, targets, lam)``."""
+    images = tf.convert_to_tensor(images)
+    targets = tf.convert_to_tensor(targets)
     dtype = images.dtype
     x = tf.cast(images, tf.float32)
     flipped = tf.reverse(x, [0])
@@ -130,4 +139,4 @@ def mix_batch(images, labels, seed, num_classes, mixup_alpha=0.8, cutmix_alpha=1
     return out, mixed
 
 
-__all__ = ["mix_batch", "mix_params", "cutmix_box", "apply_mix", "smooth_targets"]
+__all__ = ["mix_batch", "mix_params", "cutmix_box", "cutmix_box_at", "apply_mix", "smooth_targets"]
