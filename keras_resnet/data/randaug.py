@@ -375,14 +375,14 @@ def rand_augment(image, seed, num_ops=2, magnitude=9, magnitude_std=0.5, increas
     op_index, applied, mags, sign = rand_augment_plan(
         seed, num_ops, magnitude, magnitude_std, prob, magnitude_max)
     for i in range(num_ops):
-        def branch(name, i=i):
-            def apply():
-                arg = rand_augment_level(name, mags[i], sign[i])
-                return _rand_op(name, image, arg, fill, interpolation)
-            return apply
-        branches = [branch(name) for name in RAND_AUGMENT_OPS]
-        augmented = tf.switch_case(op_index[i], branches)
-        image = tf.ensure_shape(tf.where(applied[i], augmented, image), image.shape)
+        def branch(name, x, i=i):
+            return lambda: _rand_op(name, x, rand_augment_level(name, mags[i], sign[i]), fill,
+                                    interpolation)
+
+        branches = [branch(name, image) for name in RAND_AUGMENT_OPS]
+        image = tf.cond(applied[i], lambda b=branches, i=i: tf.switch_case(op_index[i], b),
+                        lambda x=image: x)
+        image = tf.ensure_shape(image, image.shape)
     return image
 
 
