@@ -411,3 +411,13 @@ def test_parse_rand_augment():
         randaug.parse_rand_augment("augmix-m5")
     with pytest.raises(ValueError, match="inc1"):
         randaug.parse_rand_augment("rand-m9")
+
+
+def test_bad_arguments_are_one_line_errors():
+    image = tf.constant(IMAGES["noise"])
+    with pytest.raises(ValueError, match="interpolation='cubic' is not supported; accepted: nearest, bilinear"):
+        randaug.rotate(image, 10.0, interpolation="cubic")
+    with pytest.raises(ValueError, match="value='noise' is not supported"):
+        randaug.random_erasing(image, tf.constant([0, 0], tf.int64), value="noise")
+    with pytest.raises(ValueError, match="increasing=True"):
+        randaug.rand_augment(image, tf.constant([0, 0], tf.int64), increasing=False)
