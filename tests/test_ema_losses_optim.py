@@ -67,9 +67,10 @@ def test_ema_matches_numpy_reference_over_fit(strategy):
         scope = tf.distribute.MirroredStrategy(["/cpu:0"]).scope()
     else:
         scope = tf.distribute.get_strategy().scope()
+    ema, rec = WeightEMA(decay=0.8), _Recorder()
     with scope:
         model = _model()
-    ema, rec = WeightEMA(decay=0.8), _Recorder()
+        ema.build(model)  # as a trainer restoring a checkpoint before fit would
     model.fit(x, y, batch_size=16, epochs=1, callbacks=[ema, rec], verbose=0)
     assert len(rec.seen) == 7
     moving = [i for i, w in enumerate(model.weights) if "moving" in w.path]
@@ -98,6 +99,14 @@ def test_ema_warmup_every_and_resume(tmp_path):
     model.fit(x, y, batch_size=16, epochs=1, callbacks=[ema, resumed], verbose=0)
     _close(resumed.averaged_weights(), ema.averaged_weights())
     assert resumed.get_state()["step"] == ema.get_state()["step"] == 4
+
+    ckpt = tf.train.Checkpoint(ema=resumed.variables)
+    saved = ckpt.write(os.path.join(tmp_path, "ckpt"))
+    restored = WeightEMA(decay=0.5, warmup=True, every=2)
+    restored.build(model)
+    tf.train.Checkpoint(ema=restored.variables).read(saved).assert_consumed()
+    _close(restored.averaged_weights(), ema.averaged_weights())
+    assert restored.get_state()["step"] == 4
 
     path = os.path.join(tmp_path, "ema.keras")
     ema.ema_model().save(path)
