@@ -356,7 +356,7 @@ def test_policies_deterministic_in_tf_data(dtype):
         "trivial": lambda x, s: randaug.trivial_augment_wide(x, s),
         "erasing": lambda x, s: randaug.random_erasing(x, s, probability=1.0, value="pixel"),
     }
-    seeds = tf.constant([[i, 1] for i in range(5)], tf.int64)
+    seeds = tf.constant([[i, 1] for i in range(4)], tf.int64)
     for name, policy in policies.items():
         ds = tf.data.Dataset.from_tensor_slices(seeds).map(lambda s: policy(image, s))
         graph = [x.numpy() for x in ds]
@@ -372,7 +372,7 @@ def test_policies_deterministic_in_tf_data(dtype):
                 assert diff.max() <= 1e-3, name
             if not (name == "erasing" and dtype == tf.float32):  # noise is left unclipped
                 assert g.min() >= 0 and g.max() <= 255
-        assert len({g.tobytes() for g in graph}) >= 4, name
+        assert len({g.tobytes() for g in graph}) >= 3, name
 
 
 def test_random_erasing_box_statistics():
