@@ -11,21 +11,26 @@ A keras-hub preset directory holds ``config.json`` (a ``ResNetBackbone``),
 ``image_size``, ``interpolation``). keras_resnet reads and writes them through keras-hub
 itself (``pip install keras-hub``), so whatever keras-hub loads, this loads.
 
-What maps (keras-hub ``block_type`` -> keras_resnet options):
+What maps (keras-hub ``ResNetBackbone`` arguments -> keras_resnet options):
 
-* ``basic_block`` / ``bottleneck_block`` (ResNet v1, torchvision layout): the ImageNet
-  stem, projection shortcuts where the channels change.
-* ``bottleneck_block_vd`` (ResNet-D): ``stem="deep"``, ``avg_down=True``.
+* ``input_conv_kernel_sizes`` ``[7]`` -> the ImageNet stem; ``[3, 3, 3]`` with ``f/2, f/2, f``
+  filters -> ``stem="deep"`` (ResNet-C/D).
+* ``basic_block`` / ``bottleneck_block`` (ResNet v1, torchvision's layout): projection
+  shortcuts where the channels change (``shortcut="B"``).
+* ``*_vd`` (ResNet-D): ``avg_down=True``. ``basic_block_vd`` projects on the first block of
+  its first stack too, where the channels stay 64: ``shortcut="first"``.
+* ``use_pre_activation=True`` (ResNetV2): ``preact=True`` with
+  ``stem_pool_padding="-inf"`` (keras-hub pads the stem max-pool with -inf, where
+  keras.applications and keras_resnet's default pad with zeros).
 
-Refused, with the reason: ``use_pre_activation=True`` (keras-hub's ResNetV2 pads its stem
-max-pool with -inf, keras_resnet's pre-activation stem with zeros, as keras.applications'
-ResNetV2 does: the two differ where a window's values are all negative), and
-``basic_block_vd`` (keras-hub gives its first stage a projection shortcut although the
-channels do not change; keras_resnet's shortcut options have no such layout).
+Refused, with the reason: pre-activation ``_vd`` blocks (keras-hub's skip the shortcut's
+average pool, so a strided stage cannot run there). In the other direction, a model with
+options keras-hub lacks is refused, naming each one.
 
 Layer names: ``conv1_conv`` -> ``stem_conv`` (``conv1/2/3_conv`` -> ``stem_conv1/2/3`` in the
 deep stem), ``stack{i}_block{j}_{k}_conv`` -> ``stage{i+1}_block{j+1}_conv{k}``, ``_0_conv`` ->
-``shortcut_conv``, the classifier's ``predictions`` -> ``predictions``.
+``shortcut_conv``, ``_pre_activation_bn`` -> ``preact_bn``, ``post_bn`` -> ``post_bn``, the
+classifier's ``predictions`` -> ``predictions``.
 
 Only local directories: a ``kaggle://`` or ``hf://`` handle is refused with the command
 that downloads it first.
