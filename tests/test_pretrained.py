@@ -270,7 +270,7 @@ def test_an_export_of_a_reloaded_keras_file_carries_the_pretrained_cfg(tmp_path)
         assert (cfg["interpolation"], cfg["resize_size"], cfg["crop_pct"]) == ("bilinear", 232, 224 / 232)
 
 
-@pytest.mark.slow  # ~30 s: one short training run, then an export
+@pytest.mark.slow  # ~30 s: a four-step training run, then an export
 def test_train_from_a_model_with_a_pretrained_cfg_carries_it_to_run_json_and_exports(tmp_path):
     """--init-from a .keras file with a pretrained_cfg: run.json, best.keras and the export
     of the run (SavedModel's signature.json) all carry it."""
@@ -286,8 +286,7 @@ def test_train_from_a_model_with_a_pretrained_cfg_carries_it_to_run_json_and_exp
     source.save(str(tmp_path / "source.keras"))
     train(TrainConfig(dataset="digits", model="resnet20", init_from=str(tmp_path / "source.keras"),
                       epochs=1, steps_per_epoch=4, batch_size=32, run_dir=str(tmp_path / "run"),
-                      tensorboard=False,
-                      plot=False, verbose=False))
+                      tensorboard=False, plot=False, verbose=False))
     with open(tmp_path / "run" / "run.json") as f:
         info = json.load(f)
     assert info["pretrained_cfg"] == want and info["init_from"]["pretrained_cfg"] == want
