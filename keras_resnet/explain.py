@@ -14,6 +14,11 @@ softmax has it taken before the softmax. The default layer is the last stage's o
 linear classifier; there Grad-CAM is the class activation map of Zhou et al. 2016
 (``sum_k w_kc A_k``) divided by ``h * w``, up to the ReLU.
 
+It runs on the three Keras backends: the gradient is taken with ``tf.GradientTape``
+(TensorFlow), ``torch.autograd.grad`` (PyTorch) or ``jax.grad`` of the network after the
+layer (JAX, which differentiates functions: there the layer must be one whose output alone
+feeds the classifier, as a block's output or the default layer does).
+
 Nothing here imports TensorFlow until a function is called, so the command
 ``keras-resnet-explain`` (:func:`main`) answers ``--help`` without it.
 """
@@ -45,6 +50,12 @@ def default_layer(model):
 def _score_model(model, layer):
     """``(keras.Model images -> [feature map, pre-head tensor], head)``: ``head`` turns the
     second output into logits (the classifier's kernel and bias, without its softmax)."""
+    _, pre, head, grad_model = _score_parts(model, layer)
+    return grad_model, head
+
+
+def _score_parts(model, layer):
+    """``(feature tensor, pre-head tensor, head, keras.Model images -> [both])``."""
     from ._compat import keras
 
     try:
@@ -64,11 +75,12 @@ def _score_model(model, layer):
         def head(x):
             y = keras.ops.matmul(x, keras.ops.cast(kernel, x.dtype))
             return y + keras.ops.cast(bias, x.dtype) if bias is not None else y
-        return grad_model, head
+        return target.output, top.input, head, grad_model
     if len(model.outputs) != 1 or len(model.outputs[0].shape) != 2:
         raise ValueError(f"model {model.name!r} does not output class scores [batch, classes]; "
                          "Grad-CAM needs a classifier (include_top=True)")
-    return keras.Model(model.inputs, [target.output, model.outputs[0]]), lambda x: x
+    return (target.output, model.outputs[0], lambda x: x,
+            keras.Model(model.inputs, [target.output, model.outputs[0]]))
 
 
 def grad_cam(model, images, class_index=None, layer=None, return_classes=False):
@@ -86,7 +98,8 @@ def grad_cam(model, images, class_index=None, layer=None, return_classes=False):
 
     Returns float32 ``[N, h, w]`` heatmaps at the layer's resolution (``>= 0``, not
     normalised), and with ``return_classes`` the ``[N]`` class indices. Runs on the
-    TensorFlow backend.
+    TensorFlow, JAX and PyTorch backends (on JAX ``layer`` must be one whose output alone
+    feeds the classifier: a block's output, ``post_relu``, the default).
     """
     cam, classes, _ = _grad_cam(model, images, class_index, layer)
     return (cam, classes) if return_classes else cam
@@ -94,27 +107,84 @@ def grad_cam(model, images, class_index=None, layer=None, return_classes=False):
 
 def _grad_cam(model, images, class_index, layer):
     """``(heatmaps, class indices, logits)``."""
-    import tensorflow as tf
-
     from ._compat import keras
 
-    if keras.backend.backend() != "tensorflow":
-        raise ValueError(f"grad_cam runs on the TensorFlow backend; this process uses "
-                         f"{keras.backend.backend()!r} (set KERAS_BACKEND=tensorflow)")
     layer = default_layer(model) if layer is None else layer
-    grad_model, head = _score_model(model, layer)
-    x = tf.convert_to_tensor(np.asarray(images, "float32"))
-    if x.shape.rank != 4:
+    x = np.asarray(images, "float32")
+    if x.ndim != 4:
         raise ValueError(f"images has shape {tuple(x.shape)}; expected a batch [N, H, W, C]")
+    backend = keras.backend.backend()
+    gradients = {"tensorflow": _gradients_tf, "torch": _gradients_torch, "jax": _gradients_jax}
+    if backend not in gradients:
+        raise ValueError(f"grad_cam runs on the tensorflow, jax and torch backends; this process "
+                         f"uses {backend!r}")
+    features, grads, logits, classes = gradients[backend](model, layer, x, class_index)
+    alpha = grads.mean(axis=(1, 2), keepdims=True, dtype="float32")   # [N, 1, 1, K]
+    cam = np.maximum((alpha * features).sum(axis=-1, dtype="float32"), 0)   # [N, h, w]
+    return cam.astype("float32"), classes, logits
+
+
+def _gradients_tf(model, layer, x, class_index):
+    """``(feature map, d score / d feature map, logits, classes)`` as NumPy, by a tape."""
+    import tensorflow as tf
+
+    grad_model, head = _score_model(model, layer)
+    x = tf.convert_to_tensor(x)
     with tf.GradientTape() as tape:
         features, pre = grad_model(x, training=False)
         logits = head(pre)
         classes = _class_indices(class_index, np.asarray(logits))
         chosen = tf.gather(logits, classes, axis=1, batch_dims=1)
     grads = tape.gradient(chosen, features)
-    alpha = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)        # [N, 1, 1, K]
-    cam = tf.nn.relu(tf.reduce_sum(alpha * features, axis=-1))        # [N, h, w]
-    return cam.numpy().astype("float32"), classes, np.asarray(logits, "float32")
+    return features.numpy(), grads.numpy(), np.asarray(logits, "float32"), classes
+
+
+def _gradients_torch(model, layer, x, class_index):
+    """The same by ``torch.autograd.grad`` to the feature map inside the graph."""
+    import torch
+
+    from ._compat import keras
+
+    grad_model, head = _score_model(model, layer)
+    with torch.enable_grad():
+        features, pre = grad_model(keras.ops.convert_to_tensor(x), training=False)
+        logits = head(pre)
+        classes = _class_indices(class_index, keras.ops.convert_to_numpy(logits))
+        index = torch.as_tensor(classes, device=logits.device)[:, None]
+        chosen = torch.gather(logits, 1, index).sum()
+        (grads,) = torch.autograd.grad(chosen, features)
+    return (features.detach().cpu().numpy(), grads.detach().cpu().numpy(),
+            logits.detach().cpu().numpy().astype("float32"), classes)
+
+
+def _gradients_jax(model, layer, x, class_index):
+    """The same by ``jax.grad`` of the network after the layer (a function of the map)."""
+    import jax
+    import jax.numpy as jnp
+
+    from ._compat import keras
+
+    feature_tensor, pre_tensor, head, _ = _score_parts(model, layer)
+    before = keras.Model(model.inputs, feature_tensor)
+    try:
+        after = keras.Model(feature_tensor, pre_tensor)
+    except ValueError:
+        raise ValueError(f"layer={layer!r}: on the JAX backend Grad-CAM needs a layer whose output "
+                         "alone feeds the classifier (a block's output such as "
+                         f"{default_layer(model)!r}); this one's does not") from None
+    trainable = [v.value for v in after.trainable_variables]
+    non_trainable = [v.value for v in after.non_trainable_variables]
+
+    def logits_of(features):
+        pre, _ = after.stateless_call(trainable, non_trainable, features, training=False)
+        return head(pre)
+
+    features = before(x, training=False)
+    logits = logits_of(features)
+    classes = _class_indices(class_index, np.asarray(logits))
+    index = jnp.asarray(classes)[:, None]
+    grads = jax.grad(lambda f: jnp.take_along_axis(logits_of(f), index, axis=1).sum())(features)
+    return np.asarray(features), np.asarray(grads), np.asarray(logits, "float32"), classes
 
 
 def _class_indices(class_index, logits):
@@ -131,12 +201,13 @@ def _class_indices(class_index, logits):
 def upsample(heatmap, size):
     """``heatmap`` ``[h, w]`` resized (bilinear) to ``size`` ``(H, W)`` and scaled to 0..1
     (an all-zero map stays zero)."""
-    import tensorflow as tf
+    from ._compat import keras
 
     h = np.asarray(heatmap, "float32")
     top = float(h.max()) if h.size else 0.0
     h = h / top if top > 0 else np.zeros_like(h)
-    return tf.image.resize(h[..., None], size, method="bilinear").numpy()[..., 0].clip(0, 1)
+    resized = keras.ops.image.resize(h[None, ..., None], tuple(size), interpolation="bilinear")
+    return keras.ops.convert_to_numpy(resized)[0, ..., 0].clip(0, 1)
 
 
 def overlay(image, heatmap, alpha=0.45, colormap="jet"):

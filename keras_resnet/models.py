@@ -26,6 +26,7 @@ models), ``avg_pool``/``max_pool`` and ``predictions``.
 """
 
 import dataclasses
+import json
 import os
 import sys
 
@@ -34,8 +35,8 @@ from .layers import BlockSpec, block_parts, bn_layer, check_bottleneck_width, co
 from .preprocessing import preprocessing_spec
 from .specs import (ATTENTIONS, BLOCKS, BOTTLENECK_ONLY, CIFAR_DEPTHS, CIFAR_FILTERS,  # noqa: F401
                     CIFAR_PREACT_DEPTHS, GROUPED_CONV, IMAGENET_DEPTHS, IMAGENET_FILTERS,
-                    OUTPUT_STRIDES, POOLINGS, SHORTCUTS, SPEC_OPTIONS, STEMS, STRIDE_BLOCK,
-                    STRIDE_ON, USE_BIAS)
+                    MODEL_SHORTCUTS, OUTPUT_STRIDES, POOLINGS, SHORTCUTS, SPEC_OPTIONS,
+                    STEM_POOL_PADDINGS, STEMS, STRIDE_BLOCK, STRIDE_ON, USE_BIAS)
 from .specs import MAX_CHANNELS, MAX_INPUT_SIZE, check_depth, check_limits, check_stage_count
 from .specs import choice as _choice
 from .specs import positive_int as _positive_int
@@ -135,6 +136,7 @@ class ResNetSpec:
     drop_path_rate: float
     output_stride: object
     grouped_conv: str
+    stem_pool_padding: str
     include_preprocessing: bool
     preprocessing: object
     include_top: bool
@@ -157,7 +159,7 @@ class ResNetSpec:
         put("stackwise_strides", tuple(_positive_list(
             "stackwise_strides", [1] + [2] * (len(blocks) - 1) if strides is None else strides,
             len(blocks))))
-        for name, accepted in (("block", BLOCKS), ("stem", STEMS), ("shortcut", SHORTCUTS),
+        for name, accepted in (("block", BLOCKS), ("stem", STEMS), ("shortcut", MODEL_SHORTCUTS),
                                ("stride_on", STRIDE_ON), ("stride_block", STRIDE_BLOCK),
                                ("use_bias", USE_BIAS), ("pooling", POOLINGS)):
             _choice(name, getattr(self, name), accepted)
@@ -167,8 +169,12 @@ class ResNetSpec:
         _positive_int("groups", self.groups)
         _positive_int("width_per_group", self.width_per_group)
         for name, accepted in (("attention", ATTENTIONS), ("output_stride", OUTPUT_STRIDES),
-                               ("grouped_conv", GROUPED_CONV)):
+                               ("grouped_conv", GROUPED_CONV),
+                               ("stem_pool_padding", STEM_POOL_PADDINGS)):
             _choice(name, getattr(self, name), accepted)
+        if self.stem_pool_padding != "zeros" and self.stem == "cifar":
+            raise ValueError(f"stem_pool_padding={self.stem_pool_padding!r} needs a stem with a "
+                             "max-pool; accepted with stem='cifar': 'zeros'")
         rate = self.drop_path_rate
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
             raise ValueError(f"drop_path_rate={rate!r} is not supported; expected a number in [0, 1)")
@@ -236,8 +242,10 @@ class ResNet(keras.Model):
             ``"cifar"`` (3x3/1 conv).
         stem_filters: channels of the stem convolution (default: the first stage's
             ``stackwise_num_filters``).
-        shortcut: ``"A"`` (parameter free), ``"B"`` (projection where channels change)
-            or ``"C"`` (projection everywhere); see :mod:`keras_resnet.layers`.
+        shortcut: ``"A"`` (parameter free), ``"B"`` (projection where channels change),
+            ``"C"`` (projection everywhere) or ``"first"`` (projection on the first block of
+            every stage, identity elsewhere: keras-hub's layout); see
+            :mod:`keras_resnet.layers`.
         preact: full pre-activation blocks ("Identity Mappings"); the stem is then a bare
             convolution and the last stage is followed by BN-ReLU.
         zero_init: last BN gamma (post-activation) or last conv (pre-activation) of every
@@ -267,6 +275,10 @@ class ResNet(keras.Model):
             (default), ``"native"`` (one grouped op), ``"split"`` (per-group
             convolutions, concatenated) or ``"keras"`` (Keras's XLA route); see
             :class:`keras_resnet.layers.GroupedConv2D`. Same weights and function in each.
+        stem_pool_padding: how the stem's 3x3/2 max-pool pads: ``"zeros"`` (default, as
+            keras.applications) or ``"-inf"`` (padding never wins the max, as PyTorch and
+            keras-hub's ResNetV2). They differ only where a border window is all negative,
+            which happens in pre-activation stems (no ReLU before the pool).
         include_preprocessing: put the input preprocessing in the model (a
             ``keras.layers.Rescaling`` named ``preprocessing``), so it takes RGB pixels in
             0..255, as keras.applications' EfficientNetV2 and ConvNeXt do.
@@ -305,6 +317,7 @@ class ResNet(keras.Model):
         drop_path_rate=0.0,
         output_stride=None,
         grouped_conv="auto",
+        stem_pool_padding="zeros",
         include_preprocessing=False,
         preprocessing="torch",
         include_top=True,
@@ -382,8 +395,26 @@ class ResNet(keras.Model):
         """Each stage's output stride (input size / feature map size), first to last."""
         return list(self._resnet_spec.stage_strides)
 
+    @property
+    def pretrained_cfg(self):
+        """The input configuration of the model's weights (mean, std, interpolation,
+        ``crop_pct``, sizes: :func:`keras_resnet.create_model`, :func:`keras_resnet.from_preset`),
+        or None; saved in the config, so a ``.keras`` file keeps it. A copy: assign to change it."""
+        text = getattr(self, "_pretrained_cfg_json", None)
+        return None if text is None else json.loads(text)
+
+    @pretrained_cfg.setter
+    def pretrained_cfg(self, cfg):
+        if cfg is not None and not isinstance(cfg, dict):
+            raise ValueError(f"pretrained_cfg={cfg!r} is not supported; expected a dict or None")
+        # Kept as JSON text: plain data in the config, nothing for Keras to track.
+        self._pretrained_cfg_json = None if cfg is None else json.dumps(dict(cfg))
+
     def get_config(self):
-        return {"name": self.name, "trainable": self.trainable, **self._resnet_config}
+        config = {"name": self.name, "trainable": self.trainable, **self._resnet_config}
+        if self.pretrained_cfg is not None:
+            config["pretrained_cfg"] = self.pretrained_cfg
+        return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
@@ -395,8 +426,10 @@ class ResNet(keras.Model):
         if isinstance(config.get("input_shape"), list):
             config["input_shape"] = tuple(config["input_shape"])
         trainable = config.pop("trainable", True)
+        pretrained_cfg = config.pop("pretrained_cfg", None)
         model = cls(**config)
         model.trainable = trainable
+        model.pretrained_cfg = pretrained_cfg
         return model
 
 
@@ -411,7 +444,7 @@ def _backbone(x, spec):
     # A block spec for the stem convolution, so it shares the conv/BN settings.
     stem_spec = BlockSpec("basic", spec.stem_filters, spec.input_shape[-1], checked=True,
                           **{k: v for k, v in options.items() if k not in BOTTLENECK_ONLY})
-    x = _stem(x, spec.stem, spec.stem_filters, stem_spec)
+    x = _stem(x, spec.stem, spec.stem_filters, stem_spec, spec.stem_pool_padding)
     blocks = spec.stackwise_num_blocks
     total, index = sum(blocks), 0
     for s, (n_blocks, f, (stride, dilation, first)) in enumerate(
@@ -420,6 +453,8 @@ def _backbone(x, spec):
         for b in range(n_blocks):
             rate = spec.drop_path_rate * index / (total - 1) if total > 1 else 0.0
             index += 1
+            if spec.shortcut == "first":  # a projection on the stage's first block only
+                options["shortcut"] = "C" if b == 0 else "B"
             block_spec = BlockSpec(
                 spec.block, f, int(x.shape[-1]), stride if b == stride_at else 1, checked=True,
                 dilation=dilation, first_dilation=first if b == 0 else dilation,
@@ -432,7 +467,7 @@ def _backbone(x, spec):
     return x
 
 
-def _stem(x, stem, filters, spec):
+def _stem(x, stem, filters, spec, pool_padding="zeros"):
     """The stem: ImageNet 7x7/2 conv + 3x3/2 max-pool, deep (3x3/2, 3x3, 3x3 convs) +
     3x3/2 max-pool, or CIFAR 3x3 conv."""
     if stem == "deep":
@@ -449,8 +484,7 @@ def _stem(x, stem, filters, spec):
         if not spec.preact:
             x = bn_layer(spec, "stem_bn")(x)
             x = layers.ReLU(name="stem_relu")(x)
-        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-        return layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+        return _stem_pool(x, pool_padding)
     kernel, strides = (7, 2) if stem == "imagenet" else (3, 1)
     if strides > 1:
         x = layers.ZeroPadding2D(kernel // 2, name="stem_pad")(x)
@@ -462,9 +496,19 @@ def _stem(x, stem, filters, spec):
     if stem == "imagenet":
         # Zero padding equals PyTorch's -inf padding after a ReLU, and is what
         # keras.applications does in both its v1 and v2 stems.
-        x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
-        x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+        x = _stem_pool(x, pool_padding)
     return x
+
+
+def _stem_pool(x, padding):
+    """The stem's 3x3/2 max-pool with one pixel of padding: zeros, or "-inf" (padding never
+    wins), built as a 3x3 stride-1 "same" max-pool (which ignores its border) sampled every
+    second pixel: the same windows and sizes, with built-in layers only."""
+    if padding == "-inf":
+        x = layers.MaxPooling2D(3, strides=1, padding="same", name="stem_pool_window")(x)
+        return layers.MaxPooling2D(1, strides=2, name="stem_pool")(x)
+    x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)
+    return layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
 
 
 def feature_extractor(model, stages=None):

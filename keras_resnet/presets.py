@@ -11,21 +11,26 @@ A keras-hub preset directory holds ``config.json`` (a ``ResNetBackbone``),
 ``image_size``, ``interpolation``). keras_resnet reads and writes them through keras-hub
 itself (``pip install keras-hub``), so whatever keras-hub loads, this loads.
 
-What maps (keras-hub ``block_type`` -> keras_resnet options):
+What maps (keras-hub ``ResNetBackbone`` arguments -> keras_resnet options):
 
-* ``basic_block`` / ``bottleneck_block`` (ResNet v1, torchvision layout): the ImageNet
-  stem, projection shortcuts where the channels change.
-* ``bottleneck_block_vd`` (ResNet-D): ``stem="deep"``, ``avg_down=True``.
+* ``input_conv_kernel_sizes`` ``[7]`` -> the ImageNet stem; ``[3, 3, 3]`` with ``f/2, f/2, f``
+  filters -> ``stem="deep"`` (ResNet-C/D).
+* ``basic_block`` / ``bottleneck_block`` (ResNet v1, torchvision's layout): projection
+  shortcuts where the channels change (``shortcut="B"``).
+* ``*_vd`` (ResNet-D): ``avg_down=True``. ``basic_block_vd`` projects on the first block of
+  its first stack too, where the channels stay 64: ``shortcut="first"``.
+* ``use_pre_activation=True`` (ResNetV2): ``preact=True`` with
+  ``stem_pool_padding="-inf"`` (keras-hub pads the stem max-pool with -inf, where
+  keras.applications and keras_resnet's default pad with zeros).
 
-Refused, with the reason: ``use_pre_activation=True`` (keras-hub's ResNetV2 pads its stem
-max-pool with -inf, keras_resnet's pre-activation stem with zeros, as keras.applications'
-ResNetV2 does: the two differ where a window's values are all negative), and
-``basic_block_vd`` (keras-hub gives its first stage a projection shortcut although the
-channels do not change; keras_resnet's shortcut options have no such layout).
+Refused, with the reason: pre-activation ``_vd`` blocks (keras-hub's skip the shortcut's
+average pool, so a strided stage cannot run there). In the other direction, a model with
+options keras-hub lacks is refused, naming each one.
 
 Layer names: ``conv1_conv`` -> ``stem_conv`` (``conv1/2/3_conv`` -> ``stem_conv1/2/3`` in the
 deep stem), ``stack{i}_block{j}_{k}_conv`` -> ``stage{i+1}_block{j+1}_conv{k}``, ``_0_conv`` ->
-``shortcut_conv``, the classifier's ``predictions`` -> ``predictions``.
+``shortcut_conv``, ``_pre_activation_bn`` -> ``preact_bn``, ``post_bn`` -> ``post_bn``, the
+classifier's ``predictions`` -> ``predictions``.
 
 Only local directories: a ``kaggle://`` or ``hf://`` handle is refused with the command
 that downloads it first.
@@ -82,112 +87,136 @@ def _keras_hub():
 # keras-hub config <-> keras_resnet options
 
 
+def hub_projections(block_type, num_stacks):
+    """Which stacks keras-hub gives a projection shortcut (on their first block): all of
+    them, except the first stack of ``basic_block``."""
+    return [block_type != "basic_block" or i > 0 for i in range(num_stacks)]
+
+
+def projections(shortcut, block, stem_filters, widths):
+    """Which stages of a keras_resnet network with ``shortcut`` "B" or "first" project on
+    their first block (B: where the channels change)."""
+    expansion = 4 if block == "bottleneck" else 1
+    channels, out = stem_filters, []
+    for w in widths:
+        out.append(shortcut == "first" or channels != w * expansion)
+        channels = w * expansion
+    return out
+
+
 def options_from_backbone_config(c):
     """``ResNet`` keyword arguments for a keras-hub ``ResNetBackbone`` config."""
     block_type = c["block_type"]
-    if c.get("use_pre_activation"):
-        raise ValueError(
-            "keras-hub ResNetV2 presets (use_pre_activation=True) are not supported: keras-hub "
-            "pads the stem max-pool with -inf, keras_resnet's pre-activation stem with zeros "
-            "(as keras.applications ResNetV2), so the networks differ; accepted: block_type "
-            "basic_block, bottleneck_block, bottleneck_block_vd without pre-activation")
-    if block_type == "basic_block_vd":
-        raise ValueError(
-            "keras-hub block_type='basic_block_vd' is not supported: its first stage has a "
-            "projection shortcut where the channels do not change, which keras_resnet's "
-            "shortcut options do not build; accepted: basic_block, bottleneck_block, "
-            "bottleneck_block_vd")
-    if block_type not in ("basic_block", "bottleneck_block", "bottleneck_block_vd"):
+    if block_type not in ("basic_block", "bottleneck_block", "basic_block_vd", "bottleneck_block_vd"):
         raise ValueError(f"block_type={block_type!r} is not supported; accepted: basic_block, "
-                         "bottleneck_block, bottleneck_block_vd")
+                         "bottleneck_block, basic_block_vd, bottleneck_block_vd")
+    preact, vd = bool(c.get("use_pre_activation")), block_type.endswith("_vd")
+    if preact and vd:
+        raise ValueError(
+            f"block_type={block_type!r} with use_pre_activation=True is not supported: keras-hub's "
+            "pre-activation _vd blocks skip the shortcut's average pool (a strided stage does "
+            "not build there); accepted: _vd blocks without pre-activation, or basic_block, "
+            "bottleneck_block with it")
     if c.get("data_format", "channels_last") not in (None, "channels_last"):
         raise ValueError(f"data_format={c['data_format']!r} is not supported; accepted: channels_last")
     filters, kernels = list(c["input_conv_filters"]), list(c["input_conv_kernel_sizes"])
-    vd = block_type.endswith("_vd")
-    if vd:
-        if kernels != [3, 3, 3] or len(filters) != 3 or filters[0] != filters[1] or filters[2] != 2 * filters[0]:
-            raise ValueError(f"input_conv_filters={filters}, input_conv_kernel_sizes={kernels} is "
-                             "not supported for _vd blocks; accepted: three 3x3 convolutions with "
-                             "f/2, f/2, f filters (the ResNet-D stem)")
-    elif kernels != [7] or len(filters) != 1:
+    deep = len(filters) == 3
+    if deep and (kernels != [3, 3, 3] or filters[0] != filters[1] or filters[2] != 2 * filters[0]):
+        raise ValueError(f"input_conv_filters={filters}, input_conv_kernel_sizes={kernels} is "
+                         "not supported; accepted: one 7x7 convolution, or three 3x3 "
+                         "convolutions with f/2, f/2, f filters (the ResNet-D stem)")
+    if not deep and (kernels != [7] or len(filters) != 1):
         raise ValueError(f"input_conv_filters={filters}, input_conv_kernel_sizes={kernels} is not "
-                         "supported; accepted: one 7x7 convolution (or the _vd three-conv stem)")
+                         "supported; accepted: one 7x7 convolution, or three 3x3 convolutions "
+                         "with f/2, f/2, f filters (the ResNet-D stem)")
     block = "bottleneck" if "bottleneck" in block_type else "basic"
-    expansion = 4 if block == "bottleneck" else 1
     widths, blocks = list(c["stackwise_num_filters"]), list(c["stackwise_num_blocks"])
-    channels = filters[-1]
-    for i, w in enumerate(widths):  # keras-hub: a projection on each stack's first block,
-        first_projection = block != "basic" or i > 0  # except basic_block's first stack
-        if first_projection and channels == w * expansion:
-            raise ValueError(f"stackwise_num_filters={widths}: stack {i} keeps {channels} channels "
-                             "but keras-hub gives it a projection shortcut; keras_resnet projects "
-                             "only where the channels change")
-        if not first_projection and (channels != w * expansion or c["stackwise_num_strides"][i] != 1):
-            raise ValueError(f"stack {i}: keras-hub's identity shortcut needs the same channels and "
-                             "stride 1 there")
-        channels = w * expansion
+    strides = list(c["stackwise_num_strides"])
+    hub = hub_projections(block_type, len(widths))
+    if not hub[0] and (filters[-1] != widths[0] or strides[0] != 1):
+        raise ValueError("stack 0: keras-hub's identity shortcut needs the same channels and "
+                         "stride 1 there")
+    # keras-hub projects on each stack's first block: where the channels change, that is
+    # keras_resnet's option B; where they do not (basic_block_vd's first stack), "first".
+    if hub == projections("B", block, filters[-1], widths):
+        shortcut = "B"
+    elif hub == projections("first", block, filters[-1], widths):
+        shortcut = "first"
+    else:
+        raise ValueError(f"stackwise_num_filters={widths}: keras-hub's shortcuts there (a projection "
+                         f"on the first block of stacks {[i for i, p in enumerate(hub) if p]}) "
+                         "match no keras_resnet shortcut option")
     image_shape = c.get("image_shape") or (None, None, 3)
-    options = dict(
-        stackwise_num_blocks=blocks, stackwise_num_filters=widths,
-        stackwise_strides=list(c["stackwise_num_strides"]), block=block,
-        stem="deep" if vd else "imagenet", stem_filters=filters[-1], avg_down=vd,
-        shortcut="B", stride_on="3x3", use_bias=False, bn_epsilon=1e-5, bn_momentum=0.9,
-        input_shape=tuple(image_shape),
+    return dict(
+        stackwise_num_blocks=blocks, stackwise_num_filters=widths, stackwise_strides=strides,
+        block=block, stem="deep" if deep else "imagenet", stem_filters=filters[-1], avg_down=vd,
+        shortcut=shortcut, preact=preact, stride_on="3x3", use_bias=False, bn_epsilon=1e-5,
+        bn_momentum=0.9, input_shape=tuple(image_shape),
+        # keras-hub's ResNetV2 pads its stem max-pool with -inf (no ReLU before it there).
+        **({"stem_pool_padding": "-inf"} if preact else {}),
     )
-    return options
 
 
 def backbone_config_from_model(model):
     """keras-hub ``ResNetBackbone`` arguments for a keras_resnet model (or ValueError)."""
     c = model.get_config()
     problems = []
-    wanted = dict(shortcut="B", stride_on="3x3", stride_block="first", use_bias=False,
+    wanted = dict(stride_on="3x3", stride_block="first", use_bias=False,
                   residual=True, groups=1, width_per_group=64, attention=None,
-                  output_stride=None, preact=False)
+                  output_stride=None)
     if c["block"] == "basic":
         wanted.pop("stride_on")
     for key, value in wanted.items():
         if c.get(key) != value:
             problems.append(f"{key}={c.get(key)!r} (keras-hub needs {value!r})")
+    if c["shortcut"] not in ("B", "first"):
+        problems.append(f"shortcut={c['shortcut']!r} (keras-hub's layouts are 'B' and 'first')")
     if not np.isclose(c.get("bn_epsilon"), 1e-5, rtol=1e-6, atol=0):
         problems.append(f"bn_epsilon={c.get('bn_epsilon')!r} (keras-hub uses 1e-5)")
     if c["stem"] == "cifar":
         problems.append("stem='cifar' (keras-hub has the ImageNet and ResNet-D stems)")
-    if c["stem"] == "deep" and not c["avg_down"]:
-        problems.append("stem='deep' without avg_down (keras-hub's _vd blocks have both)")
-    if c["avg_down"] and c["stem"] != "deep":
-        problems.append("avg_down without stem='deep' (keras-hub's _vd blocks have both)")
-    if c["stem"] == "deep" and c["block"] == "basic":
-        problems.append("a basic-block ResNet-D (keras-hub's basic_block_vd has another "
-                        "first-stage shortcut)")
+    if c["preact"] and c.get("stem_pool_padding", "zeros") != "-inf":
+        problems.append("preact=True with stem_pool_padding='zeros' (keras-hub's ResNetV2 pads its "
+                        "stem max-pool with -inf: build the model with stem_pool_padding='-inf')")
+    if c["preact"] and c["avg_down"]:
+        problems.append("preact=True with avg_down=True (keras-hub's pre-activation _vd blocks "
+                        "skip the average pool)")
     if c["stackwise_num_filters"][0] != 64:
         problems.append(f"stackwise_num_filters={c['stackwise_num_filters']} (keras-hub needs 64 first)")
+    if not problems:
+        hub = _hub_config(c)
+        want = hub_projections(hub["block_type"], len(c["stackwise_num_filters"]))
+        have = projections(c["shortcut"], c["block"], c["stem_filters"], c["stackwise_num_filters"])
+        if want != have:
+            problems.append(f"shortcut={c['shortcut']!r} projects on the first block of stages "
+                            f"{[i + 1 for i, p in enumerate(have) if p]}, keras-hub's "
+                            f"{hub['block_type']} on stages {[i + 1 for i, p in enumerate(want) if p]}")
     if problems:
         raise ValueError(f"{model.name} has no keras-hub ResNet equivalent: {'; '.join(problems)}")
     try:
-        options_from_backbone_config(_hub_config(c))  # the same shortcut rules both ways
+        options_from_backbone_config(_hub_config(c))  # the same rules both ways
     except ValueError as e:
         raise ValueError(f"{model.name} has no keras-hub ResNet equivalent: {e}") from None
     return _hub_config(c)
 
 
 def _hub_config(c):
-    vd = c["stem"] == "deep"
+    deep = c["stem"] == "deep"
     f = c["stem_filters"]
-    suffix = "_vd" if vd else ""
+    suffix = "_vd" if c["avg_down"] else ""
     return dict(
-        input_conv_filters=[f // 2, f // 2, f] if vd else [f],
-        input_conv_kernel_sizes=[3, 3, 3] if vd else [7],
+        input_conv_filters=[f // 2, f // 2, f] if deep else [f],
+        input_conv_kernel_sizes=[3, 3, 3] if deep else [7],
         stackwise_num_filters=list(c["stackwise_num_filters"]),
         stackwise_num_blocks=list(c["stackwise_num_blocks"]),
         stackwise_num_strides=list(c["stackwise_strides"]),
         block_type=f"{c['block']}_block{suffix}",
-        use_pre_activation=False,
+        use_pre_activation=bool(c["preact"]),
         image_shape=tuple(c["input_shape"]),
     )
 
 
-_HUB_BLOCK = re.compile(r"^stack(\d+)_block(\d+)_(\d)_(conv|bn)$")
+_HUB_BLOCK = re.compile(r"^stack(\d+)_block(\d+)_(\d|pre_activation)_(conv|bn)$")
 _HUB_STEM = {"conv1_conv": "stem_conv1", "conv1_bn": "stem_bn1", "conv2_conv": "stem_conv2",
              "conv2_bn": "stem_bn2", "conv3_conv": "stem_conv3", "conv3_bn": "stem_bn"}
 
@@ -203,8 +232,11 @@ def keras_resnet_name(hub_name, deep_stem):
     m = _HUB_BLOCK.match(hub_name)
     if not m:
         return None
-    stage, block, index, kind = int(m.group(1)) + 1, int(m.group(2)) + 1, int(m.group(3)), m.group(4)
-    role = f"shortcut_{kind}" if index == 0 else f"{kind}{index}"
+    stage, block, index, kind = int(m.group(1)) + 1, int(m.group(2)) + 1, m.group(3), m.group(4)
+    if index == "pre_activation":
+        role = f"preact_{kind}"
+    else:
+        role = f"shortcut_{kind}" if index == "0" else f"{kind}{index}"
     return f"stage{stage}_block{block}_{role}"
 
 

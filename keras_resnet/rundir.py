@@ -102,6 +102,7 @@ FIELDS = {
     "effective_lr": ("a number", False),
     "steps_per_epoch": ("an integer", False),
     "init_from": ("an object", True),
+    "pretrained_cfg": ("an object", True),
     "bn_statistics": ("a string", False),
     "unreadable_images_skipped": ("a list", False),
     "config": ("an object", False),

@@ -48,6 +48,12 @@ def depth_of(block, blocks):
 BLOCKS = ("basic", "bottleneck")
 STEMS = ("imagenet", "cifar", "deep")
 SHORTCUTS = ("A", "B", "C")
+# A network also accepts "first": a projection on the first block of every stage, identity
+# elsewhere (keras-hub's ResNets, whose basic_block_vd projects in stage 1 as well).
+MODEL_SHORTCUTS = SHORTCUTS + ("first",)
+# How the stem's 3x3/2 max-pool pads: "zeros" (keras.applications), or "-inf" (PyTorch's
+# and keras-hub's: a padded cell never wins; differs only where a window is all negative).
+STEM_POOL_PADDINGS = ("zeros", "-inf")
 ATTENTIONS = (None, "se", "eca")
 GROUPED_CONV = ("auto", "native", "split", "keras")
 STRIDE_ON = ("3x3", "1x1")

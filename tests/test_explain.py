@@ -132,3 +132,64 @@ def test_grad_cam_on_registered_models_is_their_cam(name):
     assert heat.shape == cam.shape
     tol = 1e-5 * float(np.abs(cam).max()) / area
     assert float(np.abs(heat - np.maximum(cam, 0) / area).max()) <= tol
+
+
+# The other backends: a child process per backend (Keras picks its backend once, at import),
+# isolated from the working directory. It computes Grad-CAM and the feature map with its own
+# backend; CAM is computed here from that map and the classifier's kernel, as above.
+_BACKEND_SIDE = r"""
+import sys, numpy as np, keras
+from keras_resnet import explain
+folder, backend = sys.argv[1], sys.argv[2]
+assert keras.backend.backend() == backend, keras.backend.backend()
+out = {}
+for name in ("logits", "softmax", "preact"):
+    model = keras.saving.load_model(f"{folder}/{name}.keras", compile=False, safe_mode=True)
+    images = np.load(f"{folder}/images.npy")
+    layer = explain.default_layer(model)
+    heat, top = explain.grad_cam(model, images, return_classes=True)
+    low = np.load(f"{folder}/{name}_low.npy")
+    heat_low = explain.grad_cam(model, images, class_index=low, layer=layer)
+    features = keras.Model(model.input, model.get_layer(layer).output)(images)
+    out.update({f"{name}_heat": heat, f"{name}_top": top, f"{name}_heat_low": heat_low,
+                f"{name}_features": keras.ops.convert_to_numpy(features)})
+np.savez(f"{folder}/{backend}.npz", **out)
+print("OK", backend)
+"""
+
+
+@pytest.mark.slow  # ~40 s each: a fresh process loading Keras on another backend
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_grad_cam_is_the_class_activation_map_on_other_backends(backend, tmp_path):
+    pytest.importorskip(backend)
+    import keras
+
+    images = np.random.default_rng(1).uniform(-1, 1, (3, 32, 32, 3)).astype("float32")
+    np.save(tmp_path / "images.npy", images)
+    models = {"logits": _model(None), "softmax": _model("softmax"), "preact": _model(None, preact=True)}
+    for name, model in models.items():
+        model.save(tmp_path / f"{name}.keras")
+        pooled = keras.Model(model.input, model.get_layer("avg_pool").output)(images)
+        logits = np.asarray(pooled) @ np.asarray(model.get_layer("predictions").kernel)
+        np.save(tmp_path / f"{name}_low.npy", np.argmin(logits, axis=1))
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu",
+               CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run([sys.executable, "-I", "-c", _BACKEND_SIDE, str(tmp_path), backend],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = np.load(tmp_path / f"{backend}.npz")
+    for name, model in models.items():
+        kernel = np.asarray(model.get_layer("predictions").kernel, "float64")
+        features = got[f"{name}_features"].astype("float64")
+        area = features.shape[1] * features.shape[2]
+        low = np.load(tmp_path / f"{name}_low.npy")
+        for heat, classes in ((got[f"{name}_heat"], got[f"{name}_top"]), (got[f"{name}_heat_low"], low)):
+            cam = np.einsum("nhwk,nk->nhw", features, kernel[:, classes].T)
+            assert heat.shape == cam.shape == (3, 8, 8)
+            tol = 1e-5 * float(np.abs(cam).max()) / area      # float32 rounding, as above
+            assert float(np.abs(heat - np.maximum(cam, 0) / area).max()) <= tol, (name, backend)
+        # The top class is the backend's own argmax of the logits it computed.
+        pooled = got[f"{name}_features"].mean(axis=(1, 2)) @ kernel + model.get_layer("predictions").bias
+        np.testing.assert_array_equal(got[f"{name}_top"], np.argmax(pooled, axis=1))
+        assert (got[f"{name}_heat"] > 0).any()

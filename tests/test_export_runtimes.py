@@ -349,9 +349,14 @@ def test_tflite_metadata_reads_back_and_float_files_are_gpu_compatible(run, tmp_
         for o in outputs:
             (label_file,) = children(o, 6)
             assert string(label_file, 0) == "labels.txt" and byte(label_file, 2) == 2  # TENSOR_AXIS_LABELS
-        # The label file is packed in the zip archive appended to the model.
+        # The model's own file: the evaluation transform (DESCRIPTIONS).
+        (own,) = children(m, 6)
+        assert string(own, 0) == "eval_transform.json" and byte(own, 2) == 1
+        # The label file and that one are packed in the zip archive appended to the model.
         with zipfile.ZipFile(io.BytesIO(content)) as z:
             assert z.read("labels.txt").decode().splitlines() == NAMES
+            transform = json.loads(z.read("eval_transform.json"))
+            assert transform["resize"].startswith("to 8x8") and "pretrained_cfg" not in transform
         # The model with its metadata still runs, as exported.
         logits = LiteRTModel(entry["path"]).logits(run.x[:64])
         if precision == "fp32":

@@ -24,6 +24,15 @@ CONFIGS = {
                           block_type="bottleneck_block", stackwise_num_blocks=[2, 1, 1, 1]),
     "vd_bottleneck": dict(input_conv_filters=[32, 32, 64], input_conv_kernel_sizes=[3, 3, 3],
                           block_type="bottleneck_block_vd", stackwise_num_blocks=[1, 2, 1, 1]),
+    # basic_block_vd: a projection on the first stack too, where the channels stay 64.
+    "vd_basic": dict(input_conv_filters=[32, 32, 64], input_conv_kernel_sizes=[3, 3, 3],
+                     block_type="basic_block_vd", stackwise_num_blocks=[2, 1, 1, 1]),
+    # ResNetV2: pre-activation, the stem max-pool padded with -inf.
+    "v2_basic": dict(input_conv_filters=[64], input_conv_kernel_sizes=[7], block_type="basic_block",
+                     stackwise_num_blocks=[2, 1, 1, 1], use_pre_activation=True),
+    "v2_bottleneck": dict(input_conv_filters=[64], input_conv_kernel_sizes=[7],
+                          block_type="bottleneck_block", stackwise_num_blocks=[2, 1, 1, 1],
+                          use_pre_activation=True),
 }
 
 
@@ -68,6 +77,31 @@ def test_keras_hub_classifier_preset_loads_with_the_same_logits(kind, tmp_path):
     assert model.pretrained_cfg["image_size"] == [64, 64]
 
 
+@pytest.mark.parametrize("kind,option,other", [("v2_bottleneck", "stem_pool_padding", "zeros"),
+                                               ("vd_basic", "shortcut", "B")])
+def test_the_option_a_preset_needs_is_what_makes_it_match(kind, option, other, tmp_path):
+    """A v2 preset gives stem_pool_padding='-inf' and a basic_block_vd preset shortcut='first';
+    the default value of that option, with the same weights, computes another function, so
+    the matches above check the option itself."""
+    backbone = _backbone(kind)
+    backbone.save_to_preset(str(tmp_path / "preset"))
+    model = kr.from_preset(tmp_path / "preset")
+    config = model.get_config()
+    assert config[option] == {"stem_pool_padding": "-inf", "shortcut": "first"}[option]
+    x = _normalised(_pixels())
+    want = np.asarray(backbone(x, training=False))
+    assert _rel(model(x, training=False), want) <= 1e-5
+    if option == "stem_pool_padding":
+        assert config["preact"] and "stem_pool_window" in [layer.name for layer in model.layers]
+        changed = kr.ResNet.from_config({**config, option: other})
+        changed.set_weights(model.get_weights())
+        assert _rel(changed(x, training=False), want) > 1e-3
+    else:  # shortcut B has no stage-1 projection, whose weights keras-hub's preset holds
+        changed = kr.ResNet.from_config({**config, option: other})
+        missing = {layer.name for layer in model.layers} - {layer.name for layer in changed.layers}
+        assert missing == {"stage1_block1_shortcut_conv", "stage1_block1_shortcut_bn"}
+
+
 def test_keras_hub_backbone_preset_loads_with_the_same_features(tmp_path):
     backbone = _backbone("vd_bottleneck")
     backbone.save_to_preset(str(tmp_path / "preset"))
@@ -81,8 +115,13 @@ def test_keras_hub_backbone_preset_loads_with_the_same_features(tmp_path):
         assert tuple(pyramid.pyramid_outputs[level].shape[1:]) == tuple(tensor.shape[1:])
 
 
-@pytest.mark.parametrize("ctor,options", [("ResNet18", {}),
-                                          pytest.param("ResNet50D", {}, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("ctor,options", [
+    ("ResNet18", {}),
+    ("PreActResNet18", {"stem_pool_padding": "-inf"}),        # keras-hub ResNetV2
+    ("ResNet18D", {"shortcut": "first"}),                      # keras-hub basic_block_vd
+    pytest.param("ResNet50D", {}, marks=pytest.mark.slow),
+    pytest.param("PreActResNet50", {"stem_pool_padding": "-inf"}, marks=pytest.mark.slow),
+])
 def test_keras_resnet_model_saved_as_a_preset_loads_in_keras_hub(ctor, options, tmp_path):
     model = getattr(kr, ctor)(classes=5, classifier_activation=None, include_preprocessing=True,
                               preprocessing="torch", **options)
@@ -111,15 +150,22 @@ def test_backbone_without_top_saves_as_a_backbone_preset(tmp_path):
 
 
 def test_what_has_no_equivalent_is_refused_and_nothing_written(tmp_path):
+    # keras-hub builds a pre-activation _vd backbone without fixed sizes, but its strided
+    # stages cannot run (the shortcut skips the average pool).
     backbone = keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[7], stackwise_num_filters=[64, 128],
-        stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2], block_type="basic_block",
-        use_pre_activation=True)
-    backbone.save_to_preset(str(tmp_path / "v2"))
-    with pytest.raises(ValueError, match=r"ResNetV2 presets \(use_pre_activation=True\) are not supported"):
-        kr.from_preset(tmp_path / "v2")
-    with pytest.raises(ValueError, match=r"has no keras-hub ResNet equivalent: preact=True"):
+        input_conv_filters=[32, 32, 64], input_conv_kernel_sizes=[3, 3, 3],
+        stackwise_num_filters=[64, 128], stackwise_num_blocks=[1, 1], stackwise_num_strides=[1, 2],
+        block_type="bottleneck_block_vd", use_pre_activation=True)
+    backbone.save_to_preset(str(tmp_path / "v2vd"))
+    with pytest.raises(ValueError, match=r"with use_pre_activation=True is not supported: keras-hub's "
+                                         r"pre-activation _vd blocks skip"):
+        kr.from_preset(tmp_path / "v2vd")
+    with pytest.raises(ValueError, match=r"has no keras-hub ResNet equivalent: preact=True with "
+                                         r"stem_pool_padding='zeros' .*stem_pool_padding='-inf'"):
         kr.save_to_preset(kr.PreActResNet18(), tmp_path / "out")
+    with pytest.raises(ValueError, match=r"shortcut='B' projects on the first block of stages "
+                                         r"\[2, 3, 4\], keras-hub's basic_block_vd on stages \[1, 2, 3, 4\]"):
+        kr.save_to_preset(kr.ResNet18D(), tmp_path / "out")
     with pytest.raises(ValueError, match=r"attention='se' \(keras-hub needs None\)"):
         kr.save_to_preset(kr.SEResNet50(), tmp_path / "out")
     assert not (tmp_path / "out").exists()

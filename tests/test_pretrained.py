@@ -12,7 +12,9 @@ installed libraries.
 
 import json
 import math
+import os
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -193,6 +195,106 @@ def test_the_pretrained_cfg_travels_into_export_metadata():
     assert cfg == model.pretrained_cfg and cfg["resize_size"] == 256 and cfg["crop_pct"] == 224 / 256
     # The normalisation is inside the model: the export adds none of its own.
     assert doc["preprocessing"] == {"scale": [1.0] * 3, "offset": [0.0] * 3}
+
+
+def test_the_pretrained_cfg_survives_a_keras_file():
+    """Saved in the model's config: a .keras file loaded again (safe mode) has it, and a model
+    without one saves no such entry."""
+    import keras
+
+    model = kr.create_model("resnet50d.ra2_in1k", input_shape=(32, 32, 3))
+    want = pretrained.pretrained_cfg("resnet50d.ra2_in1k")
+    assert model.pretrained_cfg == want and want["interpolation"] == "bicubic"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
+    assert loaded.pretrained_cfg == want
+    assert kr.ResNet.from_config(loaded.get_config()).pretrained_cfg == want
+    assert "pretrained_cfg" not in kr.ResNet18(input_shape=(32, 32, 3)).get_config()
+
+
+def _tiny_with_cfg(name):
+    """A small model carrying ``name``'s configuration (the exports read it, not the size)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = kr.ResNet([1, 1], [8, 16], stem="cifar", input_shape=(16, 16, 3), classes=3,
+                      include_preprocessing=True,
+                      preprocessing=pretrained.preprocessing_of_cfg(pretrained.pretrained_cfg(name)),
+                      name="tiny")
+    model.pretrained_cfg = pretrained.pretrained_cfg(name)
+    return model
+
+
+def _exported_cfgs(report):
+    """The pretrained_cfg in each written file: SavedModel's signature.json, the ONNX
+    metadata (read with ONNX Runtime) and the TFLite file's eval_transform.json (the zip
+    archive the LiteRT metadata appends)."""
+    import zipfile
+
+    import onnxruntime as ort
+
+    found = {}
+    for a in report["artifacts"]:
+        assert a["passed"], a
+        if a["format"] == "savedmodel":
+            with open(os.path.join(a["path"], "assets.extra", "signature.json")) as f:
+                found["savedmodel"] = json.load(f)["eval_transform"]["pretrained_cfg"]
+        elif a["format"] == "onnx":
+            meta = ort.InferenceSession(a["path"]).get_modelmeta().custom_metadata_map
+            found["onnx"] = json.loads(meta["keras_resnet.eval_transform"])["pretrained_cfg"]
+        elif a["format"] == "tflite":
+            with zipfile.ZipFile(a["path"]) as z:
+                found["tflite"] = json.loads(z.read("eval_transform.json"))["pretrained_cfg"]
+    return found
+
+
+@pytest.mark.slow  # ~30 s: three exports of a small model
+def test_an_export_of_a_reloaded_keras_file_carries_the_pretrained_cfg(tmp_path):
+    from keras_resnet.export import export_all
+
+    model = _tiny_with_cfg("resnet50.IMAGENET1K_V2")
+    path = str(tmp_path / "tiny.keras")
+    model.save(path)
+    del model  # the export reads the file only
+    images = np.random.default_rng(0).uniform(0, 255, (8, 16, 16, 3)).astype("float32")
+    report = export_all(path, str(tmp_path / "out"), formats=["savedmodel", "onnx", "tflite"],
+                        tflite_precisions=["fp32"], latency_runs=1, progress=None,
+                        eval_data=(images, None), calibration_images=images)
+    found = _exported_cfgs(report)
+    want = pretrained.pretrained_cfg("resnet50.IMAGENET1K_V2")
+    assert set(found) == {"savedmodel", "onnx", "tflite"}
+    for fmt, cfg in found.items():
+        assert cfg == want, fmt
+        assert (cfg["interpolation"], cfg["resize_size"], cfg["crop_pct"]) == ("bilinear", 232, 224 / 232)
+
+
+@pytest.mark.slow  # ~30 s: a four-step training run, then an export
+def test_train_from_a_model_with_a_pretrained_cfg_carries_it_to_run_json_and_exports(tmp_path):
+    """--init-from a .keras file with a pretrained_cfg: run.json, best.keras and the export
+    of the run (SavedModel's signature.json) all carry it."""
+    import keras
+
+    from keras_resnet.export import export_all
+    from keras_resnet.training import TrainConfig, train
+
+    keras.utils.set_random_seed(0)
+    source = kr.resolve_model("resnet20")(input_shape=(8, 8, 1), classes=10)
+    want = pretrained.pretrained_cfg("resnet18.a1_in1k")
+    source.pretrained_cfg = want
+    source.save(str(tmp_path / "source.keras"))
+    train(TrainConfig(dataset="digits", model="resnet20", init_from=str(tmp_path / "source.keras"),
+                      epochs=1, steps_per_epoch=4, batch_size=32, run_dir=str(tmp_path / "run"),
+                      tensorboard=False, plot=False, verbose=False))
+    with open(tmp_path / "run" / "run.json") as f:
+        info = json.load(f)
+    assert info["pretrained_cfg"] == want and info["init_from"]["pretrained_cfg"] == want
+    best = keras.saving.load_model(str(tmp_path / "run" / "best.keras"), compile=False)
+    assert best.pretrained_cfg == want
+    report = export_all(str(tmp_path / "run"), str(tmp_path / "out"), formats=["savedmodel"],
+                        latency_runs=1, progress=None)
+    assert _exported_cfgs(report) == {"savedmodel": want}
 
 
 def test_unknown_names_offer_close_matches():

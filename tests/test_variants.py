@@ -201,7 +201,46 @@ def test_avg_down_pool_excludes_padding_like_ceil_mode():
     np.testing.assert_allclose(y, want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("size", [7, 8])
+def test_stem_pool_padding_minus_inf_is_pytorchs_max_pool(size, rng):
+    """stem_pool_padding='-inf': the 3x3/2 stem max-pool over a map padded with -inf (PyTorch's
+    MaxPool2d(3, 2, padding=1)), computed here in NumPy, on odd and even sizes; 'zeros' (the
+    default) differs where a border window is all negative (a pre-activation stem)."""
+    x = (rng.standard_normal((2, size, size + 1, 4)) - 1.5).astype("float32")  # mostly negative
+    padded = np.pad(x, [(0, 0), (1, 1), (1, 1), (0, 0)], constant_values=-np.inf)
+    h, w = (padded.shape[1] - 3) // 2 + 1, (padded.shape[2] - 3) // 2 + 1
+    want = np.zeros((2, h, w, 4), "float32")
+    for i in range(h):
+        for j in range(w):
+            want[:, i, j] = padded[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(1, 2))
+    models = {p: kr.ResNet([1], [4], stem="imagenet", stem_filters=4, preact=True, include_top=False,
+                           stem_pool_padding=p, input_shape=(None, None, 4)) for p in ("-inf", "zeros")}
+    got = {}
+    for padding, model in models.items():
+        pool_in = model.get_layer("stem_conv").output
+        pool = kr.models.keras.Model(pool_in, model.get_layer("stem_pool").output)
+        got[padding] = np.asarray(pool(x))
+    np.testing.assert_array_equal(got["-inf"], want)
+    assert not np.array_equal(got["zeros"], want)
+    assert models["zeros"].get_config()["stem_pool_padding"] == "zeros"  # the default
+    assert "stem_pool_window" not in [layer.name for layer in models["zeros"].layers]
+
+
+def test_shortcut_first_projects_on_every_stages_first_block():
+    model = kr.ResNet([2, 2], [16, 32], stem="cifar", stem_filters=16, shortcut="first",
+                      input_shape=(16, 16, 3), classes=2)
+    names = {layer.name for layer in model.layers}
+    assert {"stage1_block1_shortcut_conv", "stage2_block1_shortcut_conv"} <= names
+    assert not {"stage1_block2_shortcut_conv", "stage2_block2_shortcut_conv"} & names
+    assert "stage1_block1_shortcut_conv" not in {
+        layer.name for layer in kr.ResNet.from_config({**model.get_config(), "shortcut": "B"}).layers}
+
+
 @pytest.mark.parametrize("kwargs,match", [
+    (dict(stem_pool_padding="reflect"), r"stem_pool_padding='reflect' is not supported; accepted "
+                                        r"values: 'zeros', '-inf'"),
+    (dict(stem="cifar", stem_pool_padding="-inf"), r"stem_pool_padding='-inf' needs a stem with a max-pool"),
+    (dict(shortcut="D"), r"shortcut='D' is not supported; accepted values: 'A', 'B', 'C', 'first'"),
     (dict(block="basic", groups=32), r"basic blocks support only groups=1 and width_per_group=64"),
     (dict(output_stride=4), r"output_stride=4 is not supported; accepted values: None, 8, 16, 32"),
     (dict(attention="cbam"), r"attention='cbam' is not supported; accepted values: None, 'se', 'eca'"),

@@ -144,6 +144,8 @@ class ExportSource:
             :mod:`keras_resnet.data`); None when you pass arrays yourself.
         dataset_kwargs: extra arguments for :func:`keras_resnet.data.get_dataset`.
         class_names, path, run: recorded in reports.
+        pretrained_cfg: the input configuration of the model's weights (run.json's), used
+            when the model carries none (``model.pretrained_cfg``).
         eval_augment: the augmentation preset the model was trained with (run.json's); its
             evaluation transform is what the JPEG/PNG signature applies to decoded images
             (``imagenet``: aspect-preserving resize and 87.5% centre crop; otherwise, and
@@ -152,7 +154,7 @@ class ExportSource:
 
     def __init__(self, model, preprocessing=None, outputs=None, dataset=None,
                  dataset_kwargs=None, class_names=None, path=None, run=None, name=None,
-                 eval_augment=None, outputs_from=None):
+                 eval_augment=None, outputs_from=None, pretrained_cfg=None):
         if not isinstance(model, keras.Model):
             raise ExportError(f"expected a Keras model; got {type(model).__name__}")
         if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
@@ -168,7 +170,7 @@ class ExportSource:
         self.original_dtype_policy = _policy_name(model)
         # The weights' own input configuration (keras_resnet.create_model, from_preset),
         # recorded with the evaluation transform in every export's metadata.
-        self.pretrained_cfg = getattr(model, "pretrained_cfg", None)
+        self.pretrained_cfg = getattr(model, "pretrained_cfg", None) or pretrained_cfg
         self.model = as_float32(model)
         self.input_shape = tuple(self.model.inputs[0].shape[1:])
         if self.input_shape[-1] is None:
@@ -415,6 +417,7 @@ def load_source(source, preprocessing=None, outputs=None, dataset=None, dataset_
         dataset_kwargs=kwargs,
         class_names=run.get("class_names"), path=path, run=run or None, name=name,
         eval_augment=(run.get("config") or {}).get("augment"),
+        pretrained_cfg=run.get("pretrained_cfg"),
     )
     if run.get("input_shape") and tuple(run["input_shape"]) != tuple(
         d for d in src.input_shape

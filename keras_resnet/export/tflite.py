@@ -19,6 +19,7 @@ Keras model: float32 logits within 1e-4 of the logits' scale; the others by top-
 (>= 95% by default) and accuracy change (at most 1 pp lower by default) on held-out data.
 """
 
+import json
 import os
 import tempfile
 
@@ -33,6 +34,8 @@ from .formats import TFLITE_DEFAULT_PRECISIONS, TITLES
 from .saved_model import class_names, write_saved_model
 from .tflite_convert import INT8_IO, PRECISIONS, check_int8_io, check_precisions, convert_saved_model  # noqa: F401
 
+# The metadata file with the evaluation transform and the weights' pretrained_cfg.
+EVAL_TRANSFORM_FILE = "eval_transform.json"
 GPU_PRECISIONS = ("fp32", "fp16")
 
 
@@ -74,8 +77,12 @@ def with_metadata(source, content, precision):
 
     if None in source.input_shape:
         return content
+    transform = json.dumps(source.eval_transform_doc(), indent=1).encode("utf-8")
     return add_metadata(content, source.name, describe(source, precision), __version__,
-                        "keras_resnet export", source.input_shape, class_names(source))
+                        "keras_resnet export", source.input_shape, class_names(source),
+                        model_files={EVAL_TRANSFORM_FILE: (
+                            transform, "how to resize and crop an image for this model (JSON), "
+                            "with the weights' pretrained_cfg when they have one")})
 
 
 def write_pixel_saved_model(source, path):

@@ -15,7 +15,10 @@ What is written (schema 1.0.0 fields only, so every metadata parser reads it):
   ``NormalizationOptions`` (mean 0, std 1 per channel: the model takes pixels 0..255 and
   does its own preprocessing, so a client must not normalise) and the value range 0..255;
 - each output (``logits``, ``probabilities``): ``FeatureProperties`` and the label file
-  ``labels.txt`` (``TENSOR_AXIS_LABELS``: one class name per line, in output order).
+  ``labels.txt`` (``TENSOR_AXIS_LABELS``: one class name per line, in output order);
+- the model's own files (``DESCRIPTIONS``): ``eval_transform.json``, how to resize and crop
+  an image for the model, with the weights' ``pretrained_cfg`` (interpolation,
+  ``crop_pct``, sizes, mean and std) when the model has one.
 """
 
 import io
@@ -34,7 +37,7 @@ MIN_PARSER_VERSION = "1.0.0"
 COLOR_SPACE = {"RGB": 1, "GRAYSCALE": 2}
 CONTENT_FEATURE, CONTENT_IMAGE = 1, 2            # union ContentProperties
 PROCESS_NORMALIZATION = 1                         # union ProcessUnitOptions
-TENSOR_AXIS_LABELS = 2                            # enum AssociatedFileType
+DESCRIPTIONS, TENSOR_AXIS_LABELS = 1, 2          # enum AssociatedFileType
 
 
 def _strings(b, values):
@@ -68,10 +71,10 @@ def _table(b, fields):
     return b.EndObject()
 
 
-def _label_file(b, description):
-    name, desc = _strings(b, [LABEL_FILE, description])
+def _label_file(b, description, file_name=LABEL_FILE, kind=TENSOR_AXIS_LABELS):
+    name, desc = _strings(b, [file_name, description])
     # AssociatedFile: name 0, description 1, type 2, locale 3
-    return _table(b, [(0, "off", name), (1, "off", desc), (2, "u8", TENSOR_AXIS_LABELS)])
+    return _table(b, [(0, "off", name), (1, "off", desc), (2, "u8", kind)])
 
 
 def _stats(b, low, high):
@@ -81,9 +84,11 @@ def _stats(b, low, high):
 
 
 def model_metadata(name, description, version, author, input_shape, output_names, output_descriptions,
-                   color_space, labels_description="class names, one per line, in output order"):
+                   color_space, labels_description="class names, one per line, in output order",
+                   model_files=None):
     """The ``ModelMetadata`` flatbuffer (bytes, identifier ``M001``) of an image classifier
-    that takes pixels 0..255 of ``input_shape`` ``(H, W, C)``."""
+    that takes pixels 0..255 of ``input_shape`` ``(H, W, C)``; ``model_files``: ``{file name:
+    description}`` of the model's own ``DESCRIPTIONS`` files."""
     h, w, c = input_shape
     b = flatbuffers.Builder(1024)
     # input tensor
@@ -117,12 +122,17 @@ def model_metadata(name, description, version, author, input_shape, output_names
     # SubGraphMetadata: name 0, description 1, input_tensor_metadata 2, output_tensor_metadata 3
     subgraph = _table(b, [(0, "off", sg_name), (2, "off", inputs_vec), (3, "off", outputs_vec)])
     subgraphs = _vector(b, [subgraph])
+    own = [_label_file(b, desc, file_name, DESCRIPTIONS) for file_name, desc in (model_files or {}).items()]
+    own_vec = _vector(b, own) if own else None
     m_name, m_desc, m_version, m_author, m_parser = _strings(
         b, [name, description, version, author, MIN_PARSER_VERSION])
     # ModelMetadata: name 0, description 1, version 2, subgraph_metadata 3, author 4,
     # license 5, associated_files 6, min_parser_version 7
-    root = _table(b, [(0, "off", m_name), (1, "off", m_desc), (2, "off", m_version),
-                      (3, "off", subgraphs), (4, "off", m_author), (7, "off", m_parser)])
+    fields = [(0, "off", m_name), (1, "off", m_desc), (2, "off", m_version),
+              (3, "off", subgraphs), (4, "off", m_author), (7, "off", m_parser)]
+    if own_vec is not None:
+        fields.insert(5, (6, "off", own_vec))
+    root = _table(b, fields)
     b.Finish(root, file_identifier=FILE_IDENTIFIER)
     return bytes(b.Output())
 
@@ -173,8 +183,9 @@ def _name(entry):
 
 
 def add_metadata(content, name, description, version, author, input_shape, class_names,
-                 output_descriptions=None):
-    """``content`` with the image-classifier metadata and its label file (see the module)."""
+                 output_descriptions=None, model_files=None):
+    """``content`` with the image-classifier metadata and its label file (see the module);
+    ``model_files``: ``{file name: (bytes, description)}``, the model's own files."""
     outputs = subgraph_output_names(content)
     descriptions = output_descriptions or {
         "logits": f"float32 [batch, {len(class_names)}] class scores before softmax",
@@ -182,7 +193,10 @@ def add_metadata(content, name, description, version, author, input_shape, class
     color = "RGB" if input_shape[-1] == 3 else "GRAYSCALE" if input_shape[-1] == 1 else None
     if color is None:
         return content  # the schema names RGB and grayscale images only
+    model_files = dict(model_files or {})
     metadata = model_metadata(name, description, version, author, input_shape, outputs,
-                              [descriptions.get(o, o) for o in outputs], color)
+                              [descriptions.get(o, o) for o in outputs], color,
+                              model_files={k: d for k, (_, d) in model_files.items()})
     labels = "".join(f"{c}\n" for c in class_names).encode("utf-8")
-    return populate(content, metadata, {LABEL_FILE: labels})
+    return populate(content, metadata, {LABEL_FILE: labels,
+                                        **{k: data for k, (data, _) in model_files.items()}})

@@ -245,6 +245,10 @@ def _train(cfg, lock, on_epoch_end):
                          if source is not None else None)
             if init_info is not None:
                 init_info["preprocessing"] = dataset.preprocessing
+                if getattr(source, "pretrained_cfg", None):
+                    # The weights' input configuration (interpolation, crop_pct, sizes):
+                    # the saved models and run.json carry it on to the exports.
+                    init_info["pretrained_cfg"] = source.pretrained_cfg
             schedule = learning_rate_schedule(
                 plan.lr, plan.total_steps, int(round(cfg.warmup_epochs * plan.steps_per_epoch)),
                 cfg.schedule, cfg.step_boundaries)
@@ -307,6 +311,10 @@ class _Run:
         self.facts = dict(strategy=strategy_name(self.strategy), replicas=plan.replicas,
                           global_batch_size=plan.global_batch, effective_lr=plan.lr,
                           steps_per_epoch=plan.steps_per_epoch, init_from=self.init_info)
+        pretrained_cfg = (self.init_info or {}).get("pretrained_cfg")
+        if pretrained_cfg:
+            self.facts["pretrained_cfg"] = pretrained_cfg
+            self.host.pretrained_cfg = pretrained_cfg  # saved in best.keras and last.keras
         start_epoch, start_step = self.progress["epoch"], self.progress["step"]
         if resume is not None:
             self.log(f"resuming {run_dir} at epoch {start_epoch + 1}, step {start_step} of "
