@@ -134,10 +134,11 @@ class TrainingState:
     """
 
     def __init__(self, run_dir, model, optimizer, chief=True, ema=None):
+        """``ema``: a built :class:`.ema.WeightEMA`, whose averages are saved too."""
         self.directory = os.path.join(run_dir, DIRECTORY)
         self.chief = chief
         self.progress = tf.Variable("", dtype=tf.string, trainable=False)
-        extra = {} if ema is None else {"ema": tf.train.Checkpoint(averages=list(ema.averages))}
+        extra = {} if ema is None else {"ema": tf.train.Checkpoint(averages=list(ema.variables))}
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
                                               progress=self.progress, **extra)
         self.optimizer = optimizer

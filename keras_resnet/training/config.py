@@ -248,6 +248,10 @@ def check_config(cfg):
     if cfg.mix_prob and not (cfg.mixup_alpha or cfg.cutmix_alpha) and cfg.mix_prob != 1.0:
         raise ValueError("mix_prob applies to mixup or cutmix; set mixup_alpha or cutmix_alpha")
     resolve_model(cfg.model)
+    if cfg.rand_augment:
+        from ..data.randaug import parse_rand_augment
+
+        parse_rand_augment(cfg.rand_augment)  # a bad spec: ValueError naming the key
     from .recipes import check_model_kwargs
 
     try:

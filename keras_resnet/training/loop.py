@@ -126,6 +126,13 @@ def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, de
     ``backbone`` (variables) get their gradients, weight decay included, multiplied by
     ``lr_mult``: with SGD that is exactly their learning rate times ``lr_mult``
     (fine-tuning's lower backbone rate).
+
+    Recipe options of ``cfg``: mixup/cutmix (``mixup_alpha``, ``cutmix_alpha``, ...) mix
+    each replica's batch inside the step (on the accelerator), seeded by ``(seed, step,
+    replica)``; ``loss="bce"`` is timm's binary cross-entropy on the (mixed, smoothed)
+    targets, thresholded at ``bce_target_threshold``; ``clip_grad_norm`` clips the
+    gradient of the global batch (all replicas summed) to that global norm; ``ema`` (a
+    :class:`.ema.WeightEMA` built on ``model``) is updated after every step.
     """
     replicas = strategy.num_replicas_in_sync
     smoothing = float(cfg.label_smoothing)
@@ -142,6 +149,10 @@ def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, de
     seed = int(cfg.seed)
     if mixing:
         from ..data.mix import mix_batch
+    if bce:
+        from .losses import binary_cross_entropy
+
+        bce_loss = binary_cross_entropy(target_threshold=threshold, from_logits=True)
 
     def targets(x, y):
         """The images and the soft targets of a batch (None: plain integer labels)."""
@@ -162,11 +173,8 @@ def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, de
         x, target = targets(x, y)
         with tf.GradientTape() as tape:
             logits = tf.cast(model(x, training=True), tf.float32)
-            if bce:
-                if threshold is not None:
-                    target = tf.cast(target > threshold, tf.float32)
-                per_example = tf.reduce_mean(
-                    tf.nn.sigmoid_cross_entropy_with_logits(target, logits), axis=-1)
+            if bce:  # per example: the mean over classes (timm's mean over both / batch)
+                per_example = bce_loss.call(target, logits)
             elif target is not None:
                 per_example = tf.nn.softmax_cross_entropy_with_logits(target, logits)
             else:
@@ -200,13 +208,13 @@ def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, de
             if replicas > 1:
                 grads = [g / replicas for g in grads]
         optimizer.apply(grads, model.trainable_variables)
-        if ema is not None:
-            ema.update()
         return loss_sum, correct, count
 
     @tf.function
     def one_step():
         out = strategy.run(step, args=(next(iterator),))
+        if ema is not None:  # after the update, in cross-replica context: every copy alike
+            ema.update()
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, o, axis=None) for o in out]
 
     def chunk(n, stop=None):
@@ -233,34 +241,3 @@ def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, de
 
 
 
-
-class EMAWeights:
-    """The exponential moving average of a model's floating-point weights (trainable ones
-    and BatchNormalization statistics): ``average = decay * average + (1 - decay) *
-    weight`` after every step, as timm's ``ModelEmaV2`` and torchvision's
-    ``ExponentialMovingAverage``. The averages are variables beside the weights (create it
-    in the strategy's scope), updated inside the training step and saved in the run's
-    checkpoint, so a resumed run continues the same average."""
-
-    def __init__(self, model, decay):
-        self.decay = float(decay)
-        self.weights = list(model.weights)
-        self.floating = ["float" in str(v.dtype) for v in self.weights]
-        self.averages = [
-            tf.Variable(tf.convert_to_tensor(v), trainable=False, name=f"ema_{i}",
-                        synchronization=tf.VariableSynchronization.ON_WRITE,
-                        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-            for i, (v, f) in enumerate(zip(self.weights, self.floating)) if f]
-
-    def update(self):
-        d = self.decay
-        sources = [v for v, f in zip(self.weights, self.floating) if f]
-        for a, v in zip(self.averages, sources):
-            a.assign(d * a + (1.0 - d) * tf.cast(tf.convert_to_tensor(v), a.dtype))
-
-    def values(self):
-        """The model's weights (``get_weights`` order) with the averages in place of the
-        floating-point ones."""
-        averages = iter(self.averages)
-        return [np.asarray(next(averages).numpy()) if f else np.asarray(v.numpy())
-                for v, f in zip(self.weights, self.floating)]

@@ -18,8 +18,7 @@ from .._compat import keras
 from ..preprocessing import identity_preprocessing
 from . import artifacts, checkpoints, notice
 from .config import TrainConfig, TrainingError, check_config, check_plan, small_data_recipe
-from .loop import (EMAWeights, eval_dataset, make_eval_fn, make_train_chunk, named_data_errors,
-                   train_input_fn)
+from .loop import eval_dataset, make_eval_fn, make_train_chunk, named_data_errors, train_input_fn
 from .recipes import recipe_facts
 from .recipe import build_model, decayed_variables, learning_rate_schedule, make_optimizer
 from .strategy import is_chief, make_strategy, num_workers, strategy_name
@@ -270,7 +269,12 @@ def _train(cfg, lock, on_epoch_end):
                 cfg.schedule, cfg.step_boundaries)
             optimizer = make_optimizer(cfg, schedule, model)
             optimizer.build(model.trainable_variables)
-            ema = EMAWeights(model, cfg.ema_decay) if cfg.ema_decay else None
+            ema = None
+            if cfg.ema_decay:
+                from .ema import WeightEMA
+
+                ema = WeightEMA(decay=cfg.ema_decay)
+                ema.build(model)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
     state = checkpoints.TrainingState(run_dir, model, optimizer, chief, ema=ema)  # outside the scope:
@@ -416,7 +420,7 @@ class _Run:
                 # The same weights: copied, not saved again (a save walks every layer).
                 files.copy_file(last, os.path.join(self.run_dir, rundir.BEST))
             if self.ema is not None:
-                self.ema_host.set_weights(self.ema.values())
+                self.ema_host.set_weights(self.ema.averaged_weights())
                 artifacts.save_keras(self.ema_host, os.path.join(self.run_dir, EMA))
         artifacts.write_metrics(os.path.join(self.run_dir, rundir.METRICS), self.history)
         rundir.write_run_json(self.run_dir, self.dataset, self.cfg, self.facts, self.history,
@@ -543,7 +547,7 @@ class _Run:
         ds = self.test_ds if split == "test" else self.val_ds
         fn = self.ema_evaluate_fn if ema else self.evaluate_fn
         if ema:
-            self.ema_host.set_weights(self.ema.values())
+            self.ema_host.set_weights(self.ema.averaged_weights())
         with named_data_errors(self.dataset, split, self.state):
             result = fn(ds, stop)
         _log_unreadable(self.dataset, self.log, self.reported)
@@ -597,10 +601,11 @@ class _Run:
                     self.stop(self.notice.signum, epoch, self.plan.steps_per_epoch, sums, seconds)
                 prefix = "ema_test" if split == "test" else "ema_val"
                 row[f"{prefix}_loss"], row[f"{prefix}_accuracy"] = result
-            val += f"ema_test_accuracy {row['ema_test_accuracy']:.4f} "
+
         self.log(f"epoch {epoch + 1}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
                  f"{val}test_loss {test_loss:.4f} test_accuracy {test_acc:.4f} "
-                 f"({row['images_per_second']:.0f} images/s)")
+                 + (f"ema_test_accuracy {row['ema_test_accuracy']:.4f} " if self.ema is not None else "")
+                 + f"({row['images_per_second']:.0f} images/s)")
         return row
 
     def end_epoch(self, epoch, row, on_epoch_end):
