@@ -195,3 +195,109 @@ def test_without_a_validation_split_best_is_the_last_model_and_run_json_says_so(
     with open(tmp_path / "run" / "best.keras", "rb") as f1, open(tmp_path / "run" / "last.keras", "rb") as f2:
         assert f1.read() == f2.read()
     assert info["recipe"]["name"] == "digits" and info["config"]["recipe"] == "digits"
+
+
+def test_repeated_augmentation_puts_copies_of_a_batch_in_consecutive_batches():
+    from keras_resnet import data as kdata
+
+    ds = kdata.get_dataset("digits")
+    plain = list(kdata.make_dataset(ds, "train", 16, training=True, seed=3, epochs=1,
+                                    steps_per_epoch=6).as_numpy_iterator())
+    rep = list(kdata.make_dataset(ds, "train", 16, training=True, seed=3, epochs=1,
+                                  steps_per_epoch=6, repeats=3).as_numpy_iterator())
+    assert len(rep) == len(plain) == 6  # an epoch keeps its length
+    for block in (rep[0:3], rep[3:6]):
+        labels = [b[1] for b in block]
+        assert all(np.array_equal(labels[0], x) for x in labels[1:])  # the same images...
+        assert not np.array_equal(block[0][0], block[1][0])  # ...augmented differently
+    assert not np.array_equal(rep[0][1], rep[3][1])
+    # The first copy's images are the first batch of the unrepeated order.
+    np.testing.assert_array_equal(rep[0][1], plain[0][1])
+
+
+def test_train_image_size_crops_training_images_only():
+    from keras_resnet import data as kdata
+
+    ds = kdata.get_dataset("digits")
+    x, _ = next(iter(kdata.make_dataset(ds, "train", 8, training=True, image_size=6)))
+    assert tuple(x.shape) == (8, 6, 6, 1)
+    x, _ = next(iter(kdata.make_dataset(ds, "test", 8, training=False)))
+    assert tuple(x.shape) == (8, 8, 8, 1)
+
+
+def test_gradient_clipping_bounds_the_update_by_the_global_norm():
+    """SGD without momentum at lr 1: the update is the gradient, so the change of the
+    trainable weights has global norm min(||g||, clip)."""
+    import types
+
+    import tensorflow as tf
+
+    from keras_resnet.training import build_model, make_train_chunk
+    from keras_resnet._compat import keras
+
+    keras.utils.set_random_seed(0)
+    strategy = tf.distribute.get_strategy()
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 1)).astype("float32")
+    y = np.arange(16, dtype="int32") % 10
+    norms = {}
+    for clip in (0.0, 1e-3):
+        model = build_model("resnet8", (8, 8, 1), 10, classifier_activation=None)
+        opt = keras.optimizers.SGD(learning_rate=1.0)
+        opt.build(model.trainable_variables)
+        before = [v.numpy().copy() for v in model.trainable_variables]
+        it = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+        cfg = types.SimpleNamespace(label_smoothing=0.0, weight_decay=0.0, jit=False, seed=0,
+                                    clip_grad_norm=clip, loss="ce")
+        chunk = make_train_chunk(strategy, model, opt, it, cfg, 16, [], 10)
+        chunk(1)
+        after = [v.numpy() for v in model.trainable_variables]
+        norms[clip] = float(np.sqrt(sum(np.sum((a - b) ** 2) for a, b in zip(after, before))))
+    assert norms[0.0] > 1e-2  # the unclipped gradient is far above the clip
+    assert abs(norms[1e-3] - 1e-3) < 1e-3 * 1e-3  # float32 rounding of a 1e-3 norm
+
+
+@pytest.mark.slow
+def test_ema_resumes_as_if_never_interrupted(tmp_path):
+    """A run with EMA stopped after its first epoch and resumed gives the ema.keras of the
+    uninterrupted run (the average is in the checkpoint)."""
+    script = f"""
+import numpy as np, keras, keras_resnet
+from keras_resnet.training import TrainConfig, train
+def cfg(run_dir):
+    return TrainConfig(model="resnet8", epochs=2, steps_per_epoch=3, ema_decay=0.9,
+                       mixup_alpha=0.2, cutmix_alpha=1.0, deterministic=True, run_dir=run_dir,
+                       verbose=0, tensorboard=False, plot=False)
+train(cfg({str(tmp_path / "whole")!r}))
+class Crash(Exception):
+    pass
+def crash(epoch, model):
+    if epoch == 1:
+        raise Crash()
+try:
+    train(cfg({str(tmp_path / "resumed")!r}), on_epoch_end=crash)
+except Crash:
+    pass
+train(cfg({str(tmp_path / "resumed")!r}))
+for name in ("last.keras", "ema.keras"):
+    a = keras.saving.load_model({str(tmp_path)!r} + "/whole/" + name).get_weights()
+    b = keras.saving.load_model({str(tmp_path)!r} + "/resumed/" + name).get_weights()
+    assert all(np.array_equal(x, y) for x, y in zip(a, b)), name
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-P", "-c", script], cwd=tmp_path, env=train_env(),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stdout[-2000:] + r.stderr[-4000:]
+    ema = keras_load(tmp_path / "whole" / "ema.keras")
+    last = keras_load(tmp_path / "whole" / "last.keras")
+    assert any(not np.array_equal(a, b) for a, b in zip(ema, last))  # an average, not a copy
+    with open(tmp_path / "whole" / "run.json") as f:
+        info = json.load(f)
+    assert info["saved_models"]["ema.keras"] == {"epoch": 2, "decay": 0.9}
+
+
+def keras_load(path):
+    import keras
+
+    import keras_resnet  # noqa: F401
+
+    return keras.saving.load_model(path).get_weights()
