@@ -1,10 +1,12 @@
-"""A run's settings: :class:`TrainConfig`, the recipes (``PRESETS``) and their validation."""
+"""A run's settings: :class:`TrainConfig`, the recipes they resolve from (files, see
+:mod:`.recipes`; ``PRESETS``: today's names) and their validation."""
 
 import dataclasses
 import math
 
 from .. import data as kdata
 from ..specs import MAX_CLASSES, MAX_INPUT_SIZE, check_memory
+from .recipes import ALIASES, ConfigError, recipe_settings
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
 OPTIMIZERS = ("sgd", "adamw", "lamb", "lars")
@@ -13,8 +15,6 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 # Recipes are data: keras_resnet/recipes/<name>.yaml (see .recipes). batch_size is per
 # replica; lr is for that batch (linear scaling rule). Today's --preset names are aliases.
-from .recipes import ALIASES, ConfigError, recipe_settings  # noqa: E402
-
 PRESETS = {alias: recipe_settings(name) for alias, name in ALIASES.items()}
 LOSSES = ("ce", "bce")
 # The ingredients' settings when neither the recipe nor the user gives them: all off.
