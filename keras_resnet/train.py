@@ -349,9 +349,9 @@ def _settings(args, given):
     flags = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     values = {k: v for k, v in flags.items() if k not in given}
     if args.config is not None:
-        values.update(recipes.read_config_file(args.config))
+        values.update(recipes.read_config_file(args.config, fields))
     values.update({k: v for k, v in flags.items() if k in given})
-    overrides = recipes.parse_set(args.overrides)
+    overrides = recipes.parse_set(args.overrides, fields)
     if "model_kwargs" in overrides and values.get("model_kwargs"):
         overrides["model_kwargs"] = {**values["model_kwargs"], **overrides["model_kwargs"]}
     values.update(overrides)

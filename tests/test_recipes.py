@@ -59,22 +59,23 @@ def test_shipped_recipes_name_their_source_figure_and_say_it_was_not_reproduced(
 
 
 def test_config_files_and_overrides_resolve_in_order(tmp_path):
-    from keras_resnet.training import recipes
+    from keras_resnet.training import TrainConfig, recipes
 
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
     cfg = tmp_path / "mine.yaml"
     cfg.write_text("recipe: rsb-a3\nsettings:\n  epochs: 7\n  model.drop_path_rate: 0.1\n")
-    assert recipes.read_config_file(str(cfg)) == {
+    assert recipes.read_config_file(str(cfg), fields) == {
         "epochs": 7, "recipe": "rsb-a3", "model_kwargs": {"drop_path_rate": 0.1}}
     flat = tmp_path / "flat.json"
     flat.write_text(json.dumps({"mixup_alpha": 0.2, "model_kwargs": {"zero_init": True}}))
-    assert recipes.read_config_file(str(flat)) == {"mixup_alpha": 0.2,
+    assert recipes.read_config_file(str(flat), fields) == {"mixup_alpha": 0.2,
                                                    "model_kwargs": {"zero_init": True}}
     assert recipes.parse_set(["model.attention=se", "step_boundaries=[0.3, 0.6]", "ema_decay=0.999",
-                              "trivial_augment=true"]) == {
+                              "trivial_augment=true"], fields) == {
         "model_kwargs": {"attention": "se"}, "step_boundaries": [0.3, 0.6], "ema_decay": 0.999,
         "trivial_augment": True}
     with pytest.raises(recipes.ConfigError, match=r"did you mean 'mixup_alpha'"):
-        recipes.parse_set(["mixup_alpa=0.2"])
+        recipes.parse_set(["mixup_alpa=0.2"], fields)
 
 
 def test_config_errors_are_one_line_exit_2_with_close_matches(tmp_path):

@@ -13,7 +13,6 @@ wrote it.
 Nothing here imports TensorFlow: the command line reads recipes before it loads.
 """
 
-import dataclasses
 import difflib
 import inspect
 import json
@@ -110,16 +109,20 @@ def is_run_json(doc):
     return isinstance(doc.get("config"), dict) and "status" in doc and "saved_models" in doc
 
 
-def read_config_file(path):
+def read_config_file(path, fields):
     """The settings of a config file: a run's ``run.json`` (its resolved ``config``,
     without where it was written), a mapping with ``settings:`` (and optionally
-    ``recipe:``), or a flat mapping of settings. Keys are checked by :func:`check_keys`."""
+    ``recipe:``), or a flat mapping of settings. Keys are checked against ``fields`` (the
+    names of TrainConfig's fields) by :func:`check_keys`."""
     doc = _read(os.fspath(path))
     if is_run_json(doc):
         values = {k: v for k, v in doc["config"].items() if k not in NOT_RERUN}
+        data_dir = (doc.get("dataset_kwargs") or {}).get("data_dir")
+        if values.get("data_dir") and data_dir:  # absolute: a rerun may start elsewhere
+            values["data_dir"] = data_dir
         if values.get("iterations") is not None:  # the run's epochs derive from them
             values["epochs"] = None
-        return check_keys(values, path)
+        return check_keys(values, path, fields)
     if "settings" in doc:
         extra = sorted(set(doc) - {"settings", "recipe", "name", "title", "source", "published",
                                    "statement", "reference_replicas"})
@@ -131,21 +134,15 @@ def read_config_file(path):
             raise ConfigError(f"{path}: 'settings' must be a mapping of settings")
         if doc.get("recipe") is not None:
             values.setdefault("recipe", doc["recipe"])
-        return check_keys(values, path)
-    return check_keys(dict(doc), path)
+        return check_keys(values, path, fields)
+    return check_keys(dict(doc), path, fields)
 
 
-def _fields():
-    from .config import TrainConfig
-
-    return {f.name: f for f in dataclasses.fields(TrainConfig)}
-
-
-def check_keys(values, where):
-    """``values`` with every key a :class:`TrainConfig` field (``model.X`` and
+def check_keys(values, where, fields):
+    """``values`` with every key in ``fields`` (TrainConfig's field names; ``model.X`` and
     ``model_kwargs.X`` folded into ``model_kwargs``); an unknown key is a one-line
     :class:`ConfigError` naming close matches."""
-    fields = _fields()
+    fields = sorted(fields)
     out, model_kwargs = {}, {}
     for key, value in values.items():
         key = str(key)
@@ -170,7 +167,7 @@ def check_keys(values, where):
     return out
 
 
-def parse_set(items):
+def parse_set(items, fields):
     """``--set key=value`` overrides (a list of strings) as settings; the value is read as
     YAML (``0.05``, ``true``, ``[0.5, 0.75]``, ``null``; anything else is a string)."""
     import yaml
@@ -186,7 +183,7 @@ def parse_set(items):
         except yaml.YAMLError:
             value = text
         values[key.strip()] = value
-    return check_keys(values, "--set")
+    return check_keys(values, "--set", fields)
 
 
 def model_options(name):
@@ -194,7 +191,7 @@ def model_options(name):
     :class:`keras_resnet.models.ResNet` that the trainer and the named constructor leave
     free."""
     from ..models import ResNet
-    from .config import resolve_model
+    from ..registry import resolve_model
 
     ctor = resolve_model(name)
     params = dict(inspect.signature(ResNet.__init__).parameters)
