@@ -7,8 +7,9 @@ A run directory (``train.py --run-dir``, default ``runs/<dataset>_<model>``)::
     checkpoint/         the training state (keras_resnet.training.checkpoints)
     run.json            the dataset's facts, the settings and the progress (below)
     metrics.csv         one row per finished epoch
-    best.keras          the model chosen on the validation split (or the test split)
+    best.keras          the model chosen on the validation split (without one: last.keras)
     last.keras          the model after the last finished epoch
+    ema.keras           the moving average of the weights (runs with ema_decay)
     curves.png          loss and accuracy curves
     tensorboard/        TensorBoard scalars
 
@@ -37,6 +38,7 @@ RUN_JSON = "run.json"
 METRICS = "metrics.csv"
 BEST = "best.keras"
 LAST = "last.keras"
+EMA = "ema.keras"
 CURVES = "curves.png"
 TENSORBOARD = "tensorboard"
 # Written first into every run directory: the proof that the folder is a keras_resnet run,
@@ -44,7 +46,7 @@ TENSORBOARD = "tensorboard"
 RUN_MARKER = ".keras_resnet_run"
 MODEL_FILES = (BEST, LAST)
 # The files derived from the checkpoint (``--overwrite`` removes them).
-DERIVED = (RUN_JSON, METRICS, BEST, LAST, CURVES, TENSORBOARD)
+DERIVED = (RUN_JSON, METRICS, BEST, LAST, EMA, CURVES, TENSORBOARD)
 ACCEPTED = "a training run directory (holding best.keras or last.keras) or a .keras file saved by Keras 3"
 
 
@@ -106,6 +108,9 @@ FIELDS = {
     "bn_statistics": ("a string", False),
     "unreadable_images_skipped": ("a list", False),
     "config": ("an object", False),
+    "chosen_on": ("a string", True),
+    "scored_on": ("a string", False),
+    "recipe": ("an object", True),
 }
 # What a reader gets for a field an older run.json lacks.
 DEFAULTS = {"outputs": "probabilities", "dataset_kwargs": {}, "config": {}}
@@ -192,10 +197,16 @@ def write_run_json(run_dir, dataset, cfg, facts, history, best, status, test_acc
         outputs="probabilities",
         test_accuracy=test_acc if test_acc is not None else (history[-1]["test_accuracy"] if history else None),
         test_accuracy_of=LAST,
+        # Which split chose best.keras ("validation", or "last epoch": none chose it) and
+        # which scored the accuracies above: the test split never chooses.
+        chosen_on=best.get("selected_on") if history else None,
+        scored_on="test",
         best=best,
         status=status,
         epochs_finished=len(history),
-        saved_models={LAST: {"epoch": len(history)}, BEST: {"epoch": best["epoch"]}} if history else {},
+        saved_models=dict({LAST: {"epoch": len(history)}, BEST: {"epoch": best["epoch"]}},
+                          **({EMA: {"epoch": len(history), "decay": cfg.ema_decay}}
+                             if getattr(cfg, "ema_decay", 0) else {})) if history else {},
         model=cfg.model,
         **facts,
         bn_statistics="synchronized (global batch)" if cfg.sync_bn else "chief's first replica",

@@ -5,7 +5,9 @@ Installed as ``keras-resnet-train`` and ``python -m keras_resnet.train``; the re
 
     python3 train.py                       # CIFAR ResNet-20 on the bundled digits, CPU, ~1 min
     python3 train.py --export exports      # ... then export every format and print the report
-    python3 train.py --dataset cifar10 --preset cifar          # the paper's CIFAR recipe
+    python3 train.py --dataset cifar10 --recipe he2015-cifar   # the paper's CIFAR recipe
+    python3 train.py --dataset folder --data-dir photos/ --recipe rsb-a3 --set model.drop_path_rate=0.05
+    python3 train.py --config runs/digits_resnet20/run.json --run-dir runs/again   # rerun a run
     python3 train.py --dataset folder --data-dir photos/ --model resnet50 --strategy mirrored
     python3 train.py --model resnet56 --init-from runs/digits_resnet20   # grow and fine-tune
     python3 train.py --dataset folder --data-dir photos/ --model resnet18 --image-size 64 \
@@ -86,12 +88,28 @@ def _parser(prog="train.py"):
                    "random resized crop + flip, center crop for eval; shift: pad 1 + random crop)")
     d.add_argument("--val-split", type=number(float, 0, 1, high_open=True), default=0.0, metavar="FRACTION",
                    help="hold out this fraction of the training split (stratified; every k-th "
-                   "record for files) as a validation split that chooses best.keras; 0: best.keras "
-                   "is chosen on the test split")
+                   "record for files) as a validation split that chooses best.keras; 0 (default): "
+                   "no split chooses, best.keras is the last epoch's model (the test split never "
+                   "chooses)")
     r = p.add_argument_group("recipe")
+    from .training import recipes as krecipes
+
+    r.add_argument("--recipe", metavar="NAME",
+                   help="a shipped recipe whose settings fill every one not given: "
+                   + ", ".join(krecipes.list_recipes()) + " (docs/recipes.md; default: "
+                   "digits, he2015-cifar or he2015-imagenet by dataset)")
+    r.add_argument("--config", metavar="FILE",
+                   help="settings from a YAML or JSON file (a mapping of settings, or "
+                   "'recipe: NAME' with 'settings:'), or a run's run.json to rerun it; flags "
+                   "given beside it win, --set wins over both")
+    r.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", default=[],
+                   help="override one setting, e.g. --set mixup_alpha=0.2 or --set "
+                   "model.drop_path_rate=0.05 (model.<option> of the model's constructor: "
+                   "drop_path_rate, zero_init, attention, output_stride, stem, ...); repeatable")
     r.add_argument("--preset", choices=sorted(kt.PRESETS),
-                   help="recipe defaults; cifar = the paper's (batch 128, lr 0.1, momentum 0.9, "
-                   "wd 1e-4, 64k iterations, lr/10 at 50%% and 75%%)")
+                   help="today's names of recipes: digits, cifar (= he2015-cifar: batch 128, "
+                   "lr 0.1, momentum 0.9, wd 1e-4, 64k iterations, lr/10 at 50%% and 75%%), "
+                   "imagenet (= he2015-imagenet)")
     r.add_argument("--model", help="resnet20/32/44/56/110 (CIFAR), resnet18/34/50/101/152 "
                    "(ImageNet), plain<depth>, preactresnet<depth>, or a keras_resnet constructor "
                    "name such as ResNet50D or ResNeXt50_32x4d (keras_resnet.list_models() lists "
@@ -117,8 +135,8 @@ def _parser(prog="train.py"):
     r.add_argument("--batch-size", type=_ranged("batch_size"), help="per replica (global = this x replicas)")
     r.add_argument("--lr", type=_ranged("lr", float), help="learning rate for one replica's batch (scaled x replicas)")
     r.add_argument("--optimizer", choices=kt.OPTIMIZERS,
-                   help="sgd (momentum, L2 weight decay) or adamw (decoupled weight decay); "
-                   "default: the preset's")
+                   help="sgd (momentum, L2 weight decay), adamw or lamb (decoupled weight "
+                   "decay), lars (layer-wise trust ratio, very large batches); default: the recipe's")
     r.add_argument("--momentum", type=number(float, 0, 1, high_open=True), help="SGD momentum (default: the preset's)")
     r.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
                    help="Nesterov momentum for SGD (default: the preset's)")
@@ -133,6 +151,31 @@ def _parser(prog="train.py"):
                    help="step schedule: fractions of training where lr /= 10, e.g. 0.5,0.75 or 0.5 0.75")
     r.add_argument("--warmup-epochs", type=_ranged("warmup_epochs", float), help="linear learning-rate warmup")
     r.add_argument("--label-smoothing", type=number(float, 0, 1, high_open=True), help="label smoothing factor in [0, 1)")
+    g = p.add_argument_group("recipe ingredients (each off unless the recipe or a flag sets it)")
+    g.add_argument("--rand-augment", metavar="SPEC",
+                   help="RandAugment in timm's notation, e.g. rand-m9-mstd0.5-inc1 (tf.data, CPU)")
+    g.add_argument("--trivial-augment", action=argparse.BooleanOptionalAction, default=None,
+                   help="TrivialAugmentWide (tf.data, CPU)")
+    g.add_argument("--random-erasing", type=number(float, 0, 1), metavar="P",
+                   help="random erasing with probability P (tf.data, CPU)")
+    g.add_argument("--mixup", dest="mixup_alpha", type=number(float, 0, 100), metavar="ALPHA",
+                   help="mixup with Beta(ALPHA, ALPHA) (in the training step)")
+    g.add_argument("--cutmix", dest="cutmix_alpha", type=number(float, 0, 100), metavar="ALPHA",
+                   help="cutmix with Beta(ALPHA, ALPHA); with --mixup too, one of them per "
+                   "batch (--set mix_switch_prob=0.5: cutmix's share)")
+    g.add_argument("--loss", choices=("ce", "bce"),
+                   help="ce: softmax cross-entropy; bce: binary cross-entropy (RSB; --set "
+                   "bce_target_threshold=0.2)")
+    g.add_argument("--ema-decay", type=number(float, 0, 1, high_open=True), metavar="D",
+                   help="keep an exponential moving average of the weights (per step), "
+                   "evaluated every epoch and saved as ema.keras")
+    g.add_argument("--train-image-size", type=_ranged("train_image_size"), metavar="N",
+                   help="train at N x N (random crops), test at --image-size")
+    g.add_argument("--repeated-augment", type=_ranged("repeated_augment"), metavar="N",
+                   help="repeated augmentation: each image N times per epoch, differently "
+                   "augmented, on different replicas (an epoch keeps its length)")
+    g.add_argument("--clip-grad-norm", type=number(float, 0, 1e6), metavar="NORM",
+                   help="clip the global batch's gradient to this global norm (0: off)")
     r.add_argument("--seed", type=_ranged("seed"), default=0, help="seed of weights, data order and augmentation")
     r.add_argument("--deterministic", action="store_true",
                    help="deterministic TensorFlow ops and input order (the data order is always "
@@ -211,10 +254,14 @@ def _check_flags(args, given):
                     "fractions of training, each once")
         if args.schedule is not None and args.schedule != "step":
             return f"--step-boundaries applies to --schedule step, not --schedule {args.schedule}"
-    if args.optimizer == "adamw":
+    if args.optimizer in ("adamw", "lamb"):
         for dest in ("momentum", "nesterov"):
             if dest in given:
-                return f"{_flag(dest)} applies to --optimizer sgd, not adamw"
+                return f"{_flag(dest)} applies to --optimizer sgd or lars, not {args.optimizer}"
+    if args.config is not None and args.evaluate:
+        return "--config does not apply to --evaluate"
+    if args.recipe is not None and args.preset is not None:
+        return "--recipe and --preset both name the recipe; give one of them (--preset is the old name)"
     return None
 
 
@@ -245,17 +292,24 @@ def main(argv=None, prog="keras-resnet-train"):
     args = parser.parse_args(argv)
     if args.step_boundaries is not None:
         args.step_boundaries = tuple(flatten(args.step_boundaries))
-    problem = _check_flags(args, given_flags(parser, sys.argv[1:] if argv is None else argv))
+    given = given_flags(parser, sys.argv[1:] if argv is None else argv)
+    problem = _check_flags(args, given)
     for source, prefer in ((args.evaluate, "best.keras"), (args.init_from, "last.keras")):
         if source and problem is None:
             problem = _check_keras_file(source, prefer)
+    values = None
+    if problem is None and not args.evaluate:
+        try:  # the config file and --set keys are checked before TensorFlow loads
+            values = _settings(args, given)
+        except ValueError as e:
+            problem = " ".join(str(e).split())
     if problem:
         return flag_error(prog, problem)
     setup_process(args.verbose)
     # Ctrl-C before the training loop (or a second one during its save on notice) ends the
     # process at once, without a traceback: nothing is half-written, every write is atomic.
     with _default_sigint():
-        status = _run(args, prog)
+        status = _run(args, prog, values)
     if status in STOPPED and argv is None:
         # The command itself (not a call from Python): saved on notice, everything written
         # and committed; skip TensorFlow's teardown of its thread pools and input pipelines
@@ -285,7 +339,34 @@ def _default_sigint():
             signal.signal(signal.SIGINT, previous)
 
 
-def _run(args, prog):
+def _settings(args, given):
+    """TrainConfig's arguments: argparse's defaults of flags not given, then the --config
+    file, then the flags given, then --set (each wins over the one before). Unset
+    settings take the recipe's, then TrainConfig's defaults."""
+    from .training import TrainConfig, recipes
+
+    fields = set(TrainConfig.__dataclass_fields__)
+    flags = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    values = {k: v for k, v in flags.items() if k not in given}
+    if args.config is not None:
+        values.update(recipes.read_config_file(args.config, fields))
+    values.update({k: v for k, v in flags.items() if k in given})
+    overrides = recipes.parse_set(args.overrides, fields)
+    if "model_kwargs" in overrides and values.get("model_kwargs"):
+        overrides["model_kwargs"] = {**values["model_kwargs"], **overrides["model_kwargs"]}
+    values.update(overrides)
+    later = set(given) | set(overrides)  # the length given last wins over the config's
+    if "iterations" in later and "epochs" not in later:
+        values.pop("epochs", None)
+    if "epochs" in later and "iterations" not in later:
+        values.pop("iterations", None)
+    if isinstance(values.get("step_boundaries"), list):
+        values["step_boundaries"] = tuple(values["step_boundaries"])
+    values["verbose"] = 0 if args.quiet else 1
+    return values
+
+
+def _run(args, prog, values=None):
     from . import data as kdata
     from . import training as kt
 
@@ -297,10 +378,6 @@ def _run(args, prog):
                             on_corrupt=args.on_corrupt, download=args.download or None,
                             label_offset=args.label_offset)
                 return 0
-            fields = {f for f in kt.TrainConfig.__dataclass_fields__}
-            # Flags left unset take TrainConfig's defaults (the preset's, where it has one).
-            values = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-            values["verbose"] = 0 if args.quiet else 1
             result = kt.train(kt.TrainConfig(**values))
         except kt.TrainingStopped as e:  # saved on SIGTERM / Ctrl-C: 143 / 130
             print(f"{prog}: {e}", file=sys.stderr, flush=True)

@@ -140,7 +140,7 @@ def test_training_curves_have_whole_epoch_ticks():
     (["--epochs", "2", "--warmup-epochs", "3"], "--warmup-epochs 3 is longer than --epochs 2"),
     (["--step-boundaries", "0.75", "0.5"], "--step-boundaries 0.75,0.5: expected increasing fractions"),
     (["--schedule", "cosine", "--step-boundaries", "0.5"], "--step-boundaries applies to --schedule step, not --schedule cosine"),
-    (["--optimizer", "adamw", "--nesterov"], "--nesterov applies to --optimizer sgd, not adamw"),
+    (["--optimizer", "adamw", "--nesterov"], "--nesterov applies to --optimizer sgd or lars, not adamw"),
     (["--evaluate", "runs/x", "--epochs", "3"], "--epochs does not apply to --evaluate"),
 ])
 def test_every_training_flag_is_checked_against_what_it_can_mean(args, message, capsys, tmp_path,

@@ -61,7 +61,12 @@ def test_default_command_reaches_98_5_percent_on_digits(tmp_path):
     best = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
     best_acc = float(np.mean(best.predict(x_test.astype("float32"),
                                           verbose=0).argmax(axis=1) == y_test))
-    assert abs(best_acc - info["best"]["test_accuracy"]) < 1e-6 and best_acc >= accuracy
+    assert abs(best_acc - info["best"]["test_accuracy"]) < 1e-6
+    # No validation split: no split chose best.keras, which is the last model; the printed
+    # accuracy is scored on the test split, which chose nothing.
+    assert info["chosen_on"] == "last epoch" and info["scored_on"] == "test"
+    assert best_acc == accuracy and info["best"]["epoch"] == 30
+    assert "chosen on nothing" in lines[-2]
 
     with open(run_dir / "metrics.csv") as f:
         rows = f.read().strip().splitlines()

@@ -85,7 +85,8 @@ def _block_shuffle(ds, seeds, block):
 def make_dataset(dataset, split="train", batch_size=128, training=None, augment=None, seed=0,
                  epoch=0, preprocess=True, prefetch=True, *, epochs=1, steps_per_epoch=None,
                  skip_batches=0, shard=None, deterministic=None, shuffle=None, limit=None,
-                 preprocessing=None, cache_bytes=CACHE_BYTES):
+                 preprocessing=None, cache_bytes=CACHE_BYTES, image_ops=None, image_size=None,
+                 repeats=1):
     """A batched ``tf.data.Dataset`` of ``(images, int32 labels)`` for one split: the one
     input pipeline of keras_resnet (the trainer, evaluation, export calibration and the
     benchmarks are built on it).
@@ -118,6 +119,15 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     ``"fail"`` stops iteration with TensorFlow's decoding error, which
     :func:`unreadable_image_error` turns into one naming the file; ``"skip"`` leaves them
     out and appends them to ``dataset.unreadable``.
+
+    Recipe hooks: ``image_ops(pixels, seed)`` runs on each example's 0..255 float pixels
+    after the crop and flip, before the preprocessing (RandAugment, TrivialAugment, random
+    erasing; ``seed`` a ``[2]`` int64 tensor keyed as the crop's). ``image_size`` crops
+    training images to that size instead of the dataset's (a train resolution distinct
+    from the test one). ``repeats`` > 1 (repeated augmentation): each block of
+    ``batch_size`` records is emitted ``repeats`` times in a row, each copy with its own
+    augmentation, so that consecutive batches (which go to different replicas) hold
+    differently augmented copies of the same images; an epoch keeps its length.
     """
     if not isinstance(dataset, Dataset):
         dataset = get_dataset(dataset)
@@ -134,6 +144,8 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
         deterministic = not (training and encoded)
     num, index = shard or (1, 0)
     shape = dataset.input_shape
+    if image_size is not None:
+        shape = (int(image_size), int(image_size), shape[-1])
     if steps_per_epoch is None and training and isinstance(src, IndexedSource):
         local = len(range(index, src.n, num))
         steps_per_epoch = local // batch_size
@@ -145,10 +157,13 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     first_epoch = int(epoch)
     plain = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors
     example = _example_fn(dataset, src, augment, training,
-                          (preprocessing or dataset.preprocessing) if preprocess else None, seed_)
+                          (preprocessing or dataset.preprocessing) if preprocess else None, seed_,
+                          shape, image_ops)
 
     def one_epoch(e):
         ds = epoch_records(src, e, shuffle, seed_, (num, index), deterministic)
+        if repeats > 1:
+            ds = _repeat_records(ds, batch_size, int(repeats))
         if training and steps_per_epoch:
             if isinstance(src, IndexedSource) and not (encoded and on_corrupt == "skip"):
                 ds = ds.repeat().take(steps_per_epoch * batch_size)  # exact, before reading
@@ -184,12 +199,22 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     return ds.prefetch(tf.data.AUTOTUNE) if prefetch else ds
 
 
-def _example_fn(dataset, src, augment, training, preprocessing, seed):
+def _repeat_records(ds, block, repeats):
+    """Each block of ``block`` ``(key, item)`` records ``repeats`` times in a row, copy
+    ``r`` keyed ``key * repeats + r`` (its own augmentation draws)."""
+    def copies(keys, items):
+        return tf.data.Dataset.range(repeats).map(lambda r: (keys * repeats + r, items))
+
+    return ds.batch(block).flat_map(copies).unbatch()
+
+
+def _example_fn(dataset, src, augment, training, preprocessing, seed, shape=None, image_ops=None):
     """``example(epoch, key, item) -> (pixels, int32 label, ok, name)``: one record read,
     decoded, augmented (keyed on ``(seed, epoch, key)``) and preprocessed (unless
     ``preprocessing`` is None). ``ok`` is False only for an unreadable image under
     ``on_corrupt="skip"``, which is also added to ``dataset.unreadable``."""
-    shape, channels = dataset.input_shape, dataset.input_shape[-1]
+    shape = shape or dataset.input_shape
+    channels = shape[-1]
     encoded = src.encoded
     fused = encoded and training and augment == "imagenet"
     unreadable = dataset.unreadable
@@ -202,6 +227,8 @@ def _example_fn(dataset, src, augment, training, preprocessing, seed):
             x = dataset.decode(raw) if encoded else raw
             x = transform(x, shape, augment, training, seed=s)
         x = tf.ensure_shape(x, shape)
+        if image_ops is not None and training:
+            x = tf.ensure_shape(image_ops(x, s), shape)
         if preprocessing is not None:
             x = apply_preprocessing(x, preprocessing)
         return x

@@ -27,7 +27,8 @@ Run directory layout (written by the chief only, every file atomically):
                        ``preprocessing``), ``outputs`` ("probabilities"), the settings,
                        ``test_accuracy`` of ``last.keras``, ``best`` (epoch, accuracy)
 ``best.keras``         the model with the best validation accuracy so far (``val_split``;
-                       without it, test accuracy), float32, softmax outputs, with the
+                       without it, the last model: the test split never chooses),
+                       float32, softmax outputs, with the
                        preprocessing inside (``include_preprocessing``, the default:
                        it takes pixels 0..255)
 ``last.keras``         the model after the last finished epoch
@@ -69,6 +70,7 @@ _NAMES = table(
     loop=("make_train_chunk", "train_input_fn"),
     recipe=("LinearWarmup", "build_model", "decayed_variables", "learning_rate_schedule",
             "make_optimizer"),
+    recipes=("list_recipes", "load_recipe"),
     run=("TrainResult", "default_run_dir", "train"),
     strategy=("is_chief", "make_strategy", "strategy_name"),
 )
@@ -81,4 +83,5 @@ __all__ = [
     "make_optimizer", "decayed_variables", "make_train_chunk", "train_input_fn",
     "default_run_dir", "PRESETS", "PRESET_FOR_AUGMENT", "STRATEGIES", "OPTIMIZERS",
     "SCHEDULES", "PRECISIONS", "RESUME_KEYS", "TrainingStopped", "EXIT_STATUS",
+    "list_recipes", "load_recipe",
 ]

@@ -18,6 +18,7 @@ from .. import files
 CSV_FIELDS = ("epoch", "loss", "accuracy", "test_loss", "test_accuracy", "lr", "seconds",
               "images_per_second")
 VAL_FIELDS = ("val_loss", "val_accuracy")  # appended when the run has a validation split
+EMA_FIELDS = ("ema_test_loss", "ema_test_accuracy", "ema_val_loss", "ema_val_accuracy")
 SUMMARY_FIELDS = ("loss", "accuracy", "test_loss", "test_accuracy", "lr", "images_per_second")
 
 
@@ -31,6 +32,7 @@ def save_keras(model, path):
 def write_metrics(path, history):
     """``metrics.csv``: one row per finished epoch."""
     fields = CSV_FIELDS + (VAL_FIELDS if history and "val_accuracy" in history[0] else ())
+    fields += tuple(k for k in EMA_FIELDS if history and k in history[0])
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()

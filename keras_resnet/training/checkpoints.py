@@ -36,7 +36,11 @@ PROGRESS_KEY = "progress/.ATTRIBUTES/VARIABLE_VALUE"
 RESUME_KEYS = ("dataset", "model", "epochs", "batch_size", "lr", "optimizer", "momentum",
                "nesterov", "weight_decay", "schedule", "step_boundaries", "warmup_epochs",
                "label_smoothing", "augment", "seed", "precision", "sync_bn", "val_split",
-               "init_from", "include_preprocessing", "freeze_epochs", "backbone_lr_mult")
+               "init_from", "include_preprocessing", "freeze_epochs", "backbone_lr_mult",
+               "model_kwargs", "train_image_size", "rand_augment", "trivial_augment",
+               "random_erasing", "mixup_alpha", "cutmix_alpha", "mix_switch_prob", "mix_prob",
+               "loss", "bce_target_threshold", "ema_decay", "repeated_augment",
+               "clip_grad_norm")
 
 
 def _first_line(error):
@@ -129,12 +133,14 @@ class TrainingState:
     process's files are the run's (the others save to a temporary directory, removed).
     """
 
-    def __init__(self, run_dir, model, optimizer, chief=True):
+    def __init__(self, run_dir, model, optimizer, chief=True, ema=None):
+        """``ema``: a built :class:`.ema.WeightEMA`, whose averages are saved too."""
         self.directory = os.path.join(run_dir, DIRECTORY)
         self.chief = chief
         self.progress = tf.Variable("", dtype=tf.string, trainable=False)
+        extra = {} if ema is None else {"ema": tf.train.Checkpoint(averages=list(ema.variables))}
         self.checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer,
-                                              progress=self.progress)
+                                              progress=self.progress, **extra)
         self.optimizer = optimizer
         self._scratch = None if chief else tempfile.mkdtemp(prefix="keras_resnet_worker_")
         self.manager = tf.train.CheckpointManager(

@@ -1,38 +1,29 @@
-"""A run's settings: :class:`TrainConfig`, the recipes (``PRESETS``) and their validation."""
+"""A run's settings: :class:`TrainConfig`, the recipes they resolve from (files, see
+:mod:`.recipes`; ``PRESETS``: today's names) and their validation."""
 
 import dataclasses
 import math
 
 from .. import data as kdata
 from ..specs import MAX_CLASSES, MAX_INPUT_SIZE, check_memory
+from .recipes import ALIASES, ConfigError, recipe_settings
 
 STRATEGIES = ("auto", "one_device", "mirrored", "multi_worker", "tpu")
-OPTIMIZERS = ("sgd", "adamw")
+OPTIMIZERS = ("sgd", "adamw", "lamb", "lars")
 SCHEDULES = ("step", "cosine", "constant")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
-# Recipes. batch_size is per replica; lr is for that batch (linear scaling rule).
-PRESETS = {
-    # The default job: CIFAR ResNet-20 on the 8x8 digits, about a minute on a laptop CPU.
-    "digits": dict(
-        model="resnet20", epochs=30, batch_size=64, lr=0.1, optimizer="sgd", momentum=0.9,
-        nesterov=True, weight_decay=5e-4, schedule="cosine", warmup_epochs=1,
-        label_smoothing=0.0, augment="shift",
-    ),
-    # He et al. 2015, section 4.2: batch 128, lr 0.1, momentum 0.9, weight decay 1e-4,
-    # 64k iterations, lr / 10 at 32k and 48k; pad-4 random crops and flips.
-    "cifar": dict(
-        model="resnet20", iterations=64000, batch_size=128, lr=0.1, optimizer="sgd",
-        momentum=0.9, nesterov=False, weight_decay=1e-4, schedule="step",
-        step_boundaries=(0.5, 0.75), warmup_epochs=0, label_smoothing=0.0, augment="cifar",
-    ),
-    # He et al. 2015, section 3.4 with the usual 90-epoch schedule (lr / 10 every 30).
-    "imagenet": dict(
-        model="resnet50", epochs=90, batch_size=256, lr=0.1, optimizer="sgd", momentum=0.9,
-        nesterov=False, weight_decay=1e-4, schedule="step", step_boundaries=(1 / 3, 2 / 3),
-        warmup_epochs=0, label_smoothing=0.0, augment="imagenet",
-    ),
-}
+# Recipes are data: keras_resnet/recipes/<name>.yaml (see .recipes). batch_size is per
+# replica; lr is for that batch (linear scaling rule). Today's --preset names are aliases.
+PRESETS = {alias: recipe_settings(name) for alias, name in ALIASES.items()}
+LOSSES = ("ce", "bce")
+# The ingredients' settings when neither the recipe nor the user gives them: all off.
+INGREDIENT_DEFAULTS = dict(
+    rand_augment=None, trivial_augment=False, random_erasing=0.0, mixup_alpha=0.0,
+    cutmix_alpha=0.0, mix_switch_prob=0.5, mix_prob=1.0, loss="ce", bce_target_threshold=None,
+    ema_decay=0.0, repeated_augment=1, clip_grad_norm=0.0, model_kwargs={},
+    train_image_ratio=None, momentum=0.9, nesterov=False,
+)
 PRESET_FOR_AUGMENT = {"shift": "digits", "cifar": "cifar", "imagenet": "imagenet", "none": "imagenet"}
 
 
@@ -53,8 +44,12 @@ RANGES = {
     "warmup_epochs": (0, MAX_EPOCHS), "freeze_epochs": (0, MAX_EPOCHS),
     "backbone_lr_mult": (0, 100), "cpu_replicas": (1, 256), "steps_per_execution": (1, 100_000),
     "checkpoint_steps": (1, MAX_STEPS), "seed": (0, 2 ** 32 - 1),
+    "train_image_size": (8, MAX_INPUT_SIZE), "repeated_augment": (1, 64),
+    "random_erasing": (0, 1), "mixup_alpha": (0, 100), "cutmix_alpha": (0, 100),
+    "mix_switch_prob": (0, 1), "mix_prob": (0, 1), "ema_decay": (0, 1),
+    "clip_grad_norm": (0, 1e6), "train_image_ratio": (0, 4),
 }
-LOW_OPEN = ("lr", "backbone_lr_mult")
+LOW_OPEN = ("lr", "backbone_lr_mult", "train_image_ratio")
 
 
 class TrainingError(RuntimeError):
@@ -63,7 +58,9 @@ class TrainingError(RuntimeError):
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Settings of a run. ``None`` fields take the preset's value (see ``PRESETS``)."""
+    """Settings of a run. ``None`` fields take the recipe's value (``recipe``, or the one
+    the dataset implies: digits, he2015-cifar or he2015-imagenet), then the defaults
+    (ingredients off)."""
 
     dataset: str = "digits"
     data_dir: str = None
@@ -72,8 +69,10 @@ class TrainConfig:
     label_offset: int = 0
     on_corrupt: str = "fail"
     download: bool = False
-    preset: str = None
+    preset: str = None  # today's names: digits, cifar, imagenet (aliases of recipes)
+    recipe: str = None
     model: str = None
+    model_kwargs: dict = None
     epochs: int = None
     iterations: int = None
     steps_per_epoch: int = None
@@ -88,6 +87,20 @@ class TrainConfig:
     warmup_epochs: float = None
     label_smoothing: float = None
     augment: str = None
+    train_image_size: int = None
+    train_image_ratio: float = None
+    rand_augment: str = None
+    trivial_augment: bool = None
+    random_erasing: float = None
+    mixup_alpha: float = None
+    cutmix_alpha: float = None
+    mix_switch_prob: float = None
+    mix_prob: float = None
+    loss: str = None
+    bce_target_threshold: float = None
+    ema_decay: float = None
+    repeated_augment: int = None
+    clip_grad_norm: float = None
     val_split: float = 0.0
     init_from: str = None
     freeze_epochs: int = 0
@@ -108,19 +121,40 @@ class TrainConfig:
     plot: bool = True
     verbose: int = 1
 
+    def recipe_name(self, dataset=None):
+        """The recipe this run takes its unset settings from."""
+        if self.preset is not None and self.preset not in ALIASES:
+            raise ValueError(f"preset={self.preset!r} is not supported; accepted: "
+                             f"{', '.join(ALIASES)} (or recipe=NAME)")
+        alias = ALIASES.get(self.preset) if self.preset else None
+        if self.recipe is not None and alias is not None and alias != self.recipe:
+            raise ValueError(f"preset={self.preset!r} (recipe {alias!r}) and recipe={self.recipe!r} "
+                             "disagree; give one of them")
+        name = self.recipe or alias
+        if name is None and dataset is not None:
+            name = ALIASES[PRESET_FOR_AUGMENT[dataset.augment]]
+        return ALIASES.get(name, name)
+
     def resolved(self, dataset):
-        """A copy with every ``None`` filled from the preset for ``dataset``."""
-        preset = self.preset or PRESET_FOR_AUGMENT[dataset.augment]
-        if preset not in PRESETS:
-            raise ValueError(f"preset={preset!r} is not supported; accepted: {', '.join(PRESETS)}")
-        values = dict(PRESETS[preset])
+        """A copy with every ``None`` filled from the recipe, then the defaults."""
+        name = self.recipe_name(dataset)
+        try:
+            values = recipe_settings(name)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        preset = {r: a for a, r in ALIASES.items()}.get(name)
         if self.epochs is not None and self.iterations is not None:
             raise ValueError(f"epochs={self.epochs!r} and iterations={self.iterations!r} both set "
                              "the length of training; give one of them")
-        cfg = dataclasses.replace(self, preset=preset)
+        cfg = dataclasses.replace(self, preset=preset, recipe=name)
         for key, value in values.items():
-            if getattr(cfg, key) is None:
+            if key == "model_kwargs":  # the user's options win, key by key
+                cfg.model_kwargs = {**(value or {}), **(self.model_kwargs or {})}
+            elif getattr(cfg, key) is None:
                 setattr(cfg, key, value)
+        for key, value in INGREDIENT_DEFAULTS.items():
+            if getattr(cfg, key) is None:
+                setattr(cfg, key, dict(value) if isinstance(value, dict) else value)
         # The length given beats the preset's, whichever way the preset counts it.
         if self.epochs is not None:  # explicit epochs win over the preset's iterations
             cfg.iterations = None
@@ -185,7 +219,45 @@ def check_config(cfg):
         raise ValueError(f"momentum={cfg.momentum!r} is not supported; expected 0 <= value < 1")
     if any(not 0 < b < 1 for b in cfg.step_boundaries):
         raise ValueError(f"step_boundaries={cfg.step_boundaries!r}: expected fractions between 0 and 1")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss={cfg.loss!r} is not supported; accepted: {', '.join(LOSSES)}")
+    if cfg.bce_target_threshold is not None and (cfg.loss != "bce" or not (
+            isinstance(cfg.bce_target_threshold, (int, float)) and 0 <= cfg.bce_target_threshold < 1)):
+        raise ValueError(f"bce_target_threshold={cfg.bce_target_threshold!r}: expected a number in "
+                         "[0, 1) with loss='bce'")
+    if cfg.rand_augment is not None and not isinstance(cfg.rand_augment, str):
+        raise ValueError(f"rand_augment={cfg.rand_augment!r}: expected a spec such as "
+                         "'rand-m9-mstd0.5-inc1'")
+    if cfg.rand_augment and cfg.trivial_augment:
+        raise ValueError("rand_augment and trivial_augment are two policies for the same place; "
+                         "give one of them")
+    for name in ("trivial_augment",):
+        if not isinstance(getattr(cfg, name), bool):
+            raise ValueError(f"{name}={getattr(cfg, name)!r}: expected true or false")
+    for name in ("random_erasing", "mixup_alpha", "cutmix_alpha", "mix_switch_prob", "mix_prob",
+                 "ema_decay", "clip_grad_norm", "train_image_ratio"):
+        v = getattr(cfg, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ValueError(f"{name}={v!r} is not supported; expected a number ({_range(name)})")
+    for name in ("repeated_augment", "train_image_size"):
+        v = getattr(cfg, name)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int)):
+            raise ValueError(f"{name}={v!r} is not supported; expected an integer ({_range(name)})")
+    if cfg.ema_decay and cfg.ema_decay >= 1:
+        raise ValueError(f"ema_decay={cfg.ema_decay!r}: expected 0 (off) or a decay in (0, 1)")
+    if cfg.mix_prob and not (cfg.mixup_alpha or cfg.cutmix_alpha) and cfg.mix_prob != 1.0:
+        raise ValueError("mix_prob applies to mixup or cutmix; set mixup_alpha or cutmix_alpha")
     resolve_model(cfg.model)
+    if cfg.rand_augment:
+        from ..data.randaug import parse_rand_augment
+
+        parse_rand_augment(cfg.rand_augment)  # a bad spec: ValueError naming the key
+    from .recipes import check_model_kwargs
+
+    try:
+        check_model_kwargs(cfg.model, cfg.model_kwargs)
+    except ConfigError as e:
+        raise ValueError(str(e)) from None
 
 
 def _range(name):
@@ -217,10 +289,14 @@ SMALL_DATA_STEPS = 50
 SMALL_DATA_MIN_BATCH = 8
 
 
+IMAGENET_RECIPES = ("he2015-imagenet", "torchvision-v1", "torchvision-v2", "rsb-a1", "rsb-a2",
+                    "rsb-a3")
+
+
 def small_data_recipe(cfg, train_size, given):
-    """Adapt the imagenet preset's batch size and lr to a small training set (in place);
+    """Adapt an ImageNet recipe's batch size and lr to a small training set (in place);
     returns the message saying what was chosen, or None."""
-    if cfg.preset != "imagenet" or not train_size or given:
+    if cfg.recipe not in IMAGENET_RECIPES or not train_size or given:
         return None
     if train_size >= SMALL_DATA_STEPS * cfg.batch_size:
         return None
@@ -231,7 +307,7 @@ def small_data_recipe(cfg, train_size, given):
     old_batch, old_lr = cfg.batch_size, cfg.lr
     cfg.batch_size, cfg.lr = batch, old_lr * batch / old_batch
     return (f"small training set ({train_size} images): batch size {batch} and lr {cfg.lr:g} "
-            f"instead of the imagenet recipe's {old_batch} and {old_lr:g} (linear scaling rule); "
+            f"instead of the {cfg.recipe} recipe's {old_batch} and {old_lr:g} (linear scaling rule); "
             "pass --batch-size and --lr to choose yourself")
 
 

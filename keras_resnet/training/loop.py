@@ -23,10 +23,38 @@ def train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch, sta
             epoch=start_epoch, epochs=epochs - start_epoch,
             steps_per_epoch=steps_per_epoch * local, skip_batches=start_step * local,
             shard=(ctx.num_input_pipelines, ctx.input_pipeline_id),
-            deterministic=True if cfg.deterministic else None)
+            deterministic=True if cfg.deterministic else None, image_ops=image_ops(cfg),
+            image_size=getattr(cfg, "train_image_size", None),
+            repeats=getattr(cfg, "repeated_augment", None) or 1)
 
     dataset_fn.shard = (1, 0)
     return dataset_fn
+
+
+def image_ops(cfg):
+    """The recipe's per-image ops on 0..255 pixels (RandAugment or TrivialAugmentWide,
+    then random erasing) as ``ops(pixels, seed)``, or None when it has none. They run in
+    ``tf.data`` on the CPU, seeded from the example's crop seed."""
+    spec, trivial = getattr(cfg, "rand_augment", None), getattr(cfg, "trivial_augment", False)
+    erasing = getattr(cfg, "random_erasing", 0.0) or 0.0
+    if not (spec or trivial or erasing):
+        return None
+    from ..data import randaug
+
+    params = randaug.parse_rand_augment(spec) if spec else None
+
+    def ops(x, seed):
+        seed = tf.cast(seed, tf.int64)
+        if params is not None:
+            x = randaug.rand_augment(x, tf.stack([seed[0] + 7919, seed[1]]), **params)
+        elif trivial:
+            x = randaug.trivial_augment_wide(x, tf.stack([seed[0] + 7919, seed[1]]))
+        if erasing:
+            x = randaug.random_erasing(x, tf.stack([seed[0] + 104729, seed[1]]),
+                                       probability=float(erasing))
+        return tf.cast(x, tf.float32)
+
+    return ops
 
 
 def eval_dataset(dataset, augment, batch_size=256, preprocessing=None, split="test"):
@@ -87,7 +115,7 @@ def make_eval_fn(model, jit=False, outputs="probabilities"):
 
 
 def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, decayed,
-                     num_classes, backbone=(), lr_mult=1.0):
+                     num_classes, backbone=(), lr_mult=1.0, ema=None):
     """``chunk(n)``: ``n`` training steps on batches from ``iterator``; returns the sums of
     the loss, correct predictions and examples over them (tensors).
 
@@ -98,6 +126,13 @@ def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, de
     ``backbone`` (variables) get their gradients, weight decay included, multiplied by
     ``lr_mult``: with SGD that is exactly their learning rate times ``lr_mult``
     (fine-tuning's lower backbone rate).
+
+    Recipe options of ``cfg``: mixup/cutmix (``mixup_alpha``, ``cutmix_alpha``, ...) mix
+    each replica's batch inside the step (on the accelerator), seeded by ``(seed, step,
+    replica)``; ``loss="bce"`` is timm's binary cross-entropy on the (mixed, smoothed)
+    targets, thresholded at ``bce_target_threshold``; ``clip_grad_norm`` clips the
+    gradient of the global batch (all replicas summed) to that global norm; ``ema`` (a
+    :class:`.ema.WeightEMA` built on ``model``) is updated after every step.
     """
     replicas = strategy.num_replicas_in_sync
     smoothing = float(cfg.label_smoothing)
@@ -107,12 +142,40 @@ def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, de
     decay = [id(v) in decayed_ids for v in model.trainable_variables]
     scaled_ids = {id(v) for v in backbone} if lr_mult != 1.0 else set()
     scales = [id(v) in scaled_ids for v in model.trainable_variables]
+    mixing = bool(getattr(cfg, "mixup_alpha", 0) or getattr(cfg, "cutmix_alpha", 0))
+    bce = getattr(cfg, "loss", "ce") == "bce"
+    threshold = getattr(cfg, "bce_target_threshold", None)
+    clip = float(getattr(cfg, "clip_grad_norm", 0) or 0)
+    seed = int(cfg.seed)
+    if mixing:
+        from ..data.mix import mix_batch
+    if bce:
+        from .losses import binary_cross_entropy
+
+        bce_loss = binary_cross_entropy(target_threshold=threshold, from_logits=True)
+
+    def targets(x, y):
+        """The images and the soft targets of a batch (None: plain integer labels)."""
+        if mixing:
+            replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
+            key = tf.stack([tf.constant(seed, tf.int64) * 1000003 + tf.cast(optimizer.iterations, tf.int64),
+                            replica])
+            x, target = mix_batch(x, y, key, num_classes, mixup_alpha=float(cfg.mixup_alpha),
+                                  cutmix_alpha=float(cfg.cutmix_alpha),
+                                  switch_prob=float(cfg.mix_switch_prob),
+                                  prob=float(cfg.mix_prob), label_smoothing=smoothing)
+            return x, tf.cast(target, tf.float32)
+        if smoothing or bce:  # timm's smoothing: off = s / C, on = 1 - s + s / C
+            return x, tf.one_hot(y, num_classes) * (1 - smoothing) + smoothing / num_classes
+        return x, None
 
     def forward_backward(x, y):
+        x, target = targets(x, y)
         with tf.GradientTape() as tape:
             logits = tf.cast(model(x, training=True), tf.float32)
-            if smoothing:
-                target = tf.one_hot(y, num_classes) * (1 - smoothing) + smoothing / num_classes
+            if bce:  # per example: the mean over classes (timm's mean over both / batch)
+                per_example = bce_loss.call(target, logits)
+            elif target is not None:
                 per_example = tf.nn.softmax_cross_entropy_with_logits(target, logits)
             else:
                 per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
@@ -135,12 +198,23 @@ def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, de
     def step(batch):
         x, y = batch
         grads, loss_sum, correct, count = forward_backward(x, y)
+        if clip:
+            # The norm of the global batch's gradient: sum the replicas' parts here, clip,
+            # and hand the optimizer 1/R of it per replica (it sums them again).
+            ctx = tf.distribute.get_replica_context()
+            if replicas > 1:
+                grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+            grads, _ = tf.clip_by_global_norm(grads, clip)
+            if replicas > 1:
+                grads = [g / replicas for g in grads]
         optimizer.apply(grads, model.trainable_variables)
         return loss_sum, correct, count
 
     @tf.function
     def one_step():
         out = strategy.run(step, args=(next(iterator),))
+        if ema is not None:  # after the update, in cross-replica context: every copy alike
+            ema.update()
         return [strategy.reduce(tf.distribute.ReduceOp.SUM, o, axis=None) for o in out]
 
     def chunk(n, stop=None):
@@ -164,5 +238,6 @@ def make_train_chunk(strategy, model, optimizer, iterator, cfg, global_batch, de
         return tuple(sums)
 
     return chunk
+
 
 

@@ -6,10 +6,13 @@ from .config import SCHEDULES, resolve_model
 
 
 def build_model(name, input_shape, num_classes, classifier_activation="softmax", sync_bn=False,
-                preprocessing=None):
+                preprocessing=None, model_kwargs=None):
     """The keras_resnet model ``name`` for ``input_shape``/``num_classes``; with
-    ``preprocessing`` (``{"scale", "offset"}``) it is inside the model, which takes pixels."""
+    ``preprocessing`` (``{"scale", "offset"}``) it is inside the model, which takes pixels.
+    ``model_kwargs``: more options of the constructor (``drop_path_rate``, ``zero_init``,
+    ``attention``, ``stem``, ...)."""
     extra = {} if preprocessing is None else dict(include_preprocessing=True, preprocessing=preprocessing)
+    extra.update(model_kwargs or {})
     model = resolve_model(name)(input_shape=tuple(input_shape), classes=num_classes,
                                 classifier_activation=classifier_activation, **extra)
     if sync_bn:
@@ -83,14 +86,24 @@ def decayed_variables(model):
 
 
 def make_optimizer(cfg, schedule, model):
-    """SGD with momentum (weight decay as an L2 term in the loss, as in the paper) or
-    AdamW (decoupled weight decay); both skip BN parameters and biases. Wrapped in a
-    ``LossScaleOptimizer`` for ``mixed_float16``."""
+    """SGD with momentum (weight decay as an L2 term in the loss, as in the paper), AdamW
+    or LAMB (``keras.optimizers.Lamb``; decoupled weight decay) or LARS (for very large
+    batches, :class:`keras_resnet.training.optimizers.LARS`); all skip BN parameters and
+    biases. ``clip_grad_norm`` is applied by the training step (to the global batch's
+    gradient), not here. Wrapped in a ``LossScaleOptimizer`` for ``mixed_float16``."""
     if cfg.optimizer == "sgd":
         opt = keras.optimizers.SGD(learning_rate=schedule, momentum=cfg.momentum,
                                    nesterov=bool(cfg.nesterov))
     else:
-        opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+        if cfg.optimizer == "adamw":
+            opt = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "lamb":
+            opt = keras.optimizers.Lamb(learning_rate=schedule, weight_decay=cfg.weight_decay or None)
+        else:
+            from .optimizers import LARS
+
+            opt = LARS(learning_rate=schedule, momentum=cfg.momentum,
+                       weight_decay=cfg.weight_decay or None)
         decayed = {id(v) for v in decayed_variables(model)}
         opt.exclude_from_weight_decay(
             var_list=[v for v in model.trainable_variables if id(v) not in decayed])

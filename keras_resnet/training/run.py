@@ -19,6 +19,7 @@ from ..preprocessing import identity_preprocessing
 from . import artifacts, checkpoints, notice
 from .config import TrainConfig, TrainingError, check_config, check_plan, small_data_recipe
 from .loop import eval_dataset, make_eval_fn, make_train_chunk, named_data_errors, train_input_fn
+from .recipes import recipe_facts
 from .recipe import build_model, decayed_variables, learning_rate_schedule, make_optimizer
 from .strategy import is_chief, make_strategy, num_workers, strategy_name
 
@@ -27,7 +28,13 @@ from .strategy import is_chief, make_strategy, num_workers, strategy_name
 # 6.9 for 1000), which only exploded logits produce.
 SATURATED_LOSS = -math.log(1e-7)
 ADDED_SETTINGS = {"val_split": 0.0, "init_from": None, "include_preprocessing": False,
-                  "freeze_epochs": 0, "backbone_lr_mult": 1.0}
+                  "freeze_epochs": 0, "backbone_lr_mult": 1.0, "model_kwargs": {},
+                  "train_image_size": None, "rand_augment": None, "trivial_augment": False,
+                  "random_erasing": 0.0, "mixup_alpha": 0.0, "cutmix_alpha": 0.0,
+                  "mix_switch_prob": 0.5, "mix_prob": 1.0, "loss": "ce",
+                  "bce_target_threshold": None, "ema_decay": 0.0, "repeated_augment": 1,
+                  "clip_grad_norm": 0.0}
+EMA = "ema.keras"  # the EMA of the weights (ema_decay), saved beside last.keras
 MODEL_SETTINGS = ("input_shape", "num_classes")
 
 
@@ -85,6 +92,14 @@ def _plan(cfg, strategy, log):
     given = {k for k in ("batch_size", "lr") if getattr(cfg, k) is not None}
     cfg = cfg.resolved(dataset)
     check_config(cfg)
+    if cfg.train_image_size is None and cfg.train_image_ratio:
+        size = max(8, int(round(dataset.input_shape[0] * cfg.train_image_ratio)))
+        if size != dataset.input_shape[0]:
+            cfg.train_image_size = size
+            log(f"train resolution {size} (the {cfg.recipe} recipe's {cfg.train_image_ratio:.3g} "
+                f"of the test resolution {dataset.input_shape[0]}); pass --train-image-size to choose")
+    if cfg.train_image_size == dataset.input_shape[0]:
+        cfg.train_image_size = None
     train_size = dataset.sizes.get("train")
     if train_size is None and not cfg.steps_per_epoch:
         # Counted now (it is needed for the epoch length anyway), so that TFRecords and
@@ -122,6 +137,7 @@ def _plan(cfg, strategy, log):
 
 def _settings(cfg, plan):
     settings = {k: getattr(cfg, k) for k in checkpoints.RESUME_KEYS}
+    settings["model_kwargs"] = dict(cfg.model_kwargs or {})
     settings["step_boundaries"] = list(cfg.step_boundaries)
     settings.update(global_batch=plan.global_batch, steps_per_epoch=plan.steps_per_epoch)
     return settings
@@ -239,8 +255,11 @@ def _train(cfg, lock, on_epoch_end):
     keras.mixed_precision.set_dtype_policy(cfg.precision)
     try:
         with strategy.scope():
-            model = build_model(cfg.model, dataset.input_shape, dataset.num_classes,
-                                classifier_activation=None, sync_bn=cfg.sync_bn)
+            train_shape = (tuple(dataset.input_shape) if not cfg.train_image_size else
+                           (cfg.train_image_size, cfg.train_image_size, dataset.input_shape[-1]))
+            model = build_model(cfg.model, train_shape, dataset.num_classes,
+                                classifier_activation=None, sync_bn=cfg.sync_bn,
+                                model_kwargs=cfg.model_kwargs)
             init_info = (init_from_source(source, source_path, model, cfg.init_from, log)
                          if source is not None else None)
             if init_info is not None:
@@ -254,13 +273,19 @@ def _train(cfg, lock, on_epoch_end):
                 cfg.schedule, cfg.step_boundaries)
             optimizer = make_optimizer(cfg, schedule, model)
             optimizer.build(model.trainable_variables)
+            ema = None
+            if cfg.ema_decay:
+                from .ema import WeightEMA
+
+                ema = WeightEMA(decay=cfg.ema_decay)
+                ema.build(model)
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
-    state = checkpoints.TrainingState(run_dir, model, optimizer, chief)  # outside the scope:
+    state = checkpoints.TrainingState(run_dir, model, optimizer, chief, ema=ema)  # outside the scope:
     # a string variable cannot be broadcast by MultiWorkerMirroredStrategy
     try:
         run = _Run(cfg, strategy, chief, log, dataset, plan, settings, model, optimizer,
-                   schedule, state, init_info)
+                   schedule, state, init_info, ema)
         run.open(lock, resume)
         run.build()
         return run.train(on_epoch_end)
@@ -273,7 +298,7 @@ class _Run:
     one and (chief only) writes the files derived from each commit."""
 
     def __init__(self, cfg, strategy, chief, log, dataset, plan, settings, model, optimizer,
-                 schedule, state, init_info):
+                 schedule, state, init_info, ema=None):
         self.cfg, self.strategy, self.chief, self.log = cfg, strategy, chief, log
         self.dataset, self.plan, self.settings = dataset, plan, settings
         self.model, self.optimizer, self.schedule, self.state = model, optimizer, schedule, state
@@ -283,7 +308,13 @@ class _Run:
         # the preprocessing inside, so they take pixels in 0..255.
         self.host = build_model(
             cfg.model, dataset.input_shape, dataset.num_classes, "softmax",
-            preprocessing=dataset.preprocessing if cfg.include_preprocessing else None)
+            preprocessing=dataset.preprocessing if cfg.include_preprocessing else None,
+            model_kwargs=cfg.model_kwargs)
+        self.ema = ema  # EMAWeights, evaluated in (and saved from) a host model of its own
+        self.ema_host = None if ema is None else build_model(
+            cfg.model, dataset.input_shape, dataset.num_classes, "softmax",
+            preprocessing=dataset.preprocessing if cfg.include_preprocessing else None,
+            model_kwargs=cfg.model_kwargs)
         self.progress = dict(epoch=0, step=0, accumulators=[0.0, 0.0, 0.0], seconds=0.0,
                              history=[], best={"epoch": 0, "test_accuracy": -1.0})
         self.reported = []  # unreadable images already logged
@@ -310,7 +341,8 @@ class _Run:
         plan = self.plan
         self.facts = dict(strategy=strategy_name(self.strategy), replicas=plan.replicas,
                           global_batch_size=plan.global_batch, effective_lr=plan.lr,
-                          steps_per_epoch=plan.steps_per_epoch, init_from=self.init_info)
+                          steps_per_epoch=plan.steps_per_epoch, init_from=self.init_info,
+                          recipe=recipe_facts(cfg.recipe))
         pretrained_cfg = (self.init_info or {}).get("pretrained_cfg")
         if pretrained_cfg:
             self.facts["pretrained_cfg"] = pretrained_cfg
@@ -337,6 +369,7 @@ class _Run:
         self.val_ds = (eval_dataset(dataset, cfg.augment, preprocessing=host_input,
                                     split="validation") if cfg.val_split else None)
         self.evaluate_fn = make_eval_fn(self.host, cfg.jit)
+        self.ema_evaluate_fn = None if self.ema is None else make_eval_fn(self.ema_host, cfg.jit)
         self.agree = _agreement(self.strategy) if self.workers > 1 else None
         self.writer = None
         if self.chief and cfg.tensorboard:
@@ -380,7 +413,7 @@ class _Run:
         self.train_chunk = make_train_chunk(
             self.strategy, self.model, self.optimizer, self.train_iter, cfg,
             self.plan.global_batch, decayed, self.dataset.num_classes,
-            backbone=backbone_variables(self.model), lr_mult=cfg.backbone_lr_mult)
+            backbone=backbone_variables(self.model), lr_mult=cfg.backbone_lr_mult, ema=self.ema)
         self.frozen = frozen
 
     def write_files(self, models, status="running"):
@@ -394,6 +427,9 @@ class _Run:
             if self.best["epoch"] == len(self.history):
                 # The same weights: copied, not saved again (a save walks every layer).
                 files.copy_file(last, os.path.join(self.run_dir, rundir.BEST))
+            if self.ema is not None:
+                self.ema_host.set_weights(self.ema.averaged_weights())
+                artifacts.save_keras(self.ema_host, os.path.join(self.run_dir, EMA))
         artifacts.write_metrics(os.path.join(self.run_dir, rundir.METRICS), self.history)
         rundir.write_run_json(self.run_dir, self.dataset, self.cfg, self.facts, self.history,
                                  self.best, status)
@@ -513,12 +549,15 @@ class _Run:
                 self.commit(epoch, step, sums, time.time() - t0)
         return sums, sums[2], time.time() - t0
 
-    def evaluate(self, split="test", stop=None):
-        """``(loss, accuracy)`` of the current weights (in the float32 host model); None
-        when ``stop()`` said True after a batch."""
+    def evaluate(self, split="test", stop=None, ema=False):
+        """``(loss, accuracy)`` of the current weights (in the float32 host model; ``ema``:
+        of their moving average); None when ``stop()`` said True after a batch."""
         ds = self.test_ds if split == "test" else self.val_ds
+        fn = self.ema_evaluate_fn if ema else self.evaluate_fn
+        if ema:
+            self.ema_host.set_weights(self.ema.averaged_weights())
         with named_data_errors(self.dataset, split, self.state):
-            result = self.evaluate_fn(ds, stop)
+            result = fn(ds, stop)
         _log_unreadable(self.dataset, self.log, self.reported)
         return None if result is None else result[:2]
 
@@ -563,19 +602,24 @@ class _Run:
                 self.stop(self.notice.signum, epoch, self.plan.steps_per_epoch, sums, seconds)
             row["val_loss"], row["val_accuracy"] = result
             val = f"val_loss {row['val_loss']:.4f} val_accuracy {row['val_accuracy']:.4f} "
+        if self.ema is not None:
+            for split in ("test",) + (("validation",) if self.val_ds is not None else ()):
+                result = self.evaluate(split, stop, ema=True)
+                if result is None:
+                    self.stop(self.notice.signum, epoch, self.plan.steps_per_epoch, sums, seconds)
+                prefix = "ema_test" if split == "test" else "ema_val"
+                row[f"{prefix}_loss"], row[f"{prefix}_accuracy"] = result
+
         self.log(f"epoch {epoch + 1}: loss {row['loss']:.4f} accuracy {row['accuracy']:.4f} "
                  f"{val}test_loss {test_loss:.4f} test_accuracy {test_acc:.4f} "
-                 f"({row['images_per_second']:.0f} images/s)")
+                 + (f"ema_test_accuracy {row['ema_test_accuracy']:.4f} " if self.ema is not None else "")
+                 + f"({row['images_per_second']:.0f} images/s)")
         return row
 
     def end_epoch(self, epoch, row, on_epoch_end):
         """Records the epoch, commits it (the commit point) and writes its files."""
         self.history.append(row)
-        selected_on, score = (("validation", row["val_accuracy"]) if self.val_ds is not None
-                              else ("test", row["test_accuracy"]))
-        if score > self.best.get("score", self.best["test_accuracy"]):
-            self.best = {"epoch": epoch + 1, "test_accuracy": row["test_accuracy"],
-                         "selected_on": selected_on, "score": score}
+        self.best = choose_best(self.best, row, self.val_ds is not None)
         self.commit(epoch + 1, 0, [0.0, 0.0, 0.0])  # the commit point of the epoch
         self.notice.reached(epoch + 1, "writes")
         if self.chief:
@@ -597,14 +641,33 @@ class _Run:
             if cfg.plot and self.history:
                 artifacts.plot_history(self.history, os.path.join(self.run_dir, rundir.CURVES))
         tested = self.dataset.sizes.get("test")
-        self.log(f"test accuracy {test_acc:.4f} (last model, "
+        chosen = (f"best.keras: epoch {best['epoch']}, chosen on the validation split "
+                  f"(accuracy {best['score']:.4f})" if best.get("selected_on") == "validation"
+                  else "best.keras = last.keras: no validation split, so no epoch was chosen "
+                  "(--val-split F holds one out)")
+        ema_note = ""
+        if self.ema is not None and self.history and "ema_test_accuracy" in self.history[-1]:
+            ema_note = f"; {EMA}: test accuracy {self.history[-1]['ema_test_accuracy']:.4f}"
+        self.log(f"test accuracy {test_acc:.4f} (last model, chosen on nothing; "
                  + (f"{tested} test images" if tested is not None else "the test split")
-                 + f"); best.keras: epoch {best['epoch']}, "
-                 f"{best.get('selected_on', 'test')} accuracy "
-                 f"{best.get('score', best['test_accuracy']):.4f}")
+                 + f"); {chosen}{ema_note}")
         self.log(f"run directory: {os.path.abspath(self.run_dir)}")
         return TrainResult(run_dir=self.run_dir, test_accuracy=test_acc, history=self.history,
                            best=best, model=self.model, strategy=self.strategy)
+
+
+def choose_best(best, row, validation):
+    """The best epoch after ``row`` (a metrics row): with a validation split, the epoch of
+    the best validation accuracy; without one, the last epoch. The test split never
+    chooses: a model chosen on a split is never scored on it."""
+    if validation:
+        score = row["val_accuracy"]
+        if best.get("selected_on") == "validation" and score <= best["score"]:
+            return best
+        return {"epoch": row["epoch"], "test_accuracy": row["test_accuracy"],
+                "selected_on": "validation", "score": score}
+    return {"epoch": row["epoch"], "test_accuracy": row["test_accuracy"],
+            "selected_on": "last epoch", "score": None}
 
 
 @contextlib.contextmanager
