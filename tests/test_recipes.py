@@ -126,7 +126,7 @@ runs = {str(tmp_path / "runs")!r}
 for name in {RECIPES!r}:
     status = main(["--recipe", name, "--dataset", "folder", "--data-dir", {str(data)!r},
                    "--image-size", "32", "--epochs", "2", "--steps-per-epoch", "2",
-                   "--batch-size", "4", "--warmup-epochs", "1", "--set", "model=resnet8", "--deterministic",
+                   "--batch-size", "4", "--set", "model=resnet8", "--deterministic",
                    "--run-dir", os.path.join(runs, name), "--quiet", "--no-tensorboard",
                    "--no-plot"])
     assert status == 0, (name, status)
@@ -158,6 +158,10 @@ print("ok")
             want = list(value) if isinstance(value, tuple) else value
             assert cfg[key] == want, (name, key, cfg[key], want)
         assert info["chosen_on"] == "last epoch" and info["scored_on"] == "test"
+        # A recipe's warmup longer than the shortened run is shortened with it, in proportion.
+        warmup, full = recipe.get("warmup_epochs") or 0, recipe.get("epochs")
+        want = warmup * 2 / full if warmup > 2 else warmup
+        assert cfg["warmup_epochs"] == pytest.approx(want, rel=1e-12), (name, cfg["warmup_epochs"])
     a3 = json.load(open(tmp_path / "runs" / "rsb-a3" / "run.json"))["config"]
     assert a3["train_image_size"] == 23 and a3["optimizer"] == "lamb"  # round(32 x 160 / 224)
     assert os.path.isfile(tmp_path / "runs" / "torchvision-v2" / "ema.keras")

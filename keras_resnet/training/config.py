@@ -293,6 +293,20 @@ IMAGENET_RECIPES = ("he2015-imagenet", "torchvision-v1", "torchvision-v2", "rsb-
                     "rsb-a3")
 
 
+def shortened_warmup(cfg):
+    """A recipe's warmup that does not fit a run shortened with --epochs or --iterations is
+    shortened with it, in proportion (``warmup x epochs / the recipe's epochs``), in place;
+    returns the message saying so, or None. A warmup the user gave is never changed
+    (:func:`check_plan` refuses one longer than training)."""
+    full = recipe_settings(cfg.recipe).get("epochs") if cfg.recipe else None
+    if not cfg.warmup_epochs or cfg.warmup_epochs <= cfg.epochs or not full or full <= cfg.epochs:
+        return None
+    old = cfg.warmup_epochs
+    cfg.warmup_epochs = old * cfg.epochs / full
+    return (f"warmup {cfg.warmup_epochs:.3g} epochs: the {cfg.recipe} recipe's {old:g} of its "
+            f"{full:g} epochs, scaled to this run's {cfg.epochs}; pass --warmup-epochs to choose")
+
+
 def small_data_recipe(cfg, train_size, given):
     """Adapt an ImageNet recipe's batch size and lr to a small training set (in place);
     returns the message saying what was chosen, or None."""

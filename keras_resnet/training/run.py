@@ -17,7 +17,8 @@ from .. import files, rundir
 from .._compat import keras
 from ..preprocessing import identity_preprocessing
 from . import artifacts, checkpoints, notice
-from .config import TrainConfig, TrainingError, check_config, check_plan, small_data_recipe
+from .config import (TrainConfig, TrainingError, check_config, check_plan, shortened_warmup,
+                     small_data_recipe)
 from .loop import eval_dataset, make_eval_fn, make_train_chunk, named_data_errors, train_input_fn
 from .recipes import recipe_facts
 from .recipe import build_model, decayed_variables, learning_rate_schedule, make_optimizer
@@ -90,6 +91,7 @@ def _plan(cfg, strategy, log):
         num_classes=cfg.num_classes, on_corrupt=cfg.on_corrupt, download=cfg.download,
         label_offset=cfg.label_offset, progress=log)
     given = {k for k in ("batch_size", "lr") if getattr(cfg, k) is not None}
+    warmup_given = cfg.warmup_epochs is not None
     cfg = cfg.resolved(dataset)
     check_config(cfg)
     if cfg.train_image_size is None and cfg.train_image_ratio:
@@ -130,6 +132,9 @@ def _plan(cfg, strategy, log):
             raise ValueError(f"batch_size={cfg.batch_size} x {replicas} replicas = {global_batch} "
                              f"is larger than the training set ({train_size} images); lower --batch-size")
     cfg.epochs = cfg.epochs or math.ceil(cfg.iterations / steps_per_epoch)
+    shortened = None if warmup_given else shortened_warmup(cfg)
+    if shortened:
+        log(shortened)
     check_plan(cfg, dataset.input_shape, dataset.num_classes, global_batch // num_workers(strategy))
     return dataset, cfg, _Plan(replicas, global_batch, cfg.lr * replicas, steps_per_epoch,
                                cfg.epochs)
