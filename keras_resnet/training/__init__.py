@@ -68,7 +68,7 @@ _NAMES = table(
     notice=("EXIT_STATUS", "TrainingStopped"),
     loop=("make_train_chunk", "train_input_fn"),
     recipe=("LinearWarmup", "build_model", "decayed_variables", "learning_rate_schedule",
-            "make_optimizer"),
+            "make_optimizer", "pixel_model"),
     run=("TrainResult", "default_run_dir", "train"),
     strategy=("is_chief", "make_strategy", "strategy_name"),
 )
@@ -78,7 +78,7 @@ __all__ = [
     "TrainConfig", "TrainResult", "TrainingError", "train", "evaluate", "read_metrics",
     "read_checkpoint", "plot_history", "curves_figure", "make_strategy", "strategy_name",
     "is_chief", "build_model", "resolve_model", "learning_rate_schedule", "LinearWarmup",
-    "make_optimizer", "decayed_variables", "make_train_chunk", "train_input_fn",
+    "make_optimizer", "decayed_variables", "make_train_chunk", "train_input_fn", "pixel_model",
     "default_run_dir", "PRESETS", "PRESET_FOR_AUGMENT", "STRATEGIES", "OPTIMIZERS",
     "SCHEDULES", "PRECISIONS", "RESUME_KEYS", "TrainingStopped", "EXIT_STATUS",
 ]

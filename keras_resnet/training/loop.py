@@ -12,7 +12,8 @@ from .. import data as kdata
 def train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch, start_step, epochs):
     """``dataset_fn`` for ``distribute_datasets_from_function``: epochs ``start_epoch..epochs``
     of :func:`keras_resnet.data.make_dataset` in per-replica batches, this input pipeline's
-    shard, from ``start_step`` of the first epoch."""
+    shard, from ``start_step`` of the first epoch: pixels (make_dataset's defaults), which
+    the training model preprocesses (:func:`~.recipe.pixel_model`)."""
 
     def dataset_fn(ctx):
         dataset_fn.shard = (ctx.num_input_pipelines, ctx.input_pipeline_id)
@@ -30,8 +31,10 @@ def train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch, sta
 
 
 def eval_dataset(dataset, augment, batch_size=256, preprocessing=None, split="test"):
+    # The host model (best.keras, last.keras) takes what it always took: the preprocessed
+    # images, or pixels (an identity preprocessing) when the preprocessing is inside it.
     return kdata.make_dataset(dataset, split, batch_size, training=False, augment=augment,
-                              preprocessing=preprocessing)
+                              preprocess=True, preprocessing=preprocessing)
 
 
 @contextlib.contextmanager
