@@ -23,7 +23,9 @@ gives the median round and the range of the per-round ratios. Figures: the first
 (listing and pipeline start included) and the mean of the later epochs, batches of 128
 drawn as fast as the pipeline gives them; every pipeline streams all epochs from one
 dataset, as training does (keras_resnet: ``make_dataset(epochs=...)``, what the trainer
-calls; the peers: ``repeat()``). The load average (``os.getloadavg``) is printed before and
+calls; the peers: ``repeat()``). Images per CPU second (the process's user and system
+time, every thread) measure the work per image, which other processes on a shared machine
+disturb much less than the wall clock. The load average (``os.getloadavg``) is printed before and
 after: on a shared machine a high load makes the figures noisy.
 
 A second part times start-up on a ``--startup-files`` folder (default 200,000 files: hard
@@ -152,7 +154,7 @@ def worker(name, data_dir, epochs, cores):
 
     tf.config.threading.set_inter_op_parallelism_threads(cores)
     tf.config.threading.set_intra_op_parallelism_threads(cores)
-    t0 = time.perf_counter()
+    t0, cpu_t0 = time.perf_counter(), _cpu_seconds()
     # All stream every epoch from one dataset, as training does: keras_resnet with
     # make_dataset(epochs=...) (what the trainer calls), the peers with repeat().
     if name == "peer":
@@ -164,18 +166,27 @@ def worker(name, data_dir, epochs, cores):
         ds = kdata.make_dataset(dataset, "train", BATCH, epoch=0, epochs=epochs)
     steps = len([f for c in os.listdir(os.path.join(data_dir, "train"))
                  for f in os.listdir(os.path.join(data_dir, "train", c))]) // BATCH
-    rates, it = [], iter(ds)
+    rates, per_cpu, it = [], [], iter(ds)
     for e in range(epochs):
         start = t0 if e == 0 else time.perf_counter()
+        cpu0 = cpu_t0 if e == 0 else _cpu_seconds()
         n = 0
         for _ in range(steps):
             x, y = next(it)
             n += int(y.shape[0])
         rates.append(n / (time.perf_counter() - start))
+        per_cpu.append(n / (_cpu_seconds() - cpu0))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({"name": name, "cores": cores, "first": rates[0],
                       "later": sum(rates[1:]) / max(1, len(rates) - 1), "peak": peak,
-                      "images": n}))
+                      "cpu_first": per_cpu[0],
+                      "cpu_later": sum(per_cpu[1:]) / max(1, len(per_cpu) - 1), "images": n}))
+
+
+def _cpu_seconds():
+    """CPU seconds this process has used (every thread, user and system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run_worker(name, data_dir, epochs, cores):
@@ -285,7 +296,8 @@ def throughput(args):
                 for name in PIPELINES[k:] + PIPELINES[:k]:  # who goes first rotates
                     m = run_worker(name, data_dir, args.epochs, cores)
                     print(f"round {r + 1} {name:12s} {cores} core(s): first epoch "
-                          f"{m['first']:.0f} img/s, later {m['later']:.0f} img/s, peak "
+                          f"{m['first']:.0f} img/s, later {m['later']:.0f} img/s "
+                          f"({m['cpu_later']:.0f} img/CPU-s), peak "
                           f"{m['peak'] / 2**30:.2f} GiB", flush=True)
                     rounds.setdefault((name, cores), []).append(m)
     finally:
@@ -305,12 +317,15 @@ def throughput(args):
     print("|---|---|---:|---:|---:|---:|---:|---|---|")
     for cores in args.cores:
         k, q, lim = (rounds[(n, cores)] for n in PIPELINES)
-        for fig, unit in (("first", "img/s"), ("later", "img/s"), ("peak", "GiB")):
+        for fig, unit in (("first", "img/s"), ("later", "img/s"), ("cpu_first", "img/CPU-s"),
+                          ("cpu_later", "img/CPU-s"), ("peak", "GiB")):
             scale = 2**30 if fig == "peak" else 1
             med = [_median([m[fig] for m in runs]) for runs in (k, q, lim)]
             vs_peer = [a[fig] / b[fig] for a, b in zip(k, q)]
             vs_limit = [a[fig] / b[fig] for a, b in zip(k, lim)]
-            label = {"first": "first epoch", "later": "later epochs", "peak": "peak memory"}[fig]
+            label = {"first": "first epoch", "later": "later epochs", "peak": "peak memory",
+                     "cpu_first": "first epoch, per CPU second",
+                     "cpu_later": "later epochs, per CPU second"}[fig]
             print(f"| {cores} | {label} ({unit}) | {med[0] / scale:.2f} | {med[1] / scale:.2f} | "
                   f"{med[2] / scale:.2f} | {_median(vs_peer):.2f}x | {_median(vs_limit):.2f}x | "
                   f"{min(vs_peer):.2f}-{max(vs_peer):.2f} | {min(vs_limit):.2f}-{max(vs_limit):.2f} |")

@@ -32,9 +32,12 @@ def train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch, sta
 
 def eval_dataset(dataset, augment, batch_size=256, preprocessing=None, split="test"):
     # The host model (best.keras, last.keras) takes what it always took: the preprocessed
-    # images, or pixels (an identity preprocessing) when the preprocessing is inside it.
+    # images, or, when the preprocessing is inside it (``preprocessing`` is the identity),
+    # the pixels as make_dataset delivers them (x * 1 + 0 is x: not computed per image).
+    identity = preprocessing is not None and all(
+        v == 1.0 for v in preprocessing["scale"]) and all(v == 0.0 for v in preprocessing["offset"])
     return kdata.make_dataset(dataset, split, batch_size, training=False, augment=augment,
-                              preprocess=True, preprocessing=preprocessing)
+                              preprocess=not identity, preprocessing=preprocessing)
 
 
 @contextlib.contextmanager
