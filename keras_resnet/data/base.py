@@ -54,8 +54,9 @@ class Dataset:
     on_corrupt = "fail"
 
     def examples(self, split):
-        """Unbatched ``tf.data`` of ``(pixels float32 [h, w, c] or encoded bytes, label)``
-        in the split's stored order (no shuffle).
+        """Unbatched ``tf.data`` of ``(pixels [h, w, c] or encoded bytes, label)`` in the
+        split's stored order (no shuffle); pixels are uint8 where an in-memory dataset's
+        are whole numbers 0..255, else float32.
 
         Array datasets yield pixels of ``input_shape``; file datasets may yield encoded
         images (see :meth:`decode`), which the pipeline decodes in parallel.

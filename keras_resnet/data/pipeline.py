@@ -14,10 +14,12 @@ SHUFFLE_WINDOW = 10_000  # records; TFRecord/TFDS streams, after their file orde
 CACHE_BYTES = 512 * 2**20  # evaluation batches are kept in memory only when they fit this
 
 
-def epoch_records(src, epoch, shuffle, seed, shard, deterministic):
+def epoch_records(src, epoch, shuffle, seed, shard, deterministic, pairs=True):
     """One epoch's ``(key, item)`` records, shuffled for ``(seed, epoch)`` when ``shuffle``,
     this input pipeline's shard only. ``key`` (an int64 fixed per record whatever the
-    order) keys the record's random augmentation; ``item`` goes to :func:`_load`."""
+    order) keys the record's random augmentation; ``item`` goes to the source's ``load``.
+    For an :class:`IndexedSource` the key is the index itself: ``pairs=False`` gives the
+    indices alone (no per-record map to pair them)."""
     num, index = shard
     seeds = tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
     if isinstance(src, IndexedSource):
@@ -27,7 +29,7 @@ def epoch_records(src, epoch, shuffle, seed, shard, deterministic):
         ds = tf.data.Dataset.from_tensor_slices(order)
         if num > 1:  # each record is a file here, so this shards by file
             ds = ds.shard(num, index)
-        return ds.map(lambda i: (i, i))
+        return ds.map(lambda i: (i, i)) if pairs else ds
     if isinstance(src, FileSource):
         files = tf.constant(src.files)
         if shuffle:
@@ -83,18 +85,25 @@ def _block_shuffle(ds, seeds, block):
 
 
 def make_dataset(dataset, split="train", batch_size=128, training=None, augment=None, seed=0,
-                 epoch=0, preprocess=True, prefetch=True, *, epochs=1, steps_per_epoch=None,
+                 epoch=0, preprocess=False, prefetch=True, *, epochs=1, steps_per_epoch=None,
                  skip_batches=0, shard=None, deterministic=None, shuffle=None, limit=None,
                  preprocessing=None, cache_bytes=CACHE_BYTES, image_ops=None, image_size=None,
                  repeats=1):
     """A batched ``tf.data.Dataset`` of ``(images, int32 labels)`` for one split: the one
     input pipeline of keras_resnet (the trainer, evaluation, export calibration and the
-    benchmarks are built on it).
+    benchmarks are built on it). Its defaults are the trainer's training input.
 
     ``training`` (default: ``split == "train"``) shuffles, augments with ``augment``
-    (default: the dataset's preset) and drops each epoch's last partial batch. Images are
-    preprocessed (``pixels * scale + offset``, ``preprocessing`` or the dataset's) unless
-    ``preprocess=False``.
+    (default: the dataset's preset) and drops each epoch's last partial batch.
+
+    Images are **pixels in 0..255** by default: ``uint8`` where the source holds whole
+    pixel values and the augmentation keeps them whole (arrays of integer pixels under the
+    ``none``, ``shift`` and ``cifar`` presets: padding, cropping and flipping), else
+    float32 (a resize interpolates). The model applies the preprocessing as its first
+    layers (the trainer wraps its model in :func:`keras_resnet.training.pixel_model`), so
+    no per-pixel arithmetic is left on the CPU and the host-to-device copy of ``uint8``
+    batches is 4x smaller. ``preprocess=True`` gives float32 ``pixels * scale + offset``
+    (``preprocessing`` or the dataset's) instead, computed here: the same numbers.
 
     Order: every epoch shuffles the whole list of records (images in memory, files of a
     folder) before anything is read; TFRecords shuffle their file order, interleave the
@@ -120,8 +129,8 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     :func:`unreadable_image_error` turns into one naming the file; ``"skip"`` leaves them
     out and appends them to ``dataset.unreadable``.
 
-    Recipe hooks: ``image_ops(pixels, seed)`` runs on each example's 0..255 float pixels
-    after the crop and flip, before the preprocessing (RandAugment, TrivialAugment, random
+    Recipe hooks: ``image_ops(pixels, seed)`` runs on each example's 0..255 pixels (uint8
+    or float32, its dtype kept) after the crop and flip, before the preprocessing (RandAugment, TrivialAugment, random
     erasing; ``seed`` a ``[2]`` int64 tensor keyed as the crop's). ``image_size`` crops
     training images to that size instead of the dataset's (a train resolution distinct
     from the test one). ``repeats`` > 1 (repeated augmentation): each block of
@@ -152,20 +161,24 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
         if steps_per_epoch < 1:
             raise DataError(f"batch_size={batch_size} is larger than the {split} split of "
                             f"{dataset.name!r} ({local} images)")
-    on_corrupt = dataset.on_corrupt
+    skip_corrupt = encoded and dataset.on_corrupt == "skip"
     seed_ = tf.constant(int(seed), tf.int64)
     first_epoch = int(epoch)
     plain = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors
+    indexed = isinstance(src, IndexedSource)
+    keyed_by_index = indexed and int(repeats) == 1
     example = _example_fn(dataset, src, augment, training,
                           (preprocessing or dataset.preprocessing) if preprocess else None, seed_,
                           shape, image_ops)
 
     def one_epoch(e):
-        ds = epoch_records(src, e, shuffle, seed_, (num, index), deterministic)
+        # Indexed sources pass their indices alone (the key is the index), unless repeated
+        # augmentation gives each copy a key of its own.
+        ds = epoch_records(src, e, shuffle, seed_, (num, index), deterministic, pairs=not keyed_by_index)
         if repeats > 1:
             ds = _repeat_records(ds, batch_size, int(repeats))
         if training and steps_per_epoch:
-            if isinstance(src, IndexedSource) and not (encoded and on_corrupt == "skip"):
+            if indexed and not skip_corrupt:
                 ds = ds.repeat().take(steps_per_epoch * batch_size)  # exact, before reading
             else:
                 ds = ds.repeat(2)  # room for skipped files, or a short TFRecord shard
@@ -174,11 +187,15 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
                                   tf.constant(0, tf.int64)))
         if limit is not None:
             ds = ds.take(limit)
-        ds = ds.map(plain(lambda key, item: example(e, key, item)),
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-        if encoded and on_corrupt == "skip":
-            ds = ds.filter(plain(lambda x, y, ok, name: ok))
-        ds = ds.map(plain(lambda x, y, ok, name: (x, y)))
+        # One map per record: an index (indexed sources, the key itself) or a (key, item).
+        if keyed_by_index:
+            ds = ds.map(plain(lambda i: example(e, i, i)),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        else:
+            ds = ds.map(plain(lambda key, item: example(e, key, item)),
+                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        if skip_corrupt:
+            ds = ds.filter(plain(lambda x, y, ok: ok)).map(plain(lambda x, y, ok: (x, y)))
         ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE,
                       deterministic=deterministic)
         if training and steps_per_epoch:
@@ -190,6 +207,8 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
         ds = one_epoch(tf.constant(first_epoch, tf.int64))
     else:
         ds = tf.data.Dataset.range(first_epoch, first_epoch + int(epochs)).flat_map(plain(one_epoch))
+    # Labels: cast once per batch, not per record.
+    ds = ds.map(plain(lambda x, y: (x, tf.cast(y, tf.int32))))
     if not training and _fits(src, shape, limit, cache_bytes):
         ds = ds.cache()
     options = tf.data.Options()
@@ -209,10 +228,20 @@ def _repeat_records(ds, block, repeats):
 
 
 def _example_fn(dataset, src, augment, training, preprocessing, seed, shape=None, image_ops=None):
-    """``example(epoch, key, item) -> (pixels, int32 label, ok, name)``: one record read,
-    decoded, augmented (keyed on ``(seed, epoch, key)``) and preprocessed (unless
-    ``preprocessing`` is None). ``ok`` is False only for an unreadable image under
-    ``on_corrupt="skip"``, which is also added to ``dataset.unreadable``."""
+    """``example(epoch, key, item) -> (pixels, label)`` (``(pixels, label, ok)`` under
+    ``on_corrupt="skip"``): one record read, decoded, augmented (keyed on ``(seed, epoch,
+    key)``) and, only when ``preprocessing`` is given, preprocessed to float32. ``ok`` is
+    False only for an unreadable image, which is also added to ``dataset.unreadable``.
+
+    The per-record work is only what the image needs: the stateless seed of the record,
+    the read, the decode (fused with the crop for JPEGs), the crop/resize/flip. Labels are
+    cast per batch (see :func:`make_dataset`); the file's name travels only on the
+    ``skip`` path (the ``fail`` path names an unreadable file afterwards, see
+    :func:`unreadable_image_error`).
+
+    ``shape`` (default: the dataset's) is the size examples are cropped to (a train
+    resolution of its own); ``image_ops(pixels, seed)`` (training only) runs on the
+    augmented pixels, before any preprocessing."""
     shape = shape or dataset.input_shape
     channels = shape[-1]
     encoded = src.encoded
@@ -226,11 +255,12 @@ def _example_fn(dataset, src, augment, training, preprocessing, seed, shape=None
         else:
             x = dataset.decode(raw) if encoded else raw
             x = transform(x, shape, augment, training, seed=s)
-        x = tf.ensure_shape(x, shape)
+        # Per-image ops on the augmented pixels (0..255, ``shape``): after the crop and
+        # flip, before any preprocessing, keyed on ``s``.
         if image_ops is not None and training:
             x = tf.ensure_shape(image_ops(x, s), shape)
         if preprocessing is not None:
-            x = apply_preprocessing(x, preprocessing)
+            x = apply_preprocessing(tf.cast(x, tf.float32), preprocessing)
         return x
 
     def note_unreadable(name):
@@ -242,18 +272,17 @@ def _example_fn(dataset, src, augment, training, preprocessing, seed, shape=None
     @tf.autograph.experimental.do_not_convert
     def example(e, key, item):
         raw, label, name = src.load(item) if isinstance(src, IndexedSource) else item
-        label = tf.cast(label, tf.int32)
         if not encoded or dataset.on_corrupt == "fail":
             # The fast path: a decoding error ends iteration; unreadable_image_error()
             # then finds and names the file.
-            return pixels(e, key, raw), label, True, name
+            return pixels(e, key, raw), label
         # on_corrupt="skip": an unreadable file must not end the pipeline. Decode in a
         # nested dataset that ignores the error and falls back to a placeholder marked not
         # ok (about 15% more CPU per image than the fast path).
         x, ok = guarded(lambda r: pixels(e, key, r), raw, tf.zeros(shape, tf.float32))
         ok = tf.cond(ok, lambda: ok, lambda: tf.ensure_shape(
             tf.py_function(note_unreadable, [name], tf.bool), []))
-        return x, label, ok, name
+        return x, label, ok
 
     return example
 

@@ -12,7 +12,8 @@ from .. import data as kdata
 def train_input_fn(dataset, cfg, global_batch, steps_per_epoch, start_epoch, start_step, epochs):
     """``dataset_fn`` for ``distribute_datasets_from_function``: epochs ``start_epoch..epochs``
     of :func:`keras_resnet.data.make_dataset` in per-replica batches, this input pipeline's
-    shard, from ``start_step`` of the first epoch."""
+    shard, from ``start_step`` of the first epoch: pixels (make_dataset's defaults), which
+    the training model preprocesses (:func:`~.recipe.pixel_model`)."""
 
     def dataset_fn(ctx):
         dataset_fn.shard = (ctx.num_input_pipelines, ctx.input_pipeline_id)
@@ -58,8 +59,13 @@ def image_ops(cfg):
 
 
 def eval_dataset(dataset, augment, batch_size=256, preprocessing=None, split="test"):
+    # The host model (best.keras, last.keras) takes what it always took: the preprocessed
+    # images, or, when the preprocessing is inside it (``preprocessing`` is the identity),
+    # the pixels as make_dataset delivers them (x * 1 + 0 is x: not computed per image).
+    identity = preprocessing is not None and all(
+        v == 1.0 for v in preprocessing["scale"]) and all(v == 0.0 for v in preprocessing["offset"])
     return kdata.make_dataset(dataset, split, batch_size, training=False, augment=augment,
-                              preprocessing=preprocessing)
+                              preprocess=not identity, preprocessing=preprocessing)
 
 
 @contextlib.contextmanager

@@ -22,6 +22,25 @@ def build_model(name, input_shape, num_classes, classifier_activation="softmax",
     return model
 
 
+def pixel_model(model, preprocessing, name=None):
+    """``model`` behind its input preprocessing: a model that takes pixels in 0..255
+    (``uint8`` or float) and applies ``pixels * scale + offset`` (``preprocessing``) as its
+    first layer, a float32 ``keras.layers.Rescaling`` (the arithmetic of
+    :func:`keras_resnet.data.apply_preprocessing`, in float32 under a mixed-precision policy
+    too), then ``model``. The trainer's training step runs this, so the preprocessing runs
+    inside the compiled step (on the accelerator, per batch) instead of per image in
+    ``tf.data``. ``model`` itself is unchanged: its variables are this model's, and a
+    checkpoint of ``model`` is the same as before."""
+    shape = tuple(model.input_shape[1:])
+    pixels = keras.Input(shape=shape, name="pixels")
+    scale = [float(v) for v in preprocessing["scale"]]
+    offset = [float(v) for v in preprocessing["offset"]]
+    x = keras.layers.Rescaling(scale if len(scale) > 1 else scale[0],
+                               offset if len(offset) > 1 else offset[0],
+                               dtype="float32", name="preprocessing")(pixels)
+    return keras.Model(pixels, model(x), name=name or f"{model.name}_pixels")
+
+
 @register(package="keras_resnet")
 class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
     """``after`` (a schedule of the global step) preceded by a linear warmup over

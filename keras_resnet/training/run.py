@@ -21,7 +21,8 @@ from .config import (TrainConfig, TrainingError, check_config, check_plan, short
                      small_data_recipe)
 from .loop import eval_dataset, make_eval_fn, make_train_chunk, named_data_errors, train_input_fn
 from .recipes import recipe_facts
-from .recipe import build_model, decayed_variables, learning_rate_schedule, make_optimizer
+from .recipe import (build_model, decayed_variables, learning_rate_schedule, make_optimizer,
+                     pixel_model)
 from .strategy import is_chief, make_strategy, num_workers, strategy_name
 
 # A mean training cross-entropy above -ln(1e-7) ~ 16.1: the average training image gets a
@@ -265,6 +266,9 @@ def _train(cfg, lock, on_epoch_end):
             model = build_model(cfg.model, train_shape, dataset.num_classes,
                                 classifier_activation=None, sync_bn=cfg.sync_bn,
                                 model_kwargs=cfg.model_kwargs)
+            # The training step's model: the pixels from the input pipeline, preprocessed
+            # as its first layer; ``model`` (checkpointed, saved) is the same as ever.
+            step_model = pixel_model(model, dataset.preprocessing)
             init_info = (init_from_source(source, source_path, model, cfg.init_from, log)
                          if source is not None else None)
             if init_info is not None:
@@ -290,7 +294,7 @@ def _train(cfg, lock, on_epoch_end):
     # a string variable cannot be broadcast by MultiWorkerMirroredStrategy
     try:
         run = _Run(cfg, strategy, chief, log, dataset, plan, settings, model, optimizer,
-                   schedule, state, init_info, ema)
+                   schedule, state, init_info, ema, step_model)
         run.open(lock, resume)
         run.build()
         return run.train(on_epoch_end)
@@ -303,10 +307,11 @@ class _Run:
     one and (chief only) writes the files derived from each commit."""
 
     def __init__(self, cfg, strategy, chief, log, dataset, plan, settings, model, optimizer,
-                 schedule, state, init_info, ema=None):
+                 schedule, state, init_info, ema=None, step_model=None):
         self.cfg, self.strategy, self.chief, self.log = cfg, strategy, chief, log
         self.dataset, self.plan, self.settings = dataset, plan, settings
         self.model, self.optimizer, self.schedule, self.state = model, optimizer, schedule, state
+        self.step_model = step_model if step_model is not None else model
         self.init_info = init_info
         self.run_dir = cfg.run_dir
         # The saved models (best.keras, last.keras): float32, softmax outputs, and by default
@@ -416,7 +421,7 @@ class _Run:
         decayed = (decayed_variables(self.model)
                    if cfg.optimizer == "sgd" and cfg.weight_decay else [])
         self.train_chunk = make_train_chunk(
-            self.strategy, self.model, self.optimizer, self.train_iter, cfg,
+            self.strategy, self.step_model, self.optimizer, self.train_iter, cfg,
             self.plan.global_batch, decayed, self.dataset.num_classes,
             backbone=backbone_variables(self.model), lr_mult=cfg.backbone_lr_mult, ema=self.ema)
         self.frozen = frozen
