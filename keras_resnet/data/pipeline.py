@@ -130,8 +130,8 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     out and appends them to ``dataset.unreadable``.
 
     Recipe hooks: ``image_ops(pixels, seed)`` runs on each example's 0..255 pixels (uint8
-    or float32, its dtype kept) after the crop and flip, before the preprocessing (RandAugment, TrivialAugment, random
-    erasing; ``seed`` a ``[2]`` int64 tensor keyed as the crop's). ``image_size`` crops
+    or float32, its dtype kept) after the crop and flip, before the preprocessing
+    (RandAugment, TrivialAugment, random erasing; ``seed`` a ``[2]`` int64 tensor keyed as the crop's). ``image_size`` crops
     training images to that size instead of the dataset's (a train resolution distinct
     from the test one). ``repeats`` > 1 (repeated augmentation): each block of
     ``batch_size`` records is emitted ``repeats`` times in a row, each copy with its own
