@@ -629,7 +629,9 @@ def _parser():
     g.add_argument("--batch-size", type=number(int, 1, MAX_BATCH_SIZE), default=128, help="batch size of every model")
     g.add_argument("--lr", type=number(float, 0, low_open=True), default=0.1, help="learning rate of the four models trained from scratch")
     g.add_argument("--grow-lr", type=number(float, 0, low_open=True), help="fine-tuning rate of the grown model (default: lr/10)")
-    g.add_argument("--depths", default="20,56", help="shallow,deep CIFAR depths (6n+2)")
+    g.add_argument("--depths", default="20,56",
+                   help="shallow,deep CIFAR depths (6n+2), each built in its CIFAR form "
+                        "(16/32/64 filters; 50 too, not ImageNet's ResNet-50)")
     g.add_argument("--augment", choices=kdata.AUGMENTATIONS,
                    help="default: shift on digits, cifar elsewhere")
     g.add_argument("--seed", type=number(int, 0), default=0,

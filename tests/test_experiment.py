@@ -127,6 +127,25 @@ def test_help_bad_input_and_console_script(tmp_path, capsys):
     assert getattr(importlib.import_module(module), func) is experiments.main
 
 
+def test_degradation_models_are_the_cifar_networks_of_their_depth():
+    """The registry names the degradation experiment trains build the CIFAR network of the
+    depth (6n+2: 3 stages of n basic blocks of 16/32/64 filters, 3x3 convolutions, option
+    A, one dense layer: depth weighted layers), also at 50, an ImageNet depth whose plain
+    name is ImageNet's bottleneck ResNet-50 (the slow test below trains it)."""
+    from keras_resnet import experiments
+    from keras_resnet.registry import resolve_model
+
+    for family in ("plain", "resnet"):
+        for depth in (20, 50):
+            name = experiments.cifar_model_name(family, depth)
+            model = resolve_model(name)(input_shape=(8, 8, 1), classes=10)
+            convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+            dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
+            assert len(convs) == depth - 1 and len(dense) == 1, name
+            assert {tuple(c.kernel_size) for c in convs} == {(3, 3)}, name
+            assert {c.filters for c in convs} == {16, 32, 64}, name
+
+
 def _tree(root):
     """``{relative path: bytes}`` of every file under ``root``."""
     out = {}
