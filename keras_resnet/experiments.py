@@ -1,6 +1,7 @@
 """Experiments from the papers, at a scale a laptop can run.
 
     keras-resnet-experiment degradation                 # digits, about 10 minutes on 2 CPU cores
+    keras-resnet-experiment degradation --seeds 3       # seeds 0, 1, 2: mean, spread, min-max
     keras-resnet-experiment degradation --dataset cifar10 --iterations 64000   # the paper, GPU
     keras-resnet-experiment shortcuts                   # Table 3: plain, A, B, C; 3 seeds
     keras-resnet-experiment shortcuts --bottleneck      # ResNet-50 B against C: size and time
@@ -15,14 +16,17 @@ a ResNet-56 with :func:`keras_resnet.deepen` (inserted blocks start as the ident
 fine-tunes it with the same recipe at a tenth of the learning rate for the same budget.
 
 Each model is an ordinary ``train.py`` run directory under ``out_dir`` (``plain20``,
-``plain56``, ``resnet20``, ``resnet56``, ``resnet56_grown``), so rerunning the same command
-after a kill resumes where it stopped. Written next to them, atomically:
+``plain56``, ``resnet20``, ``resnet56``, ``resnet56_grown``; with ``seeds=N``, one per
+model and seed: ``plain20_seed0``, ...), so rerunning the same command after a kill resumes
+where it stopped. Every depth is built in its CIFAR form (``--depths 20,50`` trains the
+6n+2 ResNet-50 of 16/32/64 filters, not ImageNet's). Written next to them, atomically:
 
 =====================  ==================================================================
 ``degradation.png``    error (%) against iterations: solid test error, dashed training
                        error, as in the paper; panels plain | ResNet | grown
-``degradation.csv``    one row per model and epoch: iterations, training and test error
-``degradation.md``     the table of final errors
+``degradation.csv``    one row per model, seed and epoch: iterations, training and test error
+``degradation.md``     the table of final errors (over several seeds: mean ± sample standard
+                       deviation, min-max; the figure shows the mean in a min-max band)
 =====================  ==================================================================
 
 Training error is measured as the paper measures it: on the augmented training batches
@@ -53,7 +57,7 @@ from .cli_util import (HelpFormatter, add_version, exit_on_os_error, given_flags
 from . import data as kdata
 from . import files, rundir
 from . import training as kt
-from .specs import MAX_DEPTH
+from .specs import IMAGENET_DEPTHS, MAX_DEPTH
 from .training.config import MAX_BATCH_SIZE, MAX_STEPS
 
 # One colour per depth, as in the paper's figures (thin = shallow, bold = deep).
@@ -71,16 +75,23 @@ BUDGETS = {
 }
 
 
+def cifar_model_name(family, depth):
+    """The registry name of the CIFAR-form ``family`` network (``"plain"`` or ``"resnet"``)
+    of ``depth`` (6n+2): ``resnet20``, ``plain56``; ``resnet50cifar`` where the depth is
+    also an ImageNet depth (50, 152, 200), whose plain name is the ImageNet network."""
+    return f"{family}{depth}cifar" if depth in IMAGENET_DEPTHS else f"{family}{depth}"
+
+
 def _runs(depths):
     s, d = depths
     return [
         # (key, model name for train.py, label, colour, grown from)
-        (f"plain{s}", f"plain{s}", f"plain-{s}", COLORS["shallow"], None),
-        (f"plain{d}", f"plain{d}", f"plain-{d}", COLORS["deep"], None),
-        (f"resnet{s}", f"resnet{s}", f"ResNet-{s}", COLORS["shallow"], None),
-        (f"resnet{d}", f"resnet{d}", f"ResNet-{d}", COLORS["deep"], None),
-        (f"resnet{d}_grown", f"resnet{d}", f"ResNet-{d} grown from ResNet-{s}", COLORS["grown"],
-         f"resnet{s}"),
+        (f"plain{s}", cifar_model_name("plain", s), f"plain-{s}", COLORS["shallow"], None),
+        (f"plain{d}", cifar_model_name("plain", d), f"plain-{d}", COLORS["deep"], None),
+        (f"resnet{s}", cifar_model_name("resnet", s), f"ResNet-{s}", COLORS["shallow"], None),
+        (f"resnet{d}", cifar_model_name("resnet", d), f"ResNet-{d}", COLORS["deep"], None),
+        (f"resnet{d}_grown", cifar_model_name("resnet", d), f"ResNet-{d} grown from ResNet-{s}",
+         COLORS["grown"], f"resnet{s}"),
     ]
 
 
@@ -99,18 +110,34 @@ def _check_depths(depths):
 def degradation(out_dir="runs/degradation", dataset="digits", data_dir=None, image_size=None,
                 iterations=None, batch_size=128, lr=0.1, grow_lr=None, depths=(20, 56),
                 augment=None, seed=0, download=False, overwrite=False, verbose=1,
-                budget="default", warmup_epochs=None):
+                budget="default", warmup_epochs=None, seeds=None):
     """Runs (or resumes) the degradation experiment; returns a dict with ``rows`` (the CSV
-    rows), ``final`` (per model: train/test error at the end), and the written paths.
+    rows), ``final`` (per model: train/test error at the end, over the seeds), and the
+    written paths.
 
     ``budget``: ``"default"`` or ``"small"`` (:data:`BUDGETS`): the iterations on digits and
     the warm-up. ``iterations``: the budget of every model (default: the budget's on digits,
     the paper's 64,000 elsewhere). ``warmup_epochs``: linear learning-rate warm-up of the
-    four models trained from scratch (default: the budget's; the grown model has none). ``grow_lr``: learning rate for fine-tuning the grown model (default
-    ``lr / 10``: it starts from a trained network). ``augment``: default ``"shift"`` on
-    digits, the paper's ``"cifar"`` (pad 4, random crop, flip) elsewhere.
+    four models trained from scratch (default: the budget's; the grown model has none).
+    ``grow_lr``: learning rate for fine-tuning the grown model (default ``lr / 10``: it
+    starts from a trained network). ``augment``: default ``"shift"`` on digits, the paper's
+    ``"cifar"`` (pad 4, random crop, flip) elsewhere.
+
+    ``seeds``: None (default) trains each model once with ``seed``, in ``out_dir/<model>``
+    (``plain20``, ..., ``resnet56_grown``); an integer N trains each model with seeds
+    ``0 .. N-1``, in ``out_dir/<model>_seed<k>`` (the grown model of seed k continues the
+    ResNet of seed k); ``final`` then holds the mean, sample standard deviation, min and
+    max over the seeds, and the figure the mean with the min-max band. Every depth is built
+    in its CIFAR form (:func:`cifar_model_name`).
     """
     s, d = _check_depths(depths)
+    if seeds is not None:
+        if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+            raise ValueError(f"seeds={seeds!r} is not supported; expected an integer from 1 to "
+                             f"{MAX_SEEDS} (seeds 0 .. N-1), or None for one run with seed")
+        if seed != 0:
+            raise ValueError(f"seed={seed!r} with seeds={seeds!r} is not supported; seeds runs "
+                             "seeds 0 .. N-1, seed picks the one seed of a single run: give one")
     iterations, warmup_epochs = _budget(budget, dataset, iterations, warmup_epochs, data_dir,
                                         image_size, download, batch_size)
     for name, value in (("iterations", iterations), ("batch_size", batch_size)):
@@ -122,48 +149,85 @@ def degradation(out_dir="runs/degradation", dataset="digits", data_dir=None, ima
             raise ValueError(f"{name}={value!r} is not supported; expected a positive number")
     grow_lr = lr / 10 if grow_lr is None else grow_lr
     augment = augment or ("shift" if dataset == "digits" else "cifar")
-    os.makedirs(out_dir, exist_ok=True)
     runs = _runs((s, d))
+    seed_list = [seed] if seeds is None else list(range(seeds))
+
+    def run_dir(key, k):
+        return os.path.join(out_dir, key if seeds is None else f"{key}_seed{k}")
+
+    plan = [(k, run) for k in seed_list for run in runs]  # seed by seed: a kill keeps whole seeds
+    if not overwrite:  # before anything trains: an --out of another budget is refused whole
+        for k, (key, _, _, _, parent) in plan:
+            _check_warmup(run_dir(key, k), 0 if parent else warmup_epochs, budget)
+    os.makedirs(out_dir, exist_ok=True)
     results = {}
-    for i, (key, model, label, _, parent) in enumerate(runs, start=1):
+    for i, (k, (key, model, label, _, parent)) in enumerate(plan, start=1):
         if verbose:
-            print(f"[{i}/{len(runs)}] {label}: {iterations} iterations"
-                  + (f", from {os.path.join(out_dir, parent)}" if parent else ""), flush=True)
+            print(f"[{i}/{len(plan)}] {label}" + ("" if seeds is None else f", seed {k}")
+                  + f": {iterations} iterations"
+                  + (f", from {run_dir(parent, k)}" if parent else ""), flush=True)
         result, info = _train_run(
-            os.path.join(out_dir, key), model, dataset=dataset, data_dir=data_dir,
+            run_dir(key, k), model, dataset=dataset, data_dir=data_dir,
             image_size=image_size, download=download, iterations=iterations,
-            batch_size=batch_size, lr=grow_lr if parent else lr, augment=augment, seed=seed,
-            init_from=os.path.join(out_dir, parent) if parent else None,
+            batch_size=batch_size, lr=grow_lr if parent else lr, augment=augment, seed=k,
+            init_from=run_dir(parent, k) if parent else None,
             warmup_epochs=0 if parent else warmup_epochs, overwrite=overwrite, verbose=verbose)
-        results[key] = (result.history, info["steps_per_epoch"])
+        results[key, k] = (result.history, info["steps_per_epoch"])
 
     rows = []
-    for key, _, label, _, parent in runs:
-        history, steps = results[key]
-        offset = results[parent][1] * len(results[parent][0]) if parent else 0
+    for k, (key, _, label, _, parent) in plan:
+        history, steps = results[key, k]
+        offset = results[parent, k][1] * len(results[parent, k][0]) if parent else 0
         for r in history:
-            rows.append(dict(model=key, label=label, epoch=r["epoch"],
+            rows.append(dict(model=key, label=label, seed=k, epoch=r["epoch"],
                              iteration=r["epoch"] * steps, total_iteration=offset + r["epoch"] * steps,
                              train_error=1.0 - r["accuracy"], test_error=1.0 - r["test_accuracy"],
                              lr=r["lr"]))
     final = {}
     for key, _, label, _, _ in runs:
-        last = [r for r in rows if r["model"] == key][-1]
-        final[key] = dict(label=label, train_error=last["train_error"],
-                          test_error=last["test_error"], iterations=last["iteration"])
+        lasts = [[r for r in rows if r["model"] == key and r["seed"] == k][-1] for k in seed_list]
+        final[key] = dict(label=label, iterations=lasts[0]["iteration"], seeds=seed_list)
+        for what in ("train_error", "test_error"):
+            values = [r[what] for r in lasts]
+            mean, std = _spread(values)
+            final[key][what] = mean
+            final[key][what + "_spread"] = dict(std=std, min=min(values), max=max(values),
+                                               per_seed=values)
     csv_path = os.path.join(out_dir, "degradation.csv")
     png_path = os.path.join(out_dir, "degradation.png")
     md_path = os.path.join(out_dir, "degradation.md")
     _write_csv(csv_path, rows)
     warm = f", {warmup_epochs:g}-epoch warm-up" if warmup_epochs else ""
+    over = "" if len(seed_list) == 1 else (f"; mean of seeds 0-{len(seed_list) - 1}, "
+                                           "band: min to max")
     plot_degradation(rows, runs, png_path,
-                     title=f"{dataset}, {iterations} iterations per model{warm}")
+                     title=f"{dataset}, {iterations} iterations per model{warm}{over}")
     table = format_table(final, dataset, iterations, batch_size, warmup_epochs)
     files.write_text(md_path, table + "\n")
     if verbose:
         print(table, flush=True)
         print(f"wrote {png_path}, {csv_path}, {md_path}", flush=True)
     return dict(rows=rows, final=final, png=png_path, csv=csv_path, table=md_path)
+
+
+def _check_warmup(run_dir, warmup_epochs, budget):
+    """A run directory trained with another warm-up (an ``--out`` of the other
+    ``--budget``, e.g. one made when ``small`` was the default) is refused in one line
+    naming the setting, the budget it matches and the remedies."""
+    path = os.path.join(run_dir, rundir.RUN_JSON)
+    if not os.path.isfile(path):
+        return  # nothing recorded yet: training's own resume check covers the rest
+    old = (rundir.read_run_json(path).get("config") or {}).get("warmup_epochs")
+    if not isinstance(old, (int, float)) or isinstance(old, bool) or old == warmup_epochs:
+        return
+    matches = [b for b, v in BUDGETS.items() if b != budget and v["warmup_epochs"] == old]
+    remedy = (f"rerun with --budget {matches[0]} to resume it" + (
+        " (the earlier default)" if matches[0] == "small" else "")
+        if matches else f"rerun with --warmup-epochs {old:g} to resume it")
+    raise ValueError(
+        f"{run_dir} was trained with a {old:g}-epoch warm-up (warmup_epochs={old:g}) and "
+        f"this command uses {warmup_epochs:g} (--budget {budget}); {remedy}, use another "
+        "--out, or pass --overwrite to train it again")
 
 
 def _budget(budget, dataset, iterations, warmup_epochs, data_dir=None, image_size=None,
@@ -218,7 +282,7 @@ def _write_summary(summary, table, md_path, json_path, verbose, also=()):
         print(table, flush=True)
         print(f"wrote {', '.join((md_path, *also, json_path))}", flush=True)
 
-CSV_FIELDS = ("model", "label", "epoch", "iteration", "total_iteration", "train_error",
+CSV_FIELDS = ("model", "label", "seed", "epoch", "iteration", "total_iteration", "train_error",
               "test_error", "lr")
 
 
@@ -231,25 +295,46 @@ def _write_csv(path, rows):
 
 
 def format_table(final, dataset, iterations, batch_size, warmup_epochs=0):
+    """The markdown table of :func:`degradation`'s final errors: one column each for one
+    seed; mean ± sample standard deviation and min–max over several seeds."""
     warm = (f", linear learning-rate warm-up over the first {warmup_epochs:g} epochs of the "
             "models trained from scratch" if warmup_epochs else "")
+    n = len(next(iter(final.values())).get("seeds", [0]))
+    over = "" if n == 1 else f", mean ± sample standard deviation (min–max) over {n} seeds"
     lines = [f"Final errors on {dataset} ({iterations} iterations of batch {batch_size} per "
-             f"model{warm}; training error on the augmented batches of the last epoch):", "",
-             "| model | training error (%) | test error (%) |", "|---|---:|---:|"]
+             f"model{warm}{over}; training error on the augmented batches of the last epoch):",
+             "", "| model | training error (%) | test error (%) |", "|---|---:|---:|"]
     for v in final.values():
-        lines.append(f"| {v['label']} | {100 * v['train_error']:.2f} | {100 * v['test_error']:.2f} |")
+        cells = []
+        for what in ("train_error", "test_error"):
+            spread = v.get(what + "_spread") or {}
+            if spread.get("std") is None:
+                cells.append(f"{100 * v[what]:.2f}")
+            else:
+                cells.append(f"{100 * v[what]:.2f} ± {100 * spread['std']:.2f} "
+                             f"({100 * spread['min']:.2f}–{100 * spread['max']:.2f})")
+        lines.append(f"| {v['label']} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines)
 
 
 def plot_degradation(rows, runs, path, title=""):
     """The paper's Fig. 6 layout: error (%) against iterations, solid test error, dashed
-    training error; panels: plain networks | residual networks | grown ResNet."""
+    training error; panels: plain networks | residual networks | grown ResNet. With several
+    seeds in ``rows``, each curve is their mean, in a band from their min to their max."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_key = {key: [r for r in rows if r["model"] == key] for key, *_ in runs}
+    by_key = {}  # key -> [(total_iteration, [train errors], [test errors])], over the seeds
+    for key, *_ in runs:
+        points = {}
+        for r in rows:
+            if r["model"] == key:
+                p = points.setdefault(r["total_iteration"], ([], []))
+                p[0].append(100 * r["train_error"])
+                p[1].append(100 * r["test_error"])
+        by_key[key] = sorted((x, tr, te) for x, (tr, te) in points.items())
     plain, res, grown = runs[:2], runs[2:4], [runs[2], runs[4]]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
     panels = ((axes[0], plain, "plain networks"), (axes[1], res, "residual networks"),
@@ -257,11 +342,13 @@ def plot_degradation(rows, runs, path, title=""):
     for ax, members, name in panels:
         for key, _, label, color, _ in members:
             pts = by_key[key]
-            x = [r["total_iteration"] for r in pts]
-            ax.plot(x, [100 * r["test_error"] for r in pts], "-", color=color, lw=2,
-                    label=f"{label} test")
-            ax.plot(x, [100 * r["train_error"] for r in pts], "--", color=color, lw=1.5,
-                    label=f"{label} train")
+            x = [p[0] for p in pts]
+            for i, style, lw, what in ((2, "-", 2, "test"), (1, "--", 1.5, "train")):
+                ax.plot(x, [sum(p[i]) / len(p[i]) for p in pts], style, color=color, lw=lw,
+                        label=f"{label} {what}")
+                if any(len(p[i]) > 1 for p in pts):  # several seeds: their min-max band
+                    ax.fill_between(x, [min(p[i]) for p in pts], [max(p[i]) for p in pts],
+                                    color=color, alpha=0.12, lw=0)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("iterations")
         ax.grid(alpha=0.3)
@@ -284,6 +371,7 @@ SHORTCUT_OPTIONS = ("plain", "A", "B", "C")
 SHORTCUT_WORDS = {"plain": "none (plain network)", "A": "A: zero-padding, parameter free",
                   "B": "B: projection where dimensions change", "C": "C: projection everywhere"}
 DEFAULT_SEEDS = 3
+MAX_SEEDS = 100
 SHORTCUT_CSV_FIELDS = ("option", "model", "seed", "iterations", "train_error", "test_error",
                        "parameters", "multiply_adds", "run_dir")
 
@@ -541,10 +629,17 @@ def _parser():
     g.add_argument("--batch-size", type=number(int, 1, MAX_BATCH_SIZE), default=128, help="batch size of every model")
     g.add_argument("--lr", type=number(float, 0, low_open=True), default=0.1, help="learning rate of the four models trained from scratch")
     g.add_argument("--grow-lr", type=number(float, 0, low_open=True), help="fine-tuning rate of the grown model (default: lr/10)")
-    g.add_argument("--depths", default="20,56", help="shallow,deep CIFAR depths (6n+2)")
+    g.add_argument("--depths", default="20,56",
+                   help="shallow,deep CIFAR depths (6n+2), each built in its CIFAR form "
+                        "(16/32/64 filters; 50 too, not ImageNet's ResNet-50)")
     g.add_argument("--augment", choices=kdata.AUGMENTATIONS,
                    help="default: shift on digits, cifar elsewhere")
-    g.add_argument("--seed", type=number(int, 0), default=0, help="seed of weights and data order")
+    g.add_argument("--seed", type=number(int, 0), default=0,
+                   help="seed of weights and data order of the one run of each model")
+    g.add_argument("--seeds", type=number(int, 1, MAX_SEEDS),
+                   help="train each model with seeds 0 .. N-1 instead (run directories "
+                        "<model>_seed<k>); the table gives mean ± standard deviation and "
+                        "min-max, the figure the mean and the min-max band")
     g.add_argument("--out", default="runs/degradation", help="output directory")
     g.add_argument("--overwrite", action="store_true", help="start every run afresh")
     g.add_argument("--quiet", action="store_true", help="no progress output")
@@ -607,6 +702,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.experiment == "shortcuts":
         return _main_shortcuts(parser, args, argv)
+    sub = parser._subparsers._group_actions[0].choices["degradation"]
+    if args.seeds is not None and "seed" in given_flags(sub, sys.argv[1:] if argv is None else argv):
+        sub.error("--seed and --seeds: --seed is the seed of a single run, --seeds N runs "
+                  "seeds 0 .. N-1; give one of them")
     setup_process(args.verbose)
     try:
         depths = tuple(int(x) for x in args.depths.split(","))
@@ -617,7 +716,7 @@ def main(argv=None):
         image_size=args.image_size, iterations=args.iterations, batch_size=args.batch_size,
         lr=args.lr, grow_lr=args.grow_lr, depths=depths, augment=args.augment, seed=args.seed,
         download=args.download, overwrite=args.overwrite, verbose=0 if args.quiet else 1,
-        budget=args.budget, warmup_epochs=args.warmup_epochs))
+        budget=args.budget, warmup_epochs=args.warmup_epochs, seeds=args.seeds))
 
 
 def _run(work):

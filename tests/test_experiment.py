@@ -112,9 +112,122 @@ def test_help_bad_input_and_console_script(tmp_path, capsys):
         "keras-resnet-experiment: error: depths=(20, 21) is not supported; expected two CIFAR "
         "depths (6n+2, 8 to 1202), shallow then deep, e.g. (20, 56)"]
     assert not (tmp_path / "x").exists()
+    with pytest.raises(SystemExit) as exit_info:  # one seed, or seeds 0 .. N-1: not both
+        experiments.main(["degradation", "--seed", "1", "--seeds", "3", "--out", str(tmp_path / "x")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "error: --seed and --seeds: --seed is the seed of a single run, --seeds N runs seeds "
+        "0 .. N-1; give one of them")
+    assert not (tmp_path / "x").exists()
     cfg = configparser.ConfigParser()
     cfg.read(os.path.join(ROOT, "setup.cfg"))
     scripts = dict(line.split(" = ") for line in
                    cfg["options.entry_points"]["console_scripts"].strip().splitlines())
     module, func = scripts["keras-resnet-experiment"].split(":")
     assert getattr(importlib.import_module(module), func) is experiments.main
+
+
+def test_degradation_models_are_the_cifar_networks_of_their_depth():
+    """The registry names the degradation experiment trains build the CIFAR network of the
+    depth (6n+2: 3 stages of n basic blocks of 16/32/64 filters, 3x3 convolutions, option
+    A, one dense layer: depth weighted layers), also at 50, an ImageNet depth whose plain
+    name is ImageNet's bottleneck ResNet-50 (the slow test below trains it)."""
+    from keras_resnet import experiments
+    from keras_resnet.registry import resolve_model
+
+    for family in ("plain", "resnet"):
+        for depth in (20, 50):
+            name = experiments.cifar_model_name(family, depth)
+            model = resolve_model(name)(input_shape=(8, 8, 1), classes=10)
+            convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+            dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
+            assert len(convs) == depth - 1 and len(dense) == 1, name
+            assert {tuple(c.kernel_size) for c in convs} == {(3, 3)}, name
+            assert {c.filters for c in convs} == {16, 32, 64}, name
+
+
+def _tree(root):
+    """``{relative path: bytes}`` of every file under ``root``."""
+    out = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, root)] = f.read()
+    return out
+
+
+@pytest.mark.slow
+def test_degradation_seeds_cifar_depth_50_and_an_out_of_the_other_budget(tmp_path, capsys):
+    """--seeds 2: one run directory per model and seed, the table's mean ± sample standard
+    deviation (min–max) is the runs' own last epochs; depth 50 (also an ImageNet depth) is
+    built in its CIFAR form; an --out made with --budget small is refused by the default
+    budget in one line naming the setting and the remedy, and left as it was."""
+    import statistics
+
+    from keras_resnet import experiments
+    from keras_resnet.keras_file import load_model
+
+    out = tmp_path / "exp"
+    argv = ["degradation", "--depths", "8,50", "--iterations", "2", "--batch-size", "8",
+            "--seeds", "2", "--out", str(out), "--quiet"]
+    assert experiments.main(argv + ["--budget", "small"]) == 0, capsys.readouterr().err
+    keys = ["plain8", "plain50", "resnet8", "resnet50", "resnet50_grown"]
+    assert sorted(os.listdir(out)) == sorted(
+        [f"{k}_seed{s}" for k in keys for s in (0, 1)]
+        + ["degradation.csv", "degradation.md", "degradation.png"])
+
+    # Depth 50 = 6n+2 with n = 8: the CIFAR network has 3 stages of 8 basic blocks (two 3x3
+    # convolutions each) of 16/32/64 filters after a 3x3 stem, option-A shortcuts (no
+    # projection), and one dense layer: 50 weighted layers, every convolution 3x3. ImageNet's
+    # ResNet-50 has a 7x7 stem, 1x1 convolutions and up to 2,048 filters.
+    for key, family in (("plain50", "plain"), ("resnet50", "resnet"), ("resnet50_grown", "resnet")):
+        with open(out / f"{key}_seed0" / "run.json") as f:
+            assert json.load(f)["config"]["model"] == f"{family}50cifar"
+        model = load_model(str(out / f"{key}_seed0" / "last.keras"))
+        convs = [layer for layer in model.layers if type(layer).__name__ == "Conv2D"]
+        dense = [layer for layer in model.layers if type(layer).__name__ == "Dense"]
+        assert len(convs) == 1 + 3 * 8 * 2 and len(dense) == 1
+        assert {tuple(c.kernel_size) for c in convs} == {(3, 3)}
+        assert {c.filters for c in convs} == {16, 32, 64}
+
+    table = (out / "degradation.md").read_text()
+    assert "mean ± sample standard deviation (min–max) over 2 seeds" in table
+    with open(out / "degradation.csv") as f:
+        rows = list(csv.DictReader(f))
+    for key, label in zip(keys, ["plain-8", "plain-50", "ResNet-8", "ResNet-50",
+                                 "ResNet-50 grown from ResNet-8"]):
+        lasts = {}
+        for seed in (0, 1):
+            run = out / f"{key}_seed{seed}"
+            with open(run / "run.json") as f:
+                info = json.load(f)
+            assert info["config"]["seed"] == seed
+            assert info["config"]["warmup_epochs"] == 0  # --budget small
+            if key.endswith("grown"):  # each seed's grown model continues that seed's ResNet-8
+                assert info["init_from"]["path"] == str(out / f"resnet8_seed{seed}" / "last.keras")
+            with open(run / "metrics.csv") as f:
+                lasts[seed] = list(csv.DictReader(f))[-1]
+            mine = [r for r in rows if r["model"] == key and r["seed"] == str(seed)]
+            assert abs(float(mine[-1]["train_error"]) - (1 - float(lasts[seed]["accuracy"]))) < 1e-9
+        cells = []
+        for column in ("accuracy", "test_accuracy"):
+            errors = [100 * (1 - float(lasts[s][column])) for s in (0, 1)]
+            cells.append(f"{statistics.mean(errors):.2f} ± {statistics.stdev(errors):.2f} "
+                         f"({min(errors):.2f}–{max(errors):.2f})")
+        assert f"| {label} | {cells[0]} | {cells[1]} |" in table
+
+    # The same --out rerun with the default budget (a 1-epoch warm-up at this length): refused
+    # before anything trains, naming the setting and the remedies; nothing changes.
+    before = _tree(out)
+    capsys.readouterr()
+    assert experiments.main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"keras-resnet-experiment: error: {out / 'plain8_seed0'} was trained with a 0-epoch "
+        "warm-up (warmup_epochs=0) and this command uses 1 (--budget default); rerun with "
+        "--budget small to resume it (the earlier default), use another --out, or pass "
+        "--overwrite to train it again"]
+    assert _tree(out) == before
+    # The same command as the first: resumed, nothing trained again, the same table.
+    assert experiments.main(argv + ["--budget", "small"]) == 0
+    assert (out / "degradation.md").read_text() == table
