@@ -171,3 +171,12 @@ def test_a_run_of_the_earlier_pipeline_resumes_with_the_same_result(tmp_path):
         info = json.load(f)
     assert info["status"] == "finished" and info["epochs_finished"] == 2
     assert os.path.isfile(run_dir / "last.keras")
+    # The resumed old run exports, and each export computes what its Keras model computes
+    # on the run's own test split (the exporter's parity gates, in LiteRT and ONNX Runtime).
+    from keras_resnet.export import export_all
+
+    report = export_all(str(run_dir), str(tmp_path / "exports"), formats="tflite,onnx",
+                        tflite_precisions="fp32", onnx_precisions="fp32", latency_runs=1,
+                        progress=None)
+    assert report["passed"], report
+    assert {a["format"] for a in report["artifacts"]} >= {"tflite", "onnx"}
