@@ -386,7 +386,7 @@ def plot_error_curves(rows, panels, path, title="", iteration="iteration"):
 # projection shortcuts in bottleneck networks (section 4.1)
 
 SHORTCUT_OPTIONS = ("plain", "A", "B", "C")
-SHORTCUT_COLORS = {"plain": "#7f7f7f", "A": "#1f77b4", "B": "#ff7f0e", "C": "#2ca02c"}
+SHORTCUT_COLORS = {"plain": "#d62728", "A": "#1f77b4", "B": "#ff7f0e", "C": "#2ca02c"}
 SHORTCUT_WORDS = {"plain": "none (plain network)", "A": "A: zero-padding, parameter free",
                   "B": "B: projection where dimensions change", "C": "C: projection everywhere"}
 DEFAULT_SEEDS = 3
