@@ -38,7 +38,8 @@ change) and C (projections everywhere) at one CIFAR depth, one recipe and one bu
 several seeds; each model and seed is a run directory (``plain20_seed0``,
 ``resnet20a_seed0``, ...). It writes ``shortcuts.md`` (training and test error, mean and
 spread over the seeds, parameters and multiply-adds of each model), ``shortcuts.csv`` (one
-row per run) and ``shortcuts.json``. ``shortcuts --bottleneck`` measures the paper's remark
+row per run), ``shortcuts.json`` and ``shortcuts.png`` (error against iterations, drawn as
+``degradation.png``: panels plain | A, B, C). ``shortcuts --bottleneck`` measures the paper's remark
 that projections on every shortcut of a bottleneck network double its cost: ResNet-50 B
 against C, parameters, multiply-adds (:mod:`keras_resnet.complexity`, two independent
 counts), training-step and inference time (``bottleneck.md``, ``bottleneck.json``).
@@ -434,8 +435,9 @@ def shortcuts(out_dir="runs/shortcuts", dataset="digits", data_dir=None, image_s
 
     Each model and seed is a training run directory under ``out_dir``
     (``plain20_seed0``, ``resnet20a_seed0``, ...). Writes ``shortcuts.md`` (the table),
-    ``shortcuts.csv`` (one row per run) and ``shortcuts.json`` (the table's numbers and
-    settings). Returns the summary written to ``shortcuts.json``, with the paths."""
+    ``shortcuts.csv`` (one row per run), ``shortcuts.json`` (the table's numbers and
+    settings) and ``shortcuts.png`` (training and test error against iterations, the mean
+    over the seeds in a min-max band). Returns the summary written to ``shortcuts.json``, with the paths."""
     from . import complexity
     from .keras_file import load_model
 
@@ -685,8 +687,9 @@ def _parser():
             "(zero-padding), B (projection where dimensions change) and C (projection "
             "everywhere) at one CIFAR depth with the paper's CIFAR recipe, one budget and "
             "several seeds; writes shortcuts.md (training and test error, mean ± standard "
-            "deviation over the seeds, parameters, multiply-adds), shortcuts.csv and "
-            "shortcuts.json to --out. Each model and seed is a run directory; rerunning the "
+            "deviation over the seeds, parameters, multiply-adds), shortcuts.csv, "
+            "shortcuts.json and shortcuts.png (solid: test error, dashed: training error) to "
+            "--out. Each model and seed is a run directory; rerunning the "
             "same command resumes.\n"
             "--bottleneck instead builds ResNet-50 with option B and option C, counts their "
             "parameters and multiply-adds (from the layer shapes and from TensorFlow's "
