@@ -38,7 +38,8 @@ change) and C (projections everywhere) at one CIFAR depth, one recipe and one bu
 several seeds; each model and seed is a run directory (``plain20_seed0``,
 ``resnet20a_seed0``, ...). It writes ``shortcuts.md`` (training and test error, mean and
 spread over the seeds, parameters and multiply-adds of each model), ``shortcuts.csv`` (one
-row per run) and ``shortcuts.json``. ``shortcuts --bottleneck`` measures the paper's remark
+row per run), ``shortcuts.json`` and ``shortcuts.png`` (error against iterations, drawn as
+``degradation.png``: panels plain | A, B, C). ``shortcuts --bottleneck`` measures the paper's remark
 that projections on every shortcut of a bottleneck network double its cost: ResNet-50 B
 against C, parameters, multiply-adds (:mod:`keras_resnet.complexity`, two independent
 counts), training-step and inference time (``bottleneck.md``, ``bottleneck.json``).
@@ -321,26 +322,44 @@ def plot_degradation(rows, runs, path, title=""):
     """The paper's Fig. 6 layout: error (%) against iterations, solid test error, dashed
     training error; panels: plain networks | residual networks | grown ResNet. With several
     seeds in ``rows``, each curve is their mean, in a band from their min to their max."""
+    def members(*picked):
+        return [(key, label, color) for key, _, label, color, _ in picked]
+
+    panels = (("plain networks", members(*runs[:2])),
+              ("residual networks", members(*runs[2:4])),
+              ("ResNet grown with deepen() (continues the shallow run)",
+               members(runs[2], runs[4])))
+    plot_error_curves(rows, panels, path, iteration="total_iteration",
+                      title=f"degradation (He et al. 2015, Fig. 6): {title}" if title else "")
+
+
+def plot_error_curves(rows, panels, path, title="", iteration="iteration"):
+    """Error (%) against iterations, side by side panels sharing the y axis: solid test
+    error, dashed training error, as in the paper's figures. ``rows``: one per model, seed
+    and epoch, with ``model``, ``train_error``, ``test_error`` (fractions) and the
+    ``iteration`` field; ``panels``: ``[(title, [(model, label, colour), ...]), ...]``.
+    With several seeds of a model in ``rows``, its curve is their mean, in a band from their
+    min to their max. Written atomically to ``path`` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    by_key = {}  # key -> [(total_iteration, [train errors], [test errors])], over the seeds
-    for key, *_ in runs:
-        points = {}
-        for r in rows:
-            if r["model"] == key:
-                p = points.setdefault(r["total_iteration"], ([], []))
-                p[0].append(100 * r["train_error"])
-                p[1].append(100 * r["test_error"])
-        by_key[key] = sorted((x, tr, te) for x, (tr, te) in points.items())
-    plain, res, grown = runs[:2], runs[2:4], [runs[2], runs[4]]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=True)
-    panels = ((axes[0], plain, "plain networks"), (axes[1], res, "residual networks"),
-              (axes[2], grown, "ResNet grown with deepen() (continues the shallow run)"))
-    for ax, members, name in panels:
-        for key, _, label, color, _ in members:
+    by_key = {}  # key -> [(iteration, [train errors], [test errors])], over the seeds
+    for _, members in panels:
+        for key, _, _ in members:
+            points = {}
+            for r in rows:
+                if r["model"] == key:
+                    p = points.setdefault(r[iteration], ([], []))
+                    p[0].append(100 * r["train_error"])
+                    p[1].append(100 * r["test_error"])
+            by_key[key] = sorted((x, tr, te) for x, (tr, te) in points.items())
+    fig, axes = plt.subplots(1, len(panels), figsize=(13 * len(panels) / 3, 4), sharey=True,
+                             squeeze=False)
+    axes = axes[0]
+    for ax, (name, members) in zip(axes, panels):
+        for key, label, color in members:
             pts = by_key[key]
             x = [p[0] for p in pts]
             for i, style, lw, what in ((2, "-", 2, "test"), (1, "--", 1.5, "train")):
@@ -357,7 +376,7 @@ def plot_degradation(rows, runs, path, title=""):
     top = max([100 * max(r["train_error"], r["test_error"]) for r in rows] + [1.0])
     axes[0].set_ylim(0, min(100.0, top * 1.05))
     if title:
-        fig.suptitle(f"degradation (He et al. 2015, Fig. 6): {title}", fontsize=11)
+        fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     with files.atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=72)
@@ -368,6 +387,7 @@ def plot_degradation(rows, runs, path, title=""):
 # projection shortcuts in bottleneck networks (section 4.1)
 
 SHORTCUT_OPTIONS = ("plain", "A", "B", "C")
+SHORTCUT_COLORS = {"plain": "#d62728", "A": "#1f77b4", "B": "#ff7f0e", "C": "#2ca02c"}
 SHORTCUT_WORDS = {"plain": "none (plain network)", "A": "A: zero-padding, parameter free",
                   "B": "B: projection where dimensions change", "C": "C: projection everywhere"}
 DEFAULT_SEEDS = 3
@@ -415,8 +435,9 @@ def shortcuts(out_dir="runs/shortcuts", dataset="digits", data_dir=None, image_s
 
     Each model and seed is a training run directory under ``out_dir``
     (``plain20_seed0``, ``resnet20a_seed0``, ...). Writes ``shortcuts.md`` (the table),
-    ``shortcuts.csv`` (one row per run) and ``shortcuts.json`` (the table's numbers and
-    settings). Returns the summary written to ``shortcuts.json``, with the paths."""
+    ``shortcuts.csv`` (one row per run), ``shortcuts.json`` (the table's numbers and
+    settings) and ``shortcuts.png`` (training and test error against iterations, the mean
+    over the seeds in a min-max band). Returns the summary written to ``shortcuts.json``, with the paths."""
     from . import complexity
     from .keras_file import load_model
 
@@ -431,7 +452,7 @@ def shortcuts(out_dir="runs/shortcuts", dataset="digits", data_dir=None, image_s
     augment = augment or ("shift" if dataset == "digits" else "cifar")
     os.makedirs(out_dir, exist_ok=True)
     plan = [(seed, option) for seed in range(seeds) for option in SHORTCUT_OPTIONS]
-    rows, costs, input_shape = [], {}, None
+    rows, curves, costs, input_shape = [], [], {}, None
     for i, (seed, option) in enumerate(plan, start=1):
         model = shortcut_model_name(option, depth)
         key = f"plain{depth}" if option == "plain" else f"resnet{depth}{option.lower()}"
@@ -448,6 +469,10 @@ def shortcuts(out_dir="runs/shortcuts", dataset="digits", data_dir=None, image_s
             trained = load_model(os.path.join(run_dir, "last.keras"))
             costs[option] = (int(trained.count_params()), complexity.multiply_adds(trained))
             input_shape = list(trained.input_shape[1:])
+        steps = info["steps_per_epoch"]
+        curves.extend(dict(model=option, iteration=r["epoch"] * steps,
+                           train_error=1.0 - r["accuracy"], test_error=1.0 - r["test_accuracy"])
+                      for r in result.history)
         last = result.history[-1]
         rows.append(dict(option=option, model=model, seed=seed,
                          iterations=last["epoch"] * info["steps_per_epoch"],
@@ -473,14 +498,22 @@ def shortcuts(out_dir="runs/shortcuts", dataset="digits", data_dir=None, image_s
     csv_path = os.path.join(out_dir, "shortcuts.csv")
     md_path = os.path.join(out_dir, "shortcuts.md")
     json_path = os.path.join(out_dir, "shortcuts.json")
+    png_path = os.path.join(out_dir, "shortcuts.png")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=SHORTCUT_CSV_FIELDS)
     writer.writeheader()
     writer.writerows(rows)
     files.write_text(csv_path, buf.getvalue())
+    members = [(o, _label(o, depth), SHORTCUT_COLORS[o]) for o in SHORTCUT_OPTIONS]
+    warm = f", {warmup_epochs:g}-epoch warm-up" if warmup_epochs else ""
+    over = (f"; mean of seeds 0-{seeds - 1}, band: min to max" if seeds > 1 else "; seed 0")
+    plot_error_curves(curves, (("plain network", members[:1]),
+                               ("residual networks: shortcut options A, B, C", members[1:])),
+                      png_path, title=f"shortcut options (He et al. 2015, Table 3)\n{dataset}, "
+                      f"{iterations} iterations per model{warm}{over}")
     _write_summary(summary, format_shortcuts_table(summary), md_path, json_path, verbose,
-                   also=(csv_path,))
-    return dict(summary, rows=rows, table=md_path, csv=csv_path, json=json_path)
+                   also=(csv_path, png_path))
+    return dict(summary, rows=rows, table=md_path, csv=csv_path, json=json_path, png=png_path)
 
 
 def _pm(stat):
@@ -654,8 +687,9 @@ def _parser():
             "(zero-padding), B (projection where dimensions change) and C (projection "
             "everywhere) at one CIFAR depth with the paper's CIFAR recipe, one budget and "
             "several seeds; writes shortcuts.md (training and test error, mean ± standard "
-            "deviation over the seeds, parameters, multiply-adds), shortcuts.csv and "
-            "shortcuts.json to --out. Each model and seed is a run directory; rerunning the "
+            "deviation over the seeds, parameters, multiply-adds), shortcuts.csv, "
+            "shortcuts.json and shortcuts.png (solid: test error, dashed: training error) to "
+            "--out. Each model and seed is a run directory; rerunning the "
             "same command resumes.\n"
             "--bottleneck instead builds ResNet-50 with option B and option C, counts their "
             "parameters and multiply-adds (from the layer shapes and from TensorFlow's "

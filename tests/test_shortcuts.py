@@ -9,10 +9,13 @@ import statistics
 import subprocess
 import sys
 
+import matplotlib.colors
+import matplotlib.image
 import pytest
 from conftest import train_env
 
 import keras_resnet as kr
+from keras_resnet import experiments
 
 WIDTHS = (16, 32, 64)  # CIFAR ResNet stage widths (He et al. 2015, section 4.2)
 
@@ -62,10 +65,10 @@ def test_shortcut_names_build_their_option():
 @pytest.mark.slow
 def test_shortcuts_tiny_budget_table_counts_and_resume(tmp_path):
     out = tmp_path / "exp"
-    args = ["shortcuts", "--depth", "8", "--seeds", "2", "--iterations", "10", "--out", str(out)]
+    args = ["shortcuts", "--depth", "8", "--seeds", "2", "--iterations", "20", "--out", str(out)]
     proc = experiment(args, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "[8/8] ResNet-8 C, seed 1: 10 iterations" in proc.stdout
+    assert "[8/8] ResNet-8 C, seed 1: 20 iterations" in proc.stdout
 
     with open(out / "shortcuts.csv") as f:
         rows = list(csv.DictReader(f))
@@ -101,6 +104,18 @@ def test_shortcuts_tiny_budget_table_counts_and_resume(tmp_path):
         assert cells[4] == f"{params:,}"
     a, b, c, plain = (summary["options"][k]["parameters"] for k in ("A", "B", "C", "plain"))
     assert a == plain < b < c  # A adds nothing; B two projections; C one per block
+
+    # The figure: a real PNG that matplotlib reads back, with every model's curves drawn in
+    # its own colour (plain in one panel, A, B and C in the other). 20 iterations are two
+    # epochs of digits, so each curve is a line across its panel: some hundred pixels of
+    # its colour, where its two legend entries alone make about 40.
+    png = (out / "shortcuts.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 10_000
+    image = matplotlib.image.imread(out / "shortcuts.png")[..., :3]
+    assert image.shape[0] >= 200 and image.shape[1] >= 400
+    for option, color in experiments.SHORTCUT_COLORS.items():
+        near = (abs(image - matplotlib.colors.to_rgb(color)).max(axis=-1) < 0.02).sum()
+        assert near > 100, (option, color, near)
 
     # Rerunning resumes: the finished runs are not trained again (metrics.csv, which
     # records each epoch's seconds, is unchanged); one seed is enough to see it.
@@ -185,8 +200,6 @@ def test_bottleneck_command_writes_ratios(tmp_path):
 
 
 def test_shortcuts_help_and_bad_input(tmp_path, capsys):
-    from keras_resnet import experiments
-
     with pytest.raises(SystemExit) as exit_info:
         experiments.main(["shortcuts", "--help"])
     assert exit_info.value.code == 0
