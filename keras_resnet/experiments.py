@@ -732,6 +732,18 @@ def _parser():
 
 
 def main(argv=None):
+    status = _main(argv)
+    if argv is None:
+        # The command itself (not a call from Python): every file is written and closed.
+        # Skip the interpreter's teardown of TensorFlow's thread pools, where a finished
+        # shortcuts run was once seen to deadlock (its input-pipeline pool, at exit).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0 if status is None else status if isinstance(status, int) else 1)
+    return status
+
+
+def _main(argv):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.experiment == "shortcuts":
