@@ -61,11 +61,13 @@ EXPORTED = sorted({family(n): n for n in sorted(NAMES, key=lambda n: (n in FAST,
 SAVED = {}  # name -> (.keras path, input .npy, output .npy), for the fresh-process load
 
 # The whole registry (every model in a child process of its own, every family exported) takes
-# about 30 CPU minutes on 2 cores: it runs when asked for, and the suite runs the fast models.
+# about 30 CPU minutes on 2 cores: the suite runs the fast models, and CI's own step after the
+# suite (.ci/run) the rest, selected by the full_matrix mark:
+#   KERAS_RESNET_FULL_MATRIX=1 pytest -v -m full_matrix tests/test_registry_matrix.py
 FULL = os.environ.get("KERAS_RESNET_FULL_MATRIX") == "1"
-full_matrix_only = pytest.mark.skipif(
-    not FULL, reason="the full registry matrix: KERAS_RESNET_FULL_MATRIX=1 pytest -m slow "
-                     "tests/test_registry_matrix.py (about 30 CPU minutes)")
+FULL_MATRIX = [pytest.mark.full_matrix, pytest.mark.skipif(
+    not FULL, reason="the full registry matrix: KERAS_RESNET_FULL_MATRIX=1 pytest -m "
+                     "full_matrix tests/test_registry_matrix.py (about 30 CPU minutes)")]
 
 
 def test_fast_models_are_registered():
@@ -195,26 +197,25 @@ print("RESULT " + json.dumps(dict(
 """
 
 
-# Measured: these plain networks (the ImageNet-layout ones of 100+ layers, and the CIFAR
-# plain-1202) give a non-finite test loss after 8 steps at these settings (the training
-# command stops on it, as it should). Strict: when they train, this mark must go.
-NON_FINITE = {"plain101", "plain152", "plain200", "plain1202"}
+def _flags(settings):
+    """The training command's flags for ``TrainConfig`` fields (``{"lr": 1e-3}`` ->
+    ``["--lr", "0.001"]``)."""
+    return [arg for field, value in settings.items()
+            for arg in (f"--{field.replace('_', '-')}", str(value))]
 
 
 @pytest.mark.slow
-@full_matrix_only
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="non-finite test loss of a 100+ "
-                                             "layer plain network after 8 steps"))
-    if n in NON_FINITE else n for n in SLOW])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=FULL_MATRIX) for n in SLOW])
 def test_every_model_trains_saves_and_loads_in_a_process_of_its_own(name, tmp_path):
     # Eight steps: the BatchNormalization moving statistics are then 1 - 0.9^8 = 57% of the way
-    # to the data's; after one step (10%) the inference-mode outputs of the 100+ layer networks
-    # (plain101 and deeper, ResNet200) overflow, and the training command stops on the NaN.
+    # to the data's; after one step (10%) the inference-mode outputs of ResNet200 overflow, and
+    # the training command stops on the NaN.
     args = ["--dataset", "synthetic", "--num-classes", "3", "--epochs", "1",
             "--steps-per-epoch", "8", "--batch-size", str(BATCH), "--lr", "1e-4",
             "--warmup-epochs", "0", "--no-tensorboard", "--no-plot", "--quiet",
-            "--model", name, "--image-size"]
+            # The registry's recommendation where it has one, as a user gets it (AdamW for
+            # plain networks of 100+ layers: with SGD their outputs overflow in 8 steps).
+            *_flags(kr.registry.recommended_settings(name)), "--model", name, "--image-size"]
     argv, env = python_command([name, str(tmp_path / "run"), json.dumps(args)], code=CHILD)
     env.update(TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
@@ -234,7 +235,7 @@ def test_every_model_trains_saves_and_loads_in_a_process_of_its_own(name, tmp_pa
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=full_matrix_only)
+@pytest.mark.parametrize("name", [n if n in FAST else pytest.param(n, marks=FULL_MATRIX)
                                   for n in sorted(set(EXPORTED) | set(FAST), key=NAMES.index)])
 def test_exports_to_every_runtime_with_parity(name, tmp_path):
     from keras_resnet.export import export_all
@@ -254,3 +255,18 @@ def test_exports_to_every_runtime_with_parity(name, tmp_path):
     for a in report["artifacts"]:
         if a["format"] != "keras":
             assert os.path.exists(a["path"]), a
+
+
+def test_the_registry_recommends_adamw_for_plain_networks_of_100_layers_or_more():
+    deep = {n for n in NAMES if kr.registry.recommended_settings(n)}
+    assert deep == {n for n in NAMES if family(n)[0] == "plain" and _depth(n) >= 100}
+    import keras
+
+    for name, layers in (("plain56", 56), ("plain101", 101)):  # the name's depth is the network's
+        model = kr.resolve_model(name)(input_shape=(32, 32, 3), classes=3)
+        assert sum(isinstance(lay, (keras.layers.Conv2D, keras.layers.Dense))
+                   for lay in model.layers) == layers
+    assert deep >= {"plain101", "plain1202"} and "plain56" not in deep and "ResNet101" not in deep
+    assert kr.registry.recommended_settings("Plain-152") == {"optimizer": "adamw", "lr": 1e-3}
+    with pytest.raises(kr.registry.UnknownModelError, match="plain7"):
+        kr.registry.recommended_settings("plain7")
