@@ -69,7 +69,6 @@ __all__ = [
 ]
 
 
-
 def _register_with_keras():
     """Registers keras_resnet's layers and models with Keras (by importing
     :mod:`keras_resnet.models`), so that ``keras.saving.load_model`` finds them."""

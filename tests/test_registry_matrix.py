@@ -61,13 +61,13 @@ EXPORTED = sorted({family(n): n for n in sorted(NAMES, key=lambda n: (n in FAST,
 SAVED = {}  # name -> (.keras path, input .npy, output .npy), for the fresh-process load
 
 # The whole registry (every model in a child process of its own, every family exported) takes
-# about 30 CPU minutes on 2 cores: the suite runs the fast models, and CI's own step after the
+# about 50 CPU minutes (estimated from per-model measurements; most of it single-threaded): the suite runs the fast models, and CI's own step after the
 # suite (.ci/run) the rest, selected by the full_matrix mark:
 #   KERAS_RESNET_FULL_MATRIX=1 pytest -v -m full_matrix tests/test_registry_matrix.py
 FULL = os.environ.get("KERAS_RESNET_FULL_MATRIX") == "1"
 FULL_MATRIX = [pytest.mark.full_matrix, pytest.mark.skipif(
     not FULL, reason="the full registry matrix: KERAS_RESNET_FULL_MATRIX=1 pytest -m "
-                     "full_matrix tests/test_registry_matrix.py (about 30 CPU minutes)")]
+                     "full_matrix tests/test_registry_matrix.py (about 50 CPU minutes)")]
 
 
 def test_fast_models_are_registered():
