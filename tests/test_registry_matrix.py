@@ -61,8 +61,9 @@ EXPORTED = sorted({family(n): n for n in sorted(NAMES, key=lambda n: (n in FAST,
 SAVED = {}  # name -> (.keras path, input .npy, output .npy), for the fresh-process load
 
 # The whole registry (every model in a child process of its own, every family exported) takes
-# about 50 CPU minutes (estimated from per-model measurements; most of it single-threaded): the suite runs the fast models, and CI's own step after the
-# suite (.ci/run) the rest, selected by the full_matrix mark:
+# about 50 CPU minutes, most of it single-threaded (estimated from per-model measurements): the
+# suite runs the fast models, and CI's own step after the suite (.ci/run) the rest, selected
+# by the full_matrix mark:
 #   KERAS_RESNET_FULL_MATRIX=1 pytest -v -m full_matrix tests/test_registry_matrix.py
 FULL = os.environ.get("KERAS_RESNET_FULL_MATRIX") == "1"
 FULL_MATRIX = [pytest.mark.full_matrix, pytest.mark.skipif(
