@@ -12,20 +12,20 @@
 
 The names below are imported on first use (PEP 562), so ``import keras_resnet`` changes
 nothing of the host process (no environment variable, file descriptor or ``sys.argv``)
-and a command can print its ``--help`` without loading TensorFlow. When Keras is already
-imported, ``import keras_resnet`` also registers its layers and models with Keras (cheap
-then), so ``import keras, keras_resnet; keras.saving.load_model(...)`` loads keras_resnet
-models; any use of a keras_resnet name registers them too.
+and a command can print its ``--help`` without loading TensorFlow. keras_resnet's layers
+and models are registered with Keras as soon as both are imported, in either order (or
+Keras through TensorFlow), so ``keras.saving.load_model(...)`` loads keras_resnet models
+after ``import keras_resnet``; docs/layout.md says how.
 """
 
-import sys
+import warnings
 
 # Distribution "keras-residual" on PyPI (import name keras_resnet); calendar versions, so
 # that no version is confused with the unrelated 2019 "keras-resnet" package (0.x).
 __distribution__ = "keras-residual"
 __version__ = "2026.11.0"
 
-from ._lazy import attach, table  # noqa: E402
+from ._lazy import after_import, attach, table  # noqa: E402
 
 _NAMES = table(
     layers=("BasicBlock", "BottleneckBlock", "DropPath", "GroupedConv2D", "FusedBatchNormalization",
@@ -68,7 +68,19 @@ __all__ = [
     "WideResNet101_2", "SEResNet50", "SEResNet101", "ECAResNet50D",
 ]
 
-if "keras" in sys.modules or "tf_keras" in sys.modules:
-    # Keras is loaded already: register the layers and models with it now (Keras libraries
-    # register on import; this costs nothing more than the modules themselves).
-    from . import models  # noqa: E402,F401
+
+def _register_with_keras():
+    """Registers keras_resnet's layers and models with Keras (by importing
+    :mod:`keras_resnet.models`), so that ``keras.saving.load_model`` finds them."""
+    try:
+        from . import models  # noqa: F401
+    except Exception as e:  # never fail the user's own ``import keras`` for it
+        warnings.warn(f"keras_resnet could not register its layers and models with Keras "
+                      f"({type(e).__name__}: {e}); import keras_resnet.models to see why",
+                      RuntimeWarning, stacklevel=2)
+
+
+# Keras libraries register their classes with Keras on import. keras_resnet does so without
+# importing Keras itself: now if Keras is loaded already, else right after Keras is imported
+# (a post-import hook: one finder at the head of sys.meta_path, gone once it has fired).
+after_import(("keras", "tf_keras"), _register_with_keras)

@@ -126,6 +126,41 @@ def resolve_model(name):
     raise UnknownModelError(_unknown(name))
 
 
+# Plain networks (no shortcuts) of this many layers or more: recommended_settings() gives
+# them AdamW instead of the recipe's SGD.
+DEEP_PLAIN_LAYERS = 100
+
+
+def recommended_settings(name):
+    """The training settings the registry recommends for the model ``name`` over the
+    recipe's, as ``TrainConfig`` fields (the training command's flags: ``optimizer`` is
+    ``--optimizer``); ``{}`` for most models.
+
+    Plain networks of :data:`DEEP_PLAIN_LAYERS` layers or more (``plain101``, ``plain110``,
+    ``plain152``, ``plain200``, ``plain1202``) get ``{"optimizer": "adamw", "lr": 1e-3}``.
+    Without shortcuts, the gradient of a batch-normalized network grows exponentially with
+    depth at initialization (Yang et al. 2019, "A Mean Field Theory of Batch
+    Normalization"). Measured at initialization (32x32 inputs, batch 4), the first conv's
+    gradient relative to its weights is 11 times the last conv's in plain20, 3e3 times in
+    plain56, 5e7 times in plain110 and 2e10 times in plain101. SGD's step is the learning
+    rate times the gradient: even at lr 1e-4, plain101's first weights grow by orders of
+    magnitude in 8 steps, the BatchNormalization moving statistics (which inference uses)
+    trail them, and the test loss is NaN. Neither a lower rate nor a warm-up bridges a
+    factor of 1e10 between the first and the last layers. AdamW's step is about the
+    learning rate for every weight, whatever its gradient's scale, and plain101, plain152 and
+    plain200 train with it; 1e-3 is Adam's own default rate (Kingma and Ba, 2015). plain1202
+    still gets a NaN test loss after 8 steps (docs/layout.md). He et al. (2015) trained
+    plain networks of 18 to 56 layers only.
+
+    ``name`` is resolved as :func:`resolve_model` resolves it (an unknown name is refused).
+    """
+    resolve_model(name)
+    m = _FAMILY.fullmatch(_key(name))
+    if m and FAMILIES[m.group(1)]["plain"] and int(m.group(2)) >= DEEP_PLAIN_LAYERS:
+        return {"optimizer": "adamw", "lr": 1e-3}
+    return {}
+
+
 def _with_shortcut(name, base, option):
     """The constructor of ``base`` (a key) with ``shortcut=option``."""
     family = _FAMILY.fullmatch(base)
@@ -156,5 +191,6 @@ def _unknown(name):
             "depth 6n+2 (8, 20, 32, 44, 56, 110, ...); keras_resnet.list_models() lists them")
 
 
-__all__ = ["MODELS", "PAPER_MODELS", "VARIANT_MODELS", "FAMILIES", "UnknownModelError",
-           "family_names", "list_models", "resolve_model"]
+__all__ = ["MODELS", "PAPER_MODELS", "VARIANT_MODELS", "FAMILIES", "DEEP_PLAIN_LAYERS",
+           "UnknownModelError", "family_names", "list_models", "recommended_settings",
+           "resolve_model"]

@@ -111,6 +111,47 @@ def test_bare_import_loads_neither_tensorflow_nor_keras():
     assert r.stdout.split() == ["False", "False", "True"], r.stderr[-2000:]
 
 
+# ``import keras_resnet`` first, Keras after it (directly, through TensorFlow, or one name
+# from it), and no keras_resnet name used: keras.saving finds the classes all the same, and
+# the post-import hook that registered them is gone from sys.meta_path.
+_LOAD_AFTER = """
+import sys
+import numpy as np
+import keras_resnet
+assert "keras" not in sys.modules and "tensorflow" not in sys.modules
+{imports}
+from keras.saving import load_model
+model = load_model(sys.argv[1], safe_mode=True)
+got = np.asarray(model(np.load(sys.argv[2]), training=False))
+import keras
+print(type(model).__name__, float(np.abs(got - np.load(sys.argv[3])).max()),
+      type(keras.__loader__).__name__, type(keras.__spec__.loader).__name__,
+      sum(type(f).__module__ == "keras_resnet._lazy" for f in sys.meta_path))
+"""
+
+
+@pytest.mark.parametrize("imports", ["import keras", "import tensorflow",
+                                     "from keras import saving"])
+def test_models_load_when_keras_is_imported_after_the_package(imports, tmp_path):
+    import numpy as np
+
+    import keras_resnet as kr
+
+    model = kr.ResNet20CIFAR(input_shape=(8, 8, 3), classes=3)
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", np.asarray(model(x, training=False)))
+    r = subprocess.run([sys.executable, "-I", "-c", _LOAD_AFTER.format(imports=imports),
+                        str(tmp_path / "m.keras"), str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
+                       capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    kind, diff, loader, spec_loader, hooks = r.stdout.split()[-5:]
+    # The same float32 kernels on the same inputs in both processes: equal to rounding.
+    assert kind == "ResNet" and float(diff) <= 1e-5, r.stdout
+    assert loader == spec_loader == "SourceFileLoader" and hooks == "0", r.stdout
+
+
 @pytest.mark.parametrize("dataset", ["folder", "tfrecord"])
 def test_a_file_dataset_without_data_dir_says_what_is_missing(dataset):
     got = _probe("keras-resnet-train", "keras_resnet.train:main", "--dataset", dataset)
