@@ -62,8 +62,8 @@ SAVED = {}  # name -> (.keras path, input .npy, output .npy), for the fresh-proc
 
 # The whole registry (every model in a child process of its own, every family exported) takes
 # about 50 CPU minutes, most of it single-threaded (estimated from per-model measurements): the
-# suite runs the fast models, and CI's own step after the suite (.ci/run) the rest, selected
-# by the full_matrix mark:
+# suite runs the fast models; the rest, selected by the full_matrix mark, runs on request (not
+# in CI: see docs/layout.md):
 #   KERAS_RESNET_FULL_MATRIX=1 pytest -v -m full_matrix tests/test_registry_matrix.py
 FULL = os.environ.get("KERAS_RESNET_FULL_MATRIX") == "1"
 FULL_MATRIX = [pytest.mark.full_matrix, pytest.mark.skipif(
