@@ -275,7 +275,7 @@ def test_tfrecord_round_trip_folder_to_converter_to_training(tmp_path):
     # Its output goes to a pipe: plain progress lines, no bar redrawn with \r or ANSI codes,
     # and the final line says which split scored the model (TFRecords have no count up front).
     assert "\r" not in r.stdout and "\x1b[" not in r.stdout, r.stdout[-500:]
-    assert "None test images" not in r.stdout and "(last model, the test split)" in r.stdout
+    assert "None test images" not in r.stdout and "(last model, chosen on nothing; the test split)" in r.stdout
 
 
 def _make_tfrecords(argv):
