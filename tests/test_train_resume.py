@@ -82,12 +82,14 @@ def test_sigkill_mid_epoch_then_rerun_resumes_and_finishes(tmp_path):
         "checkpoint", f"{prefix}.data-00000-of-00001", f"{prefix}.index"]
 
 
-def _killed_at_rename(cmd, n):
-    """Runs ``cmd`` under strace, which SIGKILLs it as it makes its ``n``-th rename(2)."""
+def _killed_at_rename(cmd, n, workdir):
+    """Runs ``cmd`` under strace, which SIGKILLs it as it makes its ``n``-th rename(2).
+    Python's own byte-code and matplotlib's font-cache writes are off (they rename too)."""
     strace = ["strace", "-f", "-qq", "-o", os.devnull, "-e", "trace=rename",
               "-e", f"inject=rename:signal=KILL:when={n}"]
-    return subprocess.run(strace + cmd, env=train_env(), capture_output=True, text=True,
-                          timeout=600)
+    env = dict(train_env(), PYTHONDONTWRITEBYTECODE="1",
+               MPLCONFIGDIR=os.path.join(workdir, ".mplconfig"))
+    return subprocess.run(strace + cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
@@ -103,18 +105,28 @@ def test_kills_at_a_checkpoint_commit_leave_a_resumable_consistent_run(tmp_path)
            "3", "--run-dir", str(run_dir), "--no-plot", "--no-tensorboard"]
     # Renames per committed checkpoint: TensorFlow's 3 file moves, then the state file
     # twice (the first commits it); then last.keras, best.keras, metrics.csv, run.json.
-    first = _killed_at_rename(cmd, 5 + 4 + 4)  # epoch 2's commit: not made
-    if "ptrace" in first.stderr or "Operation not permitted" in first.stderr:
-        pytest.skip("ptrace is not permitted here")
-    assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
-    committed = read_checkpoint(run_dir)
-    assert (committed["epoch"], committed["step"]) == (1, 0)
-    assert os.path.exists(run_dir / "checkpoint" / "ckpt-6.data-00000-of-00001")  # uncommitted
-
-    # The rerun resumes from epoch 1, rewrites its 4 files, commits epoch 2 and is killed
-    # right after: last.keras still holds epoch 1.
-    second = _killed_at_rename(cmd, 4 + 5)
-    assert second.returncode == -signal.SIGKILL, second.stderr[-2000:]
+    # strace's count is per thread, and a run may rename once more or less than another
+    # (threads' timing): where a kill misses its rename, the pair of kills is aimed again
+    # from an empty run directory (as tests/faults.py realigns its kills).
+    landed = False
+    for attempt in range(3):
+        shutil.rmtree(run_dir, ignore_errors=True)
+        first = _killed_at_rename(cmd, 5 + 4 + 4, tmp_path)  # epoch 2's commit: not made
+        if "ptrace" in first.stderr or "Operation not permitted" in first.stderr:
+            pytest.skip("ptrace is not permitted here")
+        assert first.returncode == -signal.SIGKILL, first.stderr[-2000:]
+        committed = read_checkpoint(run_dir)
+        if not os.path.exists(run_dir / "checkpoint" / "ckpt-6.data-00000-of-00001") or \
+                committed is None or (committed["epoch"], committed["step"]) != (1, 0):
+            continue  # the kill missed epoch 2's commit: its files unwritten, or committed
+        # The rerun resumes from epoch 1, rewrites its 4 files, commits epoch 2 and is
+        # killed right after: last.keras still holds epoch 1.
+        second = _killed_at_rename(cmd, 4 + 5, tmp_path)
+        assert second.returncode == -signal.SIGKILL, second.stderr[-2000:]
+        if read_checkpoint(run_dir)["epoch"] == 2:
+            landed = True
+            break
+    assert landed, "in 3 tries, no pair of kills landed on epoch 2's commit and just after it"
     assert "removed checkpoint/ckpt-6.data-00000-of-00001" in second.stdout
     assert read_checkpoint(run_dir)["epoch"] == 2
     assert json.loads((run_dir / "run.json").read_text())["epochs_finished"] == 1
