@@ -82,16 +82,22 @@ def make_folder(root, images, classes=10, size=(375, 500), seed=0):
             os.path.join(folder, f"{i:05d}.jpg"), quality=90)
 
 
+def labelled_files(data_dir):
+    """The folder's files and class indices (class folders in sorted order), as both peers
+    list them: plain ``os.listdir``, nothing of keras_resnet."""
+    paths, labels = [], []
+    for label, c in enumerate(sorted(os.listdir(data_dir))):
+        for f in sorted(os.listdir(os.path.join(data_dir, c))):
+            paths.append(os.path.join(data_dir, c, f))
+            labels.append(label)
+    return paths, labels
+
+
 def peer_dataset(data_dir):
     """The Model-Garden-style pipeline, as its authors write it."""
     import tensorflow as tf
 
-    classes = sorted(os.listdir(data_dir))
-    paths, labels = [], []
-    for label, c in enumerate(classes):
-        for f in sorted(os.listdir(os.path.join(data_dir, c))):
-            paths.append(os.path.join(data_dir, c, f))
-            labels.append(label)
+    paths, labels = labelled_files(data_dir)
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
     ds = ds.shuffle(len(paths), reshuffle_each_iteration=True).repeat()
 
@@ -120,12 +126,7 @@ def limit_dataset(data_dir):
     """The decode limit: read, fused decode-and-crop, resize, flip, nothing else."""
     import tensorflow as tf
 
-    classes = sorted(os.listdir(data_dir))
-    paths, labels = [], []
-    for label, c in enumerate(classes):
-        for f in sorted(os.listdir(os.path.join(data_dir, c))):
-            paths.append(os.path.join(data_dir, c, f))
-            labels.append(label)
+    paths, labels = labelled_files(data_dir)
     ds = tf.data.Dataset.from_tensor_slices((paths, labels))
     ds = ds.shuffle(len(paths), reshuffle_each_iteration=True).repeat()
 
