@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -85,10 +86,24 @@ def trainable_params(model):
 
 
 # The fast tier (pytest -m "not slow") leaves out, besides the tests marked slow in their
-# files, every test that needs the trained-and-exported model or the strace recording, and
-# the arithmetic of the deepest models (1,001 and 1,202 layers to build).
+# files (journeys, and tests that start a Python process that imports TensorFlow), every test
+# that needs the trained-and-exported model or the strace recording, and the arithmetic of
+# the deepest models (1,001 and 1,202 layers to build).
 SLOW_FIXTURES = {"exported", "recording"}
 SLOW_IDS = ("[1202]", "[1001]", "[ResNet1202CIFAR]", "[PreActResNet1001CIFAR]")
+# It also leaves out a parametrised check's instances on models of 101 layers or more
+# (ResNet152, PreActResNet164CIFAR-kwargs3, [110], ...) where the same check has an instance on
+# a shallower model in the fast tier: the same code path, more blocks to build.
+DEEP_ID = re.compile(r"\[[A-Za-z_]*(?:101|110|152|164|200|269)(?:[A-Za-z0-9_]*)(?:-[^\]]*)?\]$")
+
+
+def _deep_instances(items):
+    """The items of :data:`DEEP_ID` whose test function keeps a shallower fast instance."""
+    shallow = {item.nodeid.split("[")[0] for item in items
+               if "[" in item.nodeid and not DEEP_ID.search(item.nodeid)
+               and not item.get_closest_marker("slow")}
+    return [item for item in items
+            if DEEP_ID.search(item.nodeid) and item.nodeid.split("[")[0] in shallow]
 
 
 # The CPU seconds each test took in a recorded run (tests/durations.json, written from a
@@ -110,6 +125,8 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.nodeid.endswith(SLOW_IDS):
             item.add_marker(pytest.mark.slow)
+    for item in _deep_instances(items):
+        item.add_marker(pytest.mark.slow)
     seconds = _recorded_seconds()
     if seconds:
         # Whole files, the longest first; a file's own order is kept, since a test may use

@@ -50,6 +50,7 @@ def _run(args, env, cwd=ROOT):
                           env=env, cwd=cwd)
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 def test_commands_hide_tensorflow_native_logs_unless_verbose():
     """--help answers before TensorFlow loads; a run that loads it (here one refused after
     start-up: an unknown model is found when the run is set up) shows TensorFlow's native
@@ -197,6 +198,7 @@ print(os.environ.get("TF_ENABLE_ONEDNN_OPTS"), _pywrap_util_port.IsMklEnabled())
 """
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="oneDNN is turned on on x86-64 only")
 @pytest.mark.parametrize("role,prog,given,expected", [
     ("command", "keras-resnet-train", None, "1 True"),  # on any x86-64 CPU, AVX-512 or AVX2 only

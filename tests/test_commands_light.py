@@ -92,6 +92,7 @@ print(json.dumps({"env": changed, "argv": before[1] == after[1], "fds": before[2
 """
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 @pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc/self/fd")
 @pytest.mark.parametrize("argv0", ["keras-resnet-train", "train.py", "my_app.py"])
 def test_importing_the_package_changes_nothing_of_the_process(argv0):
@@ -138,6 +139,7 @@ print(type(model).__name__, float(np.abs(got - np.load(sys.argv[3])).max()),
 """
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 @pytest.mark.parametrize("imports", ["import keras", "import tensorflow",
                                      "from keras import saving"])
 def test_models_load_when_keras_is_imported_after_the_package(imports, tmp_path):

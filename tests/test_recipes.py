@@ -78,6 +78,7 @@ def test_config_files_and_overrides_resolve_in_order(tmp_path):
         recipes.parse_set(["mixup_alpa=0.2"], fields)
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 def test_config_errors_are_one_line_exit_2_with_close_matches(tmp_path):
     cases = [
         (["--set", "mixup_alpa=0.2"], "unknown setting 'mixup_alpa'", "did you mean 'mixup_alpha'"),

@@ -77,6 +77,7 @@ def test_unknown_name_of_another_kind_is_refused_without_guesses():
         kr.resolve_model("resnet9")  # neither an ImageNet depth nor 6n+2
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 def test_training_command_takes_every_variant_name(tmp_path):
     """--model resolves through the registry: a variant's name passes the training command's
     check (it was refused before), and a typo gets the suggestion, exit status 2."""

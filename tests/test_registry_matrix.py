@@ -6,8 +6,8 @@ For each name in ``keras_resnet.list_models()``, at the smallest input it accept
 what it computes, and export it to SavedModel, TFLite fp32 and ONNX fp32 with the export's
 own parity check. A model added to the registry is in this matrix at once.
 
-* Fast: one cheap model of each kind of stem, block and shortcut (:data:`FAST`), trained in
-  this process and loaded in one fresh process.
+* The suite's (slow tier): one cheap model of each kind of stem, block and shortcut
+  (:data:`FAST`), trained in this process and loaded in one fresh process.
 * Slow (``-m slow``): the fast models exported. With ``KERAS_RESNET_FULL_MATRIX=1`` also
   every other registered model, each trained, saved and loaded in a child
   process of its own (``sys.executable``, isolated from the working directory), so that its
@@ -105,6 +105,7 @@ def _train_args(name, size, run_dir):
             "--no-tensorboard", "--no-plot", "--quiet", "--run-dir", str(run_dir)]
 
 
+@pytest.mark.slow  # a training run through the training command: the integration matrix
 @pytest.mark.parametrize("name", PARAMS)
 def test_builds_and_trains_one_step_from_the_training_command(name, tmp_path_factory):
     size = max(8, _smallest_input(name))  # the command's --image-size starts at 8
@@ -135,6 +136,7 @@ def test_builds_and_trains_one_step_from_the_training_command(name, tmp_path_fac
     SAVED[name] = run_dir
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 def test_saved_models_load_in_a_fresh_process():
     """The ``.keras`` files of the models trained above, loaded in one fresh process with
     ``safe_mode=True``, compute what the training process computed."""

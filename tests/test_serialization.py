@@ -32,6 +32,7 @@ def _randomise(model, seed=1):
         w.assign(value.astype("float32"))
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 def test_keras_files_load_in_a_fresh_process_with_safe_mode(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.random((2, 32, 32, 3), dtype=np.float32)
@@ -145,6 +146,7 @@ def test_general_constructor_bad_lists():
         kr.ResNet([2, 2], [64, 128], block="wide")
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 def test_same_model_code_runs_under_tf_keras(tmp_path):
     """The models build under tf_keras (TF_USE_LEGACY_KERAS=1) and compute the same function."""
     rng = np.random.default_rng(0)

@@ -7,6 +7,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from keras_resnet import data as kdata
@@ -30,6 +31,7 @@ def _jpeg_folder(root, classes=2, seed=0):
     return root
 
 
+@pytest.mark.slow  # a training run, then an export whose checks start Python processes
 def test_serving_bytes_does_the_evaluation_transform(tmp_path, capsys):
     from keras_resnet.export import export_all
 

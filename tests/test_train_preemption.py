@@ -111,6 +111,7 @@ def _stopped_and_resumed(tmp_path, reference, args, hook, epoch, step, finished,
     _assert_same_state(run_dir, reference)
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 def test_sigterm_mid_epoch_saves_the_step_and_the_rerun_ends_bit_identical(tmp_path,
                                                                           digits_reference):
     _stopped_and_resumed(tmp_path, digits_reference, DIGITS, "2:3", epoch=2, step=3, finished=1)
@@ -150,6 +151,7 @@ def test_sigkill_resumes_from_the_last_checkpoint_steps_save_bit_identical(tmp_p
     _assert_same_state(run_dir, digits_reference)
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 def test_a_second_sigint_exits_at_once_and_keeps_the_last_commit(tmp_path):
     """Two Ctrl-C in a row: the second ends the process (killed by SIGINT, no traceback)
     before the notice's save; the commit of epoch 1 stays the run's resume point."""

@@ -98,6 +98,7 @@ def test_converts_a_keras_applications_file(tmp_path):
     assert float(np.max(np.abs(model.predict(x, verbose=0) - want))) <= 1e-4
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 def test_converts_a_safetensors_file_like_weights_path(tmp_path):
     from safetensors.numpy import save_file
 
@@ -117,6 +118,7 @@ def test_converts_a_safetensors_file_like_weights_path(tmp_path):
                                atol=1e-4)
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 def test_bad_inputs_exit_non_zero_and_write_nothing(tmp_path, capsys):
     from safetensors.numpy import save_file
 

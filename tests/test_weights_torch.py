@@ -72,6 +72,7 @@ def test_pth_logits_match_pytorch(tmp_path, depth):
     assert rel_error(model(x, training=False), want) <= 1e-4
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow
 def test_safetensors_without_torch(tmp_path):
     from safetensors.torch import save_file
 
