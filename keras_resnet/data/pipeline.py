@@ -118,7 +118,8 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     ``deterministic`` (default: True except when training on encoded files) fixes the
     order in which parallel work is delivered; with it, a ``(seed, epoch)`` pair gives the
     same batches in any run, and a resumed run the batches it would have seen. Without it,
-    neighbouring images may trade places between batches (each keeps its augmentation).
+    neighbouring images may trade places between batches, also across an epoch's end
+    (each keeps its augmentation).
 
     Memory: no decoded image is kept beyond the shuffle window and the prefetch buffers;
     files are read again each epoch (the OS page cache holds recently read files).
