@@ -116,6 +116,11 @@ def test_same_seed_and_epoch_give_the_same_batches_and_a_resume_sees_the_rest(tm
     # augmentation (keyed on seed, epoch and record), so an epoch holds the same pixels.
     free = run(epoch=2, deterministic=False)
     assert _rows(np.concatenate([x for x, _ in free])) == _rows(np.concatenate([x for x, _ in a]))
+    # Several epochs stream through one map: an image may land in a batch of the next
+    # epoch, but each is delivered once, with its own epoch's augmentation.
+    free = run(epoch=2, epochs=2, deterministic=False)
+    assert len(free) == 12
+    assert _rows(np.concatenate([x for x, _ in free])) == _rows(np.concatenate([x for x, _ in a + other]))
 
 
 def test_the_trainers_batches_are_make_datasets(tmp_path):

@@ -118,7 +118,8 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     ``deterministic`` (default: True except when training on encoded files) fixes the
     order in which parallel work is delivered; with it, a ``(seed, epoch)`` pair gives the
     same batches in any run, and a resumed run the batches it would have seen. Without it,
-    neighbouring images may trade places between batches (each keeps its augmentation).
+    neighbouring images may trade places between batches, also across an epoch's end
+    (each keeps its augmentation).
 
     Memory: no decoded image is kept beyond the shuffle window and the prefetch buffers;
     files are read again each epoch (the OS page cache holds recently read files).
@@ -167,18 +168,21 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
     plain = tf.autograph.experimental.do_not_convert  # no Python control flow on tensors
     indexed = isinstance(src, IndexedSource)
     keyed_by_index = indexed and int(repeats) == 1
+    # Indexed sources whose every record is read (no skipped files) give each training
+    # epoch exactly steps_per_epoch batches of records, counted before reading.
+    exact = bool(training and steps_per_epoch and indexed and not skip_corrupt)
     example = _example_fn(dataset, src, augment, training,
                           (preprocessing or dataset.preprocessing) if preprocess else None, seed_,
                           shape, image_ops)
 
-    def one_epoch(e):
+    def records(e):
         # Indexed sources pass their indices alone (the key is the index), unless repeated
         # augmentation gives each copy a key of its own.
         ds = epoch_records(src, e, shuffle, seed_, (num, index), deterministic, pairs=not keyed_by_index)
         if repeats > 1:
             ds = _repeat_records(ds, batch_size, int(repeats))
         if training and steps_per_epoch:
-            if indexed and not skip_corrupt:
+            if exact:
                 ds = ds.repeat().take(steps_per_epoch * batch_size)  # exact, before reading
             else:
                 ds = ds.repeat(2)  # room for skipped files, or a short TFRecord shard
@@ -187,26 +191,53 @@ def make_dataset(dataset, split="train", batch_size=128, training=None, augment=
                                   tf.constant(0, tf.int64)))
         if limit is not None:
             ds = ds.take(limit)
-        # One map per record: an index (indexed sources, the key itself) or a (key, item).
-        if keyed_by_index:
-            ds = ds.map(plain(lambda i: example(e, i, i)),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-        else:
-            ds = ds.map(plain(lambda key, item: example(e, key, item)),
-                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-        if skip_corrupt:
-            ds = ds.filter(plain(lambda x, y, ok: ok)).map(plain(lambda x, y, ok: (x, y)))
-        ds = ds.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE,
-                      deterministic=deterministic)
-        if training and steps_per_epoch:
-            ds = ds.take(tf.where(e == first_epoch, tf.cast(steps_per_epoch - skip_batches, tf.int64),
-                                  tf.cast(steps_per_epoch, tf.int64)))
         return ds
 
-    if epochs == 1:
-        ds = one_epoch(tf.constant(first_epoch, tf.int64))
+    # One map per record: an index (indexed sources, the key itself) or a (key, item).
+    if keyed_by_index:
+        def per_record(e, i):
+            return example(e, i, i)
     else:
-        ds = tf.data.Dataset.range(first_epoch, first_epoch + int(epochs)).flat_map(plain(one_epoch))
+        def per_record(e, record):
+            return example(e, *record)
+
+    def batched(ds):
+        # A plain batch, as the decode limit does: the copy into the batch is memory-bound,
+        # and parallel batching only takes cores from the decoding on a small machine.
+        return ds.batch(batch_size, drop_remainder=training)
+
+    if exact and limit is None:
+        # Every epoch holds whole batches of records known before anything is read: the
+        # epochs' records stream through ONE map and ONE batch, so that decoding runs on
+        # across an epoch's end instead of draining and restarting a map per epoch. The
+        # epoch travels with each record (its augmentation keys on it).
+        def tagged(e):
+            return tf.data.Dataset.zip((tf.data.Dataset.from_tensors(e).repeat(), records(e)))
+
+        if epochs == 1:
+            ds = tagged(tf.constant(first_epoch, tf.int64))
+        else:
+            ds = tf.data.Dataset.range(first_epoch, first_epoch + int(epochs)).flat_map(plain(tagged))
+        ds = ds.map(plain(per_record), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=deterministic)
+        ds = batched(ds)
+    else:
+        def one_epoch(e):
+            ds = records(e).map(plain(lambda *r: per_record(e, r[0] if keyed_by_index else r)),
+                                num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+            if skip_corrupt:
+                ds = ds.filter(plain(lambda x, y, ok: ok)).map(plain(lambda x, y, ok: (x, y)))
+            ds = batched(ds)
+            if training and steps_per_epoch:
+                ds = ds.take(tf.where(e == first_epoch,
+                                      tf.cast(steps_per_epoch - skip_batches, tf.int64),
+                                      tf.cast(steps_per_epoch, tf.int64)))
+            return ds
+
+        if epochs == 1:
+            ds = one_epoch(tf.constant(first_epoch, tf.int64))
+        else:
+            ds = tf.data.Dataset.range(first_epoch, first_epoch + int(epochs)).flat_map(plain(one_epoch))
     # Labels: cast once per batch, not per record.
     ds = ds.map(plain(lambda x, y: (x, tf.cast(y, tf.int32))))
     if not training and _fits(src, shape, limit, cache_bytes):
