@@ -61,14 +61,14 @@ EXPORTED = sorted({family(n): n for n in sorted(NAMES, key=lambda n: (n in FAST,
 SAVED = {}  # name -> (.keras path, input .npy, output .npy), for the fresh-process load
 
 # The whole registry (every model in a child process of its own, every family exported) takes
-# 52 CPU minutes, most of it single-threaded (measured: docs/testing.md); one export child
+# 48 CPU minutes, most of it single-threaded (measured: docs/testing.md); one export child
 # peaks at 20 GB (WideResNet50_2). The suite runs the fast models; the rest, selected by the full_matrix mark, runs on request (not
 # in CI: see docs/layout.md):
 #   KERAS_RESNET_FULL_MATRIX=1 pytest -v -m full_matrix tests/test_registry_matrix.py
 FULL = os.environ.get("KERAS_RESNET_FULL_MATRIX") == "1"
 FULL_MATRIX = [pytest.mark.full_matrix, pytest.mark.skipif(
     not FULL, reason="the full registry matrix: KERAS_RESNET_FULL_MATRIX=1 pytest -m "
-                     "full_matrix tests/test_registry_matrix.py (52 CPU minutes)")]
+                     "full_matrix tests/test_registry_matrix.py (48 CPU minutes)")]
 
 
 def test_fast_models_are_registered():
