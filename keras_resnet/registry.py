@@ -73,12 +73,19 @@ def _family(key):
     return None
 
 
+# Family names at table depths that are not listed, because they cannot train: plain1202's
+# float32 gradient overflows in its first step (measured: about 1.18x per layer backwards,
+# 1.18^1,200 ~ 1e86 > 3.4e38; docs/layout.md). It still builds by name, for experiments.
+UNLISTED = frozenset({"plain1202"})
+
+
 def family_names():
     """The family names at the table depths (``resnet18`` ... ``resnet200``, ``resnet20`` ...
-    ``resnet1202``, the same for ``plain`` and ``preactresnet``). Any other 6n+2 depth
-    (``resnet8``, ``plain14``, ...) is accepted too."""
+    ``resnet1202``, the same for ``plain`` and ``preactresnet``), but for :data:`UNLISTED`
+    (``plain1202``, which cannot train in float32). Any other 6n+2 depth (``resnet8``,
+    ``plain14``, ``plain1202``, ...) is accepted too."""
     depths = sorted(set(IMAGENET_DEPTHS) | set(CIFAR_DEPTHS))
-    return [f"{prefix}{d}" for prefix in FAMILIES for d in depths]
+    return [f"{prefix}{d}" for prefix in FAMILIES for d in depths if f"{prefix}{d}" not in UNLISTED]
 
 
 def _aliases():

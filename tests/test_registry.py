@@ -70,6 +70,18 @@ def test_unknown_name_offers_close_matches(typo, suggestion):
     assert suggestion in message.split("did you mean", 1)[1].split("?")[0]
 
 
+def test_plain1202_is_not_listed_but_still_builds_by_name():
+    """plain1202 cannot train in float32 (its first step's gradient overflows, measured in
+    docs/layout.md), so the list, and the registry matrix made from it, leave it out; the
+    name still resolves (6n+2 depths build), as do the residual 1,202-layer networks."""
+    names = kr.list_models()
+    assert "plain1202" not in names and "plain110" in names
+    assert {"ResNet1202CIFAR", "preactresnet1202"} <= set(names)
+    assert kr.list_models("plain*") == [n for n in names if n.startswith("plain")]
+    build = kr.resolve_model("plain1202")
+    assert build.args[0] == 1202 and build.keywords["plain"] is True
+
+
 def test_unknown_name_of_another_kind_is_refused_without_guesses():
     with pytest.raises(ValueError, match="is not supported; accepted"):
         kr.resolve_model(50)

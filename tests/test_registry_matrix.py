@@ -207,26 +207,12 @@ def _flags(settings):
             for arg in (f"--{field.replace('_', '-')}", str(value))]
 
 
-# Measured (AdamW at lr 1e-3, the registry's recommendation, which wins over the --lr 1e-4
-# before it): plain1202's float32 gradient overflows in its first step. Backwards from the
-# output it grows about 1.18 times per layer (the gradient explosion of batch-normalized
-# networks without shortcuts, Yang et al. 2019): AdamW's first moment after step 1 is 0.013
-# at the last conv, 2e5 100 layers earlier and 3e19 300 layers earlier, and inf (then NaN)
-# below; after step 1 the first 648 of the 1,202 kernels are NaN, after step 3 1,108. The
-# training loss stays finite (the NaN activations do not reach the logits in training mode);
-# the test loss is NaN, and the training command stops on it, as it should. 1.18^1,200 is
-# about 1e86, past float32's 3e38: no learning rate, BatchNormalization momentum or
-# recalibration changes the first step's gradient. Strict: when it trains, this mark must go.
-GRADIENT_OVERFLOW = {"plain1202"}
+# plain1202 is not in the matrix: list_models() leaves it out, because its float32 gradient
+# overflows in the first step (measured; keras_resnet.registry.UNLISTED, docs/layout.md).
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=FULL_MATRIX + ([pytest.mark.xfail(
-        strict=True, reason="1,202 layers without shortcuts: the float32 gradient overflows in "
-                            "the first step (NaN weights, NaN test loss), with the registry's "
-                            "AdamW too")] if n in GRADIENT_OVERFLOW else []))
-    for n in SLOW])
+@pytest.mark.parametrize("name", [pytest.param(n, marks=FULL_MATRIX) for n in SLOW])
 def test_every_model_trains_saves_and_loads_in_a_process_of_its_own(name, tmp_path):
     # Eight steps: the BatchNormalization moving statistics are then 1 - 0.9^8 = 57% of the way
     # to the data's; after one step (10%) the inference-mode outputs of ResNet200 overflow, and
@@ -319,7 +305,8 @@ def test_the_registry_recommends_adamw_for_plain_networks_of_100_layers_or_more(
         model = kr.resolve_model(name)(input_shape=(32, 32, 3), classes=3)
         assert sum(isinstance(lay, (keras.layers.Conv2D, keras.layers.Dense))
                    for lay in model.layers) == layers
-    assert deep >= {"plain101", "plain1202"} and "plain56" not in deep and "ResNet101" not in deep
+    assert deep >= {"plain101", "plain200"} and "plain56" not in deep and "ResNet101" not in deep
+    assert kr.registry.recommended_settings("plain1202") == {"optimizer": "adamw", "lr": 1e-3}
     assert kr.registry.recommended_settings("Plain-152") == {"optimizer": "adamw", "lr": 1e-3}
     with pytest.raises(kr.registry.UnknownModelError, match="plain7"):
         kr.registry.recommended_settings("plain7")
